@@ -1,0 +1,52 @@
+# Common commands. `make run` and `make test` set up .venv on first use (idempotent).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-gpu run test test-slow bench lint format lock clean
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (set PYTHON=...)"'
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the dependency pins change.
+$(STAMP): pyproject.toml requirements.lock | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip==26.3
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+# CUDA builds on a GPU machine (see README, "GPU installs").
+setup-gpu: setup
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,gpu]'
+
+run: setup
+	$(PY) -m benchmark $(ARGS)
+
+test: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m pytest -m benchmark --benchmark-enable --benchmark-only $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+lock: setup
+	head -n 2 requirements.lock > requirements.lock.new
+	$(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//' >> requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,276 @@
+"""The injection driver: choose victims, run injectors, label exactly what changed.
+
+Injectors edit one session at a time in a *gap representation*: every event carries the seconds
+since its predecessor (the first event carries 0) and timestamps are rebuilt as
+``t0 + cumsum(gap)`` afterwards. Inserting or moving events therefore never alters the gap of an
+untouched event: what a detector sees of an unlabelled event (its content and the time since the
+event before it) is exactly what the source had.
+
+Labels are then derived, not declared: an output event is anomalous when it is new
+(``origin == -1``) or differs from its source event in any column or in its gap. A sequence is
+labelled when it was selected for injection; at severity 0 a modifying anomaly may change
+nothing, which is the point of severity 0 ("looks normal").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from benchmark.anomalies.profile import NormalProfile
+from datasets.schema import EventTable, session_offsets
+
+POSITIONS: tuple[str, ...] = ("random", "start", "middle", "end")
+
+
+class InjectionError(ValueError):
+    """An injection request the data cannot satisfy (a user-fixable configuration problem)."""
+
+
+@dataclass
+class Session:
+    """One session being edited. ``cols`` holds every EventTable column except timestamp."""
+
+    cols: dict[str, np.ndarray]
+    gap: np.ndarray  # (n,) seconds since the previous event; gap[0] == 0
+    t0: float
+    origin: np.ndarray  # (n,) index of the source event this one came from, -1 if new
+
+    def __len__(self) -> int:
+        return len(self.gap)
+
+    def insert(self, at: int, cols: dict[str, np.ndarray], gap: np.ndarray) -> Session:
+        """New events before index ``at`` (1 <= at <= n), with their own gaps."""
+        n_new = len(gap)
+        merged = {
+            name: np.concatenate([col[:at], np.asarray(cols[name], dtype=col.dtype), col[at:]])
+            for name, col in self.cols.items()
+        }
+        return Session(
+            cols=merged,
+            gap=np.concatenate([self.gap[:at], gap, self.gap[at:]]),
+            t0=self.t0,
+            origin=np.concatenate([self.origin[:at], np.full(n_new, -1), self.origin[at:]]),
+        )
+
+    def take(self, index: np.ndarray) -> Session:
+        """Reorder or drop events; gaps travel with their events."""
+        gap = self.gap[index].copy()
+        gap[:1] = 0.0
+        return Session(
+            {k: v[index] for k, v in self.cols.items()}, gap, self.t0, self.origin[index]
+        )
+
+    def copy(self) -> Session:
+        return Session(
+            {k: v.copy() for k, v in self.cols.items()},
+            self.gap.copy(),
+            self.t0,
+            self.origin.copy(),
+        )
+
+    def new_cols(self, n: int, like: int) -> dict[str, np.ndarray]:
+        """``n`` events copying row ``like`` (ids, device), to be filled in by an injector."""
+        return {name: np.repeat(col[like : like + 1], n) for name, col in self.cols.items()}
+
+
+@dataclass
+class Context:
+    """What an injector may use besides the session itself."""
+
+    rng: np.random.Generator
+    severity: float
+    position: str
+    max_length: int
+    profile: NormalProfile
+    params: object  # the injector's own parameter dataclass
+    donor: Callable[[bool], Session]  # an untouched session of another user (same split);
+    # with True, one sharing the victim's main category
+    record: dict = field(default_factory=dict)  # what the injector chose, for the metadata
+
+    def lerp(self, low: float, high: float) -> float:
+        return low + (high - low) * self.severity
+
+    def loglerp(self, low: np.ndarray | float, high: np.ndarray | float) -> np.ndarray:
+        """Geometric interpolation: severity 0 gives ``low``, 1 gives ``high``."""
+        return np.exp(np.log(low) + (np.log(high) - np.log(low)) * self.severity)
+
+    def insertion_point(self, n: int, n_new: int) -> int:
+        """Where to insert ``n_new`` events into ``n`` so the block fits within max_length."""
+        latest = max(1, min(n, self.max_length - n_new))
+        choice = {
+            "start": 1,
+            "middle": max(1, n // 2),
+            "end": n,
+            "random": int(self.rng.integers(1, n + 1)),
+        }[self.position]
+        return min(choice, latest)
+
+    def room(self, wanted: int) -> int:
+        """How many events an insertion may add (the block must fit in max_length)."""
+        return int(max(1, min(wanted, self.max_length - 1)))
+
+
+Injector = Callable[[Session, Context], Session]
+
+
+@dataclass(frozen=True)
+class InjectorSpec:
+    name: str
+    fn: Injector
+    min_length: int  # shortest session it can work on
+    eligible: (
+        Callable[[EventTable, np.ndarray], np.ndarray] | None
+    )  # (events, offsets) -> per session
+    story: str
+
+
+INJECTORS: dict[str, InjectorSpec] = {}
+
+
+def injector(
+    name: str,
+    *,
+    min_length: int = 1,
+    eligible: Callable[[EventTable, np.ndarray], np.ndarray] | None = None,
+):
+    """Register an injector under ``name``; its docstring is its generative story."""
+
+    def register(fn: Injector) -> Injector:
+        INJECTORS[name] = InjectorSpec(name, fn, min_length, eligible, (fn.__doc__ or "").strip())
+        return fn
+
+    return register
+
+
+def any_per_session(flag: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per session: does any of its events have ``flag``? (Sessions are never empty.)"""
+    if len(offsets) < 2:
+        return np.zeros(0, dtype=bool)
+    return np.logical_or.reduceat(flag, offsets[:-1])
+
+
+def session_view(events: EventTable, start: int, end: int) -> Session:
+    cols = {k: v[start:end] for k, v in events.columns().items() if k != "timestamp"}
+    ts = events.timestamp[start:end]
+    gap = np.diff(ts, prepend=ts[0])
+    return Session(cols, gap, float(ts[0]), np.arange(end - start))
+
+
+@dataclass(frozen=True)
+class LabelledEvents:
+    """Events after injection, with exact event labels and per-sequence metadata.
+
+    Sequence arrays are aligned with the sessions of ``events`` in order (``session_offsets``).
+    """
+
+    events: EventTable
+    event_label: np.ndarray  # (n_events,) bool: new or changed
+    origin: np.ndarray  # (n_events,) int64: row of the source table it came from, -1 if new
+    label: np.ndarray  # (n_sessions,) bool: selected for injection
+    anomaly_type: np.ndarray  # (n_sessions,) int8 index into the type list, -1 for normal
+    severity: np.ndarray  # (n_sessions,) float32, NaN for normal
+    details: tuple[dict, ...]  # per injected session: type, severity, chosen parameters
+    type_names: tuple[str, ...]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return session_offsets(self.events.session_id)
+
+
+def unlabelled(events: EventTable, type_names: tuple[str, ...]) -> LabelledEvents:
+    n_sess = len(session_offsets(events.session_id)) - 1
+    return LabelledEvents(
+        events=events,
+        event_label=np.zeros(len(events), dtype=bool),
+        origin=np.arange(len(events), dtype=np.int64),
+        label=np.zeros(n_sess, dtype=bool),
+        anomaly_type=np.full(n_sess, -1, dtype=np.int8),
+        severity=np.full(n_sess, np.nan, dtype=np.float32),
+        details=(),
+        type_names=type_names,
+    )
+
+
+def changed_events(source: Session, edited: Session) -> np.ndarray:
+    """Exact event labels: new events, and events differing from their source in any way."""
+    label = edited.origin < 0
+    kept = np.flatnonzero(~label)
+    src = edited.origin[kept]
+    differs = edited.gap[kept] != source.gap[src]
+    for name, col in edited.cols.items():
+        a, b = col[kept], source.cols[name][src]
+        same = (a == b) | (_isnan(a) & _isnan(b))
+        differs |= ~same
+    label[kept] = differs | _moved(src)
+    return label
+
+
+def _moved(origin: np.ndarray) -> np.ndarray:
+    """Events out of their source order: all but a longest increasing run of ``origin``."""
+    if len(origin) < 2 or np.all(origin[1:] > origin[:-1]):
+        return np.zeros(len(origin), dtype=bool)
+    tails: list[int] = []  # tails[k]: index of the smallest tail of an increasing run of k + 1
+    parent = np.full(len(origin), -1)
+    for i, value in enumerate(origin):
+        k = int(np.searchsorted(origin[tails], value)) if tails else 0
+        parent[i] = tails[k - 1] if k > 0 else -1
+        if k == len(tails):
+            tails.append(i)
+        else:
+            tails[k] = i
+    moved = np.ones(len(origin), dtype=bool)
+    i = tails[-1] if tails else -1
+    while i >= 0:
+        moved[i] = False
+        i = parent[i]
+    return moved
+
+
+def _isnan(x: np.ndarray) -> np.ndarray:
+    return np.isnan(x) if np.issubdtype(x.dtype, np.floating) else np.zeros(len(x), dtype=bool)
+
+
+def fit_to_length(s: Session, max_length: int) -> Session:
+    """Drop trailing events beyond ``max_length`` (never changes the gap of a kept event)."""
+    return s if len(s) <= max_length else s.take(np.arange(max_length))
+
+
+def assemble(
+    events: EventTable, offsets: np.ndarray, edited: dict[int, tuple[Session, np.ndarray]]
+) -> tuple[EventTable, np.ndarray, np.ndarray]:
+    """Rebuild a table with edited sessions swapped in: events, event labels, source rows."""
+    names = [k for k in events.columns() if k != "timestamp"]
+    pieces: dict[str, list[np.ndarray]] = {k: [] for k in [*names, "timestamp", "label", "origin"]}
+    cursor = 0
+    for index in sorted(edited):
+        start, end = int(offsets[index]), int(offsets[index + 1])
+        _append_rows(pieces, events, cursor, start)
+        s, label = edited[index]
+        for k in names:
+            pieces[k].append(s.cols[k])
+        pieces["timestamp"].append(s.t0 + np.cumsum(s.gap))
+        pieces["label"].append(label)
+        pieces["origin"].append(np.where(s.origin >= 0, s.origin + start, -1))
+        cursor = end
+    _append_rows(pieces, events, cursor, len(events))
+    merged = {k: np.concatenate(v) for k, v in pieces.items()}
+    label, origin = merged.pop("label"), merged.pop("origin")
+    return EventTable(**merged), label, origin.astype(np.int64)
+
+
+def _append_rows(
+    pieces: dict[str, list[np.ndarray]], events: EventTable, start: int, end: int
+) -> None:
+    if end <= start:
+        return
+    for k, col in events.columns().items():
+        pieces[k].append(col[start:end])
+    pieces["label"].append(np.zeros(end - start, dtype=bool))
+    pieces["origin"].append(np.arange(start, end))
+
+
+def with_session(s: Session, **cols: np.ndarray) -> Session:
+    return replace(s, cols={**s.cols, **cols})

@@ -1,0 +1,135 @@
+"""What "normal" looks like in a split, measured from its events.
+
+Injectors draw severity-0 material from these statistics, so that an anomaly at severity 0 looks
+like the data it is injected into, whatever dataset that is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from datasets.schema import EventTable, EventType, session_offsets
+
+
+@dataclass(frozen=True)
+class NormalProfile:
+    """Empirical statistics of one event table (sorted by session, then time)."""
+
+    log_gaps_by_type: tuple[np.ndarray, ...]  # per event type: log seconds since the previous event
+    log_gaps: np.ndarray  # all types pooled
+    items: np.ndarray  # distinct item ids, sorted
+    item_category: np.ndarray  # category of each item in ``items``
+    item_price: np.ndarray  # median observed price of each item (NaN if never priced)
+    item_count: np.ndarray  # events per item (popularity)
+    categories: np.ndarray  # distinct category ids, sorted
+    purchase_share: float  # fraction of events that are purchases
+    devices: np.ndarray  # distinct device codes (empty when the table has no device column)
+    by_category: np.ndarray  # item indices ordered by (category, item)
+    category_start: np.ndarray  # offsets of each category of ``categories`` in ``by_category``
+    popularity_cdf: np.ndarray  # within-category cumulative popularity, plus the category's rank
+    global_cdf: np.ndarray  # cumulative popularity over ``by_category`` (ends at 1)
+
+    @staticmethod
+    def from_events(events: EventTable) -> NormalProfile:
+        offsets = session_offsets(events.session_id)
+        gaps = np.diff(events.timestamp, prepend=np.nan)
+        gaps[offsets[:-1]] = np.nan  # the first event of a session has no gap
+        log_gaps = np.log(np.maximum(gaps, 1e-3))
+        ok = np.isfinite(log_gaps)
+        by_type = tuple(log_gaps[ok & (events.event_type == t)] for t in EventType)
+        has_item = events.item_id >= 0
+        items, inverse, counts = np.unique(
+            events.item_id[has_item], return_inverse=True, return_counts=True
+        )
+        category = np.empty(len(items), dtype=np.int64)
+        category[inverse] = events.category_id[has_item]
+        devices = (
+            np.unique(events.device[events.device >= 0])
+            if events.device is not None
+            else np.empty(0, dtype=np.int8)
+        )
+        categories = np.unique(category)
+        by_category = np.lexsort((items, category))
+        cat_rank = np.searchsorted(categories, category[by_category])
+        category_start = np.searchsorted(cat_rank, np.arange(len(categories) + 1))
+        cum = np.cumsum(counts[by_category].astype(np.float64))
+        before = np.concatenate(([0.0], cum))[category_start[:-1]]
+        total = cum[category_start[1:] - 1] - before
+        cdf = (cum - before[cat_rank]) / total[cat_rank] + cat_rank
+        return NormalProfile(
+            log_gaps_by_type=by_type,
+            log_gaps=log_gaps[ok] if ok.any() else np.log(np.array([30.0])),
+            items=items,
+            item_category=category,
+            item_price=_median_by_group(events.price[has_item], inverse, len(items)),
+            item_count=counts,
+            categories=categories,
+            purchase_share=float(np.mean(events.event_type == EventType.PURCHASE)),
+            devices=devices,
+            by_category=by_category,
+            category_start=category_start,
+            popularity_cdf=cdf,
+            global_cdf=cum / cum[-1] if len(cum) else cum,
+        )
+
+    def sample_gaps(self, event_types: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Seconds before each event, drawn from the gaps seen before events of its type."""
+        out = np.empty(len(event_types))
+        for t in np.unique(event_types):
+            pool = self.log_gaps_by_type[t]
+            pool = pool if len(pool) else self.log_gaps
+            rows = event_types == t
+            out[rows] = np.exp(rng.choice(pool, size=int(rows.sum())))
+        return out
+
+    def sample_items(
+        self, n: int, rng: np.random.Generator, category: int | None = None, popular: bool = True
+    ) -> np.ndarray:
+        """Items drawn by popularity (or uniformly), from one category or from all."""
+        if category is None:
+            return self._sample_any(n, rng, popular)
+        rank = int(np.searchsorted(self.categories, category))
+        if rank >= len(self.categories) or self.categories[rank] != category:
+            return self._sample_any(n, rng, popular)
+        lo, hi = self.category_start[rank], self.category_start[rank + 1]
+        if popular:
+            pos = np.searchsorted(self.popularity_cdf[lo:hi], rank + rng.random(n)) + lo
+        else:
+            pos = rng.integers(lo, hi, n)
+        return self.items[self.by_category[np.minimum(pos, hi - 1)]]
+
+    def _sample_any(self, n: int, rng: np.random.Generator, popular: bool) -> np.ndarray:
+        if not popular:
+            return self.items[rng.integers(0, len(self.items), n)]
+        pos = np.searchsorted(self.global_cdf, rng.random(n), side="right")
+        return self.items[self.by_category[np.minimum(pos, len(self.items) - 1)]]
+
+    def category_of(self, items: np.ndarray) -> np.ndarray:
+        return self.item_category[np.searchsorted(self.items, items)]
+
+    def price_of(self, items: np.ndarray) -> np.ndarray:
+        return self.item_price[np.searchsorted(self.items, items)]
+
+
+def _median_by_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Median of the finite ``values`` per group (NaN for groups without one)."""
+    ok = np.isfinite(values)
+    values, group = values[ok], group[ok]
+    order = np.lexsort((values, group))
+    values, group = values[order], group[order]
+    starts = np.searchsorted(group, np.arange(n_groups), side="left")
+    ends = np.searchsorted(group, np.arange(n_groups), side="right")
+    mid_lo = (
+        values[np.clip((starts + ends - 1) // 2, 0, max(len(values) - 1, 0))]
+        if len(values)
+        else np.full(n_groups, np.nan)
+    )
+    mid_hi = (
+        values[np.clip((starts + ends) // 2, 0, max(len(values) - 1, 0))]
+        if len(values)
+        else np.full(n_groups, np.nan)
+    )
+    median = (np.asarray(mid_lo, dtype=np.float64) + mid_hi) / 2
+    return np.where(ends > starts, median, np.nan)

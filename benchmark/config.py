@@ -1,0 +1,242 @@
+"""Structured-config schemas, registered with Hydra's ConfigStore.
+
+Every YAML file under ``conf/`` merges into one of these dataclasses, so a misspelt key or a value
+of the wrong type fails when the config is composed, naming the key. Range checks that types
+cannot express live in :func:`check_config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from benchmark.anomalies import AnomalyConfig, check_anomaly_config
+from benchmark.errors import ConfigError
+from datasets.synthetic import SyntheticConfig
+
+
+class ModelName(Enum):
+    lstm = "lstm"
+    gru = "gru"
+    transformer = "transformer"
+    multimodal = "multimodal"
+
+
+class FrameworkName(Enum):
+    torch = "torch"
+    jax = "jax"
+
+
+class ObjectiveName(Enum):
+    classify = "classify"
+    next_event = "next_event"
+    masked = "masked"
+    forecast = "forecast"
+
+
+@dataclass
+class SequenceConfig:
+    """How events become sequences."""
+
+    session_by: str = "session"
+    """'session': the dataset's session id; 'gap': split a user's events at inactivity gaps."""
+    gap_minutes: float = 30.0
+    """Inactivity gap that starts a new session when session_by='gap'."""
+    min_length: int = 2
+    """Sessions with fewer events are dropped."""
+    max_length: int = 50
+    """Longer sessions are truncated (see truncate)."""
+    truncate: str = "last"
+    """Which events a truncated session keeps: 'last' (most recent) or 'first'."""
+    vocab_min_count: int = 1
+    """Items and categories seen fewer times in training map to the unknown bucket."""
+    max_items: int | None = None
+    """Cap on the item vocabulary (most frequent kept); null for no cap."""
+
+
+@dataclass
+class SplitConfig:
+    """Entity split: no user (or session) lands in two splits."""
+
+    by: str = "user"
+    """'user' or 'session'."""
+    method: str = "random"
+    """'random' or 'chronological' (by each entity's first event)."""
+    train: float = 0.7
+    val: float = 0.15
+    test: float = 0.15
+
+
+@dataclass
+class DatasetConfig:
+    """Fields every dataset shares; each dataset's schema extends it."""
+
+    name: str = MISSING
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass
+class SyntheticDatasetConfig(DatasetConfig):
+    name: str = "synthetic"
+    generator: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Detector architecture and size (used by both framework implementations)."""
+
+    name: ModelName = MISSING
+    embed_dim: int = 64
+    """Width of each event-field embedding after fusion."""
+    hidden_dim: int = 128
+    """Recurrent state size, or model width for attention models."""
+    num_layers: int = 2
+    num_heads: int = 4
+    """Attention heads (transformer, multimodal)."""
+    ff_dim: int = 256
+    """Feed-forward width in attention blocks."""
+    dropout: float = 0.1
+
+
+@dataclass
+class FrameworkConfig:
+    name: FrameworkName = MISSING
+    device: str = "auto"
+    """'auto' (GPU when present), 'cpu' or 'cuda'."""
+    precision: str = "fp32"
+    """'fp32' or 'bf16' (bf16 only takes effect on GPU)."""
+    compile: bool = False
+    """torch.compile / jit options where the framework supports them."""
+
+
+@dataclass
+class ObjectiveConfig:
+    name: ObjectiveName = MISSING
+    mask_prob: float = 0.15
+    """Share of events masked (masked objective)."""
+    top_k: int = 10
+    """k of the top-k miss rate (next_event objective)."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    schedule: str = "cosine"
+    """'cosine' (with warm-up) or 'constant'."""
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    patience: int = 3
+    """Epochs without validation improvement before early stopping."""
+
+
+@dataclass
+class TimingConfig:
+    enabled: bool = True
+    warmup_steps: int = 10
+    min_window_s: float = 1.0
+    windows: int = 5
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32, 256, 1024])
+    latency_requests: int = 1000
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "wandb_offline"
+    """'wandb_offline', 'wandb' or 'none'."""
+    project: str = "clickstream-anomaly-bench"
+    entity: str | None = None
+    """W&B entity; from WANDB_ENTITY when null. Never commit a personal one."""
+
+
+@dataclass
+class Config:
+    dataset: Any = MISSING
+    anomaly: AnomalyConfig = MISSING
+    model: ModelConfig = MISSING
+    framework: FrameworkConfig = MISSING
+    objective: ObjectiveConfig = MISSING
+    train: TrainConfig = MISSING
+    timing: TimingConfig = MISSING
+    logger: LoggerConfig = MISSING
+    experiment_name: str = "default"
+    """Results go to <results_dir>/<experiment_name>/<run_id>/."""
+    seed: int = 0
+    """Seeds model initialisation and training; also the data when data_seed is null."""
+    data_seed: int | None = None
+    """Seeds generation, splits and injection; null means use seed."""
+    results_dir: str = "results"
+    save_arrays: bool = False
+    """Also write the encoded splits (npz) into the run directory."""
+
+
+# Keys that do not change what a run computes: left out of the run id.
+NOISE_KEYS: tuple[str, ...] = ("logger", "results_dir", "experiment_name", "hydra")
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "sequence.session_by": ("session", "gap"),
+    "sequence.truncate": ("last", "first"),
+    "split.by": ("user", "session"),
+    "split.method": ("random", "chronological"),
+}
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="dataset", name="synthetic_schema", node=SyntheticDatasetConfig)
+
+
+def check_config(cfg: Config) -> None:
+    """Range and choice checks that the schema types cannot express."""
+    ds = cfg.dataset
+    seq, split = ds.sequence, ds.split
+    _choice("dataset.sequence.session_by", seq.session_by, CHOICES["sequence.session_by"])
+    _choice("dataset.sequence.truncate", seq.truncate, CHOICES["sequence.truncate"])
+    _choice("dataset.split.by", split.by, CHOICES["split.by"])
+    _choice("dataset.split.method", split.method, CHOICES["split.method"])
+    _choice("framework.device", cfg.framework.device, ("auto", "cpu", "cuda"))
+    _choice("framework.precision", cfg.framework.precision, ("fp32", "bf16"))
+    _choice("train.schedule", cfg.train.schedule, ("cosine", "constant"))
+    _choice("logger.name", cfg.logger.name, ("wandb_offline", "wandb", "none"))
+    if not 1 <= seq.min_length <= seq.max_length:
+        raise ConfigError(
+            f"dataset.sequence.min_length={seq.min_length} must be between 1 and "
+            f"dataset.sequence.max_length={seq.max_length}"
+        )
+    if seq.gap_minutes <= 0:
+        raise ConfigError(f"dataset.sequence.gap_minutes={seq.gap_minutes} must be > 0")
+    fractions = (split.train, split.val, split.test)
+    if min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"dataset.split fractions {list(fractions)} must be > 0 and sum to 1")
+    for key, value in (
+        ("train.epochs", cfg.train.epochs),
+        ("train.batch_size", cfg.train.batch_size),
+        ("model.embed_dim", cfg.model.embed_dim),
+        ("model.hidden_dim", cfg.model.hidden_dim),
+        ("model.num_layers", cfg.model.num_layers),
+    ):
+        if value < 1:
+            raise ConfigError(f"{key}={value} must be >= 1")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout={cfg.model.dropout} is outside [0, 1)")
+    if not 0.0 < cfg.objective.mask_prob < 1.0:
+        raise ConfigError(f"objective.mask_prob={cfg.objective.mask_prob} is outside (0, 1)")
+    if cfg.train.lr <= 0:
+        raise ConfigError(f"train.lr={cfg.train.lr} must be > 0")
+    try:
+        check_anomaly_config(cfg.anomaly)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; use one of {list(allowed)}")

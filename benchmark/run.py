@@ -1,0 +1,158 @@
+"""``run(cfg)``: one experiment from config to a run record on disk.
+
+Stages: data (load -> sessions -> splits -> injection -> encoding). Detector training, scoring,
+metrics and timing plug in after the data stage as their issues land. Whatever happens, the run
+directory ends up with ``config.yaml`` and a ``record.json`` whose ``status`` is ``ok`` or
+``failed`` (with the phase and the error): a result is never silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.config import NOISE_KEYS, Config, check_config
+from benchmark.data import PreparedData, prepare_data
+from benchmark.identity import run_id as make_run_id
+
+RECORD_FILE = "record.json"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    run_dir: Path
+    status: str
+    record: dict
+
+
+def as_config(cfg: DictConfig | Config) -> Config:
+    """The typed config object from a Hydra DictConfig (or pass a Config through)."""
+    if isinstance(cfg, Config):
+        return cfg
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def plain_dict(cfg: DictConfig | Config) -> dict[str, Any]:
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def run(cfg: DictConfig | Config) -> RunResult:
+    config = as_config(cfg)
+    check_config(config)
+    resolved = plain_dict(cfg)
+    rid = make_run_id(resolved, NOISE_KEYS)
+    run_dir = Path(config.results_dir) / config.experiment_name / rid
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    record = base_record(config, rid, run_dir)
+    phase = "data"
+    try:
+        data_seed = config.seed if config.data_seed is None else config.data_seed
+        prepared = prepare_data(config.dataset, config.anomaly, data_seed)
+        record["data"] = prepared.summary
+        if config.save_arrays:
+            save_arrays(prepared, run_dir)
+        record["stages_completed"] = ["data"]
+        record["status"] = "ok"
+    except BaseException as err:
+        record.update(status="failed", failed_phase=phase, error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        record["finished_at"] = now()
+        record["wall_seconds"] = time.perf_counter() - record.pop("_t0")
+        write_atomic(run_dir / RECORD_FILE, json.dumps(record, indent=2, default=_json_default))
+    return RunResult(rid, run_dir, record["status"], record)
+
+
+def base_record(config: Config, rid: str, run_dir: Path) -> dict:
+    return {
+        "run_id": rid,
+        "experiment": config.experiment_name,
+        "run_dir": str(run_dir),
+        "status": "running",
+        "model": config.model.name.value,
+        "framework": config.framework.name.value,
+        "objective": config.objective.name.value,
+        "dataset": config.dataset.name,
+        "anomaly": config.anomaly.name,
+        "seed": config.seed,
+        "data_seed": config.seed if config.data_seed is None else config.data_seed,
+        "started_at": now(),
+        "provenance": provenance(),
+        "_t0": time.perf_counter(),
+    }
+
+
+def provenance() -> dict:
+    return {
+        "git_sha": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "argv": sys.argv[1:],
+    }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def save_arrays(prepared: PreparedData, run_dir: Path) -> None:
+    for split, arrays in prepared.arrays.items():
+        path = run_dir / f"{split}.npz"
+        with tempfile.NamedTemporaryFile(dir=run_dir, suffix=".npz", delete=False) as tmp:
+            np.savez_compressed(tmp, **asdict(arrays))
+        os.replace(tmp.name, path)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file, fsync, rename: a reader never sees half a file."""
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
+    ) as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.chmod(tmp.name, 0o644)  # temporary files are created private; results are shared
+    os.replace(tmp.name, path)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

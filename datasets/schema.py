@@ -1,0 +1,268 @@
+"""The common event schema every dataset is converted into.
+
+An :class:`EventTable` is a set of equal-length NumPy columns, one row per event. It is the only
+data format the harness speaks: loaders produce it, the anomaly injectors read and write it, and
+sequence building turns it into padded arrays. Nothing here imports torch or jax.
+
+Columns (dtype, meaning):
+
+========== ======= ===============================================================================
+session_id int64   the sequence an event belongs to (a session, or a user when sessionising by gap)
+user_id    int64   the user; equals ``session_id`` when a dataset has no user ids
+timestamp  float64 seconds (epoch or since the dataset's own origin; only differences matter)
+event_type int8    an index into :data:`EVENT_TYPES`
+item_id    int64   the item, ``MISSING_ID`` (-1) when the event has none (a search)
+category_id int64  the item's category, ``MISSING_ID`` when unknown
+price      float32 the price shown or paid, NaN when unknown
+device     int8    optional: device/channel index, ``MISSING_ID`` when unknown
+dwell      float32 optional: seconds spent on the event, NaN when unknown
+========== ======= ===============================================================================
+
+Side tables are optional: :class:`UserProfiles` (one row per user) and :class:`ItemAttributes`
+(one row per item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from enum import IntEnum
+
+import numpy as np
+
+MISSING_ID = -1
+
+
+class EventType(IntEnum):
+    """The fixed event vocabulary. Values are stored in ``EventTable.event_type``."""
+
+    VIEW = 0
+    SEARCH = 1
+    CLICK = 2
+    ADD_TO_CART = 3
+    REMOVE_FROM_CART = 4
+    FAVOURITE = 5
+    PURCHASE = 6
+    REVIEW = 7
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(t.name.lower() for t in EventType)
+
+# Spellings used by the public datasets, mapped onto the vocabulary. A raw type not found here
+# (after lower-casing) is handled by the ``on_unknown`` rule of :func:`map_event_types`.
+EVENT_TYPE_ALIASES: dict[str, str] = {
+    **{name: name for name in EVENT_TYPES},
+    "pv": "view",
+    "page_view": "view",
+    "detail": "view",
+    "clicks": "click",
+    "cart": "add_to_cart",
+    "carts": "add_to_cart",
+    "addtocart": "add_to_cart",
+    "add": "add_to_cart",
+    "remove": "remove_from_cart",
+    "removefromcart": "remove_from_cart",
+    "fav": "favourite",
+    "favorite": "favourite",
+    "wishlist": "favourite",
+    "buy": "purchase",
+    "buys": "purchase",
+    "order": "purchase",
+    "orders": "purchase",
+    "transaction": "purchase",
+}
+
+
+class SchemaError(ValueError):
+    """Data that does not fit the common schema (a user-fixable problem with a data file)."""
+
+
+def map_event_types(
+    raw: Iterable[str] | np.ndarray,
+    *,
+    aliases: Mapping[str, str] | None = None,
+    on_unknown: str = "reject",
+) -> np.ndarray:
+    """Map raw event-type strings onto :class:`EventType` values.
+
+    ``on_unknown`` is ``"reject"`` (raise, listing the unknown spellings), ``"drop"`` (return -1 for
+    them so the caller can filter the rows) or the name of a vocabulary type to map them to.
+    """
+    table = dict(EVENT_TYPE_ALIASES)
+    table.update({k.lower(): v for k, v in (aliases or {}).items()})
+    raw_arr = np.asarray(raw).astype(str)
+    uniques, inverse = np.unique(np.char.lower(raw_arr), return_inverse=True)
+    codes = np.empty(len(uniques), dtype=np.int8)
+    unknown = []
+    for i, name in enumerate(uniques):
+        if name in table:
+            codes[i] = EventType[table[name].upper()]
+        else:
+            unknown.append(str(name))
+            codes[i] = _unknown_code(on_unknown, str(name))
+    if unknown and on_unknown == "reject":
+        raise SchemaError(
+            f"unknown event types {sorted(unknown)[:10]}; map them with aliases or set "
+            f"on_unknown to 'drop' or one of {list(EVENT_TYPES)}"
+        )
+    return codes[inverse.reshape(-1)]
+
+
+def _unknown_code(on_unknown: str, name: str) -> int:
+    if on_unknown in ("reject", "drop"):
+        return -1
+    if on_unknown not in EVENT_TYPES:
+        raise SchemaError(
+            f"on_unknown={on_unknown!r} is not a rule; use 'reject', 'drop' or one of "
+            f"{list(EVENT_TYPES)}"
+        )
+    return int(EventType[on_unknown.upper()])
+
+
+_REQUIRED_DTYPES: dict[str, np.dtype] = {
+    "session_id": np.dtype(np.int64),
+    "user_id": np.dtype(np.int64),
+    "timestamp": np.dtype(np.float64),
+    "event_type": np.dtype(np.int8),
+    "item_id": np.dtype(np.int64),
+    "category_id": np.dtype(np.int64),
+    "price": np.dtype(np.float32),
+}
+_OPTIONAL_DTYPES: dict[str, np.dtype] = {
+    "device": np.dtype(np.int8),
+    "dwell": np.dtype(np.float32),
+}
+
+
+@dataclass(frozen=True)
+class EventTable:
+    """Events in the common schema, one NumPy column per field (see the module docstring)."""
+
+    session_id: np.ndarray
+    user_id: np.ndarray
+    timestamp: np.ndarray
+    event_type: np.ndarray
+    item_id: np.ndarray
+    category_id: np.ndarray
+    price: np.ndarray
+    device: np.ndarray | None = None
+    dwell: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for name, dtype in {**_REQUIRED_DTYPES, **_OPTIONAL_DTYPES}.items():
+            column = getattr(self, name)
+            if column is not None:
+                object.__setattr__(self, name, np.asarray(column, dtype=dtype))
+        lengths = {name: len(col) for name, col in self.columns().items()}
+        if len(set(lengths.values())) > 1:
+            raise SchemaError(f"event columns differ in length: {lengths}")
+
+    def __len__(self) -> int:
+        return len(self.session_id)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The present columns by name (optional columns that are None are left out)."""
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+        }
+
+    def take(self, index: np.ndarray) -> EventTable:
+        """Rows selected by an integer or boolean index, as a new table."""
+        return replace(self, **{name: col[index] for name, col in self.columns().items()})
+
+    def with_columns(self, **columns: np.ndarray | None) -> EventTable:
+        return replace(self, **columns)
+
+    def sorted(self) -> EventTable:
+        """Rows ordered by session, then time (stable, so ties keep their file order)."""
+        order = np.lexsort((self.timestamp, self.session_id))
+        return self.take(order)
+
+    def validate(self) -> None:
+        """Raise :class:`SchemaError` naming the first broken rule."""
+        if len(self) == 0:
+            raise SchemaError("the dataset has no events; check the data path and filters")
+        if not np.all(np.isfinite(self.timestamp)):
+            raise SchemaError("timestamps must be finite seconds; found NaN or inf")
+        bad = (self.event_type < 0) | (self.event_type >= len(EVENT_TYPES))
+        if bad.any():
+            raise SchemaError(f"event_type values must be in 0..{len(EVENT_TYPES) - 1}")
+        if self.dwell is not None and np.any(self.dwell[np.isfinite(self.dwell)] < 0):
+            raise SchemaError("dwell times must be non-negative seconds")
+
+    @staticmethod
+    def concatenate(tables: list[EventTable]) -> EventTable:
+        """Stack tables with the same optional columns."""
+        names = tables[0].columns().keys()
+        return EventTable(**{n: np.concatenate([t.columns()[n] for t in tables]) for n in names})
+
+
+@dataclass(frozen=True)
+class UserProfiles:
+    """One row per user: categorical profile fields as small integer codes."""
+
+    user_id: np.ndarray  # int64, sorted ascending
+    age_band: np.ndarray  # int8, index into AGE_BANDS
+    region: np.ndarray  # int16
+    device: np.ndarray  # int8, the user's primary device
+    tenure_days: np.ndarray  # float32
+
+    def lookup(self, user_ids: np.ndarray) -> np.ndarray:
+        """Row index of each user id, -1 where the user has no profile."""
+        return _sorted_lookup(self.user_id, user_ids)
+
+
+@dataclass(frozen=True)
+class ItemAttributes:
+    """One row per item: category, brand and list price."""
+
+    item_id: np.ndarray  # int64, sorted ascending
+    category_id: np.ndarray  # int64
+    brand_id: np.ndarray  # int64, MISSING_ID when unknown
+    price: np.ndarray  # float32, NaN when unknown
+
+    def lookup(self, item_ids: np.ndarray) -> np.ndarray:
+        """Row index of each item id, -1 where the item is not in the table."""
+        return _sorted_lookup(self.item_id, item_ids)
+
+
+AGE_BANDS: tuple[str, ...] = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+DEVICES: tuple[str, ...] = ("desktop", "mobile_web", "ios_app", "android_app", "tablet")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named event table with its optional side tables."""
+
+    name: str
+    events: EventTable
+    profiles: UserProfiles | None = None
+    items: ItemAttributes | None = None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Which input modalities this dataset carries (the multimodal detector uses these)."""
+        present = ["behaviour"]
+        if self.profiles is not None:
+            present.append("profile")
+        if self.items is not None:
+            present.append("item_attributes")
+        return tuple(present)
+
+
+def _sorted_lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(keys, queries)
+    pos_clipped = np.minimum(pos, max(len(keys) - 1, 0))
+    found = (pos < len(keys)) & (keys[pos_clipped] == queries) if len(keys) else pos < 0
+    return np.where(found, pos_clipped, -1)
+
+
+def session_offsets(session_id: np.ndarray) -> np.ndarray:
+    """Start offsets of each run of equal ``session_id`` in a sorted column, plus the end.
+
+    ``offsets[i]:offsets[i + 1]`` are the rows of the i-th session.
+    """
+    if len(session_id) == 0:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.flatnonzero(np.diff(session_id)) + 1
+    return np.concatenate(([0], starts, [len(session_id)])).astype(np.int64)

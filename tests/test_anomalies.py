@@ -1,0 +1,212 @@
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import mannwhitneyu
+
+from benchmark.anomalies import ANOMALY_TYPES, AnomalyConfig, InjectionError, inject
+from benchmark.anomalies.core import INJECTORS
+from benchmark.anomalies.inject import ContaminationConfig, MixConfig, check_anomaly_config
+from benchmark.anomalies.profile import NormalProfile
+from datasets.schema import EventTable, map_event_types, session_offsets
+from datasets.sessions import limit_lengths
+
+from .anomaly_stats import per_session, statistic_for
+
+REES46 = (
+    Path(__file__).resolve().parent.parent / "datasets/samples/rees46/2019-Oct_head_sessions.csv"
+)
+MAX_LEN = 50
+
+
+def only(name: str, **kwargs) -> AnomalyConfig:
+    mix = MixConfig(**{t: float(t == name) for t in ANOMALY_TYPES})
+    return AnomalyConfig(mix=mix, **kwargs)
+
+
+def gaps_of(events: EventTable) -> np.ndarray:
+    offsets = session_offsets(events.session_id)
+    gaps = np.diff(events.timestamp, prepend=0.0)
+    gaps[offsets[:-1]] = 0.0
+    return gaps
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    both_nan = np.isnan(a) & np.isnan(b) if np.issubdtype(a.dtype, np.floating) else False
+    return (a == b) | both_nan
+
+
+def assert_labels_exact(source: EventTable, out, strict_changed: bool) -> None:
+    """Unlabelled events are their source events, unchanged and in order; labelled ones are
+    new or (when ``strict_changed``) differ from their source."""
+    src_cols, out_cols = source.columns(), out.events.columns()
+    assert src_cols.keys() == out_cols.keys()
+    src_gap, out_gap = gaps_of(source), gaps_of(out.events)
+    offsets = session_offsets(out.events.session_id)
+    assert np.all(np.diff(offsets) <= MAX_LEN)
+    session_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    assert not out.event_label[~out.label[session_of]].any(), "labels outside injected sessions"
+
+    keep = np.flatnonzero(~out.event_label)
+    src = out.origin[keep]
+    assert np.all(src >= 0), "an unlabelled event must come from the source"
+    same_session = session_of[keep][1:] == session_of[keep][:-1]
+    assert np.all(np.diff(src)[same_session] > 0), "unlabelled events keep their order"
+    for name in src_cols:
+        if name != "timestamp":
+            assert _same(out_cols[name][keep], src_cols[name][src]).all(), name
+    np.testing.assert_allclose(out_gap[keep], src_gap[src], atol=1e-6, err_msg="gap")
+
+    if strict_changed:
+        changed = np.flatnonzero(out.event_label & (out.origin >= 0))
+        s = out.origin[changed]
+        differs = np.abs(out_gap[changed] - src_gap[s]) > 1e-6
+        for name in src_cols:
+            if name != "timestamp":
+                differs |= ~_same(out_cols[name][changed], src_cols[name][s])
+        first = np.isin(changed, offsets[:-1])
+        moved = first | (out.origin[np.maximum(changed - 1, 0)] != s - 1)
+        assert np.all(differs | moved), "a labelled event equals its source"
+
+
+@pytest.mark.parametrize("severity", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("name", ANOMALY_TYPES)
+def test_labels_mark_exactly_the_changed_events(sessions, name, severity):
+    before = {k: v.copy() for k, v in sessions.columns().items()}
+    out = inject(sessions, only(name, severity=severity), rate=0.05, seed=2, max_length=MAX_LEN)
+    assert_labels_exact(sessions, out, strict_changed=severity == 1.0)
+    for k, v in sessions.columns().items():  # the source is never modified
+        np.testing.assert_array_equal(v, before[k])
+    assert np.all(out.anomaly_type[out.label] == ANOMALY_TYPES.index(name))
+    assert np.all(np.isnan(out.severity[~out.label]))
+    if severity == 1.0:
+        assert out.event_label.any()
+        event_sessions = np.repeat(np.arange(len(out.label)), np.diff(out.offsets))
+        assert set(event_sessions[out.event_label]) <= set(np.flatnonzero(out.label))
+
+
+def test_contamination_rate_and_mix_are_honoured_exactly(sessions):
+    n = len(session_offsets(sessions.session_id)) - 1
+    cfg = AnomalyConfig(
+        mix=MixConfig(
+            click_flood=2.0, brushing=1.0, scraping=1.0, **{t: 0.0 for t in ANOMALY_TYPES[3:]}
+        )
+    )
+    out = inject(sessions, cfg, rate=0.1, seed=0, max_length=MAX_LEN)
+    assert out.label.sum() == round(0.1 * n)
+    counts = np.bincount(out.anomaly_type[out.label], minlength=len(ANOMALY_TYPES))
+    total = out.label.sum()
+    assert abs(counts[0] - total / 2) <= 1
+    assert abs(counts[1] - total / 4) <= 1
+    assert abs(counts[2] - total / 4) <= 1
+    assert counts[3:].sum() == 0
+    assert len(out.details) == total
+    assert {d["type"] for d in out.details} == {"click_flood", "brushing", "scraping"}
+
+
+def test_zero_rate_returns_the_data_unlabelled(sessions):
+    out = inject(sessions, AnomalyConfig(), rate=0.0, seed=0, max_length=MAX_LEN)
+    assert not out.label.any()
+    assert not out.event_label.any()
+    np.testing.assert_array_equal(out.events.item_id, sessions.item_id)
+
+
+def test_injection_is_deterministic_per_seed(sessions):
+    a = inject(sessions, AnomalyConfig(), rate=0.1, seed=5, max_length=MAX_LEN)
+    b = inject(sessions, AnomalyConfig(), rate=0.1, seed=5, max_length=MAX_LEN)
+    c = inject(sessions, AnomalyConfig(), rate=0.1, seed=6, max_length=MAX_LEN)
+    for name, col in a.events.columns().items():
+        np.testing.assert_array_equal(col, b.events.columns()[name])
+    np.testing.assert_array_equal(a.event_label, b.event_label)
+    assert not np.array_equal(a.label, c.label)
+
+
+def auc(x: np.ndarray, y: np.ndarray) -> float:
+    return float(mannwhitneyu(x, y).statistic / (len(x) * len(y)))
+
+
+@pytest.mark.parametrize("name", ANOMALY_TYPES)
+def test_severity_zero_looks_normal_and_one_is_blatant(sessions, name):
+    """On the type's signature statistic, severity 0 is indistinguishable from normal
+    sequences (AUC near 0.5) and severity 1 separates them (AUC far from 0.5)."""
+    stat = statistic_for(name, NormalProfile.from_events(sessions))
+    offsets = session_offsets(sessions.session_id)
+    eligible = np.diff(offsets) >= INJECTORS[name].min_length
+    if INJECTORS[name].eligible is not None:
+        eligible &= INJECTORS[name].eligible(sessions, offsets)
+    separation = {}
+    for severity in (0.0, 1.0):
+        out = inject(sessions, only(name, severity=severity), rate=0.08, seed=1, max_length=MAX_LEN)
+        x = per_session(out.events, stat)
+        separation[severity] = abs(auc(x[out.label], x[~out.label & eligible]) - 0.5)
+    assert separation[0.0] < 0.1, separation
+    assert separation[1.0] > 0.4, separation
+
+
+def test_types_the_data_cannot_support_fail_with_the_fix(sessions):
+    no_prices = sessions.with_columns(price=np.full(len(sessions), np.nan, dtype=np.float32))
+    with pytest.raises(InjectionError, match=r"price_outlier .* lower anomaly.mix.price_outlier"):
+        inject(
+            no_prices, only("price_outlier"), rate=0.05, seed=0, max_length=MAX_LEN, split="test"
+        )
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (AnomalyConfig(contamination=ContaminationConfig(test=1.0)), r"contamination.test=1.0"),
+        (AnomalyConfig(contamination=ContaminationConfig(train=-0.1)), r"contamination.train"),
+        (AnomalyConfig(severity=1.2), r"anomaly.severity=1.2 is outside \[0, 1\]"),
+        (AnomalyConfig(position="somewhere"), r"position='somewhere' is unknown; use one of"),
+        (AnomalyConfig(mix={"bot": 1.0}), r"unknown anomaly type\(s\) \['bot'\]; known:"),
+        (AnomalyConfig(mix=MixConfig(**dict.fromkeys(ANOMALY_TYPES, 0.0))), r"weight 0"),
+    ],
+)
+def test_bad_anomaly_settings_name_the_key(cfg, message):
+    with pytest.raises(InjectionError, match=message):
+        check_anomaly_config(cfg)
+
+
+@pytest.mark.parametrize("position", ["start", "middle", "end"])
+def test_position_controls_where_insertions_land(sessions, position):
+    out = inject(
+        sessions, only("click_flood", position=position), rate=0.05, seed=3, max_length=MAX_LEN
+    )
+    starts = [d["at"] for d in out.details]
+    if position == "start":
+        assert set(starts) == {1}
+    else:
+        assert np.mean(starts) > 2
+
+
+def rees46_events() -> EventTable:
+    """The REES46 sample converted to the common schema (a held-back real dataset)."""
+    with REES46.open() as f:
+        rows = list(csv.DictReader(f))
+    parse = lambda s: datetime.strptime(s, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)  # noqa: E731
+    sessions = {s: i for i, s in enumerate(dict.fromkeys(r["user_session"] for r in rows))}
+    return EventTable(
+        session_id=[sessions[r["user_session"]] for r in rows],
+        user_id=[int(r["user_id"]) for r in rows],
+        timestamp=[parse(r["event_time"]).timestamp() for r in rows],
+        event_type=map_event_types([r["event_type"] for r in rows]),
+        item_id=[int(r["product_id"]) for r in rows],
+        category_id=[int(r["category_id"]) for r in rows],
+        price=[float(r["price"]) if r["price"] else np.nan for r in rows],
+    ).sorted()
+
+
+@pytest.mark.parametrize("name", ANOMALY_TYPES)
+def test_injection_on_a_held_back_real_dataset_labels_what_it_changed(name):
+    events, _ = limit_lengths(rees46_events(), min_length=1, max_length=MAX_LEN)
+    offsets = session_offsets(events.session_id)
+    eligible = np.diff(offsets) >= INJECTORS[name].min_length
+    if INJECTORS[name].eligible is not None:
+        eligible &= INJECTORS[name].eligible(events, offsets)
+    rate = min(0.1, eligible.sum() / 2 / len(eligible))
+    assert rate > 0, f"the sample has no sequence {name} can use"
+    out = inject(events, only(name, severity=1.0), rate=rate, seed=0, max_length=MAX_LEN)
+    assert out.label.sum() >= 1
+    assert_labels_exact(events, out, strict_changed=True)

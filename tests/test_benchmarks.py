@@ -1,0 +1,72 @@
+"""Speed and memory goals of the data stage, measured with pytest-benchmark (opt-in tier):
+
+    make bench            # or: pytest -m benchmark --benchmark-enable
+
+Goals (from the foundation issue): the generator produces at least 1M events/s on a 2-core CPU
+and builds 1M sessions within 4 GB of memory.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmark.anomalies import AnomalyConfig, inject
+from datasets.sessions import limit_lengths
+from datasets.synthetic import SyntheticConfig, generate
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.benchmark
+
+
+def test_generator_throughput(benchmark):
+    cfg = SyntheticConfig(n_users=100_000)  # about 3.7M events
+    data = benchmark.pedantic(generate, args=(cfg, 0), rounds=3, warmup_rounds=1)
+    events_per_s = len(data.events) / benchmark.stats.stats.median
+    benchmark.extra_info["events"] = len(data.events)
+    benchmark.extra_info["events_per_s"] = events_per_s
+    assert events_per_s >= 1_000_000
+
+
+def test_injection_throughput(benchmark):
+    events, _ = limit_lengths(
+        generate(SyntheticConfig(n_users=20_000), 0).events.sorted(), min_length=2, max_length=50
+    )
+    out = benchmark.pedantic(
+        inject,
+        args=(events, AnomalyConfig()),
+        kwargs=dict(rate=0.1, seed=0, max_length=50),
+        rounds=3,
+        warmup_rounds=1,
+    )
+    benchmark.extra_info["injected_per_s"] = int(out.label.sum()) / benchmark.stats.stats.median
+
+
+MEMORY_PROBE = """
+import json, resource, sys
+import numpy as np
+from datasets.synthetic import SyntheticConfig, generate
+data = generate(SyntheticConfig(n_users=int(sys.argv[1])), 0)
+sessions = int(np.count_nonzero(np.diff(data.events.session_id)) + 1)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"sessions": sessions, "events": len(data.events), "peak_bytes": peak}))
+"""
+
+
+def test_one_million_sessions_fit_in_4_gb(benchmark):
+    def probe():
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_PROBE, "340000"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout)
+
+    result = benchmark.pedantic(probe, rounds=1, warmup_rounds=0)
+    benchmark.extra_info.update(result)
+    assert result["sessions"] >= 1_000_000
+    assert result["peak_bytes"] < 4 * 1024**3

@@ -1,0 +1,146 @@
+import numpy as np
+import pytest
+
+from datasets.features import (
+    FIRST_KNOWN,
+    GAP_FIRST,
+    PAD,
+    UNKNOWN,
+    Vocabularies,
+    Vocabulary,
+    encode_sequences,
+    gap_buckets,
+    price_buckets,
+)
+from datasets.schema import EventTable, SchemaError, session_offsets
+from datasets.sessions import limit_lengths, sessionize, split_entities
+
+
+def events_of(session, user, ts, item=None, price=None) -> EventTable:
+    n = len(ts)
+    return EventTable(
+        session_id=session,
+        user_id=user,
+        timestamp=ts,
+        event_type=np.zeros(n),
+        item_id=np.arange(n) if item is None else item,
+        category_id=np.zeros(n),
+        price=np.ones(n) if price is None else price,
+    )
+
+
+def test_sessionize_by_gap_splits_at_inactivity_per_user():
+    ev = events_of(
+        session=[0] * 6, user=[1, 1, 1, 2, 2, 1], ts=[0.0, 100.0, 3000.0, 50.0, 60.0, 3100.0]
+    )
+    out = sessionize(ev, by="gap", gap_seconds=1800)
+    # user 1: [0, 100] then [3000, 3100]; user 2: [50, 60]
+    assert out.user_id.tolist() == [1, 1, 1, 1, 2, 2]
+    assert out.session_id.tolist() == [0, 0, 1, 1, 2, 2]
+    assert ev.session_id.tolist() == [0] * 6  # input untouched
+
+
+def test_sessionize_rejects_unknown_rule():
+    with pytest.raises(SchemaError, match="'session' or 'gap'"):
+        sessionize(events_of([0], [0], [0.0]), by="day")
+
+
+def test_limit_lengths_drops_short_and_keeps_most_recent_events():
+    ev = events_of(
+        session=[0, 0, 0, 0, 1, 2, 2], user=[0] * 7, ts=[1.0, 2, 3, 4, 1, 1, 2], item=np.arange(7)
+    )
+    out, report = limit_lengths(ev, min_length=2, max_length=3)
+    assert out.item_id.tolist() == [1, 2, 3, 5, 6]
+    assert (report.sessions_dropped_short, report.sessions_truncated) == (1, 1)
+    assert report.events_dropped == 2
+    first, _ = limit_lengths(ev, min_length=2, max_length=3, keep="first")
+    assert first.item_id.tolist() == [0, 1, 2, 5, 6]
+
+
+def test_limit_lengths_explains_when_nothing_is_long_enough():
+    ev = events_of(session=[0, 1], user=[0, 0], ts=[1.0, 2.0])
+    with pytest.raises(SchemaError, match=r"lower sequence\.min_length"):
+        limit_lengths(ev, min_length=3, max_length=5)
+
+
+@pytest.mark.parametrize("by", ["user", "session"])
+@pytest.mark.parametrize("method", ["random", "chronological"])
+def test_splits_never_share_an_entity(sessions, by, method):
+    splits = split_entities(sessions, by=by, method=method, seed=1)
+    key = "user_id" if by == "user" else "session_id"
+    sets = {name: set(getattr(t, key).tolist()) for name, t in splits.items()}
+    assert not sets["train"] & sets["val"]
+    assert not sets["train"] & sets["test"]
+    assert not sets["val"] & sets["test"]
+    assert sum(len(t) for t in splits.values()) == len(sessions)
+    share = len(sets["train"]) / sum(len(s) for s in sets.values())
+    assert abs(share - 0.7) < 0.01
+
+
+def test_chronological_split_puts_test_after_train(sessions):
+    splits = split_entities(sessions, by="session", method="chronological")
+    firsts = {}
+    for name, t in splits.items():
+        offsets = session_offsets(t.session_id)
+        firsts[name] = t.timestamp[offsets[:-1]]
+    assert firsts["train"].max() <= firsts["val"].min()
+    assert firsts["val"].max() <= firsts["test"].min()
+
+
+def test_split_rejects_bad_fractions(sessions):
+    with pytest.raises(SchemaError, match="sum"):
+        split_entities(sessions, fractions=(0.5, 0.5, 0.5))
+
+
+def test_vocabulary_sees_only_training_ids():
+    vocab = Vocabulary.fit(np.array([5, 5, 9, 3, -1]), min_count=1)
+    assert vocab.encode(np.array([3, 5, 9, 7, -1])).tolist() == [3, 4, 5, UNKNOWN, 2]
+    rare = Vocabulary.fit(np.array([5, 5, 9]), min_count=2)
+    assert rare.encode(np.array([5, 9])).tolist() == [FIRST_KNOWN, UNKNOWN]
+    capped = Vocabulary.fit(np.array([1, 1, 1, 2, 2, 3]), max_size=2)
+    assert capped.encode(np.array([1, 2, 3])).tolist() == [2, 3, UNKNOWN]
+
+
+def test_items_only_in_validation_map_to_unknown(sessions):
+    splits = split_entities(sessions, seed=0)
+    vocabs = Vocabularies.fit(splits["train"])
+    val = splits["val"]
+    unseen = ~np.isin(val.item_id, splits["train"].item_id)
+    assert unseen.any()
+    assert np.all(vocabs.item.encode(val.item_id[unseen]) == UNKNOWN)
+    assert np.all(vocabs.item.encode(val.item_id[~unseen]) >= FIRST_KNOWN)
+
+
+def test_gap_and_price_buckets_are_log_spaced():
+    gaps = np.array([0.0, 0.7, 45.0, 100_000.0, 5.0])
+    first = np.array([True, False, False, False, False])
+    b = gap_buckets(gaps, first)
+    assert b[0] == GAP_FIRST
+    assert b[1] < b[4] < b[2] < b[3]
+    p = price_buckets(np.array([np.nan, 1.0, 10.0, 1000.0], dtype=np.float32))
+    assert p[0] == UNKNOWN
+    assert p[1] < p[2] < p[3]
+
+
+def test_encode_pads_right_and_masks():
+    ev = events_of(
+        session=[0, 0, 0, 1],
+        user=[0, 0, 0, 1],
+        ts=[0.0, 2.0, 62.0, 5.0],
+        item=np.array([4, 4, 8, 9]),
+        price=np.array([1.0, np.nan, 3.0, 4.0]),
+    )
+    vocabs = Vocabularies.fit(ev)
+    labels = np.array([False, True, False, False])
+    arr = encode_sequences(ev, vocabs, max_length=4, event_label=labels, label=[True, False])
+    assert arr.length.tolist() == [3, 1]
+    assert arr.mask.tolist() == [[True, True, True, False], [True, False, False, False]]
+    assert arr.item[0, 3] == PAD
+    assert arr.item[0, 0] == arr.item[0, 1]
+    assert arr.gap_bucket[0, 0] == GAP_FIRST
+    np.testing.assert_allclose(arr.log_gap[0, :3], np.log1p([0.0, 2.0, 60.0]), rtol=1e-6)
+    assert arr.price_bucket[0, 1] == UNKNOWN
+    assert arr.event_label[0].tolist() == [False, True, False, False]
+    assert arr.label.tolist() == [True, False]
+    with pytest.raises(ValueError, match="limit_lengths"):
+        encode_sequences(ev, vocabs, max_length=2)
