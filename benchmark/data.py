@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
         "load_seconds": load_s,
         "load_events_per_second": len(dataset.events) / max(load_s, 1e-9),
         "inject_seconds": inject_s,
-        "lengths": lengths.__dict__,
+        "lengths": asdict(lengths),
         "vocab": {"items": len(vocabs.item), "categories": len(vocabs.category)},
         "seeds": seeds,
         "splits": {name: split_summary(lab, arrays[name]) for name, lab in labelled.items()},

@@ -15,5 +15,6 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """Every exception class that means "the user can fix this" (not a bug in the harness)."""
     from benchmark.anomalies.core import InjectionError
     from datasets.schema import SchemaError
+    from datasets.synthetic import SyntheticConfigError
 
-    return (UserError, InjectionError, SchemaError)
+    return (UserError, InjectionError, SchemaError, SyntheticConfigError)

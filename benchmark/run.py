@@ -127,11 +127,15 @@ def _git(*args: str) -> str | None:
 
 
 def save_arrays(prepared: PreparedData, run_dir: Path) -> None:
+    """Encoded splits as ``<split>.npz`` and each injected sequence's metadata as
+    ``<split>_anomalies.jsonl`` (type, severity, parameters, what the injector chose)."""
     for split, arrays in prepared.arrays.items():
-        path = run_dir / f"{split}.npz"
         with tempfile.NamedTemporaryFile(dir=run_dir, suffix=".npz", delete=False) as tmp:
             np.savez_compressed(tmp, **asdict(arrays))
-        os.replace(tmp.name, path)
+        os.chmod(tmp.name, 0o644)
+        os.replace(tmp.name, run_dir / f"{split}.npz")
+        lines = [json.dumps(d, default=_json_default) for d in prepared.labelled[split].details]
+        write_atomic(run_dir / f"{split}_anomalies.jsonl", "\n".join(lines) + "\n")
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -70,7 +70,7 @@ def limit_lengths(
     if len(events) and not keep_row.any():
         raise SchemaError(
             f"no session has at least {min_length} events (longest: {lengths.max()}); "
-            f"lower sequence.min_length"
+            f"lower dataset.sequence.min_length"
         )
     report = LengthReport(
         sessions_in=len(lengths),

@@ -225,7 +225,7 @@ class _Users:
 
 def generate(cfg: SyntheticConfig, seed: int) -> Dataset:
     """Generate a dataset; identical output for identical ``cfg`` and ``seed``."""
-    _check(cfg)
+    check_synthetic_config(cfg)
     rng = np.random.default_rng(seed)
     personas = list(cfg.personas.values())
     catalogue = _make_catalogue(cfg, rng)
@@ -276,13 +276,64 @@ def generate(cfg: SyntheticConfig, seed: int) -> Dataset:
     return Dataset(name="synthetic", events=events, profiles=users.profiles, items=items)
 
 
-def _check(cfg: SyntheticConfig) -> None:
-    if cfg.n_users < 1 or cfg.n_items < cfg.n_categories or cfg.n_categories < 1:
-        raise ValueError("synthetic data needs n_users >= 1 and n_items >= n_categories >= 1")
+class SyntheticConfigError(ValueError):
+    """A generator setting out of range; the message names the setting."""
+
+
+def check_synthetic_config(cfg: SyntheticConfig) -> None:
+    """Raise :class:`SyntheticConfigError` naming the first setting out of range."""
+    minimum = {
+        "n_users": 1,
+        "n_categories": 1,
+        "brands_per_category": 1,
+        "days": 1,
+        "max_session_length": 1,
+        "n_regions": 1,
+        "favourite_categories": 1,
+    }
+    for key, low in minimum.items():
+        if getattr(cfg, key) < low:
+            raise SyntheticConfigError(f"generator.{key}={getattr(cfg, key)} must be >= {low}")
+    if cfg.n_items < cfg.n_categories:
+        raise SyntheticConfigError(
+            f"generator.n_items={cfg.n_items} must be >= generator.n_categories={cfg.n_categories}"
+        )
+    if cfg.zipf_exponent < 0 or cfg.category_skew < 0:
+        raise SyntheticConfigError("generator.zipf_exponent and category_skew must be >= 0")
     if not cfg.personas or sum(p.weight for p in cfg.personas.values()) <= 0:
-        raise ValueError("synthetic data needs at least one persona with a positive weight")
-    for p in cfg.personas.values():
-        transition_matrix(p)
+        raise SyntheticConfigError("generator.personas needs one persona with weight > 0")
+    for name, p in cfg.personas.items():
+        rates = {
+            k: v
+            for k, v in vars(p).items()
+            if k
+            not in (
+                "weight",
+                "session_length_median",
+                "session_length_sigma",
+                "sessions_per_user",
+                "dwell_scale",
+            )
+        }
+        for key, value in rates.items():
+            if not 0.0 <= value <= 1.0:
+                raise SyntheticConfigError(
+                    f"generator.personas.{name}.{key}={value} is a "
+                    "probability: use a value in [0, 1]"
+                )
+        if p.session_length_median < 1 or p.sessions_per_user < 1 or p.weight < 0:
+            raise SyntheticConfigError(
+                f"generator.personas.{name}: session_length_median and "
+                "sessions_per_user must be >= 1, weight >= 0"
+            )
+        if p.session_length_sigma < 0 or p.dwell_scale <= 0:
+            raise SyntheticConfigError(
+                f"generator.personas.{name}: session_length_sigma must be >= 0 and dwell_scale > 0"
+            )
+        try:
+            transition_matrix(p)
+        except ValueError as err:
+            raise SyntheticConfigError(f"generator.personas.{name}: {err}") from err
 
 
 def _power_law(n: int, exponent: float) -> np.ndarray:

@@ -105,6 +105,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["anomaly.contamination.test=1.0"], "anomaly.contamination.test=1.0 is outside [0, 1)"),
         (["experiment=nope"], "available: ['clean_train', 'default'"),
         (["dataset.sequence.min_length=40"], "min_length=40 must be between 1 and"),
+        (["dataset.generator.n_users=0"], "generator.n_users=0 must be >= 1"),
+        (["dataset.generator.personas.browser.focus=2"], "focus=2.0 is a probability"),
     ],
 )
 def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expected):

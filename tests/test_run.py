@@ -74,3 +74,17 @@ def test_splits_share_no_user_and_vocab_comes_from_train(smoke):
     encoded = data.vocabs.item.encode(test_items)
     assert np.all(encoded[unseen] == 1)
     assert data.arrays["train"].label.sum() == data.labelled["train"].label.sum()
+
+
+def test_save_arrays_keeps_inputs_labels_and_anomaly_metadata(smoke):
+    result = run(smoke("save_arrays=true"))
+    test = np.load(result.run_dir / "test.npz")
+    assert test["item"].shape == test["mask"].shape
+    assert test["label"].sum() == result.record["data"]["splits"]["test"]["anomalous_sequences"]
+    lines = (result.run_dir / "test_anomalies.jsonl").read_text().splitlines()
+    meta = [json.loads(line) for line in lines]
+    assert len(meta) == test["label"].sum()
+    assert {m["type"] for m in meta} <= set(ANOMALY_TYPES)
+    assert all(0.0 <= m["severity"] <= 1.0 and "params" in m for m in meta)
+    flagged = set(test["session_id"][test["label"]].tolist())
+    assert {m["session"] for m in meta} == flagged

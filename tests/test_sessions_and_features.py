@@ -59,7 +59,7 @@ def test_limit_lengths_drops_short_and_keeps_most_recent_events():
 
 def test_limit_lengths_explains_when_nothing_is_long_enough():
     ev = events_of(session=[0, 1], user=[0, 0], ts=[1.0, 2.0])
-    with pytest.raises(SchemaError, match=r"lower sequence\.min_length"):
+    with pytest.raises(SchemaError, match=r"lower dataset\.sequence\.min_length"):
         limit_lengths(ev, min_length=3, max_length=5)
 
 

@@ -3,7 +3,13 @@ import pytest
 from scipy.stats import norm
 
 from datasets.schema import EventType, session_offsets
-from datasets.synthetic import PersonaConfig, SyntheticConfig, generate, transition_matrix
+from datasets.synthetic import (
+    PersonaConfig,
+    SyntheticConfig,
+    SyntheticConfigError,
+    generate,
+    transition_matrix,
+)
 
 E = EventType
 
@@ -115,7 +121,22 @@ def test_personas_shape_behaviour(small_world):
     assert 0.5 < view_share < 0.9
 
 
-def test_impossible_persona_rates_are_rejected():
-    bad = SyntheticConfig(personas={"x": PersonaConfig(view_to_cart=0.9, view_to_search=0.5)})
-    with pytest.raises(ValueError, match="sums above 1"):
-        generate(bad, 0)
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (
+            SyntheticConfig(personas={"x": PersonaConfig(view_to_cart=0.9, view_to_search=0.5)}),
+            r"generator\.personas\.x: .*sums above 1",
+        ),
+        (SyntheticConfig(n_users=0), r"generator\.n_users=0 must be >= 1"),
+        (SyntheticConfig(n_items=5, n_categories=10), r"generator\.n_items=5 must be >="),
+        (
+            SyntheticConfig(personas={"x": PersonaConfig(focus=1.5)}),
+            r"generator\.personas\.x\.focus=1\.5 is a probability",
+        ),
+        (SyntheticConfig(personas={"x": PersonaConfig(weight=0.0)}), r"weight > 0"),
+    ],
+)
+def test_bad_generator_settings_name_the_setting(cfg, message):
+    with pytest.raises(SyntheticConfigError, match=message):
+        generate(cfg, 0)

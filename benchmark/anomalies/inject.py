@@ -186,7 +186,8 @@ def inject(
             donor=lambda similar, index=index: donor(index, similar),
         )
         out = fit_to_length(INJECTORS[name].fn(source.copy(), ctx), max_length)
-        edited[index] = (out, changed_events(source, out))
+        label = changed_events(source, out)
+        edited[index] = (out, label)
         anomaly_type[index] = ANOMALY_TYPES.index(name)
         severity[index] = sev
         details.append(
@@ -194,6 +195,8 @@ def inject(
                 "session": int(events.session_id[offsets[index]]),
                 "type": name,
                 "severity": sev,
+                "changed_events": int(label.sum()),
+                "params": asdict(ctx.params),
                 **ctx.record,
             }
         )
