@@ -1,0 +1,236 @@
+"""Detection metrics: NumPy in, numbers out. No I/O, no mutation, no test data in thresholds.
+
+Conventions: ``labels`` are booleans (True = anomalous), ``scores`` are floats where higher means
+more anomalous. Decision metrics (precision, recall, F1, accuracy) use a threshold fitted on
+validation scores only and passed in explicitly; the best F1 over thresholds on the test set is
+reported separately, named as an oracle. No point-adjust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels, dtype=bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores contain NaN or inf")
+    return labels, scores
+
+
+def _both_classes(labels: np.ndarray) -> bool:
+    return bool(labels.any() and (~labels).any())
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); NaN if one class."""
+    labels, scores = _check(labels, scores)
+    if not _both_classes(labels):
+        return float("nan")
+    ranks = rankdata(scores)
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _curve(labels: np.ndarray, scores: np.ndarray):
+    """True and false positive counts at each distinct threshold, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tp = np.cumsum(y)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    return tp, fp, s[last_of_tie]
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """PR-AUC as average precision: sum over thresholds of (R_n - R_{n-1}) * P_n."""
+    labels, scores = _check(labels, scores)
+    if not labels.any():
+        return float("nan")
+    tp, fp, _ = _curve(labels, scores)
+    precision = tp / (tp + fp)
+    recall = tp / labels.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+@dataclass(frozen=True)
+class Decision:
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    accuracy: float
+
+
+def decide(labels: np.ndarray, scores: np.ndarray, threshold: float) -> Decision:
+    """Precision, recall, F1 and accuracy of flagging ``scores >= threshold``."""
+    labels, scores = _check(labels, scores)
+    flagged = scores >= threshold
+    tp = int(np.sum(flagged & labels))
+    fp = int(np.sum(flagged & ~labels))
+    fn = int(np.sum(~flagged & labels))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Decision(threshold, precision, recall, f1, float(np.mean(flagged == labels)))
+
+
+def max_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold maximising F1 on these (validation) labels; the lowest such score."""
+    labels, scores = _check(labels, scores)
+    if not labels.any():
+        return float(np.max(scores)) + 1.0  # nothing to find: flag nothing
+    tp, fp, thresholds = _curve(labels, scores)
+    f1 = 2 * tp / (tp + fp + labels.sum())
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def fpr_threshold(labels: np.ndarray, scores: np.ndarray, target_fpr: float) -> float:
+    """The lowest threshold whose false-positive rate on these (validation) labels stays within
+    ``target_fpr``."""
+    labels, scores = _check(labels, scores)
+    negatives = np.sort(scores[~labels])[::-1]
+    if len(negatives) == 0:
+        return float(np.min(scores))
+    allowed = int(np.floor(target_fpr * len(negatives)))  # negatives that may be flagged
+    if allowed >= len(negatives):
+        return float(np.min(scores))
+    # Flag strictly above the (allowed + 1)-th highest negative score.
+    return float(np.nextafter(negatives[allowed], np.inf))
+
+
+def best_f1(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Best F1 over all thresholds on these labels: an oracle, never a reported decision."""
+    labels, scores = _check(labels, scores)
+    if not labels.any():
+        return 0.0
+    return decide(labels, scores, max_f1_threshold(labels, scores)).f1
+
+
+def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> float:
+    """Highest recall on the ROC curve with false-positive rate at most ``fpr``."""
+    labels, scores = _check(labels, scores)
+    if not _both_classes(labels):
+        return float("nan")
+    tp, fp, _ = _curve(labels, scores)
+    ok = fp / (~labels).sum() <= fpr
+    return float(tp[ok].max() / labels.sum()) if ok.any() else 0.0
+
+
+def precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Share of anomalies among the ``k`` highest scores (ties broken by order)."""
+    labels, scores = _check(labels, scores)
+    k = min(k, len(scores))
+    if k <= 0:
+        return float("nan")
+    top = np.argsort(-scores, kind="stable")[:k]
+    return float(labels[top].mean())
+
+
+def per_type_roc_auc(
+    labels: np.ndarray, types: np.ndarray, scores: np.ndarray, names: tuple[str, ...]
+) -> dict[str, float]:
+    """ROC-AUC of each anomaly type against the normal sequences (types absent: left out)."""
+    labels, scores = _check(labels, scores)
+    types = np.asarray(types)
+    out = {}
+    for code, name in enumerate(names):
+        rows = (types == code) & labels
+        if rows.any() and (~labels).any():
+            keep = rows | ~labels
+            out[name] = roc_auc(labels[keep], scores[keep])
+    return out
+
+
+def bootstrap_ci(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    labels: np.ndarray,
+    scores: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval, resampling anomalies and normals separately (stratified,
+    so every resample has both classes)."""
+    labels, scores = _check(labels, scores)
+    if not _both_classes(labels):
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
+    values = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        values[b] = metric(labels[idx], scores[idx])
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
+def event_roc_auc(event_labels: np.ndarray, event_scores: np.ndarray, mask: np.ndarray) -> float:
+    """Localisation: ROC-AUC of per-event scores against event labels, over real events."""
+    mask = np.asarray(mask, dtype=bool)
+    return roc_auc(np.asarray(event_labels)[mask], np.asarray(event_scores)[mask])
+
+
+THRESHOLD_RULES: tuple[str, ...] = ("max_f1", "fpr")
+
+
+def fit_threshold(
+    val_labels: np.ndarray, val_scores: np.ndarray, rule: str = "max_f1", target_fpr: float = 0.01
+) -> float:
+    """The decision threshold, from validation data only."""
+    if rule == "max_f1":
+        return max_f1_threshold(val_labels, val_scores)
+    if rule == "fpr":
+        return fpr_threshold(val_labels, val_scores, target_fpr)
+    raise ValueError(f"threshold rule {rule!r} is unknown; use one of {list(THRESHOLD_RULES)}")
+
+
+def evaluate(
+    *,
+    threshold: float,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    types: np.ndarray,
+    type_names: tuple[str, ...],
+    event_labels: np.ndarray | None = None,
+    event_scores: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Every test-set metric of the run record. ``threshold`` must come from
+    :func:`fit_threshold` on validation data: this function never sees validation labels and
+    never fits anything on the test labels except the oracle it names as such."""
+    decision = decide(labels, scores, threshold)
+    n_anomalies = int(np.sum(labels))
+    return {
+        "roc_auc": roc_auc(labels, scores),
+        "pr_auc": average_precision(labels, scores),
+        "threshold": threshold,
+        "precision": decision.precision,
+        "recall": decision.recall,
+        "f1": decision.f1,
+        "accuracy": decision.accuracy,
+        "best_f1_oracle": best_f1(labels, scores),
+        "recall_at_1pct_fpr": recall_at_fpr(labels, scores, 0.01),
+        "precision_at_n_anomalies": precision_at_k(labels, scores, n_anomalies),
+        "roc_auc_ci": bootstrap_ci(roc_auc, labels, scores, n_boot=n_boot, seed=seed),
+        "pr_auc_ci": bootstrap_ci(average_precision, labels, scores, n_boot=n_boot, seed=seed),
+        "per_type": per_type_roc_auc(labels, types, scores, type_names),
+        "event_roc_auc": (
+            event_roc_auc(event_labels, event_scores, mask)
+            if event_scores is not None and event_labels is not None and mask is not None
+            else None
+        ),
+        "n_test": len(np.ravel(labels)),
+        "n_test_anomalies": n_anomalies,
+    }

@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from benchmark.metrics import (
+    average_precision,
+    best_f1,
+    bootstrap_ci,
+    decide,
+    evaluate,
+    event_roc_auc,
+    fit_threshold,
+    fpr_threshold,
+    max_f1_threshold,
+    per_type_roc_auc,
+    precision_at_k,
+    recall_at_fpr,
+    roc_auc,
+)
+
+LABELS = np.array([0, 0, 1, 1, 0, 1], dtype=bool)
+SCORES = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+
+
+def test_hand_made_roc_auc():
+    # Positives 0.35, 0.8, 0.9 vs negatives 0.1, 0.4, 0.2: 8 of 9 pairs ordered correctly.
+    assert roc_auc(LABELS, SCORES) == pytest.approx(8 / 9)
+    assert roc_auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)  # a tie counts half
+    assert np.isnan(roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_hand_made_average_precision():
+    # Ranked: 0.9(+) 0.8(+) 0.4(-) 0.35(+): AP = (1 + 1 + 3/4) / 3
+    assert average_precision(LABELS, SCORES) == pytest.approx((1 + 1 + 0.75) / 3)
+
+
+def test_hand_made_decision_and_threshold():
+    d = decide(LABELS, SCORES, 0.35)
+    assert (d.precision, d.recall) == (pytest.approx(3 / 4), 1.0)
+    assert d.f1 == pytest.approx(2 * 0.75 / 1.75)
+    assert d.accuracy == pytest.approx(5 / 6)
+    assert max_f1_threshold(LABELS, SCORES) == 0.35
+    assert best_f1(LABELS, SCORES) == pytest.approx(2 * 0.75 / 1.75)
+
+
+def test_recall_at_fpr_and_precision_at_k():
+    assert recall_at_fpr(LABELS, SCORES, 0.0) == pytest.approx(2 / 3)
+    assert recall_at_fpr(LABELS, SCORES, 0.34) == pytest.approx(1.0)
+    assert precision_at_k(LABELS, SCORES, 3) == pytest.approx(2 / 3)
+
+
+def test_fpr_threshold_keeps_validation_false_positives_within_target():
+    rng = np.random.default_rng(0)
+    labels = rng.random(2000) < 0.1
+    scores = rng.normal(size=2000) + 2 * labels
+    for target in (0.0, 0.01, 0.05, 0.2):
+        t = fpr_threshold(labels, scores, target)
+        fp_rate = np.mean(scores[~labels] >= t)
+        assert fp_rate <= target
+        assert fp_rate > target - 2 / (~labels).sum()  # and is not needlessly strict
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_agree_with_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(500) < 0.15
+    scores = np.round(rng.normal(size=500) + labels, 1)  # rounded: many ties
+    assert roc_auc(labels, scores) == pytest.approx(sk.roc_auc_score(labels, scores))
+    assert average_precision(labels, scores) == pytest.approx(
+        sk.average_precision_score(labels, scores)
+    )
+    t = float(np.median(scores))
+    d = decide(labels, scores, t)
+    flagged = scores >= t
+    assert d.precision == pytest.approx(sk.precision_score(labels, flagged))
+    assert d.recall == pytest.approx(sk.recall_score(labels, flagged))
+    assert d.f1 == pytest.approx(sk.f1_score(labels, flagged))
+    assert d.accuracy == pytest.approx(sk.accuracy_score(labels, flagged))
+    precision, recall, _ = sk.precision_recall_curve(labels, scores)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+    assert best_f1(labels, scores) == pytest.approx(f1.max())
+    fpr, tpr, _ = sk.roc_curve(labels, scores)
+    assert recall_at_fpr(labels, scores, 0.01) == pytest.approx(tpr[fpr <= 0.01].max())
+
+
+def test_per_type_auc_compares_each_type_with_normals_only():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1], dtype=bool)
+    types = np.array([-1, -1, -1, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.9, 0.8, 0.15, 0.05])
+    got = per_type_roc_auc(labels, types, scores, ("burst", "subtle", "absent"))
+    assert got["burst"] == pytest.approx(1.0)
+    assert got["subtle"] == pytest.approx(1 / 6)  # 0.15 beats 0.1 only
+    assert "absent" not in got
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    labels = rng.random(400) < 0.2
+    scores = rng.normal(size=400) + labels
+    low, high = bootstrap_ci(roc_auc, labels, scores, n_boot=300, seed=0)
+    assert low < roc_auc(labels, scores) < high
+    assert high - low < 0.2
+    assert bootstrap_ci(roc_auc, labels, scores, n_boot=300, seed=0) == (low, high)
+
+
+def test_event_auc_ignores_padding():
+    labels = np.array([[0, 1, 0], [0, 0, 0]], dtype=bool)
+    scores = np.array([[0.1, 0.9, 5.0], [0.2, 0.3, 7.0]])
+    mask = np.array([[1, 1, 0], [1, 1, 0]], dtype=bool)
+    assert event_roc_auc(labels, scores, mask) == pytest.approx(1.0)
+
+
+def test_nan_scores_are_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        roc_auc([0, 1], [0.1, np.nan])
+
+
+def test_threshold_comes_from_validation_and_test_labels_cannot_move_it():
+    """The reported decision uses the validation threshold: relabelling the test set changes
+    the test metrics but never the threshold, and the oracle is reported apart."""
+    rng = np.random.default_rng(2)
+    val_labels = rng.random(1000) < 0.1
+    val_scores = rng.normal(size=1000) + 3 * val_labels
+    test_labels = rng.random(1000) < 0.1
+    test_scores = rng.normal(size=1000) + 1 * test_labels  # a harder test set
+    threshold = fit_threshold(val_labels, val_scores)
+    types = np.where(test_labels, 0, -1)
+    result = evaluate(
+        threshold=threshold,
+        labels=test_labels,
+        scores=test_scores,
+        types=types,
+        type_names=("x",),
+        n_boot=50,
+    )
+    assert result["threshold"] == threshold == max_f1_threshold(val_labels, val_scores)
+    assert result["threshold"] != max_f1_threshold(test_labels, test_scores)
+    assert result["best_f1_oracle"] > result["f1"]  # test-fitted F1 is optimistic
+    flipped = evaluate(
+        threshold=threshold,
+        labels=~test_labels,
+        scores=test_scores,
+        types=np.where(~test_labels, 0, -1),
+        type_names=("x",),
+        n_boot=50,
+    )
+    assert flipped["threshold"] == threshold
+    with pytest.raises(ValueError, match="unknown"):
+        fit_threshold(val_labels, val_scores, rule="test_peek")
