@@ -24,6 +24,10 @@ class ModelName(Enum):
     gru = "gru"
     transformer = "transformer"
     multimodal = "multimodal"
+    # Framework-neutral baselines (benchmark/baselines.py); they ignore `framework`.
+    random = "random"
+    iforest = "iforest"
+    markov = "markov"
 
 
 class FrameworkName(Enum):
@@ -157,6 +161,16 @@ class LoggerConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    threshold: str = "max_f1"
+    """How the decision threshold is fitted on validation scores: 'max_f1' or 'fpr'."""
+    target_fpr: float = 0.01
+    """Validation false-positive rate the 'fpr' rule aims for."""
+    bootstrap: int = 1000
+    """Bootstrap resamples for the 95% intervals of ROC-AUC and PR-AUC."""
+
+
+@dataclass
 class Config:
     dataset: Any = MISSING
     anomaly: AnomalyConfig = MISSING
@@ -166,6 +180,7 @@ class Config:
     train: TrainConfig = MISSING
     timing: TimingConfig = MISSING
     logger: LoggerConfig = MISSING
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     experiment_name: str = "default"
     """Results go to <results_dir>/<experiment_name>/<run_id>/."""
     seed: int = 0
@@ -206,6 +221,9 @@ def check_config(cfg: Config) -> None:
     _choice("framework.precision", cfg.framework.precision, ("fp32", "bf16"))
     _choice("train.schedule", cfg.train.schedule, ("cosine", "constant"))
     _choice("logger.name", cfg.logger.name, ("wandb_offline", "wandb", "none"))
+    _choice("evaluation.threshold", cfg.evaluation.threshold, ("max_f1", "fpr"))
+    if not 0.0 <= cfg.evaluation.target_fpr < 1.0:
+        raise ConfigError(f"evaluation.target_fpr={cfg.evaluation.target_fpr} is outside [0, 1)")
     if not 1 <= seq.min_length <= seq.max_length:
         raise ConfigError(
             f"dataset.sequence.min_length={seq.min_length} must be between 1 and "

@@ -16,7 +16,13 @@ import numpy as np
 from benchmark.anomalies import ANOMALY_TYPES, AnomalyConfig, LabelledEvents, inject
 from benchmark.config import DatasetConfig, SyntheticDatasetConfig
 from benchmark.errors import ConfigError
-from datasets.features import SequenceArrays, Vocabularies, encode_sequences
+from datasets.features import (
+    SequenceArrays,
+    Vocabularies,
+    encode_profiles,
+    encode_sequences,
+    event_brands,
+)
 from datasets.schema import Dataset
 from datasets.sessions import SPLITS, limit_lengths, sessionize, split_entities
 from datasets.synthetic import generate
@@ -38,6 +44,7 @@ class PreparedData:
     arrays: dict[str, SequenceArrays]  # split -> padded model inputs
     vocabs: Vocabularies
     summary: dict  # JSON-ready facts for the run record
+    profile_cardinalities: tuple[int, ...] = ()  # per profile field; empty without profiles
 
 
 def derive_seeds(seed: int, names: tuple[str, ...]) -> dict[str, int]:
@@ -85,19 +92,30 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
         for name in SPLITS
     }
     inject_s = time.perf_counter() - t1
+    brands = {
+        name: event_brands(dataset.items, lab.events.item_id) if dataset.items is not None else None
+        for name, lab in labelled.items()
+    }
     vocabs = Vocabularies.fit(
-        labelled["train"].events, min_count=seq.vocab_min_count, max_items=seq.max_items
+        labelled["train"].events,
+        min_count=seq.vocab_min_count,
+        max_items=seq.max_items,
+        train_brands=brands["train"],
     )
-    arrays = {
-        name: encode_sequences(
+    arrays, cards = {}, ()
+    for name, lab in labelled.items():
+        profile = None
+        if dataset.profiles is not None:
+            profile, cards = encode_profiles(dataset.profiles, lab.events.user_id[lab.offsets[:-1]])
+        arrays[name] = encode_sequences(
             lab.events,
             vocabs,
             max_length=seq.max_length,
             event_label=lab.event_label,
             label=lab.label,
+            brand_ids=brands[name],
+            profile=profile,
         )
-        for name, lab in labelled.items()
-    }
     summary = {
         "dataset": dataset.name,
         "modalities": list(dataset.modalities),
@@ -110,7 +128,7 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
         "seeds": seeds,
         "splits": {name: split_summary(lab, arrays[name]) for name, lab in labelled.items()},
     }
-    return PreparedData(dataset.name, dataset.modalities, labelled, arrays, vocabs, summary)
+    return PreparedData(dataset.name, dataset.modalities, labelled, arrays, vocabs, summary, cards)
 
 
 def split_summary(lab: LabelledEvents, arrays: SequenceArrays) -> dict:

@@ -1,9 +1,9 @@
 """``run(cfg)``: one experiment from config to a run record on disk.
 
-Stages: data (load -> sessions -> splits -> injection -> encoding). Detector training, scoring,
-metrics and timing plug in after the data stage as their issues land. Whatever happens, the run
-directory ends up with ``config.yaml`` and a ``record.json`` whose ``status`` is ``ok`` or
-``failed`` (with the phase and the error): a result is never silently lost.
+Stages: data (load -> sessions -> splits -> injection -> encoding), then detect (build the
+detector from the registry, fit, score, fit the threshold on validation, evaluate on test).
+Whatever happens, the run directory ends up with ``config.yaml`` and a ``record.json`` whose
+``status`` is ``ok`` or ``failed`` (with the phase and the error): a result is never lost.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark.config import NOISE_KEYS, Config, check_config
 from benchmark.data import PreparedData, prepare_data
 from benchmark.identity import run_id as make_run_id
+from benchmark.pipeline import detect
 
 RECORD_FILE = "record.json"
 CONFIG_FILE = "config.yaml"
@@ -67,7 +68,8 @@ def run(cfg: DictConfig | Config) -> RunResult:
         record["data"] = prepared.summary
         if config.save_arrays:
             save_arrays(prepared, run_dir)
-        record["stages_completed"] = ["data"]
+        phase = "detect"
+        detect(config, prepared, run_dir, record)
         record["status"] = "ok"
     except BaseException as err:
         record.update(status="failed", failed_phase=phase, error=f"{type(err).__name__}: {err}")
@@ -131,7 +133,7 @@ def save_arrays(prepared: PreparedData, run_dir: Path) -> None:
     ``<split>_anomalies.jsonl`` (type, severity, parameters, what the injector chose)."""
     for split, arrays in prepared.arrays.items():
         with tempfile.NamedTemporaryFile(dir=run_dir, suffix=".npz", delete=False) as tmp:
-            np.savez_compressed(tmp, **asdict(arrays))
+            np.savez_compressed(tmp, **{k: v for k, v in asdict(arrays).items() if v is not None})
         os.chmod(tmp.name, 0o644)
         os.replace(tmp.name, run_dir / f"{split}.npz")
         lines = [json.dumps(d, default=_json_default) for d in prepared.labelled[split].details]

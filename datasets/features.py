@@ -11,7 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datasets.schema import EVENT_TYPES, EventTable, session_offsets
+from datasets.schema import (
+    AGE_BANDS,
+    DEVICES,
+    EVENT_TYPES,
+    MISSING_ID,
+    EventTable,
+    ItemAttributes,
+    UserProfiles,
+    session_offsets,
+)
 
 PAD = 0
 UNKNOWN = 1
@@ -79,13 +88,55 @@ def price_buckets(prices: np.ndarray) -> np.ndarray:
 class Vocabularies:
     item: Vocabulary
     category: Vocabulary
+    brand: Vocabulary | None = None  # present when the dataset has item attributes
 
     @staticmethod
-    def fit(train: EventTable, *, min_count: int = 1, max_items: int | None = None) -> Vocabularies:
+    def fit(
+        train: EventTable,
+        *,
+        min_count: int = 1,
+        max_items: int | None = None,
+        train_brands: np.ndarray | None = None,
+    ) -> Vocabularies:
         return Vocabularies(
             item=Vocabulary.fit(train.item_id, min_count=min_count, max_size=max_items),
             category=Vocabulary.fit(train.category_id, min_count=min_count),
+            brand=None if train_brands is None else Vocabulary.fit(train_brands),
         )
+
+
+def event_brands(items: ItemAttributes, item_ids: np.ndarray) -> np.ndarray:
+    """Raw brand id of each event's item (MISSING_ID when the item or its brand is unknown)."""
+    rows = items.lookup(item_ids)
+    return np.where(rows >= 0, items.brand_id[np.maximum(rows, 0)], MISSING_ID)
+
+
+TENURE_EDGES_DAYS = np.array([30, 90, 180, 365, 730, 1460])
+
+
+def encode_profiles(
+    profiles: UserProfiles, user_ids: np.ndarray
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(N, 4) profile codes per sequence (age band, region, device, tenure bucket), each shifted
+    by one so 0 means "no profile"; and each field's cardinality. Fixed codes: nothing fitted."""
+    rows = profiles.lookup(user_ids)
+    r = np.maximum(rows, 0)
+    fields = np.stack(
+        [
+            profiles.age_band[r].astype(np.int32) + 1,
+            profiles.region[r].astype(np.int32) + 1,
+            profiles.device[r].astype(np.int32) + 1,
+            np.searchsorted(TENURE_EDGES_DAYS, profiles.tenure_days[r]).astype(np.int32) + 1,
+        ],
+        axis=1,
+    )
+    cards = (
+        len(AGE_BANDS) + 1,
+        int(profiles.region.max()) + 2,
+        len(DEVICES) + 1,
+        len(TENURE_EDGES_DAYS) + 2,
+    )
+    return np.where(rows[:, None] >= 0, fields, 0).astype(np.int32), cards
 
 
 @dataclass(frozen=True)
@@ -105,6 +156,8 @@ class SequenceArrays:
     label: np.ndarray  # (N,) bool
     user_id: np.ndarray  # (N,) int64, for joining the user-profile side table
     session_id: np.ndarray  # (N,) int64
+    brand: np.ndarray | None = None  # (N, T) int32, item-attribute modality
+    profile: np.ndarray | None = None  # (N, F) int32, user-profile modality (0 = none)
 
     def __len__(self) -> int:
         return len(self.length)
@@ -117,6 +170,8 @@ def encode_sequences(
     max_length: int,
     event_label: np.ndarray | None = None,
     label: np.ndarray | None = None,
+    brand_ids: np.ndarray | None = None,
+    profile: np.ndarray | None = None,
 ) -> SequenceArrays:
     """Pad each session (sorted table; sessions at most ``max_length`` long) into a row."""
     offsets = session_offsets(events.session_id)
@@ -152,4 +207,10 @@ def encode_sequences(
         label=np.zeros(n, dtype=bool) if label is None else np.asarray(label, dtype=bool),
         user_id=events.user_id[offsets[:-1]],
         session_id=events.session_id[offsets[:-1]],
+        brand=(
+            pad(vocabs.brand.encode(brand_ids), np.int32)
+            if brand_ids is not None and vocabs.brand is not None
+            else None
+        ),
+        profile=profile,
     )

@@ -1,0 +1,121 @@
+"""Training losses and anomaly scores of the four objectives, for PyTorch models.
+
+Every score is computed per event, then averaged over a sequence's scored events; padding never
+contributes. Next-event and forecast predictions for event t come from the state at t - 1, so
+the first event of a sequence has no score (0) and is left out of the mean.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from datasets.features import FIRST_KNOWN, UNKNOWN
+from models_common.config import N_TYPES
+
+Batch = dict[str, torch.Tensor]
+
+
+def forecast_targets(batch: Batch) -> torch.Tensor:
+    """(B, T, 11) per-event feature vector: type one-hot, scaled log gap and price, has-price."""
+    types = F.one_hot((batch["event_type"] - FIRST_KNOWN).clamp(min=0), N_TYPES).float()
+    has_price = (batch["price_bucket"] != UNKNOWN).float()[..., None]
+    return torch.cat(
+        [types, batch["log_gap"][..., None] / 5.0, batch["log_price"][..., None] / 5.0, has_price],
+        dim=-1,
+    )
+
+
+def _next_mask(batch: Batch) -> torch.Tensor:
+    """(B, T) events that have a predecessor: the ones next-step objectives score."""
+    scored = batch["mask"].clone()
+    scored[:, 0] = False
+    return scored
+
+
+def _shift(x: torch.Tensor) -> torch.Tensor:
+    """Predictions made at t - 1 aligned with event t (position 0 gets zeros)."""
+    return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+
+
+def _token_nll(out: dict, batch: Batch, shifted: bool) -> torch.Tensor:
+    """(B, T) negative log-likelihood of each event's type and item."""
+    type_logits, item_logits = out["type_logits"], out["item_logits"]
+    if shifted:
+        type_logits, item_logits = _shift(type_logits), _shift(item_logits)
+    nll_type = F.cross_entropy(type_logits.transpose(1, 2), batch["event_type"], reduction="none")
+    nll_item = F.cross_entropy(item_logits.transpose(1, 2), batch["item"], reduction="none")
+    return nll_type + nll_item
+
+
+def _mean_over(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    weights = where.to(values.dtype)
+    return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def event_scores(model, batch: Batch, objective: str, mask_prob: float) -> torch.Tensor:
+    """(B, T) per-event anomaly scores (0 where nothing is scored)."""
+    if objective == "classify":
+        return model(batch)["event_logit"] * batch["mask"]
+    if objective == "next_event":
+        return _token_nll(model(batch), batch, shifted=True) * _next_mask(batch)
+    if objective == "forecast":
+        error = (_shift(model(batch)["forecast"]) - forecast_targets(batch)).norm(dim=-1)
+        return error * _next_mask(batch)
+    return _masked_nll(model, batch, mask_prob)
+
+
+def _masked_nll(model, batch: Batch, mask_prob: float) -> torch.Tensor:
+    """Each event masked exactly once, in ``round(1 / mask_prob)`` deterministic passes."""
+    passes = max(2, round(1.0 / mask_prob))
+    position = torch.arange(batch["mask"].shape[1], device=batch["mask"].device)
+    total = torch.zeros(batch["mask"].shape, device=batch["mask"].device)
+    for j in range(passes):
+        hide = batch["mask"] & (position % passes == j)[None, :]
+        total = total + _token_nll(model(batch, hide), batch, shifted=False) * hide
+    return total
+
+
+def sequence_scores(
+    model, batch: Batch, objective: str, mask_prob: float, top_k: int
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Sequence scores (B,), event scores (B, T) and alternative sequence scores by name."""
+    if objective == "classify":
+        out = model(batch)
+        return out["sequence_logit"], out["event_logit"] * batch["mask"], {}
+    if objective == "next_event":
+        out = model(batch)
+        events = _token_nll(out, batch, shifted=True) * _next_mask(batch)
+        top = _shift(out["item_logits"]).topk(min(top_k, out["item_logits"].shape[-1]), -1)
+        miss = (top.indices != batch["item"][..., None]).all(dim=-1)
+        alt = {"top_k_miss_rate": _mean_over(miss.float(), _next_mask(batch))}
+        return _mean_over(events, _next_mask(batch)), events, alt
+    events = event_scores(model, batch, objective, mask_prob)
+    where = batch["mask"] if objective == "masked" else _next_mask(batch)
+    return _mean_over(events, where), events, {}
+
+
+def loss(
+    model, batch: Batch, objective: str, mask_prob: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The training loss of one batch (a scalar)."""
+    mask = batch["mask"]
+    if objective == "classify":
+        out = model(batch)
+        seq = F.binary_cross_entropy_with_logits(out["sequence_logit"], batch["label"])
+        event = F.binary_cross_entropy_with_logits(
+            out["event_logit"], batch["event_label"], reduction="none"
+        )
+        return seq + (event * mask).sum() / mask.sum().clamp(min=1)
+    if objective == "next_event":
+        scored = _next_mask(batch)
+        nll = _token_nll(model(batch), batch, shifted=True)
+        return (nll * scored).sum() / scored.sum().clamp(min=1)
+    if objective == "forecast":
+        scored = _next_mask(batch)
+        error = (_shift(model(batch)["forecast"]) - forecast_targets(batch)).pow(2).sum(-1)
+        return (error * scored).sum() / scored.sum().clamp(min=1)
+    draw = torch.rand(mask.shape, generator=generator, device="cpu").to(mask.device)
+    hide = mask & (draw < mask_prob)
+    nll = _token_nll(model(batch, hide), batch, shifted=False)
+    return (nll * hide).sum() / hide.sum().clamp(min=1)

@@ -1,0 +1,150 @@
+"""Framework-neutral baselines that show where deep detectors earn their cost.
+
+- ``random``: uniform scores (the floor every metric is read against);
+- ``iforest``: hand-crafted session features (length, event-type mix, pace, gaps, prices,
+  diversity) scored by scikit-learn's Isolation Forest, fitted on the training split;
+- ``markov``: a first-order Markov chain over (event type, time-gap bucket) tokens with add-alpha
+  smoothing; an event's score is its negative log-likelihood given the previous event, a
+  sequence's score their mean.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.ensemble import IsolationForest
+
+from benchmark.detectors import DetectorSpec, Scores, register
+from datasets.features import FIRST_KNOWN, N_GAP_BUCKETS, UNKNOWN, SequenceArrays
+from datasets.schema import EventType
+
+LOG1P_ONE_SECOND = float(np.log1p(1.0))
+
+
+class RandomDetector:
+    modalities_used = ("behaviour",)
+    n_params = 0
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
+        return {"fit_seconds": 0.0}
+
+    def score(self, data: SequenceArrays) -> Scores:
+        rng = np.random.default_rng(self.seed + len(data))
+        return Scores(rng.random(len(data)), np.where(data.mask, rng.random(data.mask.shape), 0))
+
+
+def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    count = mask.sum(axis=1)
+    return np.where(count > 0, (values * mask).sum(axis=1) / np.maximum(count, 1), 0.0)
+
+
+def _masked_std(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    mean = _masked_mean(values, mask)
+    return np.sqrt(_masked_mean((values - mean[:, None]) ** 2, mask))
+
+
+def session_features(data: SequenceArrays) -> np.ndarray:
+    """(N, F) hand-crafted features of each sequence, from the encoded arrays only."""
+    mask = data.mask
+    length = np.maximum(data.length, 1).astype(np.float64)
+    types = data.event_type - FIRST_KNOWN
+    type_share = np.stack([((types == t) & mask).sum(1) / length for t in EventType], axis=1)
+    gap_mask = mask.copy()
+    gap_mask[:, 0] = False  # the first event has no gap
+    gaps = data.log_gap.astype(np.float64)
+    duration = np.log1p(np.expm1(gaps * gap_mask).sum(axis=1))
+    priced = mask & (data.price_bucket != UNKNOWN)
+    price = data.log_price.astype(np.float64)
+    price_max = np.where(priced, price, -np.inf).max(axis=1)
+    same_item = np.zeros_like(mask)
+    same_item[:, 1:] = (data.item[:, 1:] == data.item[:, :-1]) & mask[:, 1:]
+    return np.column_stack(
+        [
+            np.log(length),
+            type_share,
+            _masked_mean(gaps, gap_mask),
+            _masked_std(gaps, gap_mask),
+            np.where(gap_mask, gaps, np.inf).min(axis=1).clip(max=20.0),
+            _masked_mean(gaps < LOG1P_ONE_SECOND, gap_mask),
+            np.log(length) - duration,  # log events per second of session
+            _masked_mean(price, priced),
+            _masked_std(price, priced),
+            np.where(np.isfinite(price_max), price_max - _masked_mean(price, priced), 0.0),
+            [len(np.unique(r[m])) / n for r, m, n in zip(data.item, mask, length, strict=True)],
+            [len(np.unique(r[m])) / n for r, m, n in zip(data.category, mask, length, strict=True)],
+            same_item.sum(axis=1) / length,
+        ]
+    )
+
+
+class IsolationForestDetector:
+    modalities_used = ("behaviour",)
+
+    def __init__(self, seed: int, n_estimators: int = 200) -> None:
+        self.forest = IsolationForest(n_estimators=n_estimators, random_state=seed)
+
+    def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
+        start = time.perf_counter()
+        self.forest.fit(session_features(train))
+        return {"fit_seconds": time.perf_counter() - start}
+
+    def score(self, data: SequenceArrays) -> Scores:
+        return Scores(-self.forest.score_samples(session_features(data)))
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(t.tree_.node_count for t in self.forest.estimators_))
+
+
+class MarkovDetector:
+    modalities_used = ("behaviour",)
+
+    def __init__(self, alpha: float = 0.1) -> None:
+        self.alpha = alpha
+        self.n_tokens = (FIRST_KNOWN + len(EventType)) * N_GAP_BUCKETS
+        self.log_prob = np.zeros((self.n_tokens + 1, self.n_tokens))  # last row: start state
+
+    def _tokens(self, data: SequenceArrays) -> np.ndarray:
+        return data.event_type * N_GAP_BUCKETS + data.gap_bucket
+
+    def _previous(self, tokens: np.ndarray) -> np.ndarray:
+        prev = np.full_like(tokens, self.n_tokens)
+        prev[:, 1:] = tokens[:, :-1]
+        return prev
+
+    def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
+        start = time.perf_counter()
+        tokens = self._tokens(train)
+        counts = np.full(self.log_prob.shape, self.alpha)
+        np.add.at(counts, (self._previous(tokens)[train.mask], tokens[train.mask]), 1.0)
+        self.log_prob = np.log(counts / counts.sum(axis=1, keepdims=True))
+        return {"fit_seconds": time.perf_counter() - start}
+
+    def score(self, data: SequenceArrays) -> Scores:
+        tokens = self._tokens(data)
+        nll = -self.log_prob[self._previous(tokens), tokens]
+        event = np.where(data.mask, nll, 0.0)
+        return Scores(_masked_mean(event, data.mask), event)
+
+    @property
+    def n_params(self) -> int:
+        return int(self.log_prob.size)
+
+
+@register("numpy", "random")
+def _random(spec: DetectorSpec) -> RandomDetector:
+    return RandomDetector(spec.seed)
+
+
+@register("numpy", "iforest")
+def _iforest(spec: DetectorSpec) -> IsolationForestDetector:
+    return IsolationForestDetector(spec.seed)
+
+
+@register("numpy", "markov")
+def _markov(spec: DetectorSpec) -> MarkovDetector:
+    return MarkovDetector()

@@ -1,0 +1,110 @@
+"""The one boundary between the harness and any detector: a NumPy-only protocol and a registry
+keyed by (framework, model).
+
+Framework code registers itself from its adapter module; the registry imports an adapter only
+when a run asks for its framework, so a NumPy baseline run never imports torch or jax.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from benchmark.errors import ConfigError
+from datasets.features import SequenceArrays
+
+# Where each framework's detectors register themselves (explicit: no directory scanning).
+ADAPTERS: dict[str, str] = {
+    "numpy": "benchmark.baselines",
+    "torch": "benchmark.adapters.torch_adapter",
+}
+BASELINES: tuple[str, ...] = ("random", "iforest", "markov")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Anomaly scores, higher = more anomalous."""
+
+    sequence: np.ndarray  # (N,) float64
+    event: np.ndarray | None = None  # (N, T) float64, 0 on padding; None if not localised
+    alternatives: dict[str, np.ndarray] = field(default_factory=dict)  # other (N,) scores
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a detector may know about the data before seeing it."""
+
+    max_length: int
+    n_items: int  # item vocabulary size, padding and unknown included
+    n_categories: int
+    n_event_types: int
+    n_gap_buckets: int
+    n_price_buckets: int
+    modalities: tuple[str, ...]
+    profile_cardinalities: tuple[int, ...] = ()  # per profile field, padding included
+    n_brands: int = 0
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Everything a factory needs; config sections are passed as their dataclasses."""
+
+    model: Any
+    objective: Any
+    train: Any
+    framework: Any
+    data: DataInfo
+    seed: int
+    run_dir: Any = None  # where checkpoints may be written
+    extra: dict = field(default_factory=dict)
+
+
+class Detector(Protocol):
+    def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
+        """Train; returns a JSON-ready report (epochs, losses, seconds, ...)."""
+        ...
+
+    def score(self, data: SequenceArrays) -> Scores: ...
+
+    @property
+    def n_params(self) -> int: ...
+
+    @property
+    def modalities_used(self) -> tuple[str, ...]: ...
+
+
+Factory = Callable[[DetectorSpec], Detector]
+_REGISTRY: dict[tuple[str, str], Factory] = {}
+
+
+def register(framework: str, model: str) -> Callable[[Factory], Factory]:
+    def add(factory: Factory) -> Factory:
+        _REGISTRY[(framework, model)] = factory
+        return factory
+
+    return add
+
+
+def framework_of(model: str, framework: str) -> str:
+    """Baselines are framework-neutral NumPy code whatever ``framework`` says."""
+    return "numpy" if model in BASELINES else framework
+
+
+def create(model: str, framework: str, spec: DetectorSpec) -> Detector:
+    framework = framework_of(model, framework)
+    if framework not in ADAPTERS:
+        raise ConfigError(
+            f"framework={framework!r} has no detectors yet; known: {sorted(ADAPTERS)}"
+        )
+    importlib.import_module(ADAPTERS[framework])
+    factory = _REGISTRY.get((framework, model))
+    if factory is None:
+        known = sorted(m for f, m in _REGISTRY if f == framework)
+        raise ConfigError(
+            f"model={model!r} is not implemented for framework={framework!r}; available: {known}"
+        )
+    return factory(spec)

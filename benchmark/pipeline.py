@@ -1,0 +1,104 @@
+"""The detector stage of a run: build, fit, score, threshold on validation, evaluate on test."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data import PreparedData
+from benchmark.detectors import DataInfo, DetectorSpec, Scores, create, framework_of
+from benchmark.metrics import evaluate, fit_threshold, roc_auc
+from datasets.features import N_EVENT_TYPES, N_GAP_BUCKETS, N_PRICE_BUCKETS
+
+SCORES_FILE = "scores.npz"
+
+
+def data_info(prepared: PreparedData, max_length: int) -> DataInfo:
+    return DataInfo(
+        max_length=max_length,
+        n_items=len(prepared.vocabs.item),
+        n_categories=len(prepared.vocabs.category),
+        n_event_types=N_EVENT_TYPES,
+        n_gap_buckets=N_GAP_BUCKETS,
+        n_price_buckets=N_PRICE_BUCKETS,
+        modalities=prepared.modalities,
+        profile_cardinalities=prepared.profile_cardinalities,
+        n_brands=len(prepared.vocabs.brand) if prepared.vocabs.brand is not None else 0,
+    )
+
+
+def detect(config, prepared: PreparedData, run_dir: Path, record: dict) -> None:
+    """Fill ``record`` with the detector's training report, metrics and timings."""
+    model, framework = config.model.name.value, config.framework.name.value
+    record["framework"] = framework_of(model, framework)
+    spec = DetectorSpec(
+        model=config.model,
+        objective=config.objective,
+        train=config.train,
+        framework=config.framework,
+        data=data_info(prepared, config.dataset.sequence.max_length),
+        seed=config.seed,
+        run_dir=run_dir,
+    )
+    detector = create(model, framework, spec)
+    train, val, test = (prepared.arrays[s] for s in ("train", "val", "test"))
+    start = time.perf_counter()
+    record["training"] = detector.fit(train, val)
+    train_seconds = time.perf_counter() - start
+    val_scores = detector.score(val)
+    start = time.perf_counter()
+    test_scores = detector.score(test)
+    infer_seconds = time.perf_counter() - start
+    ev = config.evaluation
+    threshold = fit_threshold(val.label, val_scores.sequence, ev.threshold, ev.target_fpr)
+    lab = prepared.labelled["test"]
+    record["metrics"] = evaluate(
+        threshold=threshold,
+        labels=test.label,
+        scores=test_scores.sequence,
+        types=lab.anomaly_type,
+        type_names=lab.type_names,
+        event_labels=test.event_label,
+        event_scores=test_scores.event,
+        mask=test.mask,
+        n_boot=ev.bootstrap,
+        seed=config.seed,
+    )
+    record["metrics"]["alternative_roc_auc"] = {
+        name: roc_auc(test.label, values) for name, values in test_scores.alternatives.items()
+    }
+    record["n_params"] = detector.n_params
+    record["modalities_used"] = list(detector.modalities_used)
+    record["timing"] = {
+        "train_seconds": train_seconds,
+        "train_seq_per_s": len(train)
+        * max(1, record["training"].get("epochs", 1))
+        / max(train_seconds, 1e-9),
+        "infer_seconds": infer_seconds,
+        "infer_seq_per_s": len(test) / max(infer_seconds, 1e-9),
+    }
+    save_scores(run_dir / SCORES_FILE, prepared, val_scores, test_scores)
+
+
+def save_scores(path: Path, prepared: PreparedData, val: Scores, test: Scores) -> None:
+    """Test (and validation) scores beside labels, types and severities, for later checks."""
+    lab, arr = prepared.labelled["test"], prepared.arrays["test"]
+    arrays = {
+        "test_score": test.sequence,
+        "test_label": arr.label,
+        "test_type": lab.anomaly_type,
+        "test_severity": lab.severity,
+        "test_session_id": arr.session_id,
+        "val_score": val.sequence,
+        "val_label": prepared.arrays["val"].label,
+        "type_names": np.array(lab.type_names),
+    }
+    if test.event is not None:
+        arrays.update(
+            test_event_score=test.event, test_event_label=arr.event_label, test_mask=arr.mask
+        )
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)

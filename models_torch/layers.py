@@ -1,0 +1,150 @@
+"""Blocks shared by the PyTorch detectors: event embedding, attention block, objective heads.
+
+Batches are dicts of tensors named as in ``datasets.features.SequenceArrays``: ``event_type``,
+``item``, ``category``, ``gap_bucket``, ``price_bucket`` (B, T) int64, ``mask`` (B, T) bool;
+optional ``profile`` (B, F), ``brand`` (B, T) and ``log_price`` (B, T).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models_common.config import FORECAST_DIM, DetectorConfig
+
+LN_EPS = 1e-5  # set explicitly: Flax's LayerNorm defaults to 1e-6
+
+
+class EventEmbedding(nn.Module):
+    """Sum of the five per-event field embeddings; masked-out positions (the masked objective)
+    take a learned mask vector instead."""
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        super().__init__()
+        d = cfg.embed_dim
+        self.event_type = nn.Embedding(cfg.n_event_types, d, padding_idx=0)
+        self.item = nn.Embedding(cfg.n_items, d, padding_idx=0)
+        self.category = nn.Embedding(cfg.n_categories, d, padding_idx=0)
+        self.gap = nn.Embedding(cfg.n_gap_buckets, d, padding_idx=0)
+        self.price = nn.Embedding(cfg.n_price_buckets, d, padding_idx=0)
+        self.mask_vector = nn.Parameter(torch.zeros(d))
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], hide: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = (
+            self.event_type(batch["event_type"])
+            + self.item(batch["item"])
+            + self.category(batch["category"])
+            + self.gap(batch["gap_bucket"])
+            + self.price(batch["price_bucket"])
+        )  # (B, T, d)
+        if hide is not None:
+            x = torch.where(hide[..., None], self.mask_vector.expand_as(x), x)
+        return self.dropout(x)
+
+
+def attention_mask(mask: torch.Tensor, causal: bool) -> torch.Tensor:
+    """(B, 1, T, T) boolean mask for scaled_dot_product_attention: True = may attend."""
+    allowed = mask[:, None, None, :]  # keys that are real events
+    if causal:
+        t = mask.shape[1]
+        tril = torch.ones(t, t, dtype=torch.bool, device=mask.device).tril()
+        allowed = allowed & tril
+    return allowed
+
+
+class AttentionBlock(nn.Module):
+    """Pre-norm transformer block: x + MHA(LN(x)), then x + FF(LN(x))."""
+
+    def __init__(self, width: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"hidden_dim {width} must be divisible by num_heads {heads}")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width, eps=LN_EPS)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width, eps=LN_EPS)
+        self.ff1 = nn.Linear(width, ff_dim)
+        self.ff2 = nn.Linear(ff_dim, width)
+        self.dropout = nn.Dropout(dropout)
+        self.p_drop = dropout
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, t, w = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, w // self.heads).unbind(2)
+        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (B, heads, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.p_drop if self.training else 0.0
+        )
+        x = x + self.dropout(self.out(y.transpose(1, 2).reshape(b, t, w)))
+        return x + self.dropout(self.ff2(F.gelu(self.ff1(self.norm2(x)))))
+
+
+def last_valid(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, H) state at each sequence's last real event."""
+    index = (mask.sum(dim=1) - 1).clamp(min=0)
+    return states[torch.arange(states.shape[0], device=states.device), index]
+
+
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(states.dtype)[..., None]
+    return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class Heads(nn.Module):
+    """The objective's output layers on top of per-event states (B, T, H) and a pooled (B, H)."""
+
+    def __init__(self, cfg: DetectorConfig, width: int) -> None:
+        super().__init__()
+        self.objective = cfg.objective
+        if cfg.objective == "classify":
+            self.sequence = nn.Linear(width, 1)
+            self.event = nn.Linear(width, 1)
+        elif cfg.objective in ("next_event", "masked"):
+            self.type_logits = nn.Linear(width, cfg.n_event_types)
+            self.item_logits = nn.Linear(width, cfg.n_items)
+        elif cfg.objective == "forecast":
+            self.forecast = nn.Linear(width, FORECAST_DIM)
+        else:
+            raise ValueError(f"unknown objective {cfg.objective!r}")
+
+    def forward(self, states: torch.Tensor, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.objective == "classify":
+            return {
+                "sequence_logit": self.sequence(pooled)[:, 0],
+                "event_logit": self.event(states)[..., 0],
+            }
+        if self.objective in ("next_event", "masked"):
+            return {
+                "type_logits": self.type_logits(states),
+                "item_logits": self.item_logits(states),
+            }
+        return {"forecast": self.forecast(states)}
+
+
+def init_weights(module: nn.Module) -> None:
+    """Small normal init for embeddings and linears (biases zero), as in GPT-2."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+            with torch.no_grad():
+                m.weight[0].zero_()
+
+
+def positional(max_length: int, width: int) -> torch.Tensor:
+    """Fixed sinusoidal positions (T, width): nothing to learn, identical in both frameworks."""
+    position = torch.arange(max_length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(1e4) / width))
+    table = torch.zeros(max_length, width)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: width // 2])
+    return table

@@ -1,0 +1,44 @@
+"""LSTM detector: event embedding -> stacked LSTM (cuDNN fast path) -> objective heads.
+
+Equations (torch gate order i, f, g, o; ``W_ih (4H, in)``, ``W_hh (4H, H)``, two biases)::
+
+    i, f, g, o = split(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+    h_t = sigmoid(o) * tanh(c_t)
+
+Unidirectional, on right-padded input without packing: a real event's state never depends on
+the padding after it. The sequence summary is the state at the last real event.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models_common.config import DetectorConfig
+from models_torch.layers import EventEmbedding, Heads, init_weights, last_valid
+
+
+class LSTMDetector(nn.Module):
+    rnn_type = nn.LSTM
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = EventEmbedding(cfg)
+        self.rnn = self.rnn_type(
+            cfg.embed_dim,
+            cfg.hidden_dim,
+            num_layers=cfg.num_layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+        )
+        self.heads = Heads(cfg, cfg.hidden_dim)
+        init_weights(self)
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], hide: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        states, _ = self.rnn(self.embed(batch, hide))  # (B, T, H)
+        pooled = last_valid(states, batch["mask"])  # (B, H)
+        return {**self.heads(states, pooled), "states": states}

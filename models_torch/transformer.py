@@ -1,0 +1,68 @@
+"""Transformer detector: event embedding + sinusoidal positions -> pre-norm attention blocks
+(scaled_dot_product_attention) -> objective heads.
+
+Attention is causal for objectives that predict the next event (next_event, forecast) and
+bidirectional otherwise; padded keys are always masked. The sequence summary is the mean of the
+real events' states.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models_common.config import DetectorConfig
+from models_torch.layers import (
+    LN_EPS,
+    AttentionBlock,
+    EventEmbedding,
+    Heads,
+    attention_mask,
+    init_weights,
+    masked_mean,
+    positional,
+)
+
+
+class TransformerEncoder(nn.Module):
+    """Embedding, positions and blocks: per-event states (B, T, H)."""
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = EventEmbedding(cfg)
+        self.project = nn.Linear(cfg.embed_dim, cfg.hidden_dim)
+        self.register_buffer(
+            "positions", positional(cfg.max_length, cfg.hidden_dim), persistent=False
+        )
+        self.blocks = nn.ModuleList(
+            AttentionBlock(cfg.hidden_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout)
+            for _ in range(cfg.num_layers)
+        )
+        self.norm = nn.LayerNorm(cfg.hidden_dim, eps=LN_EPS)
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], hide: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = self.project(self.embed(batch, hide))
+        x = x + self.positions[: x.shape[1]]
+        allowed = attention_mask(batch["mask"], self.cfg.causal)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.norm(x)
+
+
+class TransformerDetector(nn.Module):
+    def __init__(self, cfg: DetectorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = TransformerEncoder(cfg)
+        self.heads = Heads(cfg, cfg.hidden_dim)
+        init_weights(self)
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], hide: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        states = self.encoder(batch, hide)
+        pooled = masked_mean(states, batch["mask"])
+        return {**self.heads(states, pooled), "states": states}
