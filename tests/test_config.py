@@ -99,7 +99,10 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["model.hiden_dim=3"], "unknown config key 'model.hiden_dim'; allowed here: ["),
         (["model=lsmt"], "Could not find 'model/lsmt'; available: ['gru', 'iforest', 'lstm'"),
         (["train.epochs=abc"], "bad value for 'train.epochs'"),
-        (["model.name=foo"], "expected one of [lstm, gru, transformer, multimodal, random, iforest, markov]"),
+        (
+            ["model.name=foo"],
+            "expected one of [lstm, gru, transformer, multimodal, random, iforest, markov]",
+        ),
         (["anomaly.mix.clik_flood=1"], "allowed here: ['account_takeover', 'brushing'"),
         (["anomaly.severity=1.5"], "anomaly.severity=1.5 is outside [0, 1]"),
         (["anomaly.contamination.test=1.0"], "anomaly.contamination.test=1.0 is outside [0, 1)"),
