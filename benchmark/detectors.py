@@ -44,6 +44,7 @@ class DataInfo:
     n_event_types: int
     n_gap_buckets: int
     n_price_buckets: int
+    n_devices: int
     modalities: tuple[str, ...]
     profile_cardinalities: tuple[int, ...] = ()  # per profile field, padding included
     n_brands: int = 0

@@ -10,7 +10,7 @@ import numpy as np
 from benchmark.data import PreparedData
 from benchmark.detectors import DataInfo, DetectorSpec, Scores, create, framework_of
 from benchmark.metrics import evaluate, fit_threshold, roc_auc
-from datasets.features import N_EVENT_TYPES, N_GAP_BUCKETS, N_PRICE_BUCKETS
+from datasets.features import N_DEVICES, N_EVENT_TYPES, N_GAP_BUCKETS, N_PRICE_BUCKETS
 
 SCORES_FILE = "scores.npz"
 
@@ -23,6 +23,7 @@ def data_info(prepared: PreparedData, max_length: int) -> DataInfo:
         n_event_types=N_EVENT_TYPES,
         n_gap_buckets=N_GAP_BUCKETS,
         n_price_buckets=N_PRICE_BUCKETS,
+        n_devices=N_DEVICES,
         modalities=prepared.modalities,
         profile_cardinalities=prepared.profile_cardinalities,
         n_brands=len(prepared.vocabs.brand) if prepared.vocabs.brand is not None else 0,

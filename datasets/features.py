@@ -36,6 +36,8 @@ N_GAP_BUCKETS = GAP_FIRST + 1 + len(GAP_EDGES_S) + 1
 PRICE_EDGES = np.geomspace(0.5, 50_000, 31)
 N_PRICE_BUCKETS = FIRST_KNOWN + len(PRICE_EDGES) + 1
 N_EVENT_TYPES = FIRST_KNOWN + len(EVENT_TYPES)
+# Device/channel codes are int8 in the schema: index = code + 2, 1 = missing (fixed, not fitted).
+N_DEVICES = FIRST_KNOWN + 128
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,12 @@ def gap_buckets(gaps: np.ndarray, is_first: np.ndarray) -> np.ndarray:
 def price_buckets(prices: np.ndarray) -> np.ndarray:
     bucket = FIRST_KNOWN + np.searchsorted(PRICE_EDGES, np.nan_to_num(prices), side="right")
     return np.where(np.isfinite(prices), bucket, UNKNOWN).astype(np.int32)
+
+
+def device_codes(device: np.ndarray | None, n: int) -> np.ndarray:
+    if device is None:
+        return np.full(n, UNKNOWN, dtype=np.int32)
+    return np.where(device >= 0, device.astype(np.int32) + FIRST_KNOWN, UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,7 @@ class SequenceArrays:
     category: np.ndarray  # (N, T) int32
     gap_bucket: np.ndarray  # (N, T) int32
     price_bucket: np.ndarray  # (N, T) int32
+    device: np.ndarray  # (N, T) int32, device code + 2 (1 when the dataset has none)
     log_gap: np.ndarray  # (N, T) float32, log1p(seconds since previous event), 0 at the first
     log_price: np.ndarray  # (N, T) float32, log1p(price), 0 where missing
     mask: np.ndarray  # (N, T) bool, True on real events
@@ -199,6 +208,7 @@ def encode_sequences(
         category=pad(vocabs.category.encode(events.category_id), np.int32),
         gap_bucket=pad(gap_buckets(gaps, is_first), np.int32),
         price_bucket=pad(price_buckets(events.price), np.int32),
+        device=pad(device_codes(events.device, len(events)), np.int32),
         log_gap=pad(np.log1p(np.maximum(gaps, 0.0)), np.float32),
         log_price=pad(np.log1p(np.nan_to_num(np.maximum(events.price, 0.0))), np.float32),
         mask=pad(np.ones(len(events), dtype=bool), bool),

@@ -7,8 +7,12 @@ from dataclasses import dataclass
 OBJECTIVES: tuple[str, ...] = ("classify", "next_event", "masked", "forecast")
 # Objectives that predict event t+1 from events up to t need causal encoders.
 CAUSAL_OBJECTIVES: tuple[str, ...] = ("next_event", "forecast")
-# Forecast target per event: event-type one-hot (8), log1p gap / 5, log1p price / 5, has-price.
+# Forecast target per event: event-type one-hot (8), log1p(gap) / GAP_SCALE,
+# log1p(price) / PRICE_SCALE, has-price. Fixed scales (nothing fitted, nothing leaks); the gap
+# scale is the smaller so that timing errors weigh as much as a wrong event type.
 FORECAST_DIM = 11
+GAP_SCALE = 1.5
+PRICE_SCALE = 5.0
 N_TYPES = 8
 
 
@@ -26,6 +30,8 @@ class DetectorConfig:
     """Time-gap buckets (fixed log-spaced edges)."""
     n_price_buckets: int
     """Price buckets (fixed log-spaced edges)."""
+    n_devices: int
+    """Device/channel codes (fixed: padding, missing, 128 codes)."""
     max_length: int
     """Longest sequence (positions for attention models)."""
     objective: str

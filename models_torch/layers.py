@@ -19,8 +19,8 @@ LN_EPS = 1e-5  # set explicitly: Flax's LayerNorm defaults to 1e-6
 
 
 class EventEmbedding(nn.Module):
-    """Sum of the five per-event field embeddings; masked-out positions (the masked objective)
-    take a learned mask vector instead."""
+    """Sum of the six per-event field embeddings (type, item, category, gap, price, device);
+    masked-out positions (the masked objective) take a learned mask vector instead."""
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__()
@@ -30,6 +30,7 @@ class EventEmbedding(nn.Module):
         self.category = nn.Embedding(cfg.n_categories, d, padding_idx=0)
         self.gap = nn.Embedding(cfg.n_gap_buckets, d, padding_idx=0)
         self.price = nn.Embedding(cfg.n_price_buckets, d, padding_idx=0)
+        self.device_code = nn.Embedding(cfg.n_devices, d, padding_idx=0)
         self.mask_vector = nn.Parameter(torch.zeros(d))
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -42,6 +43,7 @@ class EventEmbedding(nn.Module):
             + self.category(batch["category"])
             + self.gap(batch["gap_bucket"])
             + self.price(batch["price_bucket"])
+            + self.device_code(batch["device"])
         )  # (B, T, d)
         if hide is not None:
             x = torch.where(hide[..., None], self.mask_vector.expand_as(x), x)
@@ -109,6 +111,7 @@ class Heads(nn.Module):
         elif cfg.objective in ("next_event", "masked"):
             self.type_logits = nn.Linear(width, cfg.n_event_types)
             self.item_logits = nn.Linear(width, cfg.n_items)
+            self.gap_logits = nn.Linear(width, cfg.n_gap_buckets)
         elif cfg.objective == "forecast":
             self.forecast = nn.Linear(width, FORECAST_DIM)
         else:
@@ -124,6 +127,7 @@ class Heads(nn.Module):
             return {
                 "type_logits": self.type_logits(states),
                 "item_logits": self.item_logits(states),
+                "gap_logits": self.gap_logits(states),
             }
         return {"forecast": self.forecast(states)}
 

@@ -35,7 +35,16 @@ MODELS = {
     "multimodal": MultimodalAttentionDetector,
 }
 CHECKPOINT = "checkpoint.safetensors"
-LONG_FIELDS = ("event_type", "item", "category", "gap_bucket", "price_bucket", "brand", "profile")
+LONG_FIELDS = (
+    "event_type",
+    "item",
+    "category",
+    "gap_bucket",
+    "price_bucket",
+    "device",
+    "brand",
+    "profile",
+)
 FLOAT_FIELDS = ("log_gap", "log_price", "label", "event_label")
 
 
@@ -48,6 +57,7 @@ def detector_config(spec: DetectorSpec) -> DetectorConfig:
         n_categories=d.n_categories,
         n_gap_buckets=d.n_gap_buckets,
         n_price_buckets=d.n_price_buckets,
+        n_devices=d.n_devices,
         max_length=d.max_length,
         objective=spec.objective.name.value,
         embed_dim=m.embed_dim,

@@ -11,17 +11,22 @@ import torch
 import torch.nn.functional as F
 
 from datasets.features import FIRST_KNOWN, UNKNOWN
-from models_common.config import N_TYPES
+from models_common.config import GAP_SCALE, N_TYPES, PRICE_SCALE
 
 Batch = dict[str, torch.Tensor]
 
 
 def forecast_targets(batch: Batch) -> torch.Tensor:
-    """(B, T, 11) per-event feature vector: type one-hot, scaled log gap and price, has-price."""
+    """(B, T, 11) per-event feature vector (see models_common.config.FORECAST_DIM)."""
     types = F.one_hot((batch["event_type"] - FIRST_KNOWN).clamp(min=0), N_TYPES).float()
     has_price = (batch["price_bucket"] != UNKNOWN).float()[..., None]
     return torch.cat(
-        [types, batch["log_gap"][..., None] / 5.0, batch["log_price"][..., None] / 5.0, has_price],
+        [
+            types,
+            batch["log_gap"][..., None] / GAP_SCALE,
+            batch["log_price"][..., None] / PRICE_SCALE,
+            has_price,
+        ],
         dim=-1,
     )
 
@@ -38,14 +43,22 @@ def _shift(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
 
 
+TOKEN_FIELDS = (
+    ("type_logits", "event_type"),
+    ("item_logits", "item"),
+    ("gap_logits", "gap_bucket"),
+)
+
+
 def _token_nll(out: dict, batch: Batch, shifted: bool) -> torch.Tensor:
-    """(B, T) negative log-likelihood of each event's type and item."""
-    type_logits, item_logits = out["type_logits"], out["item_logits"]
-    if shifted:
-        type_logits, item_logits = _shift(type_logits), _shift(item_logits)
-    nll_type = F.cross_entropy(type_logits.transpose(1, 2), batch["event_type"], reduction="none")
-    nll_item = F.cross_entropy(item_logits.transpose(1, 2), batch["item"], reduction="none")
-    return nll_type + nll_item
+    """(B, T) negative log-likelihood of each event: its type, item and time-gap bucket."""
+    total = torch.zeros(batch["mask"].shape, device=batch["mask"].device)
+    for head, target in TOKEN_FIELDS:
+        logits = _shift(out[head]) if shifted else out[head]
+        total = total + F.cross_entropy(
+            logits.transpose(1, 2).float(), batch[target], reduction="none"
+        )
+    return total
 
 
 def _mean_over(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
