@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+RESULTS ?= results
+EXPERIMENT ?= default
 
 .PHONY: setup setup-gpu run test test-slow bench lint format lock clean
 
@@ -23,8 +25,10 @@ $(STAMP): pyproject.toml requirements.lock | $(PY)
 setup-gpu: setup
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,gpu]'
 
+# The default experiment: every detector of its sweep, then the ranked table of its runs.
 run: setup
-	$(PY) -m benchmark $(ARGS)
+	$(PY) -m benchmark -m $(ARGS)
+	$(PY) -m benchmark.table $(RESULTS)/$(EXPERIMENT)
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -129,9 +129,9 @@ class ObjectiveConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 6
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.01
     schedule: str = "cosine"
     """'cosine' (with warm-up) or 'constant'."""

@@ -1,0 +1,218 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from benchmark.adapters import torch_objectives as objectives
+from benchmark.adapters.torch_adapter import CHECKPOINT, MODELS, TorchDetector, lr_factor
+from benchmark.run import run
+from models_common.config import OBJECTIVES, DetectorConfig
+from models_torch.multimodal import MultimodalAttentionDetector
+
+LENGTHS = [7, 3, 1, 5]
+
+
+def config(objective: str, **kw) -> DetectorConfig:
+    base = dict(
+        n_event_types=10,
+        n_items=30,
+        n_categories=8,
+        n_gap_buckets=21,
+        n_price_buckets=34,
+        n_devices=130,
+        max_length=16,
+        objective=objective,
+        embed_dim=8,
+        hidden_dim=16,
+        num_layers=2,
+        num_heads=2,
+        ff_dim=16,
+        dropout=0.1,
+        profile_cardinalities=(7, 5, 6),
+        n_brands=9,
+    )
+    base.update(kw)
+    return DetectorConfig(**base)
+
+
+def make_batch(seed: int = 0, width: int = 7) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    b = len(LENGTHS)
+    mask = torch.arange(width)[None, :] < torch.tensor(LENGTHS)[:, None]
+
+    def ints(high: int) -> torch.Tensor:
+        return torch.randint(2, high, (b, width), generator=g) * mask
+
+    return {
+        "event_type": ints(10),
+        "item": ints(30),
+        "category": ints(8),
+        "gap_bucket": ints(21),
+        "price_bucket": ints(34),
+        "device": ints(7),
+        "brand": ints(9),
+        "mask": mask,
+        "log_gap": torch.rand(b, width, generator=g) * 4 * mask,
+        "log_price": torch.rand(b, width, generator=g) * 5 * mask,
+        "profile": torch.randint(1, 5, (b, 3), generator=g),
+        "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
+        "event_label": (torch.rand(b, width, generator=g) < 0.3).float() * mask,
+    }
+
+
+def pad(batch: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in batch.items():
+        if v.ndim == 2 and k != "profile":
+            v = torch.cat([v, torch.zeros(v.shape[0], extra, dtype=v.dtype)], dim=1)
+        out[k] = v
+    return out
+
+
+CASES = [(m, o) for m in MODELS for o in OBJECTIVES]
+
+
+@pytest.mark.parametrize(("name", "objective"), CASES)
+def test_forward_shapes(name, objective):
+    torch.manual_seed(0)
+    model = MODELS[name](config(objective)).eval()
+    batch = make_batch()
+    out = model(batch)
+    assert out["states"].shape == (4, 7, 16)
+    if objective == "classify":
+        assert out["sequence_logit"].shape == (4,)
+        assert out["event_logit"].shape == (4, 7)
+    elif objective == "forecast":
+        assert out["forecast"].shape == (4, 7, 11)
+    else:
+        assert out["type_logits"].shape == (4, 7, 10)
+        assert out["item_logits"].shape == (4, 7, 30)
+        assert out["gap_logits"].shape == (4, 7, 21)
+    seq, event, _ = objectives.sequence_scores(model, batch, objective, 0.25, 5)
+    assert seq.shape == (4,)
+    assert event.shape == (4, 7)
+    assert torch.all(event[~batch["mask"]] == 0)
+    assert torch.all(torch.isfinite(seq))
+
+
+@pytest.mark.parametrize(("name", "objective"), CASES)
+def test_padding_changes_no_score(name, objective):
+    torch.manual_seed(1)
+    model = MODELS[name](config(objective)).eval()
+    batch = make_batch(seed=2)
+    with torch.no_grad():
+        seq, event, alt = objectives.sequence_scores(model, batch, objective, 0.25, 5)
+        seq_p, event_p, alt_p = objectives.sequence_scores(model, pad(batch, 5), objective, 0.25, 5)
+    torch.testing.assert_close(seq_p, seq, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(event_p[:, :7], event, atol=1e-5, rtol=1e-5)
+    assert torch.all(event_p[:, 7:] == 0)
+    for key in alt:
+        torch.testing.assert_close(alt_p[key], alt[key])
+
+
+@pytest.mark.parametrize(("name", "objective"), CASES)
+def test_a_few_steps_lower_the_loss(name, objective):
+    torch.manual_seed(3)
+    model = MODELS[name](config(objective, dropout=0.0))
+    batch = make_batch(seed=4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    first = float(objectives.loss(model, batch, objective, 0.3, generator).detach())
+    for _ in range(40):
+        generator.manual_seed(0)  # the same masked positions each step
+        opt.zero_grad()
+        objectives.loss(model, batch, objective, 0.3, generator).backward()
+        opt.step()
+    generator.manual_seed(0)
+    assert float(objectives.loss(model, batch, objective, 0.3, generator).detach()) < 0.7 * first
+
+
+def test_multimodal_exposes_input_dependent_attention_and_gates():
+    torch.manual_seed(5)
+    model = MultimodalAttentionDetector(config("classify")).eval()
+    batch = make_batch(seed=6)
+    out = model(batch)
+    weights, gates = out["attention_weights"], out["gates"]
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(4))
+    assert torch.all(weights[~batch["mask"]] == 0)
+    torch.testing.assert_close(gates.sum(dim=1), torch.ones(4))
+    other = make_batch(seed=7)
+    assert not torch.allclose(model(other)["attention_weights"], weights)
+    assert model.modalities_used == ("behaviour", "item_attributes", "profile")
+
+
+def test_multimodal_uses_only_the_modalities_a_dataset_has():
+    model = MultimodalAttentionDetector(
+        config("classify", profile_cardinalities=(), n_brands=0)
+    ).eval()
+    batch = {k: v for k, v in make_batch().items() if k not in ("profile", "brand")}
+    gates = model(batch)["gates"]
+    assert torch.all(gates[:, 1:] == 0)
+    torch.testing.assert_close(gates[:, 0], torch.ones(4))
+    assert model.modalities_used == ("behaviour",)
+
+
+def test_learning_rate_warms_up_then_decays():
+    factors = [lr_factor(s, warmup=10, total=110, schedule="cosine") for s in range(110)]
+    assert factors[0] == pytest.approx(0.1)
+    assert factors[9] == pytest.approx(1.0)
+    assert factors[60] == pytest.approx(0.5, abs=0.02)
+    assert factors[-1] < 0.01
+    assert lr_factor(50, 10, 110, "constant") == 1.0
+
+
+def test_checkpoint_is_safetensors_and_restores_the_scores(compose_config, tmp_path):
+    result = run(
+        compose_config(
+            ["experiment=smoke", "model=gru", "objective=next_event", f"results_dir={tmp_path}"]
+        )
+    )
+    assert result.status == "ok"
+    assert result.record["training"]["epochs"] >= 1
+    state = load_file(str(result.run_dir / CHECKPOINT))
+    saved = np.load(result.run_dir / "scores.npz")
+    assert "embed.item.weight" in state
+    assert result.record["n_params"] == sum(v.numel() for v in state.values())
+    assert np.isfinite(saved["test_score"]).all()
+    assert 0.0 <= result.record["metrics"]["alternative_roc_auc"]["top_k_miss_rate"] <= 1.0
+
+
+def test_detector_reports_parameters_and_modalities():
+    from benchmark.detectors import DataInfo, DetectorSpec
+
+    class Section:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    class Name:
+        def __init__(self, value):
+            self.value = value
+
+    spec = DetectorSpec(
+        model=Section(
+            name=Name("multimodal"),
+            embed_dim=8,
+            hidden_dim=16,
+            num_layers=1,
+            num_heads=2,
+            ff_dim=16,
+            dropout=0.0,
+        ),
+        objective=Section(name=Name("classify"), mask_prob=0.15, top_k=5),
+        train=Section(batch_size=4),
+        framework=Section(device="cpu", precision="fp32"),
+        data=DataInfo(
+            max_length=8,
+            n_items=30,
+            n_categories=8,
+            n_event_types=10,
+            n_gap_buckets=21,
+            n_price_buckets=34,
+            n_devices=130,
+            modalities=("behaviour",),
+        ),
+        seed=0,
+    )
+    detector = TorchDetector(spec)
+    assert detector.n_params == sum(p.numel() for p in detector.model.parameters())
+    assert detector.modalities_used == ("behaviour",)
