@@ -99,14 +99,23 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def masked_max(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, H) element-wise maximum over real events."""
+    return states.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)
+
+
 class Heads(nn.Module):
-    """The objective's output layers on top of per-event states (B, T, H) and a pooled (B, H)."""
+    """The objective's output layers on top of per-event states (B, T, H) and a pooled (B, H).
+
+    The sequence classifier reads the pooled summary beside the element-wise maximum of the
+    real events' states, so an anomaly confined to a few events in the middle of a long
+    sequence is not averaged (or forgotten) away."""
 
     def __init__(self, cfg: DetectorConfig, width: int) -> None:
         super().__init__()
         self.objective = cfg.objective
         if cfg.objective == "classify":
-            self.sequence = nn.Linear(width, 1)
+            self.sequence = nn.Linear(2 * width, 1)
             self.event = nn.Linear(width, 1)
         elif cfg.objective in ("next_event", "masked"):
             self.type_logits = nn.Linear(width, cfg.n_event_types)
@@ -117,10 +126,13 @@ class Heads(nn.Module):
         else:
             raise ValueError(f"unknown objective {cfg.objective!r}")
 
-    def forward(self, states: torch.Tensor, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, states: torch.Tensor, pooled: torch.Tensor, mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         if self.objective == "classify":
+            summary = torch.cat([pooled, masked_max(states, mask)], dim=-1)
             return {
-                "sequence_logit": self.sequence(pooled)[:, 0],
+                "sequence_logit": self.sequence(summary)[:, 0],
                 "event_logit": self.event(states)[..., 0],
             }
         if self.objective in ("next_event", "masked"):

@@ -41,4 +41,4 @@ class LSTMDetector(nn.Module):
     ) -> dict[str, torch.Tensor]:
         states, _ = self.rnn(self.embed(batch, hide))  # (B, T, H)
         pooled = last_valid(states, batch["mask"])  # (B, H)
-        return {**self.heads(states, pooled), "states": states}
+        return {**self.heads(states, pooled, batch["mask"]), "states": states}

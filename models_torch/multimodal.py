@@ -84,7 +84,7 @@ class MultimodalAttentionDetector(nn.Module):
         pooled = gates[:, 0:1] * c_s + gates[:, 1:2] * c_a + gates[:, 2:3] * profile
         event_states = states + gates[:, 1, None, None] * items
         return {
-            **self.heads(event_states, pooled),
+            **self.heads(event_states, pooled, mask),
             "states": event_states,
             "attention_weights": weights,
             "gates": gates,

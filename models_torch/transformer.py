@@ -65,4 +65,4 @@ class TransformerDetector(nn.Module):
     ) -> dict[str, torch.Tensor]:
         states = self.encoder(batch, hide)
         pooled = masked_mean(states, batch["mask"])
-        return {**self.heads(states, pooled), "states": states}
+        return {**self.heads(states, pooled, batch["mask"]), "states": states}

@@ -210,3 +210,25 @@ def test_injection_on_a_held_back_real_dataset_labels_what_it_changed(name):
     out = inject(events, only(name, severity=1.0), rate=rate, seed=0, max_length=MAX_LEN)
     assert out.label.sum() >= 1
     assert_labels_exact(events, out, strict_changed=True)
+
+
+@pytest.mark.parametrize("name", ["click_flood", "brushing", "scraping", "cart_abuse"])
+def test_inserted_blocks_keep_the_length_at_severity_zero_and_add_at_one(sessions, name):
+    source_len = np.diff(session_offsets(sessions.session_id))
+    for severity in (0.0, 1.0):
+        out = inject(
+            sessions,
+            only(name, severity=severity, position="start"),
+            rate=0.05,
+            seed=4,
+            max_length=MAX_LEN,
+        )
+        new_len = np.diff(out.offsets)[out.label]
+        old_len = source_len[out.label]
+        inserted = np.array([d["inserted"] for d in out.details])
+        room = old_len - 1 >= inserted  # the block fits in place of existing events
+        if severity == 0.0:
+            np.testing.assert_array_equal(new_len[room], old_len[room])
+        else:
+            grown = np.minimum(old_len + inserted, MAX_LEN)
+            np.testing.assert_array_equal(new_len, grown)

@@ -41,18 +41,21 @@ class Session:
     def __len__(self) -> int:
         return len(self.gap)
 
-    def insert(self, at: int, cols: dict[str, np.ndarray], gap: np.ndarray) -> Session:
-        """New events before index ``at`` (1 <= at <= n), with their own gaps."""
-        n_new = len(gap)
+    def splice(
+        self, at: int, n_remove: int, cols: dict[str, np.ndarray], gap: np.ndarray
+    ) -> Session:
+        """Replace events ``at .. at + n_remove - 1`` (1 <= at <= n) by new events with their own
+        gaps; the events after the block keep theirs."""
+        n_new, end = len(gap), at + n_remove
         merged = {
-            name: np.concatenate([col[:at], np.asarray(cols[name], dtype=col.dtype), col[at:]])
+            name: np.concatenate([col[:at], np.asarray(cols[name], dtype=col.dtype), col[end:]])
             for name, col in self.cols.items()
         }
         return Session(
             cols=merged,
-            gap=np.concatenate([self.gap[:at], gap, self.gap[at:]]),
+            gap=np.concatenate([self.gap[:at], gap, self.gap[end:]]),
             t0=self.t0,
-            origin=np.concatenate([self.origin[:at], np.full(n_new, -1), self.origin[at:]]),
+            origin=np.concatenate([self.origin[:at], np.full(n_new, -1), self.origin[end:]]),
         )
 
     def take(self, index: np.ndarray) -> Session:
@@ -107,6 +110,27 @@ class Context:
             "random": int(self.rng.integers(1, n + 1)),
         }[self.position]
         return min(choice, latest)
+
+    def place(self, s: Session, at: int, cols: dict[str, np.ndarray], gap: np.ndarray) -> Session:
+        """Put a block of new events at ``at``. It replaces a share ``1 - severity`` of as many
+        existing events as it holds, so at severity 0 the sequence keeps its length (length
+        alone must not give an anomaly away) and at severity 1 the block is a pure insertion."""
+        n_remove = min(len(s) - at, round((1.0 - self.severity) * len(gap)))
+        self.record.update(at=at, inserted=len(gap), replaced=n_remove)
+        return s.splice(at, n_remove, cols, gap)
+
+    def session_items(self, s: Session, n: int) -> np.ndarray:
+        """``n`` items such as this session would browse: popular items of the categories it
+        already visits (in proportion to its visits), or of any category if it has none."""
+        categories = s.cols["category_id"][s.cols["item_id"] >= 0]
+        if len(categories) == 0:
+            return self.profile.sample_items(n, self.rng)
+        picks = self.rng.choice(categories, size=n)
+        out = np.empty(n, dtype=np.int64)
+        for category in np.unique(picks):
+            rows = picks == category
+            out[rows] = self.profile.sample_items(int(rows.sum()), self.rng, category=category)
+        return out
 
     def room(self, wanted: int) -> int:
         """How many events an insertion may add (the block must fit in max_length)."""

@@ -91,13 +91,12 @@ def click_flood(s: Session, ctx: Context) -> Session:
     n_new = ctx.room(round(ctx.lerp(2, p.max_events)))
     at = ctx.insertion_point(len(s), n_new)
     targets = ctx.profile.sample_items(3, ctx.rng)
-    browsing = ctx.profile.sample_items(n_new, ctx.rng)
+    browsing = ctx.session_items(s, n_new)
     items = np.where(ctx.rng.random(n_new) < ctx.severity, ctx.rng.choice(targets, n_new), browsing)
     types = np.full(n_new, E.VIEW, dtype=np.int8)
     bot_gap = p.bot_gap_s * np.exp(ctx.rng.normal(0.0, 0.3, n_new))
     gap = ctx.loglerp(ctx.profile.sample_gaps(types, ctx.rng), bot_gap)
-    ctx.record.update(events=n_new, at=at)
-    return s.insert(at, _item_events(s, ctx, at, types, items), gap)
+    return ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
 
 
 @injector("brushing", min_length=1)
@@ -114,7 +113,7 @@ def brushing(s: Session, ctx: Context) -> Session:
     for _ in range(n_orders):
         target = ctx.rng.choice(obscure)
         types += [E.SEARCH] + [E.VIEW] * browse_n
-        items += [MISSING_ID, *list(ctx.profile.sample_items(browse_n, ctx.rng))]
+        items += [MISSING_ID, *list(ctx.session_items(s, browse_n))]
         if ctx.rng.random() < buy_p:
             types.append(E.PURCHASE)
             items.append(target if ctx.rng.random() < ctx.severity else items[-1])
@@ -123,8 +122,8 @@ def brushing(s: Session, ctx: Context) -> Session:
     items_arr = _fill_missing_item(items_arr, types_arr, ctx)
     at = ctx.insertion_point(len(s), len(types_arr))
     gap = ctx.loglerp(ctx.profile.sample_gaps(types_arr, ctx.rng), p.order_gap_s)
-    ctx.record.update(events=len(types_arr), orders=n_orders, at=at)
-    return s.insert(at, _item_events(s, ctx, at, types_arr, items_arr), gap)
+    ctx.record.update(orders=n_orders)
+    return ctx.place(s, at, _item_events(s, ctx, at, types_arr, items_arr), gap)
 
 
 @injector("scraping", min_length=1)
@@ -137,14 +136,13 @@ def scraping(s: Session, ctx: Context) -> Session:
     order = np.lexsort((ctx.profile.items, ctx.profile.item_category))
     start = int(ctx.rng.integers(len(order)))
     walk = ctx.profile.items[order[(start + np.arange(n_new)) % len(order)]]
-    random_items = ctx.profile.sample_items(n_new, ctx.rng)
+    random_items = ctx.session_items(s, n_new)
     items = np.where(ctx.rng.random(n_new) < ctx.severity, walk, random_items)
     types = np.full(n_new, E.VIEW, dtype=np.int8)
     human = ctx.profile.sample_gaps(types, ctx.rng)
     steady = p.pace_s * np.exp(ctx.rng.normal(0.0, 0.05, n_new))
     gap = ctx.loglerp(human, steady)
-    ctx.record.update(events=n_new, at=at)
-    return s.insert(at, _item_events(s, ctx, at, types, items), gap)
+    return ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
 
 
 @injector("cart_abuse", min_length=1)
@@ -155,17 +153,17 @@ def cart_abuse(s: Session, ctx: Context) -> Session:
     p: CartAbuseParams = ctx.params
     n_pairs = round(ctx.lerp(1, p.max_pairs))
     abusive = ctx.rng.random(n_pairs) < ctx.severity
-    pair_items = ctx.profile.sample_items(n_pairs, ctx.rng)
+    pair_items = ctx.session_items(s, n_pairs)
     first = np.where(abusive, E.ADD_TO_CART, E.VIEW)
     second = np.where(abusive, E.REMOVE_FROM_CART, E.VIEW)
     types = np.stack([first, second], axis=1).ravel()[: ctx.room(2 * n_pairs)].astype(np.int8)
     items = np.repeat(pair_items, 2)[: len(types)]
     at = ctx.insertion_point(len(s), len(types))
     gap = ctx.loglerp(ctx.profile.sample_gaps(types, ctx.rng), p.pair_gap_s)
-    out = s.insert(at, _item_events(s, ctx, at, types, items), gap)
+    out = ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
     abandon = (out.cols["event_type"] == E.PURCHASE) & (ctx.rng.random(len(out)) < ctx.severity)
     etype = np.where(abandon, E.REMOVE_FROM_CART, out.cols["event_type"]).astype(np.int8)
-    ctx.record.update(pairs=n_pairs, abusive_pairs=int(abusive.sum()), at=at)
+    ctx.record.update(pairs=n_pairs, abusive_pairs=int(abusive.sum()))
     return with_session(out, event_type=etype)
 
 
@@ -266,9 +264,12 @@ def session_hijack(s: Session, ctx: Context) -> Session:
     cols = {**{k: v[at : at + length] for k, v in s.cols.items()}, **keep}
     gap = segment.gap.copy()
     gap[0] = s.gap[at]
-    out = s.take(np.concatenate([np.arange(at), np.arange(at + length, n)]))
-    ctx.record.update(at=at, length=length, donor_foreignness=float(distance.max()))
-    return out.insert(at, cols, gap)
+    ctx.record.update(
+        at=at,
+        length=length,
+        donor_foreignness=float(distance[np.argsort(distance, kind="stable")[rank]]),
+    )
+    return s.splice(at, length, cols, gap)
 
 
 def _foreignness(a: Session, b: Session) -> float:
