@@ -28,6 +28,26 @@ def sessions(small_world):
     return events
 
 
+def compose_typed(overrides: list[str]):
+    """The typed Config of conf/config.yaml with ``overrides`` (for module-scoped fixtures)."""
+    from benchmark.run import as_config
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return as_config(compose(config_name="config", overrides=overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def only_type(name: str) -> list[str]:
+    """Overrides that inject anomalies of one type only."""
+    from benchmark.anomalies import ANOMALY_TYPES
+
+    return [f"anomaly.mix.{t}={float(t == name)}" for t in ANOMALY_TYPES]
+
+
 @pytest.fixture
 def compose_config():
     """compose(overrides) -> DictConfig of conf/config.yaml, as the CLI would build it."""

@@ -9,37 +9,28 @@ from benchmark.detectors import DetectorSpec, create
 from benchmark.errors import ConfigError
 from benchmark.metrics import roc_auc
 from benchmark.pipeline import SCORES_FILE, data_info
-from benchmark.run import as_config, run
+from benchmark.run import run
+
+from .conftest import compose_typed, only_type
 
 
 @pytest.fixture(scope="module")
-def blatant_flood(tmp_path_factory):
+def blatant_flood():
     """Prepared smoke-sized data with clean training and blatant click floods in val/test."""
-    from hydra import compose, initialize_config_dir
-
-    from benchmark.config import register_configs
-
-    from .conftest import CONF_DIR
-
-    register_configs()
-    mix = [f"anomaly.mix.{t}={float(t == 'click_flood')}" for t in ANOMALY_TYPES]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=[
-                "experiment=smoke",
-                "anomaly.severity=1.0",
-                "anomaly.severity_jitter=0",
-                "anomaly.contamination.train=0",
-                *mix,
-            ],
-        )
-    config = as_config(cfg)
+    config = compose_typed(
+        [
+            "experiment=smoke",
+            "anomaly.severity=1.0",
+            "anomaly.severity_jitter=0",
+            "anomaly.contamination.train=0",
+            *only_type("click_flood"),
+        ]
+    )
     return config, prepare_data(config.dataset, config.anomaly, 0)
 
 
-def build(name: str, config, prepared):
-    spec = DetectorSpec(
+def spec_for(config, prepared) -> DetectorSpec:
+    return DetectorSpec(
         model=config.model,
         objective=config.objective,
         train=config.train,
@@ -47,7 +38,10 @@ def build(name: str, config, prepared):
         data=data_info(prepared, 30),
         seed=0,
     )
-    return create(name, "torch", spec)
+
+
+def build(name: str, config, prepared):
+    return create(name, "torch", spec_for(config, prepared))
 
 
 @pytest.mark.parametrize(("name", "floor"), [("iforest", 0.9), ("markov", 0.9)])
@@ -84,17 +78,8 @@ def test_session_features_are_finite_and_padding_invariant(blatant_flood):
 
 
 def test_unknown_model_and_framework_pairs_name_what_exists(blatant_flood):
-    config, prepared = blatant_flood
-    spec = DetectorSpec(
-        model=config.model,
-        objective=config.objective,
-        train=config.train,
-        framework=config.framework,
-        data=data_info(prepared, 30),
-        seed=0,
-    )
     with pytest.raises(ConfigError, match="framework='tensorflow' has no detectors"):
-        create("lstm", "tensorflow", spec)
+        create("lstm", "tensorflow", spec_for(*blatant_flood))
 
 
 def test_record_metrics_match_an_independent_computation(compose_config, tmp_path):
