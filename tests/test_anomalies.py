@@ -232,3 +232,13 @@ def test_inserted_blocks_keep_the_length_at_severity_zero_and_add_at_one(session
         else:
             grown = np.minimum(old_len + inserted, MAX_LEN)
             np.testing.assert_array_equal(new_len, grown)
+
+
+def test_every_type_documents_its_generative_story_and_parameters():
+    from benchmark.anomalies import describe_types
+    from benchmark.anomalies.types import PARAMS
+
+    stories = describe_types()
+    assert tuple(stories) == ANOMALY_TYPES == tuple(PARAMS)
+    for name, story in stories.items():
+        assert len(story.split()) >= 20, name  # a real paragraph, not a label

@@ -45,7 +45,6 @@ LONG_FIELDS = (
     "brand",
     "profile",
 )
-FLOAT_FIELDS = ("log_gap", "log_price", "label", "event_label")
 
 
 def detector_config(spec: DetectorSpec) -> DetectorConfig:

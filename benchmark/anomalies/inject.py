@@ -289,7 +289,3 @@ def _main_category(events: EventTable, offsets: np.ndarray) -> np.ndarray:
 def describe_types() -> dict[str, str]:
     """Anomaly type -> its generative story (for docs and the run record)."""
     return {name: INJECTORS[name].story for name in ANOMALY_TYPES}
-
-
-def params_dict(cfg: AnomalyConfig) -> dict:
-    return asdict(cfg)
