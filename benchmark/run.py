@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def run(cfg: DictConfig | Config) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
     record = base_record(config, rid, run_dir)
+    record["config"] = resolved
     phase = "data"
     try:
         data_seed = config.seed if config.data_seed is None else config.data_seed
@@ -87,6 +89,7 @@ def base_record(config: Config, rid: str, run_dir: Path) -> dict:
         "experiment": config.experiment_name,
         "run_dir": str(run_dir),
         "status": "running",
+        "error": None,
         "model": config.model.name.value,
         "framework": config.framework.name.value,
         "objective": config.objective.name.value,
@@ -100,17 +103,44 @@ def base_record(config: Config, rid: str, run_dir: Path) -> dict:
     }
 
 
+VERSIONED = ("numpy", "scipy", "scikit-learn", "hydra-core", "torch", "jax", "flax", "optax")
+
+
 def provenance() -> dict:
     return {
         "git_sha": _git("rev-parse", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
+        "versions": {"python": platform.python_version(), **_versions()},
+        "hardware": {
+            "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+        },
         "argv": sys.argv[1:],
     }
+
+
+def _versions() -> dict[str, str | None]:
+    """Installed package versions, read from metadata (imports nothing heavy)."""
+    out: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _git(*args: str) -> str | None:

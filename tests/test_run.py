@@ -32,7 +32,11 @@ def test_run_writes_config_and_record_under_experiment_and_run_id(smoke, tmp_pat
     assert splits["test"]["anomalous_sequences"] == round(0.1 * splits["test"]["sequences"])
     assert sum(splits["test"]["per_type"].values()) == splits["test"]["anomalous_sequences"]
     assert set(splits["test"]["per_type"]) == set(ANOMALY_TYPES)
-    assert record["provenance"]["python"].startswith("3.11")
+    assert record["provenance"]["versions"]["python"].startswith("3.11")
+    assert record["provenance"]["versions"]["numpy"] == np.__version__
+    assert record["provenance"]["hardware"]["cpu_count"] >= 1
+    assert record["error"] is None
+    assert record["config"]["experiment_name"] == "smoke"
 
 
 def test_rerun_of_the_same_config_lands_in_the_same_place(smoke):
