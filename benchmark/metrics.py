@@ -135,16 +135,25 @@ def precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
 
 
 def per_type_roc_auc(
-    labels: np.ndarray, types: np.ndarray, scores: np.ndarray, names: tuple[str, ...]
+    labels: np.ndarray,
+    types: np.ndarray,
+    scores: np.ndarray,
+    names: tuple[str, ...],
+    eligible: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """ROC-AUC of each anomaly type against the normal sequences (types absent: left out)."""
+    """ROC-AUC of each anomaly type against the normal sequences (types absent: left out).
+
+    With ``eligible`` ((N, n_types) bool), a type is compared only with the normal sequences it
+    could have been injected into, so selection (e.g. "needs a purchase") is not scored as
+    detection."""
     labels, scores = _check(labels, scores)
     types = np.asarray(types)
     out = {}
     for code, name in enumerate(names):
         rows = (types == code) & labels
-        if rows.any() and (~labels).any():
-            keep = rows | ~labels
+        normals = ~labels if eligible is None else ~labels & eligible[:, code]
+        if rows.any() and normals.any():
+            keep = rows | normals
             out[name] = roc_auc(labels[keep], scores[keep])
     return out
 
@@ -201,6 +210,7 @@ def evaluate(
     scores: np.ndarray,
     types: np.ndarray,
     type_names: tuple[str, ...],
+    eligible: np.ndarray | None = None,
     event_labels: np.ndarray | None = None,
     event_scores: np.ndarray | None = None,
     mask: np.ndarray | None = None,
@@ -225,7 +235,7 @@ def evaluate(
         "precision_at_n_anomalies": precision_at_k(labels, scores, n_anomalies),
         "roc_auc_ci": bootstrap_ci(roc_auc, labels, scores, n_boot=n_boot, seed=seed),
         "pr_auc_ci": bootstrap_ci(average_precision, labels, scores, n_boot=n_boot, seed=seed),
-        "per_type": per_type_roc_auc(labels, types, scores, type_names),
+        "per_type": per_type_roc_auc(labels, types, scores, type_names, eligible),
         "event_roc_auc": (
             event_roc_auc(event_labels, event_scores, mask)
             if event_scores is not None and event_labels is not None and mask is not None

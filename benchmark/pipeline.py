@@ -61,6 +61,7 @@ def detect(config, prepared: PreparedData, run_dir: Path, record: dict) -> None:
         scores=test_scores.sequence,
         types=lab.anomaly_type,
         type_names=lab.type_names,
+        eligible=lab.eligible,
         event_labels=test.event_label,
         event_scores=test_scores.event,
         mask=test.mask,

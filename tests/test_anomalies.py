@@ -242,3 +242,13 @@ def test_every_type_documents_its_generative_story_and_parameters():
     assert tuple(stories) == ANOMALY_TYPES == tuple(PARAMS)
     for name, story in stories.items():
         assert len(story.split()) >= 20, name  # a real paragraph, not a label
+
+
+def test_eligibility_marks_the_sequences_each_type_can_use(sessions):
+    out = inject(sessions, AnomalyConfig(), rate=0.1, seed=0, max_length=MAX_LEN)
+    assert out.eligible.shape == (len(out.label), len(ANOMALY_TYPES))
+    injected = np.flatnonzero(out.label)
+    assert np.all(out.eligible[injected, out.anomaly_type[injected]])
+    price = ANOMALY_TYPES.index("price_outlier")
+    assert 0 < out.eligible[:, price].mean() < 1  # only sequences with a priced purchase
+    assert out.eligible[:, ANOMALY_TYPES.index("click_flood")].all()

@@ -148,3 +148,15 @@ def test_threshold_comes_from_validation_and_test_labels_cannot_move_it():
     assert flipped["threshold"] == threshold
     with pytest.raises(ValueError, match="unknown"):
         fit_threshold(val_labels, val_scores, rule="test_peek")
+
+
+def test_per_type_auc_can_compare_only_with_eligible_normals():
+    # Type 0 can only hit "purchase" sessions, which score high whether anomalous or not.
+    labels = np.array([0, 0, 0, 0, 1, 1], dtype=bool)
+    types = np.array([-1, -1, -1, -1, 0, 0])
+    scores = np.array([0.1, 0.2, 0.8, 0.9, 0.85, 0.95])
+    eligible = np.array([[0], [0], [1], [1], [1], [1]], dtype=bool)
+    against_all = per_type_roc_auc(labels, types, scores, ("needs_purchase",))
+    against_eligible = per_type_roc_auc(labels, types, scores, ("needs_purchase",), eligible)
+    assert against_all["needs_purchase"] == pytest.approx(7 / 8)
+    assert against_eligible["needs_purchase"] == pytest.approx(3 / 4)

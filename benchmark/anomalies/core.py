@@ -198,14 +198,32 @@ class LabelledEvents:
     severity: np.ndarray  # (n_sessions,) float32, NaN for normal
     details: tuple[dict, ...]  # per injected session: type, severity, chosen parameters
     type_names: tuple[str, ...]
+    # (n_sessions, n_types) bool: could the type have been injected into this session? Per-type
+    # metrics compare a type with the normal sessions it could have hit, so a type that needs
+    # (say) a purchase is not credited for "purchase sessions look unusual".
+    eligible: np.ndarray | None = None
 
     @property
     def offsets(self) -> np.ndarray:
         return session_offsets(self.events.session_id)
 
 
+def eligibility(events: EventTable, offsets: np.ndarray, type_names: tuple[str, ...]) -> np.ndarray:
+    """(n_sessions, n_types) bool: sessions each registered type can work on."""
+    lengths = np.diff(offsets)
+    columns = []
+    for name in type_names:
+        spec = INJECTORS[name]
+        ok = lengths >= spec.min_length
+        if spec.eligible is not None:
+            ok = ok & spec.eligible(events, offsets)
+        columns.append(ok)
+    return np.stack(columns, axis=1)
+
+
 def unlabelled(events: EventTable, type_names: tuple[str, ...]) -> LabelledEvents:
-    n_sess = len(session_offsets(events.session_id)) - 1
+    offsets = session_offsets(events.session_id)
+    n_sess = len(offsets) - 1
     return LabelledEvents(
         events=events,
         event_label=np.zeros(len(events), dtype=bool),
@@ -215,6 +233,7 @@ def unlabelled(events: EventTable, type_names: tuple[str, ...]) -> LabelledEvent
         severity=np.full(n_sess, np.nan, dtype=np.float32),
         details=(),
         type_names=type_names,
+        eligible=eligibility(events, offsets, type_names),
     )
 
 

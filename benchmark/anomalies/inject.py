@@ -16,6 +16,7 @@ from benchmark.anomalies.core import (
     Session,
     assemble,
     changed_events,
+    eligibility,
     fit_to_length,
     session_view,
     unlabelled,
@@ -165,7 +166,8 @@ def inject(
     if not counts:
         return unlabelled(events, ANOMALY_TYPES)
     rng = np.random.default_rng(seed)
-    victims = _choose_victims(events, offsets, counts, rng, split)
+    eligible = eligibility(events, offsets, ANOMALY_TYPES)
+    victims = _choose_victims(offsets, counts, eligible, rng, split)
     profile = NormalProfile.from_events(events)
     donor = _donor_sampler(events, offsets, np.array(sorted(victims)), rng)
     edited: dict[int, tuple[Session, np.ndarray]] = {}
@@ -210,26 +212,24 @@ def inject(
         severity=severity,
         details=tuple(details),
         type_names=ANOMALY_TYPES,
+        eligible=eligible,
     )
 
 
 def _choose_victims(
-    events: EventTable,
     offsets: np.ndarray,
     counts: dict[str, int],
+    eligible: np.ndarray,
     rng: np.random.Generator,
     split: str,
 ) -> dict[int, str]:
-    lengths = np.diff(offsets)
-    free = np.ones(len(lengths), dtype=bool)
+    free = np.ones(len(offsets) - 1, dtype=bool)
     victims: dict[int, str] = {}
-    for name in ANOMALY_TYPES:
+    for code, name in enumerate(ANOMALY_TYPES):
         if name not in counts:
             continue
         spec = INJECTORS[name]
-        ok = free & (lengths >= spec.min_length)
-        if spec.eligible is not None:
-            ok &= spec.eligible(events, offsets)
+        ok = free & eligible[:, code]
         pool = np.flatnonzero(ok)
         if len(pool) < counts[name]:
             raise InjectionError(
