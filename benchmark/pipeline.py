@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.atomic import atomic_path
 from benchmark.data import PreparedData
 from benchmark.detectors import DataInfo, DetectorSpec, Scores, create, framework_of
 from benchmark.metrics import evaluate, fit_threshold, roc_auc
@@ -101,6 +102,5 @@ def save_scores(path: Path, prepared: PreparedData, val: Scores, test: Scores) -
         arrays.update(
             test_event_score=test.event, test_event_label=arr.event_label, test_mask=arr.mask
         )
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)

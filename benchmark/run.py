@@ -13,7 +13,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark.atomic import atomic_path, write_atomic
 from benchmark.config import NOISE_KEYS, Config, check_config
 from benchmark.data import PreparedData, prepare_data
 from benchmark.identity import run_id as make_run_id
@@ -162,24 +162,10 @@ def save_arrays(prepared: PreparedData, run_dir: Path) -> None:
     """Encoded splits as ``<split>.npz`` and each injected sequence's metadata as
     ``<split>_anomalies.jsonl`` (type, severity, parameters, what the injector chose)."""
     for split, arrays in prepared.arrays.items():
-        with tempfile.NamedTemporaryFile(dir=run_dir, suffix=".npz", delete=False) as tmp:
+        with atomic_path(run_dir / f"{split}.npz") as tmp:
             np.savez_compressed(tmp, **{k: v for k, v in asdict(arrays).items() if v is not None})
-        os.chmod(tmp.name, 0o644)
-        os.replace(tmp.name, run_dir / f"{split}.npz")
         lines = [json.dumps(d, default=_json_default) for d in prepared.labelled[split].details]
         write_atomic(run_dir / f"{split}_anomalies.jsonl", "\n".join(lines) + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file, fsync, rename: a reader never sees half a file."""
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.chmod(tmp.name, 0o644)  # temporary files are created private; results are shared
-    os.replace(tmp.name, path)
 
 
 def now() -> str:

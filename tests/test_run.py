@@ -92,3 +92,23 @@ def test_save_arrays_keeps_inputs_labels_and_anomaly_metadata(smoke):
     assert all(0.0 <= m["severity"] <= 1.0 and "params" in m for m in meta)
     flagged = set(test["session_id"][test["label"]].tolist())
     assert {m["session"] for m in meta} == flagged
+
+
+def test_atomic_write_leaves_the_old_file_and_no_debris_on_failure(tmp_path):
+    from benchmark.atomic import atomic_path, write_atomic
+
+    target = tmp_path / "record.json"
+    write_atomic(target, "old")
+
+    def crash_mid_write() -> None:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        crash_mid_write()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+    with atomic_path(tmp_path / "x.npz") as tmp:
+        np.savez(tmp, a=np.arange(3))  # the suffix is kept: numpy appends nothing
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npz")["a"], np.arange(3))

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from benchmark.adapters import torch_objectives as objectives
+from benchmark.atomic import atomic_path
 from benchmark.detectors import DetectorSpec, Scores, register
 from datasets.features import SequenceArrays
 from models_common.config import DetectorConfig
@@ -251,14 +252,9 @@ class TorchDetector:
         if run_dir is None:
             return
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        path = Path(run_dir) / CHECKPOINT
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(
-            state,
-            str(tmp),
-            metadata={"model": self.spec.model.name.value, "objective": self.objective},
-        )
-        tmp.replace(path)
+        metadata = {"model": self.spec.model.name.value, "objective": self.objective}
+        with atomic_path(Path(run_dir) / CHECKPOINT) as tmp:
+            save_file(state, str(tmp), metadata=metadata)
 
 
 for _name in MODELS:
