@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 RESULTS ?= results
 EXPERIMENT ?= default
 
-.PHONY: setup setup-gpu run test test-slow bench lint format lock clean
+.PHONY: setup setup-gpu run test test-slow test-gpu bench lint format lock clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ test: setup lint
 
 test-slow: setup
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-gpu: setup-gpu
+	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m pytest -m benchmark --benchmark-enable --benchmark-only $(PYTEST_ARGS)

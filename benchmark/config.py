@@ -115,7 +115,10 @@ class FrameworkConfig:
     precision: str = "fp32"
     """'fp32' or 'bf16' (bf16 only takes effect on GPU)."""
     compile: bool = False
-    """torch.compile / jit options where the framework supports them."""
+    """torch.compile for PyTorch; for JAX, the whole train step under jax.jit (off: eager,
+    for debugging only)."""
+    scan_unroll: int = 1
+    """JAX: time steps per iteration of the recurrent lax.scan (speed vs compile time)."""
 
 
 @dataclass
@@ -190,6 +193,9 @@ class Config:
     results_dir: str = "results"
     save_arrays: bool = False
     """Also write the encoded splits (npz) into the run directory."""
+    checkpoint: str | None = None
+    """Score with the weights of this checkpoint.safetensors (trained by either framework)
+    instead of training: e.g. a PyTorch-trained model scored by its JAX twin."""
 
 
 # Keys that do not change what a run computes: left out of the run id.

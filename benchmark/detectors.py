@@ -21,6 +21,7 @@ from datasets.features import SequenceArrays
 ADAPTERS: dict[str, str] = {
     "numpy": "benchmark.baselines",
     "torch": "benchmark.adapters.torch_adapter",
+    "jax": "benchmark.adapters.jax_adapter",
 }
 BASELINES: tuple[str, ...] = ("random", "iforest", "markov")
 

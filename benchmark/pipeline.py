@@ -7,9 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.adapters.common import CheckpointError, load_checkpoint
 from benchmark.atomic import atomic_path
 from benchmark.data import PreparedData
-from benchmark.detectors import DataInfo, DetectorSpec, Scores, create, framework_of
+from benchmark.detectors import (
+    BASELINES,
+    DataInfo,
+    DetectorSpec,
+    Scores,
+    create,
+    framework_of,
+)
+from benchmark.errors import ConfigError
 from benchmark.metrics import evaluate, fit_threshold, roc_auc
 from datasets.features import N_DEVICES, N_EVENT_TYPES, N_GAP_BUCKETS, N_PRICE_BUCKETS
 
@@ -47,7 +56,10 @@ def detect(config, prepared: PreparedData, run_dir: Path, record: dict) -> None:
     detector = create(model, framework, spec)
     train, val, test = (prepared.arrays[s] for s in ("train", "val", "test"))
     start = time.perf_counter()
-    record["training"] = detector.fit(train, val)
+    if config.checkpoint:
+        record["training"] = load_weights(detector, config.checkpoint, model, config)
+    else:
+        record["training"] = detector.fit(train, val)
     train_seconds = time.perf_counter() - start
     val_scores = detector.score(val)
     start = time.perf_counter()
@@ -76,13 +88,28 @@ def detect(config, prepared: PreparedData, run_dir: Path, record: dict) -> None:
     record["modalities_used"] = list(detector.modalities_used)
     record["timing"] = {
         "train_seconds": train_seconds,
-        "train_seq_per_s": len(train)
-        * max(1, record["training"].get("epochs", 1))
-        / max(train_seconds, 1e-9),
+        "train_seq_per_s": None
+        if config.checkpoint
+        else len(train) * max(1, record["training"].get("epochs", 1)) / max(train_seconds, 1e-9),
         "infer_seconds": infer_seconds,
         "infer_seq_per_s": len(test) / max(infer_seconds, 1e-9),
     }
     save_scores(run_dir / SCORES_FILE, prepared, val_scores, test_scores)
+
+
+def load_weights(detector, path: str, model: str, config) -> dict:
+    """Put a checkpoint's weights into ``detector`` instead of training it."""
+    if model in BASELINES:
+        raise ConfigError(f"checkpoint= applies to the deep detectors, not the baseline {model}")
+    weights, metadata = load_checkpoint(Path(path), model, config.objective.name.value)
+    try:
+        detector.load_weights(weights)
+    except (ValueError, RuntimeError) as error:  # JAX and torch report a misfit differently
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model ({str(error).splitlines()[0]}): "
+            "use the model.* sizes it was trained with"
+        ) from error
+    return {"epochs": 0, "loaded_from": str(path), "trained_by": metadata.get("framework")}
 
 
 def save_scores(path: Path, prepared: PreparedData, val: Scores, test: Scores) -> None:

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark.atomic import atomic_path, write_atomic
 from benchmark.config import NOISE_KEYS, Config, check_config
 from benchmark.data import PreparedData, prepare_data
+from benchmark.detectors import BASELINES
 from benchmark.identity import run_id as make_run_id
 from benchmark.pipeline import detect
 
@@ -53,11 +54,17 @@ def plain_dict(cfg: DictConfig | Config) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
+def ignored_by(model: str) -> tuple[str, ...]:
+    """Config sections a model ignores, left out of its run id: a baseline run is the same
+    run whichever framework or objective the sweep around it names."""
+    return ("framework", "objective") if model in BASELINES else ()
+
+
 def run(cfg: DictConfig | Config) -> RunResult:
     config = as_config(cfg)
     check_config(config)
     resolved = plain_dict(cfg)
-    rid = make_run_id(resolved, NOISE_KEYS)
+    rid = make_run_id(resolved, NOISE_KEYS + ignored_by(config.model.name.value))
     run_dir = Path(config.results_dir) / config.experiment_name / rid
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))

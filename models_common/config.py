@@ -1,8 +1,12 @@
-"""The configuration every detector implementation takes, in both frameworks."""
+"""The configuration every detector implementation takes, in both frameworks, and the few
+NumPy constants and tables both share."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 OBJECTIVES: tuple[str, ...] = ("classify", "next_event", "masked", "forecast")
 # Objectives that predict event t+1 from events up to t need causal encoders.
@@ -56,3 +60,14 @@ class DetectorConfig:
     @property
     def causal(self) -> bool:
         return self.objective in CAUSAL_OBJECTIVES
+
+
+def positional_table(max_length: int, width: int) -> np.ndarray:
+    """Fixed sinusoidal positions (T, width) float32: nothing to learn, one definition for both
+    frameworks."""
+    position = np.arange(max_length, dtype=np.float32)[:, None]
+    freq = np.exp(np.arange(0, width, 2, dtype=np.float32) * np.float32(-math.log(1e4) / width))
+    table = np.zeros((max_length, width), dtype=np.float32)
+    table[:, 0::2] = np.sin(position * freq)
+    table[:, 1::2] = np.cos(position * freq[: width // 2])
+    return table

@@ -1,4 +1,6 @@
-"""JAX/Flax twins of :mod:`models_torch`: same file names, class names and configs.
+"""Flax NNX detectors: one file per model, same file and class names as :mod:`models_torch`.
 
-The two frameworks meet only through NumPy arrays and weights; parity tests compare them.
+A model takes the padded arrays of :class:`datasets.features.SequenceArrays` as a dict of JAX
+arrays, returns the same output names as its PyTorch twin, and imports nothing of the harness.
+Constructors: ``Model(cfg: DetectorConfig, rngs: nnx.Rngs, unroll: int = 1)``.
 """

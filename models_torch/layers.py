@@ -7,8 +7,6 @@ optional ``profile`` (B, F), ``brand`` (B, T) and ``log_price`` (B, T).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -129,6 +127,14 @@ class Heads(nn.Module):
     def forward(
         self, states: torch.Tensor, pooled: torch.Tensor, mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:
+        # Output layers in float32 even under bf16 autocast: bf16 logits keep about three
+        # significant digits, which ties the scores of similar sequences and costs ROC-AUC.
+        with torch.autocast(states.device.type, enabled=False):
+            return self._outputs(states.float(), pooled.float(), mask)
+
+    def _outputs(
+        self, states: torch.Tensor, pooled: torch.Tensor, mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         if self.objective == "classify":
             summary = torch.cat([pooled, masked_max(states, mask)], dim=-1)
             return {
@@ -154,13 +160,3 @@ def init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, std=0.02)
             with torch.no_grad():
                 m.weight[0].zero_()
-
-
-def positional(max_length: int, width: int) -> torch.Tensor:
-    """Fixed sinusoidal positions (T, width): nothing to learn, identical in both frameworks."""
-    position = torch.arange(max_length, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(1e4) / width))
-    table = torch.zeros(max_length, width)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq[: width // 2])
-    return table

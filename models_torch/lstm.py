@@ -7,7 +7,8 @@ Equations (torch gate order i, f, g, o; ``W_ih (4H, in)``, ``W_hh (4H, H)``, two
     h_t = sigmoid(o) * tanh(c_t)
 
 Unidirectional, on right-padded input without packing: a real event's state never depends on
-the padding after it. The sequence summary is the state at the last real event.
+the padding after it. The sequence summary is the state at the last real event. The final
+carries (after the padded steps) are returned too, for parity checks against JAX.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ class LSTMDetector(nn.Module):
     def forward(
         self, batch: dict[str, torch.Tensor], hide: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        states, _ = self.rnn(self.embed(batch, hide))  # (B, T, H)
+        states, carry = self.rnn(self.embed(batch, hide))  # (B, T, H)
         pooled = last_valid(states, batch["mask"])  # (B, H)
-        return {**self.heads(states, pooled, batch["mask"]), "states": states}
+        return {
+            **self.heads(states, pooled, batch["mask"]),
+            "states": states,
+            **final_carry(carry),
+        }
+
+
+def final_carry(carry) -> dict[str, torch.Tensor]:
+    """The recurrence's state after the last (padded) step, per layer (L, B, H)."""
+    if isinstance(carry, tuple):  # LSTM: (h, c)
+        return {"final_hidden": carry[0], "final_cell": carry[1]}
+    return {"final_hidden": carry}

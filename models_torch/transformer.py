@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models_common.config import DetectorConfig
+from models_common.config import DetectorConfig, positional_table
 from models_torch.layers import (
     LN_EPS,
     AttentionBlock,
@@ -20,7 +20,6 @@ from models_torch.layers import (
     attention_mask,
     init_weights,
     masked_mean,
-    positional,
 )
 
 
@@ -33,7 +32,9 @@ class TransformerEncoder(nn.Module):
         self.embed = EventEmbedding(cfg)
         self.project = nn.Linear(cfg.embed_dim, cfg.hidden_dim)
         self.register_buffer(
-            "positions", positional(cfg.max_length, cfg.hidden_dim), persistent=False
+            "positions",
+            torch.from_numpy(positional_table(cfg.max_length, cfg.hidden_dim)),
+            persistent=False,
         )
         self.blocks = nn.ModuleList(
             AttentionBlock(cfg.hidden_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout)

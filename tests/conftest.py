@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,27 @@ def compose_typed(overrides: list[str]):
             return as_config(compose(config_name="config", overrides=overrides))
     finally:
         GlobalHydra.instance().clear()
+
+
+def detector_spec(
+    config, prepared, model: str | None = None, objective: str | None = None, **framework
+):
+    """A DetectorSpec (seed 0) for a typed Config and its prepared data; ``model`` and
+    ``objective`` replace the config's, ``framework`` overrides fields of its framework
+    section (name, device, precision)."""
+    from benchmark.config import ModelName, ObjectiveName
+    from benchmark.detectors import DetectorSpec
+    from benchmark.pipeline import data_info
+
+    m, o = config.model, config.objective
+    return DetectorSpec(
+        model=m if model is None else replace(m, name=ModelName(model)),
+        objective=o if objective is None else replace(o, name=ObjectiveName(objective)),
+        train=config.train,
+        framework=replace(config.framework, **framework),
+        data=data_info(prepared, config.dataset.sequence.max_length),
+        seed=0,
+    )
 
 
 def only_type(name: str) -> list[str]:

@@ -5,13 +5,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from benchmark.anomalies import ANOMALY_TYPES
 from benchmark.baselines import RandomDetector, session_features
 from benchmark.data import prepare_data
-from benchmark.detectors import DetectorSpec, create
+from benchmark.detectors import create
 from benchmark.errors import ConfigError
 from benchmark.metrics import roc_auc
-from benchmark.pipeline import SCORES_FILE, data_info
+from benchmark.pipeline import SCORES_FILE
 from benchmark.run import run
 
-from .conftest import compose_typed, only_type
+from .conftest import compose_typed, detector_spec, only_type
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +29,8 @@ def blatant_flood():
     return config, prepare_data(config.dataset, config.anomaly, 0)
 
 
-def spec_for(config, prepared) -> DetectorSpec:
-    return DetectorSpec(
-        model=config.model,
-        objective=config.objective,
-        train=config.train,
-        framework=config.framework,
-        data=data_info(prepared, 30),
-        seed=0,
-    )
-
-
 def build(name: str, config, prepared):
-    return create(name, "torch", spec_for(config, prepared))
+    return create(name, "torch", detector_spec(config, prepared))
 
 
 @pytest.mark.parametrize(("name", "floor"), [("iforest", 0.9), ("markov", 0.9)])
@@ -79,7 +68,7 @@ def test_session_features_are_finite_and_padding_invariant(blatant_flood):
 
 def test_unknown_model_and_framework_pairs_name_what_exists(blatant_flood):
     with pytest.raises(ConfigError, match="framework='tensorflow' has no detectors"):
-        create("lstm", "tensorflow", spec_for(*blatant_flood))
+        create("lstm", "tensorflow", detector_spec(*blatant_flood))
 
 
 def test_record_metrics_match_an_independent_computation(compose_config, tmp_path):

@@ -5,17 +5,13 @@ two CPU cores. The margins are wide: during development the LSTM and Transformer
 ROC-AUC 0.997-1.000 on blatant floods and 0.51-0.55 at severity 0.
 """
 
-from dataclasses import replace
-
 import pytest
 
-from benchmark.config import ModelName, ObjectiveName
 from benchmark.data import prepare_data
-from benchmark.detectors import DetectorSpec, create
+from benchmark.detectors import create
 from benchmark.metrics import per_type_roc_auc, roc_auc
-from benchmark.pipeline import data_info
 
-from .conftest import compose_typed, only_type
+from .conftest import compose_typed, detector_spec, only_type
 
 SELF_SUPERVISED = ("next_event", "masked", "forecast")
 DEEP = ("lstm", "gru", "transformer", "multimodal")
@@ -45,15 +41,7 @@ def flood_data():
 
 
 def trained_auc(config, prepared, model: str, objective: str) -> float:
-    spec = DetectorSpec(
-        model=replace(config.model, name=ModelName(model)),
-        objective=replace(config.objective, name=ObjectiveName(objective)),
-        train=config.train,
-        framework=config.framework,
-        data=data_info(prepared, config.dataset.sequence.max_length),
-        seed=0,
-    )
-    detector = create(model, "torch", spec)
+    detector = create(model, "torch", detector_spec(config, prepared, model, objective))
     detector.fit(prepared.arrays["train"], prepared.arrays["val"])
     test = prepared.arrays["test"]
     return roc_auc(test.label, detector.score(test).sequence)
@@ -119,14 +107,7 @@ def test_per_type_detectability_rises_with_severity():
         detector = create(
             "iforest",
             "numpy",
-            DetectorSpec(
-                model=config.model,
-                objective=config.objective,
-                train=config.train,
-                framework=config.framework,
-                data=data_info(prepared, 30),
-                seed=0,
-            ),
+            detector_spec(config, prepared),
         )
         detector.fit(prepared.arrays["train"], prepared.arrays["val"])
         test, lab = prepared.arrays["test"], prepared.labelled["test"]

@@ -4,7 +4,8 @@ import torch
 from safetensors.torch import load_file
 
 from benchmark.adapters import torch_objectives as objectives
-from benchmark.adapters.torch_adapter import CHECKPOINT, MODELS, TorchDetector, lr_factor
+from benchmark.adapters.common import CHECKPOINT, lr_factor
+from benchmark.adapters.torch_adapter import MODELS, TorchDetector
 from benchmark.run import run
 from models_common.config import OBJECTIVES, DetectorConfig
 from models_torch.multimodal import MultimodalAttentionDetector

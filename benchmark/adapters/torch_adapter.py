@@ -11,19 +11,21 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from benchmark.adapters import torch_objectives as objectives
-from benchmark.atomic import atomic_path
+from benchmark.adapters.common import (
+    ID_FIELDS,
+    detector_config,
+    lr_factor,
+    numpy_batch,
+    save_checkpoint,
+)
 from benchmark.detectors import DetectorSpec, Scores, register
 from datasets.features import SequenceArrays
-from models_common.config import DetectorConfig
 from models_torch.gru import GRUDetector
 from models_torch.lstm import LSTMDetector
 from models_torch.multimodal import MultimodalAttentionDetector
@@ -35,40 +37,6 @@ MODELS = {
     "transformer": TransformerDetector,
     "multimodal": MultimodalAttentionDetector,
 }
-CHECKPOINT = "checkpoint.safetensors"
-LONG_FIELDS = (
-    "event_type",
-    "item",
-    "category",
-    "gap_bucket",
-    "price_bucket",
-    "device",
-    "brand",
-    "profile",
-)
-
-
-def detector_config(spec: DetectorSpec) -> DetectorConfig:
-    m, d = spec.model, spec.data
-    multimodal = m.name.value == "multimodal"
-    return DetectorConfig(
-        n_event_types=d.n_event_types,
-        n_items=d.n_items,
-        n_categories=d.n_categories,
-        n_gap_buckets=d.n_gap_buckets,
-        n_price_buckets=d.n_price_buckets,
-        n_devices=d.n_devices,
-        max_length=d.max_length,
-        objective=spec.objective.name.value,
-        embed_dim=m.embed_dim,
-        hidden_dim=m.hidden_dim,
-        num_layers=m.num_layers,
-        num_heads=m.num_heads,
-        ff_dim=m.ff_dim,
-        dropout=m.dropout,
-        profile_cardinalities=d.profile_cardinalities if multimodal else (),
-        n_brands=d.n_brands if multimodal else 0,
-    )
 
 
 def pick_device(name: str) -> torch.device:
@@ -80,31 +48,13 @@ def pick_device(name: str) -> torch.device:
 def to_batch(arrays: SequenceArrays, index: np.ndarray, device: torch.device) -> dict:
     """Rows ``index`` as tensors, trimmed to the longest sequence among them (padding beyond
     it changes no score, and shorter batches are faster)."""
-    width = max(1, int(arrays.length[index].max()))
     batch = {}
-    for f in fields(arrays):
-        value = getattr(arrays, f.name)
-        if value is None or f.name in ("user_id", "session_id", "length"):
-            continue
-        rows = value[index]
-        if rows.ndim == 2 and f.name != "profile":
-            rows = rows[:, :width]
+    for name, rows in numpy_batch(arrays, index).items():
         dtype = (
-            torch.long
-            if f.name in LONG_FIELDS
-            else (torch.bool if f.name == "mask" else torch.float32)
+            torch.long if name in ID_FIELDS else (torch.bool if name == "mask" else torch.float32)
         )
-        batch[f.name] = torch.as_tensor(np.ascontiguousarray(rows), dtype=dtype, device=device)
+        batch[name] = torch.as_tensor(rows, dtype=dtype, device=device)
     return batch
-
-
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 class TorchDetector:
@@ -131,18 +81,38 @@ class TorchDetector:
     def _loss(self, batch: dict, generator: torch.Generator | None) -> torch.Tensor:
         with self._autocast():
             return objectives.loss(
-                self.model, batch, self.objective, self.spec.objective.mask_prob, generator
+                self.model,
+                batch,
+                self.objective,
+                self.spec.objective.mask_prob,
+                generator,
+                hide=batch.get("hide"),
             )
+
+    def optimizer(self, total_steps: int):
+        """AdamW and its learning-rate schedule over ``total_steps`` optimiser steps."""
+        t = self.spec.train
+        opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, t.warmup_steps, total_steps, t.schedule)
+        )
+        return opt, sched
+
+    def train_step(self, batch: dict, opt, sched, generator: torch.Generator | None):
+        """One optimiser step on ``batch``; returns the loss as a device tensor (no sync)."""
+        loss = self._loss(batch, generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.train.grad_clip)
+        opt.step()
+        sched.step()
+        return loss
 
     def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
         t = self.spec.train
         rng = np.random.default_rng(self.spec.seed)
         generator = torch.Generator().manual_seed(self.spec.seed)
-        opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        steps = math.ceil(len(train) / t.batch_size)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, t.warmup_steps, steps * t.epochs, t.schedule)
-        )
+        opt, sched = self.optimizer(math.ceil(len(train) / t.batch_size) * t.epochs)
         history, best, best_state, waited = [], math.inf, None, 0
         start = time.perf_counter()
         for epoch in range(t.epochs):
@@ -194,12 +164,7 @@ class TorchDetector:
         seen, start = 0, time.perf_counter()
         for i, first in enumerate(bar):
             batch = to_batch(data, order[first : first + size], self.device)
-            loss = self._loss(batch, generator)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.train.grad_clip)
-            opt.step()
-            sched.step()
+            loss = self.train_step(batch, opt, sched, generator)
             total += loss.detach()
             seen += len(batch["mask"])
             if i % 20 == 0:  # an occasional host sync for the progress bar only
@@ -247,14 +212,23 @@ class TorchDetector:
                 alt.setdefault(name, np.zeros(len(data)))[index] = values.float().cpu().numpy()
         return Scores(seq, event, alt)
 
+    def canonical_weights(self) -> dict[str, np.ndarray]:
+        """The framework-neutral weights (PyTorch names and layouts, float32 NumPy)."""
+        return {
+            k: v.detach().float().cpu().numpy().copy() for k, v in self.model.state_dict().items()
+        }
+
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        state = {k: torch.as_tensor(v) for k, v in weights.items()}
+        self.model.load_state_dict(state, strict=True)
+
     def _save_checkpoint(self) -> None:
-        run_dir = self.spec.run_dir
-        if run_dir is None:
-            return
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        metadata = {"model": self.spec.model.name.value, "objective": self.objective}
-        with atomic_path(Path(run_dir) / CHECKPOINT) as tmp:
-            save_file(state, str(tmp), metadata=metadata)
+        metadata = {
+            "framework": "torch",
+            "model": self.spec.model.name.value,
+            "objective": self.objective,
+        }
+        save_checkpoint(self.spec.run_dir, self.canonical_weights(), metadata)
 
 
 for _name in MODELS:

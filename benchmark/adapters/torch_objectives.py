@@ -109,9 +109,15 @@ def sequence_scores(
 
 
 def loss(
-    model, batch: Batch, objective: str, mask_prob: float, generator: torch.Generator | None = None
+    model,
+    batch: Batch,
+    objective: str,
+    mask_prob: float,
+    generator: torch.Generator | None = None,
+    hide: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The training loss of one batch (a scalar)."""
+    """The training loss of one batch (a scalar). The masked objective hides a random
+    ``mask_prob`` share of events drawn from ``generator``, or exactly ``hide`` if given."""
     mask = batch["mask"]
     if objective == "classify":
         out = model(batch)
@@ -128,7 +134,8 @@ def loss(
         scored = _next_mask(batch)
         error = (_shift(model(batch)["forecast"]) - forecast_targets(batch)).pow(2).sum(-1)
         return (error * scored).sum() / scored.sum().clamp(min=1)
-    draw = torch.rand(mask.shape, generator=generator, device="cpu").to(mask.device)
-    hide = mask & (draw < mask_prob)
+    if hide is None:
+        draw = torch.rand(mask.shape, generator=generator, device="cpu").to(mask.device)
+        hide = mask & (draw < mask_prob)
     nll = _token_nll(model(batch, hide), batch, shifted=False)
     return (nll * hide).sum() / hide.sum().clamp(min=1)

@@ -1,0 +1,131 @@
+"""What both framework adapters share, in NumPy: the detector config a spec implies, batch
+slicing, the learning-rate schedule and the framework-neutral checkpoint file.
+
+The checkpoint (``checkpoint.safetensors``) holds float32 arrays under PyTorch ``state_dict``
+names and layouts whichever framework trained the model, plus metadata (framework, model,
+objective); ``models_jax.convert`` maps those names onto the Flax twins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from benchmark.atomic import atomic_path
+from benchmark.detectors import DetectorSpec
+from benchmark.errors import UserError
+from datasets.features import SequenceArrays
+from models_common.config import DetectorConfig
+
+CHECKPOINT = "checkpoint.safetensors"
+ID_FIELDS = (
+    "event_type",
+    "item",
+    "category",
+    "gap_bucket",
+    "price_bucket",
+    "device",
+    "brand",
+    "profile",
+)
+NOT_MODEL_INPUTS = ("user_id", "session_id", "length")
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that is missing, unreadable or for another model."""
+
+
+def detector_config(spec: DetectorSpec) -> DetectorConfig:
+    m, d = spec.model, spec.data
+    multimodal = m.name.value == "multimodal"
+    return DetectorConfig(
+        n_event_types=d.n_event_types,
+        n_items=d.n_items,
+        n_categories=d.n_categories,
+        n_gap_buckets=d.n_gap_buckets,
+        n_price_buckets=d.n_price_buckets,
+        n_devices=d.n_devices,
+        max_length=d.max_length,
+        objective=spec.objective.name.value,
+        embed_dim=m.embed_dim,
+        hidden_dim=m.hidden_dim,
+        num_layers=m.num_layers,
+        num_heads=m.num_heads,
+        ff_dim=m.ff_dim,
+        dropout=m.dropout,
+        profile_cardinalities=d.profile_cardinalities if multimodal else (),
+        n_brands=d.n_brands if multimodal else 0,
+    )
+
+
+def numpy_batch(
+    arrays: SequenceArrays, index: np.ndarray, width: int | None = None
+) -> dict[str, np.ndarray]:
+    """Rows ``index`` as contiguous arrays, per-event fields cut (or zero-padded) to ``width``
+    (default: the longest sequence among the rows; padding changes no score)."""
+    if width is None:
+        width = max(1, int(arrays.length[index].max()))
+    batch = {}
+    for f in fields(arrays):
+        value = getattr(arrays, f.name)
+        if value is None or f.name in NOT_MODEL_INPUTS:
+            continue
+        rows = value[index]
+        if rows.ndim == 2 and f.name != "profile":
+            rows = rows[:, :width]
+            if rows.shape[1] < width:
+                rows = np.pad(rows, ((0, 0), (0, width - rows.shape[1])))
+        batch[f.name] = np.ascontiguousarray(rows)
+    return batch
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based): linear
+    warm-up, then cosine decay to 0 at ``total`` (or constant)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save_checkpoint(
+    run_dir: Path | None, weights: dict[str, np.ndarray], metadata: dict[str, str]
+) -> None:
+    if run_dir is None:
+        return
+    with atomic_path(Path(run_dir) / CHECKPOINT) as tmp:
+        save_file(weights, str(tmp), metadata=metadata)
+
+
+def load_checkpoint(
+    path: Path, model: str, objective: str
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Canonical weights and metadata of ``path``, checked to be for ``model`` trained with
+    ``objective``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist: give the path of a run's {CHECKPOINT}"
+        )
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+        weights = load_file(str(path))
+    except Exception as error:  # safetensors raises several types for a damaged file
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file ({error})"
+        ) from error
+    found = (metadata.get("model"), metadata.get("objective"))
+    if found != (model, objective):
+        raise CheckpointError(
+            f"checkpoint {path} holds model={found[0]} objective={found[1]}, but this run is "
+            f"model={model} objective={objective}: pick the matching model and objective"
+        )
+    return weights, metadata

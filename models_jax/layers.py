@@ -1,0 +1,162 @@
+"""Blocks shared by the Flax NNX detectors, twins of ``models_torch.layers``.
+
+Same attribute names as the PyTorch modules, so the weight converter maps names one to one;
+the layouts differ only where Flax's own layers differ (``Linear.kernel`` is (in, out), the
+transpose of torch's ``weight``). Where Flax defaults differ from PyTorch the choice is set
+explicitly: LayerNorm eps 1e-5 and two-pass variance, exact (erf) GELU, embeddings whose
+padding row receives no gradient (torch's ``padding_idx``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from models_common.config import FORECAST_DIM, DetectorConfig
+
+LN_EPS = 1e-5
+INIT_STD = 0.02  # GPT-2 style init, as models_torch.layers.init_weights
+
+normal_init = nnx.initializers.normal(INIT_STD)
+
+
+def linear(n_in: int, n_out: int, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(
+        n_in, n_out, kernel_init=normal_init, bias_init=nnx.initializers.zeros, rngs=rngs
+    )
+
+
+def layer_norm(width: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    return nnx.LayerNorm(width, epsilon=LN_EPS, use_fast_variance=False, rngs=rngs)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=False)  # torch's F.gelu default
+
+
+class Embedding(nnx.Module):
+    """A lookup table whose row 0 (padding) is zero at init and never updated by gradients."""
+
+    def __init__(self, num: int, dim: int, rngs: nnx.Rngs) -> None:
+        table = normal_init(rngs.params(), (num, dim), jnp.float32)
+        self.embedding = nnx.Param(table.at[0].set(0.0))
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        out = self.embedding[...][ids]
+        return jnp.where((ids == 0)[..., None], jax.lax.stop_gradient(out), out)
+
+
+class EventEmbedding(nnx.Module):
+    """Sum of the six per-event field embeddings; ``hide`` positions take the mask vector."""
+
+    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs) -> None:
+        d = cfg.embed_dim
+        self.event_type = Embedding(cfg.n_event_types, d, rngs)
+        self.item = Embedding(cfg.n_items, d, rngs)
+        self.category = Embedding(cfg.n_categories, d, rngs)
+        self.gap = Embedding(cfg.n_gap_buckets, d, rngs)
+        self.price = Embedding(cfg.n_price_buckets, d, rngs)
+        self.device_code = Embedding(cfg.n_devices, d, rngs)
+        self.mask_vector = nnx.Param(jnp.zeros(d))
+        self.dropout = nnx.Dropout(cfg.dropout, rngs=rngs)
+
+    def __call__(self, batch: dict, hide: jax.Array | None = None) -> jax.Array:
+        x = (
+            self.event_type(batch["event_type"])
+            + self.item(batch["item"])
+            + self.category(batch["category"])
+            + self.gap(batch["gap_bucket"])
+            + self.price(batch["price_bucket"])
+            + self.device_code(batch["device"])
+        )
+        if hide is not None:
+            x = jnp.where(hide[..., None], self.mask_vector[...], x)
+        return self.dropout(x)
+
+
+def attention_mask(mask: jax.Array, causal: bool) -> jax.Array:
+    """(B, 1, T, T) boolean: True = may attend (real keys; and earlier ones when causal)."""
+    allowed = mask[:, None, None, :]
+    if causal:
+        t = mask.shape[1]
+        allowed = allowed & jnp.tril(jnp.ones((t, t), dtype=bool))
+    return allowed
+
+
+class AttentionBlock(nnx.Module):
+    """Pre-norm transformer block: x + MHA(LN(x)), then x + FF(LN(x))."""
+
+    def __init__(self, width: int, heads: int, ff_dim: int, dropout: float, rngs: nnx.Rngs):
+        if width % heads:
+            raise ValueError(f"hidden_dim {width} must be divisible by num_heads {heads}")
+        self.heads = heads
+        self.norm1 = layer_norm(width, rngs)
+        self.qkv = linear(width, 3 * width, rngs)
+        self.out = linear(width, width, rngs)
+        self.norm2 = layer_norm(width, rngs)
+        self.ff1 = linear(width, ff_dim, rngs)
+        self.ff2 = linear(ff_dim, width, rngs)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.attention_dropout = nnx.Dropout(dropout, rngs=rngs)
+
+    def __call__(self, x: jax.Array, allowed: jax.Array) -> jax.Array:
+        b, t, w = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(b, t, 3, self.heads, w // self.heads)
+        q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # (B, heads, T, hs)
+        logits = jnp.einsum("bhqd,bhkd->bhqk", q, k) / jnp.sqrt(jnp.float32(w // self.heads))
+        logits = jnp.where(allowed, logits, -jnp.inf)
+        probs = self.attention_dropout(jax.nn.softmax(logits, axis=-1))
+        y = jnp.einsum("bhqk,bhkd->bhqd", probs, v).transpose(0, 2, 1, 3).reshape(b, t, w)
+        x = x + self.dropout(self.out(y))
+        return x + self.dropout(self.ff2(gelu(self.ff1(self.norm2(x)))))
+
+
+def last_valid(states: jax.Array, mask: jax.Array) -> jax.Array:
+    """(B, H) state at each sequence's last real event."""
+    index = jnp.clip(mask.sum(axis=1) - 1, 0)
+    return jnp.take_along_axis(states, index[:, None, None], axis=1)[:, 0]
+
+
+def masked_mean(states: jax.Array, mask: jax.Array) -> jax.Array:
+    weights = mask.astype(states.dtype)[..., None]
+    return (states * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
+
+
+def masked_max(states: jax.Array, mask: jax.Array) -> jax.Array:
+    return jnp.where(mask[..., None], states, -jnp.inf).max(axis=1)
+
+
+class Heads(nnx.Module):
+    """The objective's output layers (see models_torch.layers.Heads)."""
+
+    def __init__(self, cfg: DetectorConfig, width: int, rngs: nnx.Rngs) -> None:
+        self.objective = cfg.objective
+        if cfg.objective == "classify":
+            self.sequence = linear(2 * width, 1, rngs)
+            self.event = linear(width, 1, rngs)
+        elif cfg.objective in ("next_event", "masked"):
+            self.type_logits = linear(width, cfg.n_event_types, rngs)
+            self.item_logits = linear(width, cfg.n_items, rngs)
+            self.gap_logits = linear(width, cfg.n_gap_buckets, rngs)
+        elif cfg.objective == "forecast":
+            self.forecast = linear(width, FORECAST_DIM, rngs)
+        else:
+            raise ValueError(f"unknown objective {cfg.objective!r}")
+
+    def __call__(self, states: jax.Array, pooled: jax.Array, mask: jax.Array) -> dict:
+        # float32 outputs under bf16 (the adapter leaves these parameters in float32 too).
+        states, pooled = states.astype(jnp.float32), pooled.astype(jnp.float32)
+        if self.objective == "classify":
+            summary = jnp.concatenate([pooled, masked_max(states, mask)], axis=-1)
+            return {
+                "sequence_logit": self.sequence(summary)[:, 0],
+                "event_logit": self.event(states)[..., 0],
+            }
+        if self.objective in ("next_event", "masked"):
+            return {
+                "type_logits": self.type_logits(states),
+                "item_logits": self.item_logits(states),
+                "gap_logits": self.gap_logits(states),
+            }
+        return {"forecast": self.forecast(states)}

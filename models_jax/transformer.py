@@ -1,0 +1,58 @@
+"""Transformer detector in Flax NNX, twin of ``models_torch.transformer``: event embedding +
+sinusoidal positions -> pre-norm attention blocks -> objective heads. Causal attention for the
+next-step objectives, bidirectional otherwise; padded keys always masked; mean-pooled summary.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from models_common.config import DetectorConfig, positional_table
+from models_jax.layers import (
+    AttentionBlock,
+    EventEmbedding,
+    Heads,
+    attention_mask,
+    layer_norm,
+    linear,
+    masked_mean,
+)
+
+
+class TransformerEncoder(nnx.Module):
+    """Embedding, positions and blocks: per-event states (B, T, H)."""
+
+    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs) -> None:
+        self.cfg = cfg
+        self.embed = EventEmbedding(cfg, rngs)
+        self.project = linear(cfg.embed_dim, cfg.hidden_dim, rngs)
+        # A constant, not a parameter (torch: a non-persistent buffer).
+        self.positions = nnx.Variable(jnp.asarray(positional_table(cfg.max_length, cfg.hidden_dim)))
+        self.blocks = nnx.List(
+            AttentionBlock(cfg.hidden_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout, rngs)
+            for _ in range(cfg.num_layers)
+        )
+        self.norm = layer_norm(cfg.hidden_dim, rngs)
+
+    def __call__(self, batch: dict, hide: jax.Array | None = None) -> jax.Array:
+        x = self.project(self.embed(batch, hide))
+        x = x + self.positions[...][: x.shape[1]]
+        allowed = attention_mask(batch["mask"], self.cfg.causal)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.norm(x)
+
+
+class TransformerDetector(nnx.Module):
+    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs, unroll: int = 1) -> None:
+        del unroll  # no recurrence; accepted so every detector shares one constructor
+        self.cfg = cfg
+        self.encoder = TransformerEncoder(cfg, rngs)
+        self.heads = Heads(cfg, cfg.hidden_dim, rngs)
+
+    def __call__(self, batch: dict, hide: jax.Array | None = None) -> dict:
+        states = self.encoder(batch, hide)
+        pooled = masked_mean(states, batch["mask"])
+        return {**self.heads(states, pooled, batch["mask"]), "states": states}

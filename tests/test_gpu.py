@@ -1,0 +1,117 @@
+"""GPU tier (`pytest -m gpu`, `make test-gpu`): CUDA runs, bf16 autocast, CPU/GPU agreement.
+
+Skipped where no CUDA device is present. Each test compares within one process, so it holds on
+any GPU model.
+"""
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from benchmark.data import prepare_data  # noqa: E402
+from benchmark.detectors import create  # noqa: E402
+from benchmark.metrics import roc_auc  # noqa: E402
+from benchmark.run import run  # noqa: E402
+
+from .conftest import compose_typed, detector_spec  # noqa: E402
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+DEEP = ("lstm", "gru", "transformer", "multimodal")
+FRAMEWORKS = ("torch", "jax")
+
+
+def jax_on_gpu():
+    jax = pytest.importorskip("jax")
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("JAX sees no GPU (install the gpu extra: make setup-gpu)")
+
+
+OBJECTIVES = ("classify", "next_event", "masked", "forecast")
+
+
+@pytest.fixture(scope="module")
+def smoke_data():
+    config = compose_typed(["experiment=smoke"])
+    return config, prepare_data(config.dataset, config.anomaly, 0)
+
+
+def spec_for(config, prepared, model, objective, device, precision, framework="torch"):
+    return detector_spec(
+        config, prepared, model, objective, name=framework, device=device, precision=precision
+    )
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("model", DEEP)
+def test_bf16_smoke_run_on_cuda_ends_ok(compose_config, tmp_path, model, objective, framework):
+    if framework == "jax":
+        jax_on_gpu()
+    cfg = compose_config(
+        [
+            "experiment=smoke",
+            f"results_dir={tmp_path}",
+            f"model={model}",
+            f"objective={objective}",
+            f"framework={framework}",
+            "framework.device=cuda",
+            "framework.precision=bf16",
+        ]
+    )
+    result = run(cfg)
+    assert result.status == "ok"
+    fit = result.record["training"]
+    assert fit["device"].lower().startswith("cuda")
+    assert fit["bf16"] is True
+    assert 0.0 <= result.record["metrics"]["roc_auc"] <= 1.0
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("model", DEEP)
+def test_cuda_fp32_matches_cpu_and_bf16_stays_close(smoke_data, model, objective):
+    """Same weights scored three ways: CUDA fp32 equals CPU fp32 to float tolerance; bf16
+    autocast moves values by rounding but not the detector's quality (ROC-AUC within 0.03:
+    a rank correlation would be too strict, tiny models leave many near-tied scores)."""
+    config, prepared = smoke_data
+    test = prepared.arrays["test"]
+    gpu = create(model, "torch", spec_for(config, prepared, model, objective, "cuda", "fp32"))
+    gpu.fit(prepared.arrays["train"], prepared.arrays["val"])
+    cpu = create(model, "torch", spec_for(config, prepared, model, objective, "cpu", "fp32"))
+    cpu.model.load_state_dict({k: v.cpu() for k, v in gpu.model.state_dict().items()})
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    fp32 = gpu.score(test).sequence
+    np.testing.assert_allclose(fp32, cpu.score(test).sequence, rtol=1e-4, atol=1e-4)
+    gpu.bf16 = True
+    bf16 = gpu.score(test).sequence
+    assert np.all(np.isfinite(bf16))
+    assert abs(roc_auc(test.label, bf16) - roc_auc(test.label, fp32)) < 0.03
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("model", DEEP)
+def test_jax_gpu_fp32_matches_cpu_and_bf16_stays_close(smoke_data, model, objective):
+    jax_on_gpu()
+    import jax
+
+    config, prepared = smoke_data
+    test = prepared.arrays["test"]
+    spec = partial(spec_for, config, prepared, model, objective, framework="jax")
+    gpu = create(model, "jax", spec("cuda", "fp32"))
+    gpu.fit(prepared.arrays["train"], prepared.arrays["val"])
+    cpu = create(model, "jax", spec("cpu", "fp32"))
+    cpu.load_weights(gpu.canonical_weights())
+    with jax.default_matmul_precision("highest"):
+        fp32 = gpu.score(test).sequence
+    np.testing.assert_allclose(fp32, cpu.score(test).sequence, rtol=1e-4, atol=1e-4)
+    half = create(model, "jax", spec("cuda", "bf16"))
+    half.load_weights(gpu.canonical_weights())
+    bf16 = half.score(test).sequence
+    assert np.all(np.isfinite(bf16))
+    assert abs(roc_auc(test.label, bf16) - roc_auc(test.label, fp32)) < 0.03

@@ -1,0 +1,215 @@
+"""PyTorch vs JAX parity: with the same weights the two implementations compute the same
+function, the same loss and gradients, and the same optimiser step.
+
+Every detector x objective, on a batch of real (synthetic) sequences of mixed lengths with
+injected anomalies. Weights are PyTorch's init plus noise, so every bias and every padding row
+is non-zero. float32 on the CPU; dropout 0 so the training graph is deterministic.
+Tolerances (from the issue): outputs and scores 1e-5 absolute (1e-4 relative where large),
+loss and gradients 1e-4, parameters after one AdamW step 1e-5.
+"""
+
+from dataclasses import replace
+
+import jax
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+from benchmark.adapters.common import numpy_batch
+from benchmark.adapters.jax_adapter import JaxDetector
+from benchmark.adapters.torch_adapter import TorchDetector, to_batch
+from benchmark.data import prepare_data
+from models_jax.convert import key_map, load_canonical, to_canonical
+
+from .conftest import compose_typed, detector_spec
+
+MODELS = ("lstm", "gru", "transformer", "multimodal")
+OBJECTIVES = ("classify", "next_event", "masked", "forecast")
+OUTPUT_TOL = {"atol": 1e-5, "rtol": 1e-4}
+GRAD_TOL = {"atol": 1e-4, "rtol": 1e-4}
+BATCH_ROWS = 12
+
+
+@pytest.fixture(scope="module")
+def world():
+    config = compose_typed(
+        [
+            "experiment=smoke",
+            "model.num_layers=2",
+            "model.dropout=0",
+            "train.batch_size=16",
+            "train.lr=1e-3",
+            "train.warmup_steps=0",
+        ]
+    )
+    prepared = prepare_data(config.dataset, config.anomaly, 0)
+    test = prepared.arrays["test"]
+    # Anomalous and normal rows of different lengths, so padding is exercised.
+    rows = np.concatenate([np.flatnonzero(test.label == 1)[:4], np.flatnonzero(test.label == 0)])
+    index = rows[:BATCH_ROWS]
+    assert len(set(test.length[index])) > 3
+    return config, prepared, index
+
+
+def twins(world, model: str, objective: str) -> tuple[TorchDetector, JaxDetector]:
+    config, prepared, _ = world
+    spec = detector_spec(config, prepared, model, objective, device="cpu")
+    torch_detector = TorchDetector(spec)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in torch_detector.model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=generator))
+    jax_detector = JaxDetector(replace(spec, framework=replace(spec.framework, name="jax")))
+    jax_detector.load_weights(torch_detector.canonical_weights())
+    return torch_detector, jax_detector
+
+
+def batches(world, objective: str) -> tuple[dict, dict]:
+    """The same batch for both; the masked objective gets a fixed mask ``hide``."""
+    _, prepared, index = world
+    test = prepared.arrays["test"]
+    torch_batch = to_batch(test, index, torch.device("cpu"))
+    jax_batch = numpy_batch(test, index)
+    if objective == "masked":
+        hide = jax_batch["mask"] & (np.random.default_rng(2).random(jax_batch["mask"].shape) < 0.3)
+        torch_batch["hide"], jax_batch["hide"] = torch.as_tensor(hide), hide
+    jax_batch = {
+        k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in jax_batch.items()
+    }
+    return torch_batch, jax.device_put(jax_batch)
+
+
+def jax_model(detector: JaxDetector):
+    return nnx.merge(detector.eval_graph, detector.params, detector.rest)
+
+
+CASES = pytest.mark.parametrize("objective", OBJECTIVES)
+MODEL_CASES = pytest.mark.parametrize("model", MODELS)
+
+
+@CASES
+@MODEL_CASES
+def test_parity_key_map_covers_every_weight_both_ways(world, model, objective):
+    torch_detector, jax_detector = twins(world, model, objective)
+    weights = torch_detector.canonical_weights()
+    assert set(key_map(jax_model(jax_detector))) == set(weights)
+    back = jax_detector.canonical_weights()
+    for name, value in weights.items():
+        np.testing.assert_array_equal(back[name], value, err_msg=name)
+
+
+@CASES
+@MODEL_CASES
+def test_parity_outputs_states_and_carries(world, model, objective):
+    torch_detector, jax_detector = twins(world, model, objective)
+    torch_batch, jax_batch = batches(world, objective)
+    torch_detector.model.eval()
+    with torch.no_grad():
+        expected = torch_detector.model(torch_batch)
+    got = jax_model(jax_detector)(jax_batch)
+    assert set(got) == set(expected)
+    if model in ("lstm", "gru"):
+        assert "final_hidden" in got
+        assert (model == "gru") == ("final_cell" not in got)
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(got[name]), value.numpy(), **OUTPUT_TOL, err_msg=name)
+
+
+@CASES
+@MODEL_CASES
+def test_parity_sequence_and_event_scores(world, model, objective):
+    torch_detector, jax_detector = twins(world, model, objective)
+    test = world[1].arrays["test"]
+    expected, got = torch_detector.score(test), jax_detector.score(test)
+    assert np.ptp(expected.sequence) > 1e-2  # scores that differ: a real comparison
+    np.testing.assert_allclose(got.sequence, expected.sequence, **OUTPUT_TOL)
+    np.testing.assert_allclose(got.event, expected.event, **OUTPUT_TOL)
+    assert set(got.alternatives) == set(expected.alternatives)
+    for name, value in expected.alternatives.items():
+        np.testing.assert_allclose(got.alternatives[name], value, **OUTPUT_TOL, err_msg=name)
+
+
+def canonical_gradients(detector: JaxDetector, batch: dict) -> tuple[float, dict]:
+    def loss(params):
+        return detector._loss_fn(params, detector.rest, batch, jax.random.key(0))[0]
+
+    value, grads = jax.value_and_grad(loss)(detector.params)
+    model = nnx.merge(detector.eval_graph, grads, detector.rest)
+    return float(value), to_canonical(model)
+
+
+@CASES
+@MODEL_CASES
+def test_parity_loss_and_gradients(world, model, objective):
+    torch_detector, jax_detector = twins(world, model, objective)
+    torch_batch, jax_batch = batches(world, objective)
+    torch_detector.model.train()  # dropout is 0: train mode is deterministic
+    loss = torch_detector._loss(torch_batch, None)
+    loss.backward()
+    jax_detector.init_training(total_steps=10)
+    jax_loss, grads = canonical_gradients(jax_detector, jax_batch)
+    np.testing.assert_allclose(jax_loss, loss.item(), **GRAD_TOL)
+    for name, p in torch_detector.model.named_parameters():
+        expected = np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy()
+        np.testing.assert_allclose(grads[name], expected, **GRAD_TOL, err_msg=name)
+
+
+@CASES
+@MODEL_CASES
+def test_parity_one_optimiser_step(world, model, objective):
+    """Parameters after one AdamW step agree within 1e-5, except where both frameworks find a
+    gradient that is zero up to rounding (< 1e-6): there Adam's g / (|g| + eps) turns rounding
+    noise into a step of up to +-lr in either direction. The attention key bias is such a
+    parameter (softmax ignores a shift shared by all keys); those steps are only checked to
+    stay within lr."""
+    torch_detector, jax_detector = twins(world, model, objective)
+    torch_batch, jax_batch = batches(world, objective)
+    before = torch_detector.canonical_weights()
+    _, jax_grads = canonical_gradients(jax_detector, jax_batch)
+    torch_detector.model.train()
+    opt, sched = torch_detector.optimizer(total_steps=10)
+    torch_detector.train_step(torch_batch, opt, sched, None)
+    opt_state = jax_detector.init_training(total_steps=10)
+    jax_detector.train_step(jax_batch, opt_state, jax.random.key(0))
+    after = jax_detector.canonical_weights()
+    lr = world[0].train.lr
+    grads = {n: p.grad for n, p in torch_detector.model.named_parameters()}
+    for name, value in torch_detector.canonical_weights().items():
+        torch_grad = np.zeros(value.shape) if grads[name] is None else grads[name].numpy()
+        noise = (np.abs(torch_grad) < 1e-6) & (np.abs(jax_grads[name]) < 1e-6)
+        np.testing.assert_allclose(after[name][~noise], value[~noise], atol=1e-5, rtol=0)
+        for moved in (after[name] - before[name], value - before[name]):
+            assert np.all(np.abs(moved[noise]) <= 1.01 * lr), name
+
+
+def test_parity_a_mismatched_checkpoint_is_refused(world):
+    from models_jax.convert import WeightMismatchError
+
+    torch_detector, jax_detector = twins(world, "gru", "classify")
+    weights = torch_detector.canonical_weights()
+    weights.pop("rnn.weight_hh_l1")
+    with pytest.raises(WeightMismatchError, match="missing"):
+        load_canonical(jax_model(jax_detector), weights)
+
+
+@pytest.mark.parametrize(("trained_by", "scored_by"), [("torch", "jax"), ("jax", "torch")])
+def test_parity_checkpoint_trained_in_one_framework_scores_the_same_in_the_other(
+    compose_config, tmp_path, trained_by, scored_by
+):
+    from benchmark.adapters.common import CHECKPOINT
+    from benchmark.run import run
+
+    common = ["experiment=smoke", "model=gru", "objective=next_event", f"results_dir={tmp_path}"]
+    trained = run(compose_config([*common, f"framework={trained_by}"]))
+    checkpoint = trained.run_dir / CHECKPOINT
+    scored = run(compose_config([*common, f"framework={scored_by}", f"checkpoint={checkpoint}"]))
+    assert scored.status == "ok"
+    assert scored.record["training"]["trained_by"] == trained_by
+    expected = np.load(trained.run_dir / "scores.npz")
+    got = np.load(scored.run_dir / "scores.npz")
+    np.testing.assert_allclose(got["test_score"], expected["test_score"], **OUTPUT_TOL)
+    np.testing.assert_allclose(got["test_event_score"], expected["test_event_score"], **OUTPUT_TOL)
+    assert scored.record["metrics"]["roc_auc"] == pytest.approx(
+        trained.record["metrics"]["roc_auc"], abs=1e-6
+    )
