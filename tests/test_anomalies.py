@@ -87,6 +87,18 @@ def test_labels_mark_exactly_the_changed_events(sessions, name, severity):
         assert set(event_sessions[out.event_label]) <= set(np.flatnonzero(out.label))
 
 
+@pytest.mark.parametrize("name", ANOMALY_TYPES)
+def test_severity_zero_labels_sequences_without_changing_them(sessions, name):
+    """Severity 0 is a label without an anomaly: every column of every event stays as it was,
+    so what a detector finds there above chance it learnt from something else."""
+    config = only(name, severity=0.0, severity_jitter=0.0)
+    out = inject(sessions, config, rate=0.05, seed=4, max_length=MAX_LEN)
+    assert out.label.sum() > 0
+    assert not out.event_label.any()
+    for column, values in sessions.columns().items():
+        np.testing.assert_array_equal(out.events.columns()[column], values, err_msg=column)
+
+
 def test_contamination_rate_and_mix_are_honoured_exactly(sessions):
     n = len(session_offsets(sessions.session_id)) - 1
     cfg = AnomalyConfig(

@@ -59,6 +59,35 @@ def test_self_supervised_detectors_find_blatant_floods_and_miss_invisible_ones(
 
 
 @pytest.fixture(scope="module")
+def labelled_invisible_floods():
+    """Click floods at severity 0 (sequences labelled but unchanged) in every split."""
+    config = compose_typed(
+        [
+            "experiment=smoke",
+            "anomaly.severity=0.0",
+            "anomaly.severity_jitter=0",
+            "anomaly.contamination.train=0.2",
+            "anomaly.contamination.val=0.2",
+            "anomaly.contamination.test=0.2",
+            "dataset.generator.n_users=600",
+            "train.epochs=6",
+            "train.lr=3e-3",
+            *only_type("click_flood"),
+        ]
+    )
+    return config, prepare_data(config.dataset, config.anomaly, 0)
+
+
+@pytest.mark.parametrize("model", DEEP)
+def test_classifiers_stay_at_chance_on_labels_without_anomalies(labelled_invisible_floods, model):
+    """A supervised detector trained on severity-0 labels has nothing to learn: anything far
+    from 0.5 would be a leak (through padding, ordering, splits or preprocessing). Click floods
+    fit every sequence, so no eligibility base rate is in play either."""
+    auc = trained_auc(*labelled_invisible_floods, model, "classify")
+    assert abs(auc - 0.5) < 0.15, auc
+
+
+@pytest.fixture(scope="module")
 def blatant_mix():
     """All nine types at severity 1, 20% of every split (training included, for `classify`)."""
     config = compose_typed(

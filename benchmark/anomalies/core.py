@@ -97,7 +97,9 @@ class Context:
         return low + (high - low) * self.severity
 
     def loglerp(self, low: np.ndarray | float, high: np.ndarray | float) -> np.ndarray:
-        """Geometric interpolation: severity 0 gives ``low``, 1 gives ``high``."""
+        """Geometric interpolation: severity 0 gives ``low`` (exactly), 1 gives ``high``."""
+        if self.severity == 0.0:  # exp(log(x)) can miss x by an ulp: a change, to the labels
+            return np.broadcast_to(low, np.broadcast(low, high).shape).astype(float)
         return np.exp(np.log(low) + (np.log(high) - np.log(low)) * self.severity)
 
     def insertion_point(self, n: int, n_new: int) -> int:
@@ -112,12 +114,34 @@ class Context:
         return min(choice, latest)
 
     def place(self, s: Session, at: int, cols: dict[str, np.ndarray], gap: np.ndarray) -> Session:
-        """Put a block of new events at ``at``. It replaces a share ``1 - severity`` of as many
-        existing events as it holds, so at severity 0 the sequence keeps its length (length
-        alone must not give an anomaly away) and at severity 1 the block is a pure insertion."""
-        n_remove = min(len(s) - at, round((1.0 - self.severity) * len(gap)))
+        """Put a block of new events at ``at``. It takes the place of a share ``1 - severity``
+        of as many existing events as it holds (length alone must not give an anomaly away),
+        and each of those survives unchanged with probability ``1 - severity``: at severity 1
+        the block is a pure insertion, at severity 0 nothing changes at all."""
+        wanted = round((1.0 - self.severity) * len(gap))
+        at = max(1, min(at, len(s) - wanted))  # at the end, step back to have events to replace
+        n_remove = min(len(s) - at, wanted)
+        # A session too short to absorb the block keeps only its inserted share beyond them.
+        n_block = n_remove + len(gap) - wanted
+        cols = {name: col[:n_block] for name, col in cols.items()}
+        gap = gap[:n_block]
+        out = self.keep_originals(s, s.splice(at, n_remove, cols, gap), at, n_remove)
         self.record.update(at=at, inserted=len(gap), replaced=n_remove)
-        return s.splice(at, n_remove, cols, gap)
+        return out
+
+    def keep_originals(self, source: Session, edited: Session, at: int, n: int) -> Session:
+        """Restore each of the ``n`` events of ``edited`` from ``at`` on (which replaced
+        ``source``'s events at the same rows) with probability ``1 - severity``.
+
+        This makes severity 0 an anomaly label without an anomaly: what a detector scores
+        above chance there it learnt from something other than the injected behaviour."""
+        rows = at + np.flatnonzero(self.rng.random(n) < 1.0 - self.severity)
+        for name, col in edited.cols.items():
+            col[rows] = source.cols[name][rows]
+        edited.gap[rows] = source.gap[rows]
+        edited.origin[rows] = source.origin[rows]
+        self.record.update(kept_original=len(rows))
+        return edited
 
     def session_items(self, s: Session, n: int) -> np.ndarray:
         """``n`` items such as this session would browse: popular items of the categories it

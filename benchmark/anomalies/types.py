@@ -169,10 +169,11 @@ def cart_abuse(s: Session, ctx: Context) -> Session:
 
 @injector("account_takeover", min_length=3)
 def account_takeover(s: Session, ctx: Context) -> Session:
-    """An intruder takes over mid-session: from the takeover point on, items come from other
-    categories (with probability s), at a price level up to ``price_factor`` times higher, on a
-    different device (with probability s). Each original item maps to one replacement, so the
-    intruder's own funnel (view, cart, purchase of one item) stays consistent."""
+    """An intruder takes over mid-session: from the takeover point on, each item is replaced
+    (with probability s) by one from another category (the whole tail switches category with
+    probability s), prices rise up to ``price_factor`` times, and the device changes (with
+    probability s). Each original item maps to one replacement, so the intruder's own funnel
+    (view, cart, purchase of one item) stays consistent; at s=0 nothing changes."""
     p: AccountTakeoverParams = ctx.params
     n = len(s)
     at = min(max(1, ctx.insertion_point(n, 1)), n - 1)
@@ -187,17 +188,23 @@ def account_takeover(s: Session, ctx: Context) -> Session:
         old = int(s.cols["item_id"][i])
         if old < 0:
             continue
-        if old not in mapping:
+        if old not in mapping:  # the intruder's item for it, or (probability 1 - s) itself
             cat = new_cat if switch else int(s.cols["category_id"][i])
-            mapping[old] = int(ctx.profile.sample_items(1, ctx.rng, category=cat)[0])
+            replace = ctx.rng.random() < ctx.severity
+            mapping[old] = (
+                int(ctx.profile.sample_items(1, ctx.rng, category=cat)[0]) if replace else old
+            )
         out.cols["item_id"][i] = mapping[old]
-    has_item = out.cols["item_id"][tail] >= 0
-    items = out.cols["item_id"][tail][has_item]
-    out.cols["category_id"][tail[has_item]] = ctx.profile.category_of(items)
+    rows = tail[out.cols["item_id"][tail] != s.cols["item_id"][tail]]
+    items = out.cols["item_id"][rows]
+    out.cols["category_id"][rows] = ctx.profile.category_of(items)
+    out.cols["price"][rows] = ctx.profile.price_of(items)
     if switch:
-        out.cols["category_id"][tail[~has_item]] = new_cat
-    base = ctx.profile.price_of(items)
-    out.cols["price"][tail[has_item]] = np.round(base * ctx.loglerp(1.0, p.price_factor), 2)
+        out.cols["category_id"][tail[out.cols["item_id"][tail] < 0]] = new_cat
+    level = float(ctx.loglerp(1.0, p.price_factor))
+    priced = tail[np.isfinite(out.cols["price"][tail])]
+    if level != 1.0:
+        out.cols["price"][priced] = np.round(out.cols["price"][priced] * level, 2)
     if "device" in out.cols and len(ctx.profile.devices) > 1 and ctx.rng.random() < ctx.severity:
         current = out.cols["device"][at]
         others = ctx.profile.devices[ctx.profile.devices != current]
@@ -246,7 +253,8 @@ def timing_bot(s: Session, ctx: Context) -> Session:
 def session_hijack(s: Session, ctx: Context) -> Session:
     """A segment of another user's session is spliced in place of part of this one (a stolen
     session cookie used in parallel). The donor is picked among ``candidates`` sessions by how
-    foreign its categories and device are: the most similar at s=0, the least at s=1."""
+    foreign its categories and device are: the most similar at s=0, the least at s=1. Each
+    spliced event keeps the original with probability 1 - s (at s=0 nothing changes)."""
     p: SessionHijackParams = ctx.params
     n = len(s)
     length = max(1, min(n - 1, round(ctx.lerp(0.2, p.max_fraction) * n)))
@@ -269,7 +277,7 @@ def session_hijack(s: Session, ctx: Context) -> Session:
         length=length,
         donor_foreignness=float(distance[np.argsort(distance, kind="stable")[rank]]),
     )
-    return s.splice(at, length, cols, gap)
+    return ctx.keep_originals(s, s.splice(at, length, cols, gap), at, length)
 
 
 def _foreignness(a: Session, b: Session) -> float:
