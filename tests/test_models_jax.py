@@ -131,3 +131,27 @@ def test_checkpoint_errors_name_the_fix(compose_config, tmp_path):
     for overrides, message in cases:
         with pytest.raises(CheckpointError, match=message.replace("*", r"\*")):
             run(compose_config([*common, *overrides]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["classify", "next_event", "masked", "forecast"])
+@pytest.mark.parametrize("model", MODELS)
+def test_every_jax_detector_and_objective_runs_end_to_end(
+    compose_config, tmp_path, model, objective
+):
+    """`python -m benchmark experiment=smoke framework=jax model=<m> objective=<o>` for all 16
+    pairs (slow tier: 10-30 s each on two CPU cores, mostly XLA compilation)."""
+    result = run(
+        compose_config(
+            [
+                "experiment=smoke",
+                "framework=jax",
+                f"model={model}",
+                f"objective={objective}",
+                f"results_dir={tmp_path}",
+            ]
+        )
+    )
+    assert result.status == "ok"
+    assert np.isfinite(result.record["metrics"]["roc_auc"])
+    assert result.record["training"]["compiles"]["train_step"] <= len(length_buckets(30))
