@@ -8,6 +8,7 @@ Whatever happens, the run directory ends up with ``config.yaml`` and a ``record.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -114,9 +115,10 @@ VERSIONED = ("numpy", "scipy", "scikit-learn", "hydra-core", "torch", "jax", "fl
 
 
 def provenance() -> dict:
+    sha, dirty = code_state()
     return {
-        "git_sha": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_sha": sha,
+        "git_dirty": dirty,
         "versions": {"python": platform.python_version(), **_versions()},
         "hardware": {
             "cpu": _cpu_name(),
@@ -148,6 +150,13 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@functools.cache
+def code_state() -> tuple[str | None, bool]:
+    """Git SHA and dirty flag, read once per process: a sweep's runs all execute the code the
+    process imported at its first run, even if the checkout moves on meanwhile."""
+    return _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
 
 
 def _git(*args: str) -> str | None:
