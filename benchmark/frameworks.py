@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 from benchmark.stats import mean_ci, paired_comparison
-from benchmark.table import load_records
+from benchmark.table import load_records, results_dir_arg
 
 FRAMEWORKS = ("torch", "jax")
 
@@ -52,12 +51,8 @@ def comparison_table(records: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m benchmark.frameworks <results dir>", file=sys.stderr)
-        return 2
-    root = Path(argv[0])
-    if not root.is_dir():
-        print(f"error: {root} is not a directory of run records", file=sys.stderr)
+    root = results_dir_arg(argv, "benchmark.frameworks")
+    if root is None:
         return 2
     print(comparison_table(load_records(root)))
     return 0

@@ -78,13 +78,25 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
+def results_dir_arg(argv: list[str], command: str) -> Path | None:
+    """The single ``<results dir>`` argument of a report command, or None (after saying why
+    on stderr) when it is missing or not a directory."""
     if len(argv) != 1:
-        print("usage: python -m benchmark.table <results dir>", file=sys.stderr)
-        return 2
+        print(f"usage: python -m {command} <results dir>", file=sys.stderr)
+        return None
     root = Path(argv[0])
     if not root.is_dir():
-        print(f"error: {root} is not a directory; run `make run` first", file=sys.stderr)
+        print(
+            f"error: {root} is not a directory of run records; run `make run` first",
+            file=sys.stderr,
+        )
+        return None
+    return root
+
+
+def main(argv: list[str]) -> int:
+    root = results_dir_arg(argv, "benchmark.table")
+    if root is None:
         return 2
     records = load_records(root)
     failed = [r for r in records if r.get("status") != "ok"]

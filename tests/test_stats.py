@@ -74,3 +74,12 @@ def test_comparison_table_pairs_runs_by_seed_and_skips_failures_and_baselines():
     assert "| lstm | classify | 3 | 0.720 [" in lines[2]
     assert "| 0.727 [" in lines[2]
     assert "+0.0067" in lines[2]
+
+
+def test_framework_report_cli_names_a_bad_results_dir(tmp_path, capsys):
+    from benchmark.frameworks import main
+
+    assert main([]) == 2
+    assert "usage: python -m benchmark.frameworks <results dir>" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "is not a directory of run records" in capsys.readouterr().err
