@@ -1,6 +1,6 @@
 """Trained detectors find blatant anomalies and stay at chance on severity-0 ones.
 
-Small synthetic worlds and short training, so the whole module runs in about two minutes on
+Small synthetic worlds and short training, so the whole module runs in about four minutes on
 two CPU cores. The margins are wide: during development the LSTM and Transformer reached
 ROC-AUC 0.997-1.000 on blatant floods and 0.51-0.55 at severity 0.
 """
@@ -89,7 +89,8 @@ def test_classifiers_stay_at_chance_on_labels_without_anomalies(labelled_invisib
 
 @pytest.fixture(scope="module")
 def blatant_mix():
-    """All nine types at severity 1, 20% of every split (training included, for `classify`)."""
+    """All nine types at severity 1, 20% of every split (training included, for `classify`).
+    3,000 users give about 140 training examples per type; batches of 128 keep it fast."""
     config = compose_typed(
         [
             "experiment=smoke",
@@ -98,20 +99,23 @@ def blatant_mix():
             "anomaly.contamination.train=0.2",
             "anomaly.contamination.val=0.2",
             "anomaly.contamination.test=0.2",
-            "dataset.generator.n_users=1500",
-            "train.epochs=20",
+            "dataset.generator.n_users=3000",
+            "train.epochs=25",
             "train.patience=8",
-            "train.lr=3e-3",
+            "train.batch_size=128",
+            "train.lr=5e-3",
         ]
     )
     return config, prepare_data(config.dataset, config.anomaly, 0)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("model", DEEP)
 def test_classifiers_separate_a_blatant_mix(blatant_mix, model):
-    """Measured on the reference CPU: LSTM 0.909, GRU 0.909, Transformer 0.931, multimodal
-    0.923 (slow tier: about 2 minutes, and the recurrent models' margin is thin)."""
+    """Measured on the reference CPU: LSTM 0.930, GRU 0.933, Transformer 0.949, multimodal
+    0.948 (about 100 s for the four). The ceiling is about 0.95, not 1: with ~140 examples a
+    type, every detector catches the eight other types at per-type ROC-AUC 0.88-1.00 but not
+    session hijack (0.55-0.63), a foreign segment of normal-looking behaviour that the
+    Transformer alone learns (ROC-AUC 1.0) when trained on hijacks only."""
     assert trained_auc(*blatant_mix, model, "classify") > 0.9
 
 
