@@ -161,6 +161,10 @@ class LoggerConfig:
     project: str = "clickstream-anomaly-bench"
     entity: str | None = None
     """W&B entity; from WANDB_ENTITY when null. Never commit a personal one."""
+    group: str | None = None
+    """W&B group; the experiment name when null (a sweep's runs share it)."""
+    tags: list[str] = field(default_factory=list)
+    """Extra W&B tags; model, framework, objective, dataset and anomaly are always tagged."""
 
 
 @dataclass

@@ -60,6 +60,24 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at each distinct threshold, from (0, 0)."""
+    labels, scores = _check(labels, scores)
+    if not _both_classes(labels):
+        raise ValueError("a ROC curve needs both anomalous and normal sequences")
+    tp, fp, _ = _curve(labels, scores)
+    return np.r_[0.0, fp / (~labels).sum()], np.r_[0.0, tp / labels.sum()]
+
+
+def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at each distinct threshold, highest threshold first."""
+    labels, scores = _check(labels, scores)
+    if not labels.any():
+        raise ValueError("a precision-recall curve needs anomalous sequences")
+    tp, fp, _ = _curve(labels, scores)
+    return tp / labels.sum(), tp / (tp + fp)
+
+
 @dataclass(frozen=True)
 class Decision:
     threshold: float

@@ -20,9 +20,8 @@ from benchmark.detectors import (
 )
 from benchmark.errors import ConfigError
 from benchmark.metrics import evaluate, fit_threshold, roc_auc
+from benchmark.store import SCORES_FILE
 from datasets.features import N_DEVICES, N_EVENT_TYPES, N_GAP_BUCKETS, N_PRICE_BUCKETS
-
-SCORES_FILE = "scores.npz"
 
 
 def data_info(prepared: PreparedData, max_length: int) -> DataInfo:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -30,9 +31,11 @@ from benchmark.data import PreparedData, prepare_data
 from benchmark.detectors import BASELINES
 from benchmark.identity import run_id as make_run_id
 from benchmark.pipeline import detect
+from benchmark.store import RECORD_FILE, StoreError, append, attempts, store_path
+from benchmark.tracking import track
 
-RECORD_FILE = "record.json"
 CONFIG_FILE = "config.yaml"
+log = logging.getLogger("benchmark")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ def run(cfg: DictConfig | Config) -> RunResult:
     write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
     record = base_record(config, rid, run_dir)
     record["config"] = resolved
+    record["previous_attempts"] = earlier_attempts(config, rid)
     phase = "data"
     try:
         data_seed = config.seed if config.data_seed is None else config.data_seed
@@ -87,8 +91,46 @@ def run(cfg: DictConfig | Config) -> RunResult:
     finally:
         record["finished_at"] = now()
         record["wall_seconds"] = time.perf_counter() - record.pop("_t0")
-        write_atomic(run_dir / RECORD_FILE, json.dumps(record, indent=2, default=_json_default))
+        write_record(run_dir, record)
+        publish(config, record, run_dir)
     return RunResult(rid, run_dir, record["status"], record)
+
+
+def write_record(run_dir: Path, record: dict) -> None:
+    write_atomic(run_dir / RECORD_FILE, json.dumps(record, indent=2, default=_json_default))
+
+
+def earlier_attempts(config: Config, rid: str) -> int:
+    """How often this config (run id = config hash) ran before; says so when it did."""
+    try:
+        earlier = attempts(store_path(config.results_dir), rid)
+    except StoreError as err:
+        log.warning("%s", err)
+        return 0
+    if earlier:
+        last = earlier[-1]
+        log.info(
+            "rerun of config %s: %d earlier record(s), the last %s (started %s); "
+            "the results store keeps them all",
+            rid,
+            len(earlier),
+            last.status,
+            last.started_at,
+        )
+    return len(earlier)
+
+
+def publish(config: Config, record: dict, run_dir: Path) -> None:
+    """After the record is on disk: W&B, then the results store. Neither can fail the run
+    or touch its result; a failure is a warning (and ``tracking`` in the record)."""
+    record["tracking"] = track(config.logger, record, run_dir, Path(config.results_dir))
+    write_record(run_dir, record)
+    try:
+        append(
+            store_path(config.results_dir), json.loads(json.dumps(record, default=_json_default))
+        )
+    except StoreError as err:
+        log.warning("%s; the run folder keeps the record", err)
 
 
 def base_record(config: Config, rid: str, run_dir: Path) -> dict:

@@ -10,7 +10,7 @@ import math
 import sys
 from pathlib import Path
 
-from benchmark.run import RECORD_FILE
+from benchmark.store import RECORD_FILE
 
 COLUMNS = (
     ("rank", "{}"),

@@ -13,9 +13,11 @@ from benchmark.metrics import (
     fpr_threshold,
     max_f1_threshold,
     per_type_roc_auc,
+    pr_curve,
     precision_at_k,
     recall_at_fpr,
     roc_auc,
+    roc_curve,
 )
 
 LABELS = np.array([0, 0, 1, 1, 0, 1], dtype=bool)
@@ -160,3 +162,26 @@ def test_per_type_auc_can_compare_only_with_eligible_normals():
     against_eligible = per_type_roc_auc(labels, types, scores, ("needs_purchase",), eligible)
     assert against_all["needs_purchase"] == pytest.approx(7 / 8)
     assert against_eligible["needs_purchase"] == pytest.approx(3 / 4)
+
+
+def test_curves_match_scikit_learn_with_ties():
+    rng = np.random.default_rng(5)
+    labels = rng.random(300) < 0.2
+    scores = np.round(rng.normal(size=300) + labels, 1)  # rounding makes ties
+    fpr, tpr = roc_curve(labels, scores)
+    sk_fpr, sk_tpr, _ = sk.roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(labels, scores))
+    recall, precision = pr_curve(labels, scores)
+    sk_precision, sk_recall, _ = sk.precision_recall_curve(labels, scores, drop_intermediate=False)
+    # scikit-learn lists thresholds lowest first and appends the (recall 0, precision 1) end
+    np.testing.assert_allclose(recall, sk_recall[:-1][::-1])
+    np.testing.assert_allclose(precision, sk_precision[:-1][::-1])
+
+
+def test_curves_refuse_a_single_class():
+    with pytest.raises(ValueError, match="both"):
+        roc_curve(np.zeros(4, dtype=bool), np.arange(4.0))
+    with pytest.raises(ValueError, match="anomalous"):
+        pr_curve(np.zeros(4, dtype=bool), np.arange(4.0))

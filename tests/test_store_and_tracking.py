@@ -1,0 +1,160 @@
+"""The results store (append-only SQLite) and W&B logging (offline, read back from its log)."""
+
+import json
+import sqlite3
+
+import pytest
+
+from benchmark.run import RECORD_FILE, run
+from benchmark.store import (
+    StoreError,
+    append,
+    attempts,
+    ingest,
+    records,
+    store_path,
+)
+
+from .wandb_log import read_run
+
+
+@pytest.fixture
+def smoke(compose_config, tmp_path):
+    def _smoke(*overrides: str):
+        return compose_config(["experiment=smoke", f"results_dir={tmp_path}", *overrides])
+
+    return _smoke
+
+
+def fake_record(run_id: str, started: str, status: str = "ok", auc: float = 0.5) -> dict:
+    return {
+        "run_id": run_id,
+        "experiment": "e",
+        "status": status,
+        "model": "lstm",
+        "framework": "torch",
+        "objective": "classify",
+        "dataset": "synthetic",
+        "anomaly": "mixed",
+        "seed": 0,
+        "started_at": started,
+        "finished_at": started,
+        "metrics": {"roc_auc": auc},
+    }
+
+
+def test_store_keeps_every_attempt_and_serves_the_latest(tmp_path):
+    path = store_path(tmp_path)
+    assert append(path, fake_record("a", "t1", "failed"))
+    assert append(path, fake_record("a", "t2", "ok", auc=0.8))
+    assert append(path, fake_record("b", "t1"))
+    assert not append(path, fake_record("b", "t1")), "the same attempt is stored once"
+    assert [a.status for a in attempts(path, "a")] == ["failed", "ok"]
+    assert attempts(path, "missing") == []
+    latest = {r["run_id"]: r for r in records(path)}
+    assert latest["a"]["metrics"]["roc_auc"] == 0.8
+    assert len(records(path, latest_only=False)) == 3
+
+
+def test_store_refuses_updates_and_deletes(tmp_path):
+    path = store_path(tmp_path)
+    append(path, fake_record("a", "t1"))
+    with sqlite3.connect(path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE runs SET status = 'ok'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM runs")
+    assert len(records(path, latest_only=False)) == 1
+
+
+def test_a_corrupt_store_is_a_one_line_error_naming_the_fix(tmp_path):
+    store_path(tmp_path).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=r"move it aside.*rebuilds"):
+        append(store_path(tmp_path), fake_record("a", "t1"))
+
+
+def test_store_is_queryable_with_sql_on_nested_fields(tmp_path):
+    path = store_path(tmp_path)
+    for i, auc in enumerate((0.6, 0.9, 0.7)):
+        append(path, fake_record(f"r{i}", "t", auc=auc))
+    with sqlite3.connect(path) as conn:
+        best = conn.execute(
+            "SELECT run_id FROM runs ORDER BY json_extract(record, '$.metrics.roc_auc') DESC"
+        ).fetchone()
+    assert best == ("r1",)
+
+
+def test_runs_land_in_the_store_and_a_rerun_is_detected(smoke, tmp_path):
+    first = run(smoke())
+    second = run(smoke())
+    assert first.record["previous_attempts"] == 0
+    assert second.record["previous_attempts"] == 1
+    stored = records(store_path(tmp_path), latest_only=False)
+    assert [r["run_id"] for r in stored] == [first.run_id] * 2
+    assert stored[-1]["metrics"]["roc_auc"] == pytest.approx(second.record["metrics"]["roc_auc"])
+
+
+def test_ingest_rebuilds_a_store_from_run_folders(smoke, tmp_path):
+    result = run(smoke())
+    store_path(tmp_path).unlink()
+    assert ingest(tmp_path) == (1, 0)
+    assert ingest(tmp_path) == (0, 1)
+    (stored,) = records(store_path(tmp_path))
+    assert stored == json.loads((result.run_dir / RECORD_FILE).read_text())
+
+
+def test_offline_wandb_run_holds_config_curves_and_metrics(smoke, tmp_path):
+    result = run(smoke("logger=wandb_offline", "train.epochs=3"))
+    record = result.record
+    assert record["tracking"]["status"] == "ok", record["tracking"]
+    (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{record['tracking']['id']}")
+    logged = read_run(run_dir)
+    assert logged["run"].run_group == "smoke"
+    assert logged["run"].display_name == f"smoke/{result.run_id}"
+    assert {"model:lstm", "framework:torch", "objective:classify"} <= set(logged["run"].tags)
+    assert logged["config"]["model"]["name"] == "lstm"
+    assert logged["config"]["provenance"]["git_sha"] == record["provenance"]["git_sha"]
+    epochs = [h for h in logged["history"] if "epoch/train_loss" in h]
+    assert [h["epoch/train_loss"] for h in epochs] == pytest.approx(
+        [e["train_loss"] for e in record["training"]["history"]]
+    )
+    summary = logged["summary"]
+    assert summary["metrics/roc_auc"] == pytest.approx(record["metrics"]["roc_auc"])
+    assert summary["metrics/per_type/click_flood"] == pytest.approx(
+        record["metrics"]["per_type"]["click_flood"]
+    )
+    assert summary["timing/train_seconds"] == pytest.approx(record["timing"]["train_seconds"])
+    per_type = json.loads((run_dir / "files" / summary["per_type_roc_auc/path"]).read_text())
+    assert dict(per_type["data"]) == pytest.approx(record["metrics"]["per_type"])
+    roc = json.loads((run_dir / "files" / summary["roc_curve_table/path"]).read_text())
+    assert roc["columns"] == ["fpr", "tpr"]
+    assert roc["data"][0] == [0.0, 0.0]
+    assert roc["data"][-1] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("broken", ["init", "log", "finish"])
+def test_a_wandb_failure_leaves_the_record_intact(smoke, tmp_path, monkeypatch, broken):
+    import wandb
+
+    def fail(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    if broken == "init":
+        monkeypatch.setattr(wandb, "init", fail)
+    else:
+        real_init = wandb.init
+
+        def init(*args, **kwargs):
+            handle = real_init(*args, **kwargs)
+            monkeypatch.setattr(handle, broken, fail)
+            return handle
+
+        monkeypatch.setattr(wandb, "init", init)
+    result = run(smoke("logger=wandb_offline"))
+    assert result.status == "ok"
+    assert result.record["tracking"]["status"] == "failed"
+    assert "No space left on device" in result.record["tracking"]["error"]
+    on_disk = json.loads((result.run_dir / RECORD_FILE).read_text())
+    assert on_disk["status"] == "ok"
+    assert on_disk["metrics"]["roc_auc"] == pytest.approx(result.record["metrics"]["roc_auc"])
+    assert records(store_path(tmp_path))[0]["tracking"]["status"] == "failed"
