@@ -4,8 +4,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-RESULTS ?= results
-EXPERIMENT ?= default
 
 .PHONY: setup setup-gpu run test test-slow test-gpu bench lint format lock clean
 
@@ -25,10 +23,10 @@ $(STAMP): pyproject.toml requirements.lock | $(PY)
 setup-gpu: setup
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,gpu]'
 
-# The default experiment: every detector of its sweep, then the ranked table of its runs.
+# The default experiment: every detector of its sweep; the sweep ends by writing
+# results/<experiment>/report/ and printing the ranked table (benchmark/callbacks.py).
 run: setup
 	$(PY) -m benchmark -m $(ARGS)
-	$(PY) -m benchmark.table $(RESULTS)/$(EXPERIMENT)
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)

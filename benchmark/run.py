@@ -16,6 +16,7 @@ import platform
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -136,6 +137,7 @@ def publish(config: Config, record: dict, run_dir: Path) -> None:
 def base_record(config: Config, rid: str, run_dir: Path) -> dict:
     return {
         "run_id": rid,
+        "attempt_id": uuid.uuid4().hex,  # one per execution: reruns of a config differ here
         "experiment": config.experiment_name,
         "run_dir": str(run_dir),
         "status": "running",

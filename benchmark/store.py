@@ -47,8 +47,8 @@ SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     {", ".join(f"{c} {'INTEGER' if c == 'seed' else 'TEXT'}" for c in COLUMNS)},
-    record TEXT NOT NULL,
-    UNIQUE (run_id, started_at)
+    attempt TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_id ON runs (run_id);
 CREATE TRIGGER IF NOT EXISTS runs_no_update BEFORE UPDATE ON runs
@@ -95,14 +95,23 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
             ) from err
 
 
+def attempt_of(record: dict) -> str:
+    """What makes one attempt unique: its random ``attempt_id`` (records written before it
+    existed fall back to run id, start, end and wall time)."""
+    if record.get("attempt_id"):
+        return str(record["attempt_id"])
+    parts = (record.get(k) for k in ("run_id", "started_at", "finished_at", "wall_seconds"))
+    return "|".join(str(p) for p in parts)
+
+
 def append(path: Path, record: dict) -> bool:
-    """Add ``record``; False if this exact attempt (run id and start time) is already there."""
+    """Add ``record``; False if this exact attempt is already there."""
     values = [record.get(c) for c in COLUMNS]
     with connect(path) as conn:
         cur = conn.execute(
-            f"INSERT OR IGNORE INTO runs ({', '.join(COLUMNS)}, record) "
-            f"VALUES ({', '.join('?' * (len(COLUMNS) + 1))})",
-            [*values, json.dumps(record, default=str)],
+            f"INSERT OR IGNORE INTO runs ({', '.join(COLUMNS)}, attempt, record) "
+            f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})",
+            [*values, attempt_of(record), json.dumps(record, default=str)],
         )
         return cur.rowcount == 1
 

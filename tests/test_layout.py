@@ -14,6 +14,12 @@ NEUTRAL_MODULES = [
     "benchmark.data",
     "benchmark.run",
     "benchmark.config",
+    "benchmark.store",
+    "benchmark.tracking",
+    "benchmark.selection",
+    "benchmark.stats",
+    "benchmark.plots",
+    "benchmark.report",
 ]
 
 

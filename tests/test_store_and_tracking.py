@@ -29,6 +29,7 @@ def smoke(compose_config, tmp_path):
 def fake_record(run_id: str, started: str, status: str = "ok", auc: float = 0.5) -> dict:
     return {
         "run_id": run_id,
+        "attempt_id": f"{run_id}-{started}",
         "experiment": "e",
         "status": status,
         "model": "lstm",

@@ -1,0 +1,351 @@
+"""Model-selection report: aggregation, ranks, Pareto flags, statistics, files and plots,
+from fixture records whose answers are known."""
+
+import base64
+import csv
+import json
+import math
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmark.report import build, console, main, write
+from benchmark.selection import (
+    aggregate,
+    compare_top_two,
+    cross_setting,
+    pareto_optimal,
+    recommendations,
+)
+from benchmark.stats import friedman, holm, mean_ci, nemenyi_critical_difference
+from benchmark.store import RECORD_FILE, SCORES_FILE
+
+from .conftest import ROOT
+
+TYPES = ["click_flood", "brushing"]
+
+
+def record(model, seed, auc, *, framework="torch", dataset="synthetic", latency=None, memory=None):
+    timing = {"train_seq_per_s": 100.0, "infer_seq_per_s": 1000.0, "train_seconds": 1.0}
+    if latency is not None:
+        timing["latency_ms"] = {"batch_1": {"p50": latency / 2, "p99": latency}}
+    if memory is not None:
+        timing["peak_memory_mb"] = memory
+    return {
+        "run_id": f"{dataset}-{model}-{framework}-{seed}",
+        "status": "ok",
+        "model": model,
+        "framework": framework,
+        "objective": "classify",
+        "dataset": dataset,
+        "anomaly": "mixed",
+        "seed": seed,
+        "config": {"anomaly": {"severity": 0.7}},
+        "provenance": {"hardware": {"cpu": "Test CPU", "cpu_count": 2}},
+        "metrics": {
+            "roc_auc": auc,
+            "roc_auc_ci": [auc - 0.05, auc + 0.05],
+            "pr_auc": auc / 2,
+            "f1": auc / 3,
+            "recall_at_1pct_fpr": auc / 4,
+            "per_type": {"click_flood": 1.0, "brushing": auc},
+        },
+        "n_params": 1000,
+        "timing": timing,
+        "training": {"history": [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1}]},
+    }
+
+
+def test_rows_aggregate_seeds_rank_and_use_the_right_interval():
+    records = [record("lstm", s, a) for s, a in enumerate((0.80, 0.82, 0.84))]
+    records += [record("gru", 0, 0.90), record("random", 0, 0.5, framework="numpy")]
+    records.append({**record("transformer", 0, 0.99), "status": "failed"})
+    rows = {r.name: r for r in aggregate(records)}
+    assert set(rows) == {"lstm/torch/classify", "gru/torch/classify", "random/numpy"}
+    lstm = rows["lstm/torch/classify"]
+    expected = mean_ci([0.80, 0.82, 0.84])
+    assert (lstm.roc_auc_mean, lstm.roc_auc_low, lstm.roc_auc_high) == pytest.approx(
+        (expected.mean, expected.low, expected.high)
+    )
+    assert lstm.ci_kind == "t over seeds"
+    gru = rows["gru/torch/classify"]
+    assert (gru.roc_auc_low, gru.roc_auc_high) == pytest.approx((0.85, 0.95))
+    assert gru.ci_kind == "bootstrap over test sequences"
+    assert [gru.rank, lstm.rank, rows["random/numpy"].rank] == [1, 2, 3]
+    assert lstm.per_type["brushing"] == pytest.approx(0.82)
+    assert lstm.latency_ms == pytest.approx(1.0)  # 1000 seq/s, no timing protocol figure
+
+
+def test_settings_are_ranked_separately():
+    records = [record("lstm", 0, 0.9), record("gru", 0, 0.8)]
+    records += [record("lstm", 0, 0.6, dataset="other"), record("gru", 0, 0.7, dataset="other")]
+    ranks = {(r.setting.split(" ")[0], r.model): r.rank for r in aggregate(records)}
+    assert ranks == {("synthetic", "lstm"): 1, ("synthetic", "gru"): 2} | {
+        ("other", "gru"): 1,
+        ("other", "lstm"): 2,
+    }
+
+
+def test_only_runs_of_one_config_pool_as_seeds():
+    small = [record("lstm", s, 0.8) for s in range(2)]
+    big = [record("lstm", s, 0.9) for s in range(2)]
+    for r in big:
+        r["run_id"] += "-big"
+        r["config"]["model"] = {"hidden_dim": 256}
+    copy = {**small[0], "experiment": "other"}  # the same run id seen in a second folder
+    rows = aggregate([*small, *big, copy])
+    assert sorted(len(r.seeds) for r in rows) == [2, 2]
+    names = sorted(r.name for r in rows)
+    assert names[0].startswith("lstm/torch/classify#")
+    assert names[0] != names[1]
+
+
+def test_pareto_front_of_a_constructed_set():
+    quality = [0.90, 0.85, 0.80, 0.70, 0.85, 0.60]
+    cost = [10.0, 5.0, 1.0, 0.5, 6.0, 0.5]
+    # 4 (0.85 @ 6) is dominated by 1 (0.85 @ 5); 5 (0.60 @ 0.5) by 3 (0.70 @ 0.5)
+    assert pareto_optimal(quality, cost) == [True, True, True, True, False, False]
+    assert pareto_optimal([0.8, 0.8], [1.0, 1.0]) == [True, True], "equal points both stay"
+
+
+def test_pareto_flags_and_budget_recommendations_use_p99_latency():
+    records = [
+        record("transformer", 0, 0.92, latency=8.0, memory=900),
+        record("lstm", 0, 0.90, latency=2.0, memory=300),
+        record("gru", 0, 0.88, latency=3.0, memory=200),
+        record("random", 0, 0.50, framework="numpy", latency=0.01, memory=1),
+    ]
+    rows = aggregate(records)
+    flags = {r.model: (r.pareto_latency, r.pareto_memory) for r in rows}
+    assert flags == {
+        "transformer": (True, True),
+        "lstm": (True, True),
+        "gru": (False, True),
+        "random": (True, True),
+    }
+    lines = recommendations(rows, "Test GPU")
+    budget = [line for line in lines if "latency <=" in line]
+    # random is on the front but no better than chance: never recommended
+    assert [re.search(r"\*\*(.+?)\*\*", line).group(1) for line in budget] == [
+        "lstm/torch/classify",
+        "transformer/torch/classify",
+    ]
+    assert "latency <= 2.0 ms on Test GPU" in budget[0]
+    assert "latency <= 8.0 ms" in budget[1]
+    memory = [line for line in lines if "memory <=" in line]
+    assert [re.search(r"\*\*(.+?)\*\*", line).group(1) for line in memory] == [
+        "gru/torch/classify",
+        "lstm/torch/classify",
+        "transformer/torch/classify",
+    ]
+
+
+def test_no_front_when_a_candidate_lacks_the_cost():
+    rows = aggregate([record("lstm", 0, 0.9, memory=10), record("gru", 0, 0.8)])
+    assert {r.pareto_memory for r in rows} == {None}
+
+
+def test_top_two_with_one_or_few_seeds_is_called_insufficient():
+    one = compare_top_two(aggregate([record("lstm", 0, 0.9), record("gru", 0, 0.8)]))
+    assert not one.sufficient
+    assert "one seed only" in one.sentence
+    three = compare_top_two(
+        aggregate(
+            [record(m, s, a + s / 100) for s in range(3) for m, a in (("lstm", 0.9), ("gru", 0.8))]
+        )
+    )
+    assert not three.sufficient
+    assert "too few seeds" in three.sentence
+    assert three.wilcoxon_p == pytest.approx(0.25)
+
+
+def test_top_two_with_six_seeds_is_tested_and_matches_scipy():
+    rng = np.random.default_rng(0)
+    base = 0.8 + rng.normal(0, 0.01, 6)
+    gain = np.array([0.02, 0.03, 0.01, 0.025, 0.015, 0.04])
+    records = [record("lstm", s, base[s] + gain[s]) for s in range(6)]
+    records += [record("gru", s, base[s]) for s in range(6)]
+    top = compare_top_two(aggregate(records))
+    assert top.sufficient
+    assert top.best == "lstm/torch/classify"
+    assert top.wilcoxon_p == pytest.approx(stats.wilcoxon(base + gain, base).pvalue)
+    assert top.wilcoxon_p == pytest.approx(2 / 2**6)
+    assert "significant at 0.05" in top.sentence
+    assert "not significant" not in top.sentence
+
+
+def test_friedman_and_nemenyi_against_scipy_and_demsar():
+    values = np.array(
+        [[0.90, 0.85, 0.80], [0.88, 0.86, 0.70], [0.70, 0.75, 0.60], [0.95, 0.90, 0.91]]
+    )
+    result = friedman(values, ["a", "b", "c"])
+    reference = stats.friedmanchisquare(*values.T)
+    assert result.statistic == pytest.approx(reference.statistic)
+    assert result.pvalue == pytest.approx(reference.pvalue)
+    # ranks per row (1 = best): a 1,1,2,1  b 2,2,1,3  c 3,3,3,2
+    assert result.average_ranks == pytest.approx([1.25, 2.0, 2.75])
+    # Demsar (2006), Table 5: q_0.05 = 2.343 for k = 3, 2.569 for k = 4
+    assert result.critical_difference == pytest.approx(2.343 * math.sqrt(3 * 4 / (6 * 4)), abs=2e-3)
+    assert nemenyi_critical_difference(4, 14) == pytest.approx(2.569 * math.sqrt(20 / 84), abs=2e-3)
+
+
+def test_holm_adjustment_by_hand():
+    # sorted p 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, made monotone: 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # 0.5 * 2 = 1.0, then 0.9 * 1 = 0.9 raised to 1.0 to stay monotone
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_cross_setting_statistics_need_enough_settings():
+    one = cross_setting(aggregate([record(m, 0, 0.8) for m in ("lstm", "gru", "transformer")]))
+    assert one.friedman is None
+    assert "needs at least 2 settings" in one.note
+    records = [
+        record(m, s, auc + 0.01 * s, dataset=d)
+        for d, shift in (("a", 0.0), ("b", 0.05), ("c", -0.05))
+        for m, auc in (("lstm", 0.9 + shift), ("gru", 0.85 + shift), ("transformer", 0.8))
+        for s in range(2)
+    ]
+    cross = cross_setting(aggregate(records))
+    assert cross.friedman.names == [
+        "gru/torch/classify",
+        "lstm/torch/classify",
+        "transformer/torch/classify",
+    ]
+    assert cross.friedman.average_ranks[1] == pytest.approx(1.0)
+    assert "fewer than 5" in cross.note
+    assert {name for name, _, _ in cross.holm} == {
+        "gru/torch/classify",
+        "transformer/torch/classify",
+    }
+    for _, p, adjusted in cross.holm:
+        assert adjusted >= p
+
+
+def write_runs(root, records, with_scores=True):
+    rng = np.random.default_rng(1)
+    for r in records:
+        run_dir = root / r.get("experiment", "exp") / r["run_id"]
+        run_dir.mkdir(parents=True)
+        r["run_dir"] = str(run_dir)
+        (run_dir / RECORD_FILE).write_text(json.dumps(r))
+        if with_scores and r["status"] == "ok":
+            labels = rng.random(200) < 0.2
+            types = np.where(labels, rng.integers(0, 2, 200), -1)
+            np.savez(
+                run_dir / SCORES_FILE,
+                test_score=rng.normal(size=200) + labels * 2 * r["metrics"]["roc_auc"],
+                test_label=labels,
+                test_type=types,
+                test_severity=np.where(labels, rng.random(200), 0.0),
+                type_names=np.array(TYPES),
+            )
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.tables, self.headings = [], 0, []
+        self._in_h = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+        self.tables += tag == "table"
+        self._in_h = tag in ("h1", "h2")
+
+    def handle_data(self, data):
+        if self._in_h:
+            self.headings.append(data)
+            self._in_h = False
+
+
+def test_report_files_tables_and_plots(tmp_path):
+    records = [
+        record(m, s, auc + 0.01 * s, dataset=d, latency=lat, memory=mem)
+        for d in ("a", "b")
+        for m, auc, lat, mem in (
+            ("lstm", 0.9, 2.0, 300),
+            ("gru", 0.85, 1.0, 200),
+            ("transformer", 0.8, 5.0, 900),
+        )
+        for s in range(2)
+    ]
+    failed = {**record("multimodal", 0, 0.0), "status": "failed", "error": "RuntimeError: boom"}
+    failed["failed_phase"] = "detect"
+    write_runs(tmp_path, [*records, failed])
+    report = build(tmp_path)
+    paths = write(report)
+
+    with open(paths["csv"], newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 6
+    lstm_a = next(r for r in table if r["model"] == "lstm" and r["setting"].startswith("a "))
+    assert float(lstm_a["roc_auc"]) == pytest.approx(0.905)
+    assert lstm_a["rank"] == "1"
+    assert float(lstm_a["roc_auc_brushing"]) == pytest.approx(0.905)
+
+    md = paths["md"].read_text()
+    assert md.index("| 1 | lstm |") < md.index("| 2 | gru |") < md.index("| 3 | transformer |")
+    assert "Friedman test over 2 settings" in md
+    assert "RuntimeError: boom" in md
+
+    tex = paths["tex"].read_text()
+    assert tex.count("\\begin{tabular}") == 2
+    assert "\\textbf{0.905}" in tex
+
+    page = _Page()
+    page.feed(paths["html"].read_text())
+    assert page.tables >= 4
+    assert "Failed runs" in page.headings
+    assert len(page.images) == 2 * 5 + 1  # 5 plots per setting, the CD diagram
+    for img in page.images:
+        assert img["src"].startswith("data:image/png;base64,")
+        assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    plots = sorted(p.name for p in (tmp_path / "report" / "plots").iterdir())
+    assert len([p for p in plots if p.endswith(".svg")]) == len(page.images)
+    assert "critical-difference.png" in plots
+
+    text = console(report, paths)
+    assert "lstm/torch/classify" in text
+    assert f"report: {paths['html']}" in text
+
+
+def test_report_command_on_an_empty_folder_says_what_to_do(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "no run records" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing")]) == 2
+
+
+def test_a_sweep_ends_with_the_report_and_the_ranked_table(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "-m",
+            "experiment=smoke",
+            "model=lstm,random",
+            f"results_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report_dir = tmp_path / "smoke" / "report"
+    assert f"report: {report_dir / 'selection.html'}" in result.stdout
+    assert "lstm/torch/classify" in result.stdout
+    with open(report_dir / "selection.csv", newline="") as f:
+        table = {r["model"]: r for r in csv.DictReader(f)}
+    assert set(table) == {"lstm", "random"}
+    for run_dir in (tmp_path / "smoke").iterdir():
+        if run_dir.name != "report":
+            rec = json.loads((run_dir / RECORD_FILE).read_text())
+            assert float(table[rec["model"]]["roc_auc"]) == pytest.approx(rec["metrics"]["roc_auc"])
