@@ -142,13 +142,8 @@ def build(root: Path, out_dir: Path | None = None) -> Report:
     for setting in sorted({r.setting for r in rows}):
         mine = [r for r in rows if r.setting == setting]
         runs = [r for r in ok_records(records) if setting_of(r) == setting]
-        measures = {latency_of(r)[1] for r in runs}
-        section = Section(
-            setting,
-            mine,
-            " / ".join(sorted(measures)),
-            recommendations(mine, hardware),
-        )
+        measure = " / ".join(sorted({latency_of(r)[1] for r in runs}))
+        section = Section(setting, mine, measure, recommendations(mine, hardware, measure))
         section.plots = draw_section(section, runs, plot_dir / slug(setting))
         sections.append(section)
     cross = cross_setting(rows)
@@ -166,7 +161,7 @@ def draw_section(section: Section, runs: list[dict], stem: Path) -> dict[str, Pa
         "pareto_latency": plots.pareto(
             ranked,
             "latency_ms",
-            f"{section.latency_measure} (log scale; lower is better)",
+            f"{section.latency_measure}, ms (log scale; lower is better)",
             f"Quality vs latency: {section.setting}",
             stem.with_name(stem.name + "-pareto-latency"),
         ),

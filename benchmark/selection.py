@@ -111,7 +111,7 @@ def latency_of(record: dict) -> tuple[float | None, str]:
         return float(p99), "p99 batch-1 latency"
     rate = timing.get("infer_seq_per_s")
     if rate:
-        return 1000.0 / rate, "mean ms per sequence (batched scoring)"
+        return 1000.0 / rate, "mean time per sequence in batched scoring"
     return None, "not measured"
 
 
@@ -285,7 +285,7 @@ def compare_top_two(rows: list[Row]) -> TopComparison | None:
     return TopComparison(a.name, b.name, len(seeds), diff, p, cmp.t_pvalue, sufficient, sentence)
 
 
-def recommendations(rows: list[Row], hardware: str) -> list[str]:
+def recommendations(rows: list[Row], hardware: str, latency: str = "latency") -> list[str]:
     """Per budget, the best ROC-AUC that fits it, with its interval and the evidence."""
     if not rows:
         return []
@@ -299,8 +299,8 @@ def recommendations(rows: list[Row], hardware: str) -> list[str]:
     top = compare_top_two(rows)
     if top is not None:
         lines.append(f"Evidence: {top.sentence}.")
-    lines += _budget_lines(ranked, "latency_ms", "ms", hardware)
-    lines += _budget_lines(ranked, "peak_memory_mb", "MB", hardware)
+    lines += _budget_lines(ranked, "latency_ms", latency, "ms", hardware)
+    lines += _budget_lines(ranked, "peak_memory_mb", "peak memory", "MB", hardware)
     return lines
 
 
@@ -309,7 +309,7 @@ def better_than_chance(row: Row) -> bool:
     return not math.isnan(row.roc_auc_low) and row.roc_auc_low > 0.5
 
 
-def _budget_lines(ranked: list[Row], attr: str, unit: str, hardware: str) -> list[str]:
+def _budget_lines(ranked: list[Row], attr: str, what: str, unit: str, hardware: str) -> list[str]:
     """One line per Pareto point better than chance: the best quality within that cost,
     cheapest first."""
     if any(getattr(r, attr) is None for r in ranked):
@@ -319,7 +319,6 @@ def _budget_lines(ranked: list[Row], attr: str, unit: str, hardware: str) -> lis
         (r for r, flag in zip(ranked, on_front, strict=True) if flag and better_than_chance(r)),
         key=lambda r: getattr(r, attr),
     )
-    what = "latency" if attr == "latency_ms" else "peak memory"
     return [
         f"Best ROC-AUC with {what} <= {_ceil(getattr(r, attr))} {unit} on {hardware}: "
         f"**{r.name}** ({r.roc_auc_mean:.3f} [{r.roc_auc_low:.3f}, {r.roc_auc_high:.3f}], "

@@ -128,14 +128,14 @@ def test_pareto_flags_and_budget_recommendations_use_p99_latency():
         "gru": (False, True),
         "random": (True, True),
     }
-    lines = recommendations(rows, "Test GPU")
+    lines = recommendations(rows, "Test GPU", "p99 batch-1 latency")
     budget = [line for line in lines if "latency <=" in line]
     # random is on the front but no better than chance: never recommended
     assert [re.search(r"\*\*(.+?)\*\*", line).group(1) for line in budget] == [
         "lstm/torch/classify",
         "transformer/torch/classify",
     ]
-    assert "latency <= 2.0 ms on Test GPU" in budget[0]
+    assert "p99 batch-1 latency <= 2.0 ms on Test GPU" in budget[0]
     assert "latency <= 8.0 ms" in budget[1]
     memory = [line for line in lines if "memory <=" in line]
     assert [re.search(r"\*\*(.+?)\*\*", line).group(1) for line in memory] == [
