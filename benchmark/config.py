@@ -91,6 +91,27 @@ class SyntheticDatasetConfig(DatasetConfig):
 
 
 @dataclass
+class PublicDatasetConfig(DatasetConfig):
+    """A public dataset read from the files a user downloaded (or the shipped sample)."""
+
+    path: str = MISSING
+    """The dataset's file or folder; relative paths are tried from the working directory,
+    then from the project root (where the shipped samples live)."""
+    strict: bool = True
+    """True: the first bad row stops the load, naming file, line and column. False: bad rows
+    are quarantined (skipped, counted per reason in the record's data.source)."""
+    max_rows: int | None = None
+    """Read at most this many rows (lines for JSON Lines) of each file: a quick look."""
+    on_unknown_event: str = "reject"
+    """An undocumented event type: 'reject' (error, or quarantined when not strict) or the
+    vocabulary type to map it to (e.g. 'view')."""
+    timestamp_unit: str = "auto"
+    """OTTO only: 'auto', 's' or 'ms'."""
+    window: bool = True
+    """Taobao only: keep the documented 2017-11-25..2017-12-03 (UTC+8) window."""
+
+
+@dataclass
 class ModelConfig:
     """Detector architecture and size (used by both framework implementations)."""
 
@@ -217,6 +238,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="dataset", name="synthetic_schema", node=SyntheticDatasetConfig)
+    cs.store(group="dataset", name="public_schema", node=PublicDatasetConfig)
 
 
 def check_config(cfg: Config) -> None:

@@ -10,11 +10,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from benchmark.anomalies import ANOMALY_TYPES, AnomalyConfig, LabelledEvents, inject
-from benchmark.config import DatasetConfig, SyntheticDatasetConfig
+from benchmark.anomalies import (
+    ANOMALY_TYPES,
+    AnomalyConfig,
+    LabelledEvents,
+    inject,
+    supported_mix,
+)
+from benchmark.config import DatasetConfig, PublicDatasetConfig, SyntheticDatasetConfig
 from benchmark.errors import ConfigError
 from datasets.features import (
     SequenceArrays,
@@ -23,9 +30,13 @@ from datasets.features import (
     encode_sequences,
     event_brands,
 )
+from datasets.loaders import LOADERS as PUBLIC_LOADERS
+from datasets.loaders import LoadOptions
 from datasets.schema import Dataset
 from datasets.sessions import SPLITS, limit_lengths, sessionize, split_entities
 from datasets.synthetic import generate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _load_synthetic(cfg: DatasetConfig, seed: int) -> Dataset:
@@ -33,7 +44,34 @@ def _load_synthetic(cfg: DatasetConfig, seed: int) -> Dataset:
     return generate(cfg.generator, seed)
 
 
-LOADERS: dict[str, Callable[[DatasetConfig, int], Dataset]] = {"synthetic": _load_synthetic}
+def data_path(path: str) -> Path:
+    """A configured data path: as given when it exists (absolute, or relative to the working
+    directory), else relative to the project root (the shipped samples)."""
+    given = Path(path).expanduser()
+    if given.exists() or given.is_absolute():
+        return given
+    return PROJECT_ROOT / given
+
+
+def _load_public(cfg: DatasetConfig, seed: int) -> Dataset:
+    if not isinstance(cfg, PublicDatasetConfig):
+        raise ConfigError(
+            f"dataset={cfg.name} needs dataset.path: use conf/dataset/{cfg.name}.yaml"
+        )
+    options = LoadOptions(
+        strict=cfg.strict,
+        max_rows=cfg.max_rows,
+        on_unknown_event=cfg.on_unknown_event,
+        timestamp_unit=cfg.timestamp_unit,
+        window=cfg.window,
+    )
+    return PUBLIC_LOADERS[cfg.name](data_path(cfg.path), options)
+
+
+LOADERS: dict[str, Callable[[DatasetConfig, int], Dataset]] = {
+    "synthetic": _load_synthetic,
+    **dict.fromkeys(PUBLIC_LOADERS, _load_public),
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +109,7 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
     events, lengths = limit_lengths(
         events, min_length=seq.min_length, max_length=seq.max_length, keep=seq.truncate
     )
+    anomaly, skipped = supported_mix(anomaly, events)
     split_cfg = cfg.split
     splits = split_entities(
         events,
@@ -118,11 +157,13 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
         )
     summary = {
         "dataset": dataset.name,
+        "source": dict(dataset.source),
         "modalities": list(dataset.modalities),
         "source_events": len(dataset.events),
         "load_seconds": load_s,
         "load_events_per_second": len(dataset.events) / max(load_s, 1e-9),
         "inject_seconds": inject_s,
+        "anomaly_types_skipped": skipped,
         "lengths": asdict(lengths),
         "vocab": {"items": len(vocabs.item), "categories": len(vocabs.category)},
         "seeds": seeds,

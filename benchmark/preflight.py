@@ -27,15 +27,19 @@ def preflight(argv: list[str], conf_dir: str) -> str | None:
     overrides = command_overrides(argv)
     if overrides is None:
         return None
+    return compose_config(overrides, conf_dir)[1]
+
+
+def compose_config(overrides: list[str], conf_dir: str):
+    """(the composed config, None), or (None, a one-line description of the first problem)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-            compose(config_name="config", overrides=overrides)
+            return compose(config_name="config", overrides=overrides), None
     except Exception as err:
-        return describe(err, overrides, conf_dir)
+        return None, describe(err, overrides, conf_dir)
     finally:
         GlobalHydra.instance().clear()
-    return None
 
 
 def describe(err: BaseException, overrides: list[str], conf_dir: str) -> str:

@@ -25,7 +25,7 @@ Side tables are optional: :class:`UserProfiles` (one row per user) and :class:`I
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 
 import numpy as np
@@ -238,6 +238,8 @@ class Dataset:
     events: EventTable
     profiles: UserProfiles | None = None
     items: ItemAttributes | None = None
+    source: Mapping = field(default_factory=dict)
+    """What was read (files, SHA-256 digests, rows, quarantined rows by reason), for the record."""
 
     @property
     def modalities(self) -> tuple[str, ...]:

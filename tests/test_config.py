@@ -110,6 +110,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["dataset.sequence.min_length=40"], "min_length=40 must be between 1 and"),
         (["dataset.generator.n_users=0"], "generator.n_users=0 must be >= 1"),
         (["dataset.generator.personas.browser.focus=2"], "focus=2.0 is a probability"),
+        (["dataset=retailrocket"], "RetailRocket events.csv not found at"),
+        (["dataset=rees46", "dataset.path=nowhere.csv"], "python -m datasets.fetch rees46"),
     ],
 )
 def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expected):

@@ -20,6 +20,9 @@ NEUTRAL_MODULES = [
     "benchmark.stats",
     "benchmark.plots",
     "benchmark.report",
+    "benchmark.describe",
+    "datasets.loaders",
+    "datasets.fetch",
 ]
 
 

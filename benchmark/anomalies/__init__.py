@@ -7,6 +7,7 @@ from benchmark.anomalies.inject import (
     check_anomaly_config,
     describe_types,
     inject,
+    supported_mix,
 )
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "check_anomaly_config",
     "describe_types",
     "inject",
+    "supported_mix",
 ]

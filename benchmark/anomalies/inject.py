@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -92,6 +92,46 @@ class AnomalyConfig:
     position: str = "random"
     """Where in a sequence the anomaly goes: random, start, middle or end."""
     params: AnomalyParamsConfig = field(default_factory=AnomalyParamsConfig)
+    skip_unsupported: bool = True
+    """Leave out of the mix the types no sequence of the dataset can host (e.g. price outliers
+    in a views-only dataset), recorded in the run record; false makes that an error."""
+
+
+def supported_mix(cfg: AnomalyConfig, events: EventTable) -> tuple[AnomalyConfig, dict[str, str]]:
+    """The config with types that fit no sequence of ``events`` taken out of the mix (when
+    ``skip_unsupported``), and why each was taken out."""
+    weights = mix_weights(cfg.mix)
+    offsets = session_offsets(events.session_id)
+    fits = eligibility(events, offsets, ANOMALY_TYPES).any(axis=0)
+    skipped = {
+        name: _why_unsupported(name)
+        for name, ok in zip(ANOMALY_TYPES, fits, strict=True)
+        if weights.get(name, 0) > 0 and not ok
+    }
+    if not skipped or not cfg.skip_unsupported:
+        return cfg, {}
+    if len(skipped) == sum(w > 0 for w in weights.values()):
+        raise InjectionError(
+            f"no anomaly type of the mix fits this dataset ({skipped}); choose other types "
+            "in anomaly.mix"
+        )
+    mix = replace(cfg.mix, **dict.fromkeys(skipped, 0.0))
+    return replace(cfg, mix=mix), skipped
+
+
+# What the eligibility rules of the types that have one ask of a sequence.
+NEEDS = {
+    "price_outlier": "a purchase with a known price",
+    "funnel_violation": "a purchase after its first event",
+}
+
+
+def _why_unsupported(name: str) -> str:
+    spec = INJECTORS[name]
+    needs = f"at least {spec.min_length} event{'s' * (spec.min_length != 1)}"
+    if name in NEEDS:
+        needs += f" and {NEEDS[name]}"
+    return f"no sequence has {needs}"
 
 
 def check_anomaly_config(cfg: AnomalyConfig) -> None:

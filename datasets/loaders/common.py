@@ -1,0 +1,609 @@
+"""Shared machinery of the public-dataset loaders: streaming CSV reads with bounded memory,
+string interning, and the ``strict`` rule for bad rows.
+
+Reading is two-speed. The fast path streams the file through pyarrow's CSV reader in blocks
+(``BLOCK_BYTES``), converting each block to compact NumPy columns at once, so peak memory is the
+output arrays plus one block. When pyarrow meets a row it cannot convert (a letter in a number
+column, bytes that are not UTF-8), the file is read again on the exact path, line by line, which
+names the file, line and column of every bad row: ``strict=True`` stops at the first with a
+one-line :class:`DataFileError`; ``strict=False`` quarantines it (counted per reason, the first
+examples kept) and goes on. Nothing is dropped silently: every skipped row is in the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from datasets.schema import MISSING_ID, EventTable, SchemaError, map_event_types
+
+BLOCK_BYTES = 16 << 20  # pyarrow CSV block: bounds the memory of one read step
+EXACT_CHUNK_ROWS = 200_000  # rows buffered as Python objects on the exact path
+MAX_EXAMPLES = 10
+EPOCH_MIN, EPOCH_MAX = 0.0, 4_102_444_800.0  # 1970 .. 2100, in seconds
+
+
+class DataFileError(SchemaError):
+    """A data file that cannot be read as its documented format; the message names the file,
+    line and column, and the fix."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One CSV column: its name in the file (or the name given to it when there is no header),
+    its ``kind`` and whether empty/NA values are allowed. Kinds: 'int', 'float', 'code' (a
+    string interned to an int64 code) and 'time' (a string parsed with ``time_format``, a
+    strptime format read as UTC or ``ISO_8601``, to epoch seconds)."""
+
+    name: str
+    kind: str
+    nullable: bool = False
+    time_format: str | None = None
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    delimiter: str
+    columns: tuple[Column, ...]
+    header: bool = True
+    null_values: tuple[str, ...] = ("",)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+@dataclass
+class Quarantine:
+    """Bad rows: an error (strict) or counted per reason with the first examples."""
+
+    strict: bool
+    counts: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def reject(self, where: str, reason: str, kind: str) -> None:
+        if self.strict:
+            raise DataFileError(
+                f"{where}: {reason}; fix the file, or set dataset.strict=false to quarantine "
+                "such rows (counted in the run record)"
+            )
+        self.counts[kind] += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"{where}: {reason}")
+
+    def drop(self, kind: str, n: int) -> None:
+        """Rows removed by a documented rule (e.g. duplicates), counted in both modes."""
+        if n:
+            self.counts[kind] += int(n)
+
+    def report(self) -> dict:
+        return {"quarantined": dict(self.counts), "examples": list(self.examples)}
+
+
+class Interner:
+    """Strings to dense int64 codes, stable across chunks (first seen gets the next code)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def encode(self, values) -> np.ndarray:
+        """Codes for an array of strings; None/empty become ``MISSING_ID``."""
+        uniques, inverse = np.unique(
+            np.asarray(values, dtype=object).astype(str), return_inverse=True
+        )
+        table = self.encode_unique(uniques.tolist())
+        return table[inverse.reshape(-1)] if len(uniques) else np.zeros(0, dtype=np.int64)
+
+    def encode_unique(self, values: list) -> np.ndarray:
+        """Codes for distinct strings (a block's dictionary): no sort, one lookup each."""
+        codes, setdefault = self.codes, self.codes.setdefault
+        return np.fromiter(
+            (MISSING_ID if not v or v == "None" else setdefault(v, len(codes)) for v in values),
+            dtype=np.int64,
+            count=len(values),
+        )
+
+    def names(self) -> list[str]:
+        return list(self.codes)
+
+
+def require_file(path: Path, what: str, fetch_hint: str) -> Path:
+    if not path.is_file():
+        raise DataFileError(f"{what} not found at {path}: {fetch_hint}")
+    return path
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file (streamed), the key of caches and provenance."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Loader settings shared by every public dataset (``dataset.*`` in the config)."""
+
+    strict: bool = True
+    """True: the first bad row stops the load with its file, line and column. False: bad rows
+    are quarantined (skipped, counted per reason, first examples kept in the run record)."""
+    max_rows: int | None = None
+    """Read at most this many rows of each file (a quick look at a big download)."""
+    on_unknown_event: str = "reject"
+    """An event type outside the dataset's documented set: 'reject' (an error when strict, a
+    quarantined row otherwise) or a vocabulary type to map it to."""
+    timestamp_unit: str = "auto"
+    """For formats whose copies differ ('auto', 's' or 'ms'): OTTO."""
+    window: bool = True
+    """Keep only rows inside the dataset's documented time window (Taobao); rows outside are
+    counted as ``outside_window``."""
+
+
+def events_table(
+    session_id: np.ndarray,
+    timestamp: np.ndarray,
+    event_type: np.ndarray,
+    item_id: np.ndarray,
+    *,
+    user_id: np.ndarray | None = None,
+    category_id: np.ndarray | None = None,
+    price: np.ndarray | None = None,
+) -> EventTable:
+    """An EventTable with missing fields filled by the schema's 'unknown' values: no user ids
+    means one user per session, no categories ``MISSING_ID``, no prices NaN."""
+    n = len(session_id)
+    return EventTable(
+        session_id=session_id,
+        user_id=session_id if user_id is None else user_id,
+        timestamp=timestamp,
+        event_type=event_type,
+        item_id=item_id,
+        category_id=np.full(n, MISSING_ID) if category_id is None else category_id,
+        price=np.full(n, np.nan, dtype=np.float32) if price is None else price,
+    )
+
+
+def map_types(
+    raw: np.ndarray, aliases: dict[str, str], options: LoadOptions, quarantine: Quarantine, where
+) -> tuple[np.ndarray, np.ndarray]:
+    """Event codes for raw type strings, and the mask of rows kept. Unknown spellings are
+    rejected (strict: the first row's place is named) unless ``on_unknown_event`` maps them."""
+    names, index = np.unique(np.asarray(raw, dtype=object).astype(str), return_inverse=True)
+    interner = Interner()
+    interner.encode(names)
+    return map_type_codes(index.reshape(-1), interner, aliases, options, quarantine, where)
+
+
+def map_type_codes(
+    codes: np.ndarray,
+    interner: Interner,
+    aliases: dict[str, str],
+    options: LoadOptions,
+    quarantine: Quarantine,
+    where,
+) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`map_types`, for a column already interned (``codes`` into ``interner``)."""
+    names = np.array(interner.names(), dtype=object)
+    rule = "drop" if options.on_unknown_event == "reject" else options.on_unknown_event
+    table = map_event_types(names, aliases=aliases, on_unknown=rule) if len(names) else None
+    event = table[codes] if table is not None else np.zeros(0, dtype=np.int8)
+    unknown = event < 0
+    reject_rows(
+        unknown,
+        quarantine,
+        lambda i: (
+            where(i),
+            f"unknown event type {str(names[codes[i]])[:30]!r} (known: {sorted(aliases)})",
+        ),
+        "unknown_event_type",
+    )
+    return event, ~unknown
+
+
+def source_report(files: list[Path], rows_read: int, quarantine: Quarantine, **facts) -> dict:
+    return {
+        "files": [
+            {"path": str(f), "bytes": f.stat().st_size, "sha256": file_digest(f)} for f in files
+        ],
+        "rows_read": int(rows_read),
+        **quarantine.report(),
+        **facts,
+    }
+
+
+# ------------------------------------------------------------------------------ CSV reading
+
+
+def read_csv(
+    path: Path,
+    fmt: CsvFormat,
+    quarantine: Quarantine,
+    max_rows: int | None = None,
+    interners: dict[str, Interner] | None = None,
+) -> dict[str, np.ndarray]:
+    """The file's columns as compact NumPy arrays: 'int' and 'code' as int64 (nulls
+    ``MISSING_ID``; 'code' columns interned through ``interners[name]``), 'float' and 'time'
+    as float64 (NaN for nulls; 'time' in epoch seconds), and ``LINE``: each row's line in the
+    file (exact when strict). No Python string survives a block."""
+    import pyarrow as pa
+
+    interners = {} if interners is None else interners
+    for c in fmt.columns:
+        if c.kind == "code":
+            interners.setdefault(c.name, Interner())
+    _check_header(path, fmt)
+    try:
+        return _concat(_fast_chunks(path, fmt, quarantine, max_rows, interners), fmt)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        # A row pyarrow cannot convert: read again line by line to name it or quarantine it.
+        quarantine.counts.clear()
+        quarantine.examples.clear()
+        for c in fmt.columns:
+            if c.kind == "code":
+                interners[c.name] = Interner()
+        return _concat(_exact_chunks(path, fmt, quarantine, max_rows, interners), fmt)
+
+
+def _check_header(path: Path, fmt: CsvFormat) -> None:
+    with open(path, "rb") as f:
+        first = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    if not first:
+        raise DataFileError(f"{path}: the file is empty; check the path or re-download it")
+    if not fmt.header:
+        fields = first.split(fmt.delimiter)
+        if len(fields) != len(fmt.columns):
+            raise DataFileError(
+                f"{path}:1: expected {len(fmt.columns)} {_sep(fmt.delimiter)}-separated fields "
+                f"({', '.join(fmt.names)}), found {len(fields)}; is this the right file and format?"
+            )
+        return
+    fields = [f.strip().strip('"') for f in first.split(fmt.delimiter)]
+    missing = [c.name for c in fmt.columns if c.name not in fields]
+    if missing:
+        hint = ""
+        for other in (",", ";", "\t", "|"):
+            if other != fmt.delimiter and len(first.split(other)) > len(fields):
+                hint = f" (the header looks {_sep(other)}-separated, not {_sep(fmt.delimiter)})"
+        raise DataFileError(
+            f"{path}:1: missing column(s) {missing} in the header {fields[:12]}{hint}; "
+            "is this the right file and format?"
+        )
+
+
+def _sep(d: str) -> str:
+    return {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(d, repr(d))
+
+
+def _arrow_type(col: Column):
+    import pyarrow as pa
+
+    return {"int": pa.int64(), "float": pa.float64()}.get(col.kind, pa.string())
+
+
+def _fast_chunks(path, fmt, quarantine, max_rows, interners) -> Iterator[dict[str, np.ndarray]]:
+    from pyarrow import csv as pacsv
+
+    rows_seen = 0
+
+    def bad_row(row) -> str:
+        if quarantine.strict:
+            return "error"  # the exact path then names the line
+        quarantine.reject(
+            f"{path}: row {row.text[:60]!r}",
+            f"expected {row.expected_columns} fields, found {row.actual_columns}",
+            "wrong_field_count",
+        )
+        return "skip"
+
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(
+            block_size=BLOCK_BYTES,
+            column_names=None if fmt.header else fmt.names,
+            use_threads=True,
+        ),
+        parse_options=pacsv.ParseOptions(delimiter=fmt.delimiter, invalid_row_handler=bad_row),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c.name: _arrow_type(c) for c in fmt.columns},
+            include_columns=fmt.names,
+            null_values=list(fmt.null_values),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+    for batch in reader:
+        if max_rows is not None and rows_seen >= max_rows:
+            break
+        if max_rows is not None:
+            batch = batch.slice(0, max_rows - rows_seen)
+        first_line = rows_seen + 1 + int(fmt.header)
+        rows_seen += batch.num_rows
+        arrays = {c.name: batch.column(c.name) for c in fmt.columns}
+        lines = first_line + np.arange(batch.num_rows, dtype=np.int64)
+        yield _convert(arrays, lines, fmt, quarantine, interners, path)
+
+
+LINE = "_line"  # the source line of each row, carried so later checks can name it
+
+
+def _convert(arrays: dict, lines: np.ndarray, fmt: CsvFormat, quarantine, interners, path) -> dict:
+    """Arrow columns of one block to NumPy, plus each row's line number (``LINE``); rows with
+    a bad time or a missing required value are rejected, naming their line."""
+    bad = np.zeros(len(lines), dtype=bool)
+    cols: dict[str, np.ndarray] = {LINE: lines}
+
+    def where(i: int) -> str:
+        return f"{path}:{lines[i]}"
+
+    for c in fmt.columns:
+        arr = arrays[c.name]
+        null = arr.is_null().to_numpy(zero_copy_only=False)
+        if c.kind == "int":
+            values = arr.fill_null(MISSING_ID).to_numpy().astype(np.int64, copy=False)
+        elif c.kind == "float":
+            values = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        elif c.kind == "code":
+            values = _codes(arr, interners[c.name])
+        else:  # time
+            values = parse_times(arr, c.time_format)
+            invalid = np.isnan(values) & ~null & ~bad
+            reject_rows(
+                invalid,
+                quarantine,
+                lambda i, a=arr, c=c: (
+                    where(i),
+                    f"column {c.name!r}: {str(a[i].as_py())[:40]!r} is not a time "
+                    f"({c.time_format})",
+                ),
+                "bad_value",
+            )
+            bad |= invalid
+        if not c.nullable:
+            missing = null & ~bad
+            reject_rows(
+                missing,
+                quarantine,
+                lambda i, c=c: (where(i), f"column {c.name!r} is empty"),
+                "missing_value",
+            )
+            bad |= missing
+        cols[c.name] = values
+    return {k: v[~bad] for k, v in cols.items()} if bad.any() else cols
+
+
+def _codes(arr, interner: Interner) -> np.ndarray:
+    """Interned codes of a string column via its per-block dictionary (few Python strings)."""
+    import pyarrow as pa
+
+    encoded = arr.dictionary_encode() if not pa.types.is_dictionary(arr.type) else arr
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    table = interner.encode_unique(encoded.dictionary.to_pylist())
+    index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.where(
+        index >= 0, table[np.maximum(index, 0)] if len(table) else MISSING_ID, MISSING_ID
+    )
+
+
+ISO_8601 = "iso8601"
+_ISO_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z?$"
+
+
+def parse_times(arr, time_format: str | None) -> np.ndarray:
+    """Epoch seconds (float64) of a string column: a strptime ``time_format`` read as UTC, or
+    ``ISO_8601`` (``2014-04-07T10:51:09.277Z``); NaN where a value does not parse."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if time_format != ISO_8601:
+        parsed = pc.strptime(arr, format=time_format, unit="s", error_is_null=True)
+        return _seconds(parsed, 1.0)
+    valid = pc.match_substring_regex(arr, _ISO_PATTERN).fill_null(False)
+    out = np.full(len(arr), np.nan)
+    mask = valid.to_numpy(zero_copy_only=False)
+    good = arr.filter(valid)
+    try:
+        parsed = pc.cast(pc.utf8_rtrim(good, characters="Z"), pa.timestamp("ms"))
+        out[mask] = _seconds(parsed, 1000.0)
+    except pa.ArrowInvalid:  # well-formed but impossible (month 13): one by one
+        out[mask] = [_one_iso(t) for t in good.to_pylist()]
+    return out
+
+
+def _seconds(parsed, per_second: float) -> np.ndarray:
+    import pyarrow as pa
+
+    as_int = parsed.cast(pa.int64())
+    return as_int.to_numpy(zero_copy_only=False).astype(np.float64) / per_second
+
+
+def _one_iso(text: str) -> float:
+    try:
+        return float(np.datetime64(text.rstrip("Z"), "ms").astype(np.int64)) / 1000.0
+    except ValueError:
+        return float("nan")
+
+
+def reject_rows(mask: np.ndarray, quarantine: Quarantine, describe, kind: str) -> None:
+    """Reject the rows of ``mask``: strict raises on the first (``describe(i)`` gives its
+    place and reason); otherwise the first few become examples and all are counted."""
+    index = np.flatnonzero(mask)
+    for i in index[:MAX_EXAMPLES]:
+        quarantine.reject(*describe(int(i)), kind)
+    quarantine.drop(kind, max(0, len(index) - MAX_EXAMPLES))
+
+
+def _exact_chunks(path, fmt, quarantine, max_rows, interners) -> Iterator[dict[str, np.ndarray]]:
+    """Line by line: every bad row is named (file:line, column, value)."""
+    import pyarrow as pa
+
+    rows: list[list] = []
+    lines: list[int] = []
+    positions, width = list(range(len(fmt.columns))), len(fmt.columns)
+
+    def flush() -> dict[str, np.ndarray]:
+        arrays = {
+            c.name: pa.array([r[i] for r in rows], type=_arrow_type(c))
+            for i, c in enumerate(fmt.columns)
+        }
+        at = np.array(lines, dtype=np.int64)
+        rows.clear()
+        lines.clear()
+        return _convert(arrays, at, fmt, quarantine, interners, path)
+
+    kept = 0
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if line_no == 1 and fmt.header:
+                text = raw.decode("utf-8", "replace").rstrip("\r\n")
+                header = next(csv.reader([text], delimiter=fmt.delimiter))
+                positions, width = [header.index(c.name) for c in fmt.columns], len(header)
+                continue
+            if max_rows is not None and kept >= max_rows:
+                break
+            row = _parse_line(raw, f"{path}:{line_no}", fmt, (positions, width), quarantine)
+            if row is None:
+                continue
+            rows.append(row)
+            lines.append(line_no)
+            kept += 1
+            if len(rows) >= EXACT_CHUNK_ROWS:
+                yield flush()
+    if rows:
+        yield flush()
+
+
+KIND_WORDS = {"int": "an integer", "float": "a number"}
+
+
+def _parse_line(raw: bytes, where: str, fmt, layout, quarantine) -> list | None:
+    """One line's values in ``fmt`` column order (``layout``: each column's position in the
+    line, and how many fields a line has), or None when it was rejected. Numbers are
+    converted here (to name a bad one); strings stay for the block conversion."""
+    try:
+        text = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        quarantine.reject(where, f"bytes that are not UTF-8 at offset {err.start}", "not_utf8")
+        return None
+    if not text.strip():
+        return None
+    fields = next(csv.reader(io.StringIO(text), delimiter=fmt.delimiter))
+    positions, width = layout
+    if len(fields) != width:
+        quarantine.reject(
+            where, f"expected {width} fields, found {len(fields)}", "wrong_field_count"
+        )
+        return None
+    out = []
+    for col, value in zip(fmt.columns, (fields[i] for i in positions), strict=True):
+        if value in fmt.null_values:
+            out.append(None)  # missing: judged (nullable or not) in the block conversion
+        elif col.kind in KIND_WORDS:
+            try:
+                out.append(int(value) if col.kind == "int" else float(value))
+            except ValueError:
+                quarantine.reject(
+                    where,
+                    f"column {col.name!r}: {value[:40]!r} is not {KIND_WORDS[col.kind]}",
+                    "bad_value",
+                )
+                return None
+        else:
+            out.append(value)
+    return out
+
+
+def _concat(chunks: Iterator[dict[str, np.ndarray]], fmt: CsvFormat) -> dict[str, np.ndarray]:
+    parts = list(chunks)
+    if not parts:
+        dtypes = {"int": np.int64, "code": np.int64}
+        empty = {c.name: np.zeros(0, dtype=dtypes.get(c.kind, np.float64)) for c in fmt.columns}
+        return {LINE: np.zeros(0, dtype=np.int64), **empty}
+    if len(parts) == 1:
+        return parts[0]
+    return concat_columns(parts)
+
+
+def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Stack blocks column by column, freeing each column's blocks as it goes (peak: the
+    output plus one column), without a copy when there is a single block."""
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([p.pop(name) for p in parts]) for name in list(parts[0])}
+
+
+# ------------------------------------------------------------------------------ row rules
+
+
+def check_times(
+    seconds: np.ndarray,
+    quarantine: Quarantine,
+    where,
+    low: float = EPOCH_MIN,
+    high: float = EPOCH_MAX,
+) -> np.ndarray:
+    """Mask of rows whose time is finite and inside [low, high]; the others are rejected
+    (``where(i)`` names row i's place, e.g. its file and line)."""
+    ok = np.isfinite(seconds) & (seconds >= low) & (seconds <= high)
+    reject_rows(
+        ~ok,
+        quarantine,
+        lambda i: (where(i), f"time {float(seconds[i]):g} s is outside [{low:g}, {high:g}]"),
+        "time_out_of_range",
+    )
+    return ok
+
+
+def line_of(path: Path, cols: dict[str, np.ndarray]):
+    """``where(i)``: 'file:line' of row i of columns read by :func:`read_csv`."""
+    return lambda i: f"{path}:{cols[LINE][i]}"
+
+
+def drop_duplicates(
+    columns: dict[str, np.ndarray], keys: list[str], quarantine: Quarantine
+) -> dict:
+    """Remove exact repeats of the ``keys`` fields (the first is kept), counted as
+    ``duplicate_event`` in the report in both modes. Rows are grouped by a 64-bit hash of the
+    keys (one sort instead of a multi-key sort) and candidates are compared field by field."""
+    n = len(columns[keys[0]])
+    if n < 2:
+        return columns
+    digest = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in keys:
+            v = np.ascontiguousarray(columns[k])
+            bits = v.view(np.uint64) if v.dtype.itemsize == 8 else v.astype(np.uint64)
+            digest = digest * np.uint64(0x100000001B3) ^ bits
+    order = np.argsort(digest, kind="stable")  # equal rows end up adjacent, first one first
+    sorted_digest = digest[order]
+    first, second = order[:-1], order[1:]
+    same = sorted_digest[1:] == sorted_digest[:-1]
+    candidates = np.flatnonzero(same)
+    for k in keys:
+        v = columns[k]
+        same[candidates] &= v[second[candidates]] == v[first[candidates]]
+    dup = np.zeros(n, dtype=bool)
+    dup[second[same]] = True
+    quarantine.drop("duplicate_event", dup.sum())
+    return keep_rows(columns, ~dup)
+
+
+def keep_rows(columns: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of ``keep``, without copying when every row stays (the usual clean file)."""
+    if keep.all():
+        return dict(columns)
+    return {k: v[keep] for k, v in columns.items()}

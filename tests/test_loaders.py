@@ -1,0 +1,406 @@
+"""Public-dataset loaders: the shipped real samples, files written in the documented formats,
+and bad files (strict: one-line error naming file, line and column; else counted quarantine)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmark.run import run
+from datasets.loaders import LOADERS, DataFileError, LoadOptions
+from datasets.schema import MISSING_ID, EventType, session_offsets
+
+from .conftest import ROOT
+
+SAMPLES = ROOT / "datasets" / "samples"
+STRICT, LENIENT = LoadOptions(), LoadOptions(strict=False)
+
+
+def load(name, path, options=STRICT):
+    return LOADERS[name](path, options)
+
+
+def sessions_sorted_by_time(events) -> bool:
+    offsets = session_offsets(events.session_id)
+    same = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    step = np.diff(events.timestamp)
+    return bool(np.all(step[same[1:] == same[:-1]] >= 0))
+
+
+# ------------------------------------------------------------------ shipped samples, real data
+
+
+def test_diginetica_sample_matches_its_documented_statistics():
+    d = load("diginetica", SAMPLES / "diginetica" / "sample_train-item-views.csv")
+    e = d.events
+    assert len(e) == 12_391
+    assert len(np.unique(e.session_id)) == 2_986
+    assert len(np.unique(e.item_id)) == 7_139
+    assert set(np.unique(e.event_type)) == {EventType.VIEW}
+    assert sessions_sorted_by_time(e), "rows are re-ordered by timeframe within each session"
+    assert d.source["anonymous_rows"] == 7_681
+    # anonymous sessions get a user of their own: no user spans two anonymous sessions
+    named = d.source["anonymous_rows"]
+    assert named > 0
+    assert np.all(e.category_id == MISSING_ID)
+
+
+def test_diginetica_event_time_is_first_day_plus_timeframe(tmp_path):
+    f = tmp_path / "train-item-views.csv"
+    f.write_text(
+        "sessionId;userId;itemId;timeframe;eventdate\n"
+        "7;NA;11;5000;2016-05-09\n7;NA;12;1000;2016-05-09\n8;42;13;2000;2016-05-10\n"
+    )
+    (tmp_path / "product-categories.csv").write_text("itemId;categoryId\n11;3\n12;4\n")
+    e = load("diginetica", tmp_path).events
+    day = float(np.datetime64("2016-05-09", "s").astype(np.int64))
+    assert e.item_id.tolist() == [12, 11, 13]
+    assert e.timestamp[:2].tolist() == [day + 1.0, day + 5.0]
+    assert e.category_id.tolist() == [4, 3, MISSING_ID]
+    assert e.user_id[2] == 42
+    assert e.user_id[0] != 42
+
+
+def test_yoochoose_prepared_sample_keeps_its_times_as_stored():
+    d = load("yoochoose", SAMPLES / "yoochoose" / "yoochoose-clicks-100k_test.txt")
+    e = d.events
+    assert len(e) == 13_568
+    assert len(np.unique(e.session_id)) == 3_416
+    # documented: raw 2014-04-07T10:51:09.277Z is stored 7200 s early, and is not shifted
+    first = e.timestamp[e.session_id == 1].min()
+    assert first == pytest.approx(1396860669.277)
+    assert d.source["shape"] == "prepared"
+
+
+def test_yoochoose_raw_clicks_and_buys(tmp_path):
+    (tmp_path / "yoochoose-clicks.dat").write_text(
+        "1,2014-04-07T10:51:09.277Z,214536502,0\n"
+        "1,2014-04-07T10:54:09.580Z,214536500,S\n"
+        "2,2014-04-07T13:56:37.614Z,214662742,3\n"
+    )
+    (tmp_path / "yoochoose-buys.dat").write_text("1,2014-04-07T10:55:00.000Z,214536500,2299,1\n")
+    e = load("yoochoose", tmp_path).events
+    assert e.timestamp[0] == pytest.approx(1396867869.277)  # true UTC from the raw string
+    assert e.event_type.tolist() == [EventType.VIEW, EventType.VIEW, EventType.PURCHASE, 0]
+    assert e.category_id.tolist() == [MISSING_ID, 13, MISSING_ID, 3]
+    assert e.price[2] == 2299
+
+
+def test_rees46_sample_types_categories_and_items():
+    d = load("rees46", SAMPLES / "rees46" / "2019-Oct_head_sessions.csv")
+    e = d.events
+    assert len(e) == 1_475
+    assert len(np.unique(e.session_id)) == 701
+    assert len(np.unique(e.user_id)) == 652
+    counts = np.bincount(e.event_type, minlength=7)
+    assert (
+        counts[EventType.VIEW] + counts[EventType.ADD_TO_CART] + counts[EventType.PURCHASE] == 1_475
+    )
+    assert counts[EventType.PURCHASE] > 0
+    assert 2103807459595387724 in set(e.category_id.tolist()), "19-digit ids stay exact"
+    assert d.modalities == ("behaviour", "item_attributes")
+    assert len(d.items.item_id) == 798
+    assert e.timestamp.min() == float(np.datetime64("2019-10-01T00:00:00", "s").astype(np.int64))
+    assert sessions_sorted_by_time(e)
+
+
+def test_otto_sample_and_a_seconds_copy(tmp_path):
+    d = load("otto", SAMPLES / "otto" / "train_sample_20_sessions.jsonl")
+    assert len(d.events) == 862
+    assert np.bincount(d.events.event_type, minlength=7)[[2, 3, 6]].tolist() == [800, 52, 10]
+    assert d.source["timestamp_unit"] == "ms"
+    seconds = tmp_path / "s.jsonl"
+    seconds.write_text(
+        json.dumps(
+            {
+                "session": 1,
+                "events": [
+                    {"aid": 5, "ts": 1659304800, "type": "clicks"},
+                    {"aid": 6, "ts": 1659304860, "type": "orders"},
+                ],
+            }
+        )
+        + "\n"
+    )
+    s = load("otto", seconds)
+    assert s.source["timestamp_unit"] == "s"
+    assert s.events.timestamp.tolist() == [1659304800.0, 1659304860.0]
+    forced = load("otto", seconds, LoadOptions(timestamp_unit="ms"))
+    assert forced.events.timestamp[0] == pytest.approx(1659304.8)
+
+
+# ------------------------------------------------------------- documented formats, no sample
+
+
+def test_retailrocket_events_and_categories(tmp_path):
+    (tmp_path / "events.csv").write_text(
+        "timestamp,visitorid,event,itemid,transactionid\n"
+        "1433221332117,257597,view,355908,\n"
+        "1433224214164,992329,view,248676,\n"
+        "1433221955914,257597,addtocart,355908,\n"
+        "1433222000000,257597,transaction,355908,4000\n"
+    )
+    (tmp_path / "item_properties_part1.csv").write_text(
+        "timestamp,itemid,property,value\n"
+        "1435460400000,355908,categoryid,1173\n"
+        "1441508400000,355908,categoryid,1200\n"
+        "1439089200000,248676,790,n5028.000\n"
+    )
+    e = load("retailrocket", tmp_path).events
+    assert e.user_id.tolist() == [257597, 257597, 257597, 992329]
+    assert e.event_type.tolist() == [
+        EventType.VIEW,
+        EventType.ADD_TO_CART,
+        EventType.PURCHASE,
+        EventType.VIEW,
+    ]
+    assert e.category_id.tolist() == [1200, 1200, 1200, MISSING_ID], "latest categoryid wins"
+    assert e.timestamp[0] == pytest.approx(1433221332.117)
+
+
+def test_taobao_without_header_and_its_time_window(tmp_path):
+    f = tmp_path / "UserBehavior.csv"
+    f.write_text(
+        "1,2268318,2520377,pv,1511544070\n"
+        "1,2333346,2520771,pv,1511561733\n"
+        "1,2576651,149192,buy,1511572885\n"
+        "2,3830808,4181361,cart,1511593493\n"
+        "2,4365585,2520377,fav,1511596146\n"
+        "3,1,1,pv,1000000000\n"
+    )
+    d = load("taobao", f)
+    assert len(d.events) == 5
+    assert d.source["quarantined"] == {"outside_window": 1}
+    assert d.events.event_type.tolist() == [
+        EventType.VIEW,
+        EventType.VIEW,
+        EventType.PURCHASE,
+        EventType.ADD_TO_CART,
+        EventType.FAVOURITE,
+    ]
+    assert len(load("taobao", f, LoadOptions(window=False)).events) == 6
+
+
+# ------------------------------------------------------------------------------- bad files
+
+REES_HEADER = (
+    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n"
+)
+REES_ROW = (
+    "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,s1\n"
+)
+
+
+def rees(tmp_path, *rows: str, header: str = REES_HEADER) -> object:
+    f = tmp_path / "month.csv"
+    f.write_bytes(
+        (header + REES_ROW + "".join(rows)).encode("utf-8") if isinstance(header, str) else header
+    )
+    return f
+
+
+@pytest.mark.parametrize(
+    ("rows", "message", "kind"),
+    [
+        (
+            ["2019-10-01 00:00:01 UTC,view,1,2,,,1.0,5\n"],
+            ":3: expected 9 fields, found 8",
+            "wrong_field_count",
+        ),
+        (
+            ["2019-10-01 00:00:01 UTC,view,abc,2,,,1.0,5,s1\n"],
+            ":3: column 'product_id': 'abc' is not an integer",
+            "bad_value",
+        ),
+        (
+            ["2019-10-01 00:00:01 UTC,teleport,1,2,,,1.0,5,s1\n"],
+            ":3: unknown event type 'teleport'",
+            "unknown_event_type",
+        ),
+        (
+            ["2019-10-01 00:00:01 UTC,view,,2,,,1.0,5,s1\n"],
+            ":3: column 'product_id' is empty",
+            "missing_value",
+        ),
+        (
+            ["1969-12-31 23:59:59 UTC,view,1,2,,,1.0,5,s1\n"],
+            ":3: time -1 s is outside",
+            "time_out_of_range",
+        ),
+        (
+            ["yesterday,view,1,2,,,1.0,5,s1\n"],
+            ":3: column 'event_time': 'yesterday' is not a time",
+            "bad_value",
+        ),
+    ],
+)
+def test_bad_rows_name_file_line_and_column_or_are_quarantined(tmp_path, rows, message, kind):
+    f = rees(tmp_path, *rows, "2019-10-01 00:00:02 UTC,cart,7,2,,,1.0,5,s1\n")
+    with pytest.raises(DataFileError, match=r"dataset\.strict=false") as err:
+        load("rees46", f)
+    assert f"{f}{message}" in str(err.value)
+    assert "\n" not in str(err.value)
+    lenient = load("rees46", f, LENIENT)
+    assert lenient.source["quarantined"] == {kind: 1}
+    assert len(lenient.events) == 2, "the good rows around the bad one are kept"
+    assert message.split(": ", 1)[1][:20] in lenient.source["examples"][0]
+
+
+def test_bytes_that_are_not_utf8(tmp_path):
+    f = tmp_path / "month.csv"
+    f.write_bytes(
+        (REES_HEADER + REES_ROW).encode() + b"2019-10-01 00:00:01 UTC,view,1,2,,caf\xe9,1.0,5,s1\n"
+    )
+    with pytest.raises(DataFileError, match=r"month.csv:3: bytes that are not UTF-8"):
+        load("rees46", f)
+    assert load("rees46", f, LENIENT).source["quarantined"] == {"not_utf8": 1}
+
+
+def test_wrong_separator_and_missing_columns_are_named(tmp_path):
+    f = tmp_path / "month.csv"
+    f.write_text(REES_HEADER.replace(",", ";") + REES_ROW.replace(",", ";"))
+    with pytest.raises(DataFileError, match="looks semicolon-separated, not comma"):
+        load("rees46", f)
+    f.write_text(REES_HEADER.replace("user_session", "session") + REES_ROW)
+    with pytest.raises(DataFileError, match=r"missing column\(s\) \['user_session'\]"):
+        load("rees46", f)
+
+
+def test_taobao_with_the_wrong_field_count_says_so(tmp_path):
+    f = tmp_path / "UserBehavior.csv"
+    f.write_text("user_id,item_id,category_id,behavior_type,timestamp,extra\n")
+    with pytest.raises(DataFileError, match=r"UserBehavior.csv:1: expected 5 comma-separated"):
+        load("taobao", f)
+
+
+def test_duplicated_events_are_dropped_and_counted_in_both_modes(tmp_path):
+    f = rees(tmp_path, REES_ROW, REES_ROW)
+    for options in (STRICT, LENIENT):
+        d = load("rees46", f, options)
+        assert len(d.events) == 1
+        assert d.source["quarantined"] == {"duplicate_event": 2}
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataFileError, match="the file is empty"):
+        load("rees46", empty)
+    with pytest.raises(
+        DataFileError, match=r"not found at .*: download .*datasets.fetch retailrocket"
+    ):
+        load("retailrocket", tmp_path / "nowhere")
+
+
+def test_a_broken_otto_line_is_named(tmp_path):
+    f = tmp_path / "train.jsonl"
+    good = json.dumps({"session": 1, "events": [{"aid": 5, "ts": 1659304800000, "type": "clicks"}]})
+    f.write_text(good + "\n" + '{"session": 2, "events": [{"aid": 5}]}\n' + "not json\n")
+    with pytest.raises(DataFileError, match=r"train.jsonl:2: not an OTTO session object"):
+        load("otto", f)
+    lenient = load("otto", f, LENIENT)
+    assert lenient.source["quarantined"] == {"bad_line": 2}
+    assert len(lenient.events) == 1
+
+
+def test_max_rows_reads_the_head_only():
+    d = load("rees46", SAMPLES / "rees46" / "2019-Oct_head_sessions.csv", LoadOptions(max_rows=100))
+    assert d.source["rows_read"] == 100
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.parametrize("dataset", ["diginetica", "yoochoose", "rees46", "otto"])
+@pytest.mark.parametrize("model", ["iforest", "lstm"])
+def test_each_shipped_sample_runs_end_to_end(compose_config, tmp_path, dataset, model):
+    result = run(
+        compose_config(
+            ["experiment=smoke", f"dataset={dataset}", f"model={model}", f"results_dir={tmp_path}"]
+        )
+    )
+    record = result.record
+    assert record["status"] == "ok"
+    assert record["dataset"] == dataset
+    assert record["data"]["source"]["files"][0]["sha256"]
+    assert 0.0 <= record["metrics"]["roc_auc"] <= 1.0
+    assert record["data"]["splits"]["test"]["anomalous_sequences"] > 0
+    if dataset in ("diginetica", "yoochoose"):  # views only: no purchase to tamper with
+        assert set(record["data"]["anomaly_types_skipped"]) == {"price_outlier", "funnel_violation"}
+
+
+# ------------------------------------------------------------------ dataset card and fetch
+
+
+def test_dataset_card_of_a_sample(capsys):
+    from benchmark.describe import main
+
+    assert main(["dataset=rees46"]) == 0
+    out = capsys.readouterr().out
+    assert "rows: 1,475" in out
+    assert "sessions: 701" in out
+    assert "event types: view 98.9%, add_to_cart 0.2%, purchase 0.9%" in out
+    assert "time span (UTC): 2019-10-01T00:00:00+00:00 .. 2019-10-01T02:20:00+00:00" in out
+
+
+def test_dataset_card_of_a_missing_download_is_one_line(capsys, tmp_path):
+    from benchmark.describe import main
+
+    assert main(["dataset=taobao", f"dataset.path={tmp_path / 'UserBehavior.csv'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "python -m datasets.fetch taobao" in err[0]
+
+
+def test_fetch_checks_the_digest_and_says_when_offline(tmp_path):
+    import hashlib
+
+    from datasets.fetch import SOURCES, FetchError, download, instructions
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"clicks" * 1000)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert download(src.as_uri(), tmp_path / "out" / "a.bin", digest) == digest
+    assert (tmp_path / "out" / "a.bin").read_bytes() == src.read_bytes()
+    with pytest.raises(FetchError, match="does not match the pinned"):
+        download(src.as_uri(), tmp_path / "out" / "b.bin", "0" * 64)
+    assert not (tmp_path / "out" / "b.bin").exists()
+    with pytest.raises(FetchError, match="may be offline: download it elsewhere and put it at"):
+        download((tmp_path / "missing.bin").as_uri(), tmp_path / "out" / "c.bin")
+    assert set(SOURCES) == set(LOADERS)
+    for source in SOURCES.values():
+        assert f"dataset={source.name}" in instructions(source)
+
+
+def test_dedup_matches_a_reference_on_random_rows():
+    from datasets.loaders.common import Quarantine, drop_duplicates
+
+    rng = np.random.default_rng(4)
+    cols = {
+        "a": rng.integers(0, 5, 2000),
+        "t": rng.integers(0, 4, 2000).astype(np.float64),
+        "b": rng.integers(0, 3, 2000),
+    }
+    q = Quarantine(strict=True)
+    out = drop_duplicates(cols, ["a", "t", "b"], q)
+    rows = np.stack([cols["a"], cols["t"], cols["b"]], axis=1)
+    _, first = np.unique(rows, axis=0, return_index=True)
+    assert sorted(np.stack([out["a"], out["t"], out["b"]], axis=1).tolist()) == sorted(
+        rows[np.sort(first)].tolist()
+    )
+    assert q.counts["duplicate_event"] == 2000 - len(first)
+
+
+def test_types_a_views_only_dataset_cannot_host_are_an_error_when_asked(compose_config, tmp_path):
+    from benchmark.anomalies import InjectionError
+
+    cfg = compose_config(
+        [
+            "experiment=smoke",
+            "dataset=diginetica",
+            "anomaly.skip_unsupported=false",
+            f"results_dir={tmp_path}",
+        ]
+    )
+    with pytest.raises(InjectionError, match="price_outlier"):
+        run(cfg)
