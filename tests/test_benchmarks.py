@@ -70,3 +70,72 @@ def test_one_million_sessions_fit_in_4_gb(benchmark):
     benchmark.extra_info.update(result)
     assert result["sessions"] >= 1_000_000
     assert result["peak_bytes"] < 4 * 1024**3
+
+
+def write_taobao_file(path, rows: int, seed: int = 0) -> None:
+    """A UserBehavior.csv-format file (no header) of ``rows`` rows inside the documented window."""
+    import numpy as np
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    rng = np.random.default_rng(seed)
+    kinds = np.array(["pv", "buy", "cart", "fav"])
+    with open(path, "wb") as f:
+        for start in range(0, rows, 1_000_000):
+            m = min(1_000_000, rows - start)
+            table = pa.table(
+                {
+                    "user": rng.integers(1, 1_000_000, m),
+                    "item": rng.integers(1, 5_000_000, m),
+                    "category": rng.integers(1, 10_000, m),
+                    "behavior": pa.array(kinds[rng.choice(4, m, p=[0.89, 0.02, 0.05, 0.04])]),
+                    "time": rng.integers(1_511_539_200, 1_512_316_800, m),
+                }
+            )
+            options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+            pacsv.write_csv(table, f, options)
+
+
+def test_loader_ingest_rows_per_second(benchmark, tmp_path):
+    from datasets.loaders import LOADERS, LoadOptions
+
+    path = tmp_path / "UserBehavior.csv"
+    write_taobao_file(path, 1_000_000)
+    data = benchmark.pedantic(
+        LOADERS["taobao"], args=(path, LoadOptions()), rounds=3, warmup_rounds=1
+    )
+    rows_per_s = data.source["rows_read"] / benchmark.stats.stats.median
+    benchmark.extra_info["rows_per_s"] = rows_per_s
+    assert len(data.events) == 1_000_000 - data.source["quarantined"].get("duplicate_event", 0)
+    assert rows_per_s >= 200_000
+
+
+LOADER_PROBE = """
+import json, resource, sys
+from pathlib import Path
+from datasets.loaders import LOADERS, LoadOptions
+data = LOADERS["taobao"](Path(sys.argv[1]), LoadOptions())
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"rows": data.source["rows_read"], "peak_bytes": peak}))
+"""
+
+
+def test_ten_million_rows_stream_under_2_gb(benchmark, tmp_path):
+    """The issue's bound: a 10M-row file ingested under 2 GB of RSS (whole process)."""
+    path = tmp_path / "UserBehavior.csv"
+    write_taobao_file(path, 10_000_000)
+
+    def probe():
+        out = subprocess.run(
+            [sys.executable, "-c", LOADER_PROBE, str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout)
+
+    result = benchmark.pedantic(probe, rounds=1, warmup_rounds=0)
+    benchmark.extra_info.update(result)
+    assert result["rows"] == 10_000_000
+    assert result["peak_bytes"] < 2 * 1024**3
