@@ -404,3 +404,21 @@ def test_types_a_views_only_dataset_cannot_host_are_an_error_when_asked(compose_
     )
     with pytest.raises(InjectionError, match="price_outlier"):
         run(cfg)
+
+
+def test_hash_ids_are_stable_distinct_and_ignore_dashes():
+    import uuid
+
+    import pyarrow as pa
+
+    from datasets.loaders.common import hash_ids
+
+    keys = [str(uuid.UUID(int=int(x))) for x in np.random.default_rng(0).integers(0, 2**62, 5000)]
+    ids = hash_ids(pa.array(keys))
+    assert len(np.unique(ids)) == 5000
+    assert np.all(ids >= 0)
+    again = hash_ids(pa.array([k.replace("-", "") for k in keys[:10]] + [None, "not-a-uuid"]))
+    assert again[:10].tolist() == ids[:10].tolist()
+    assert again[10] == MISSING_ID
+    assert again[11] >= 0
+    assert hash_ids(pa.array(["not-a-uuid"]))[0] == again[11]

@@ -30,6 +30,7 @@ from datasets.loaders.common import (
     read_csv,
     reject_rows,
     require_file,
+    sort_by_session_and_time,
     source_report,
 )
 from datasets.schema import MISSING_ID, Dataset, ItemAttributes
@@ -48,7 +49,7 @@ FORMAT = CsvFormat(
         Column("brand", "code", nullable=True),
         Column("price", "float", nullable=True),
         Column("user_id", "int"),
-        Column("user_session", "code", nullable=True),
+        Column("user_session", "hash", nullable=True),
     ),
 )
 TYPES = {
@@ -84,19 +85,20 @@ def load(path: Path, options: LoadOptions) -> Dataset:
         del cols  # only the kept, renamed columns stay in memory
     cols = drop_duplicates(concat_columns(parts), ["session", "time", "type", "item"], q)
     del parts
+    items = _items(cols)
+    del cols["brand"]
+    cols = sort_by_session_and_time(cols, "session", "time")
     events = events_table(
-        session_id=cols["session"],
-        timestamp=cols["time"],
-        event_type=cols["type"],
-        item_id=cols["item"],
-        user_id=cols["user"],
-        category_id=cols["category"],
-        price=cols["price"].astype(np.float32),
+        session_id=cols.pop("session"),
+        timestamp=cols.pop("time"),
+        event_type=cols.pop("type"),
+        item_id=cols.pop("item"),
+        user_id=cols.pop("user"),
+        category_id=cols.pop("category"),
+        price=cols.pop("price").astype(np.float32),
     )
-    report = source_report(
-        files, rows_read, q, sessions=len(interners["user_session"]), brands=len(interners["brand"])
-    )
-    return Dataset("rees46", events.sorted(), items=_items(cols), source=report)
+    report = source_report(files, rows_read, q, brands=len(interners["brand"]))
+    return Dataset("rees46", events, items=items, source=report)
 
 
 def _events(file, cols, q, options, interners: dict[str, Interner]) -> dict:

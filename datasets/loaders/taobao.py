@@ -28,6 +28,7 @@ from datasets.loaders.common import (
     map_type_codes,
     read_csv,
     require_file,
+    sort_by_session_and_time,
     source_report,
 )
 from datasets.schema import Dataset
@@ -81,15 +82,16 @@ def load(path: Path, options: LoadOptions) -> Dataset:
         keep,
     )
     cols = drop_duplicates(cols, ["user", "time", "type", "item"], q)
+    cols = sort_by_session_and_time(cols, "user", "time")
     events = events_table(
         session_id=cols["user"],  # sessionised by gap downstream
-        timestamp=cols["time"],
-        event_type=cols["type"],
-        item_id=cols["item"],
-        user_id=cols["user"],
-        category_id=cols["category"],
+        timestamp=cols.pop("time"),
+        event_type=cols.pop("type"),
+        item_id=cols.pop("item"),
+        user_id=cols.pop("user"),
+        category_id=cols.pop("category"),
     )
     report = source_report(
         [file], rows, q, window_utc8="2017-11-25..2017-12-03" if options.window else None
     )
-    return Dataset("taobao", events.sorted(), source=report)
+    return Dataset("taobao", events, source=report)
