@@ -38,7 +38,10 @@ def card(dataset: Dataset, sessions: EventTable) -> dict:
             f"p{round(q * 100)}": float(np.quantile(lengths, q)) if len(lengths) else None
             for q in QUANTILES
         },
-        "time_span_utc": [_utc(e.timestamp.min()), _utc(e.timestamp.max())] if len(e) else None,
+        "time_span_utc": [_utc(e.timestamp.min()), _utc(e.timestamp.max())]
+        if len(e) and "time_origin" not in dataset.source
+        else None,
+        "time_origin": dataset.source.get("time_origin"),
         "modalities": list(dataset.modalities),
         "source": dict(dataset.source),
     }
@@ -61,6 +64,8 @@ def text(facts: dict) -> str:
         lines.append(
             f"  time span (UTC): {facts['time_span_utc'][0]} .. {facts['time_span_utc'][1]}"
         )
+    if facts["time_origin"]:
+        lines.append(f"  times are relative: {facts['time_origin']}")
     lines.append(f"  modalities: {', '.join(facts['modalities'])}")
     source = facts["source"]
     for f in source.get("files", []):

@@ -81,6 +81,13 @@ SOURCES = {
             "data/otto/ (then dataset.path=data/otto)",
             "license in the repository README (check it)",
         ),
+        Source(
+            "jd_micro",
+            "https://github.com/guyulongcs/WSDM2020_HUP (full data from the authors on request)",
+            "JD_Applicances / JD_Computers session files (one session per line)",
+            "data/jd_micro/ (then dataset.path=data/jd_micro reads every *.txt in it)",
+            "research use only, cite the WSDM 2020 paper (README of the repository)",
+        ),
     )
 }
 

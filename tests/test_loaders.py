@@ -129,6 +129,30 @@ def test_otto_sample_and_a_seconds_copy(tmp_path):
     assert forced.events.timestamp[0] == pytest.approx(1659304.8)
 
 
+def test_jd_micro_samples_relative_times_and_dwell():
+    d = load("jd_micro", SAMPLES / "jd_micro")
+    e = d.events
+    assert len(np.unique(e.session_id)) == 2_000
+    assert len(e) + d.source["quarantined"]["duplicate_event"] == 57_332 + 43_014
+    counts = np.bincount(e.event_type, minlength=7)
+    assert counts[EventType.PURCHASE] == 183 + 102
+    # first Appliances line: 879089+5+753+180+180 877096+5+753+35+35 879089+5+753+8+67 ...
+    first = e.session_id == e.session_id.min()
+    assert e.timestamp[first][:4].tolist() == [0.0, 180.0, 215.0, 223.0]
+    assert e.dwell[first][:3].tolist() == [180.0, 35.0, 67.0]
+    assert e.item_id[first][:2].tolist() == [879089, 877096]
+
+
+def test_jd_micro_bad_token_names_line_and_token(tmp_path):
+    f = tmp_path / "JD_x.txt"
+    f.write_text("1+5+7+3+3 2+9+7+1+1\n1+5+7+3+3 2+11+7+1+1\n")
+    with pytest.raises(DataFileError, match=r"JD_x.txt:2: token 2 '2\+11\+7\+1\+1' is not"):
+        load("jd_micro", f)
+    lenient = load("jd_micro", f, LENIENT)
+    assert lenient.source["quarantined"] == {"bad_token": 1}
+    assert len(np.unique(lenient.events.session_id)) == 1
+
+
 # ------------------------------------------------------------- documented formats, no sample
 
 
@@ -311,7 +335,7 @@ def test_max_rows_reads_the_head_only():
 # ------------------------------------------------------------------------------ end to end
 
 
-@pytest.mark.parametrize("dataset", ["diginetica", "yoochoose", "rees46", "otto"])
+@pytest.mark.parametrize("dataset", ["diginetica", "yoochoose", "rees46", "otto", "jd_micro"])
 @pytest.mark.parametrize("model", ["iforest", "lstm"])
 def test_each_shipped_sample_runs_end_to_end(compose_config, tmp_path, dataset, model):
     result = run(

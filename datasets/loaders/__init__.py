@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from datasets.loaders import diginetica, otto, rees46, retailrocket, taobao, yoochoose
+from datasets.loaders import (
+    diginetica,
+    jd_micro,
+    otto,
+    rees46,
+    retailrocket,
+    taobao,
+    yoochoose,
+)
 from datasets.loaders.common import DataFileError, LoadOptions
 from datasets.schema import Dataset
 
@@ -21,6 +29,7 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Dataset]] = {
     "taobao": taobao.load,
     "rees46": rees46.load,
     "otto": otto.load,
+    "jd_micro": jd_micro.load,
 }
 
 __all__ = ["LOADERS", "DataFileError", "LoadOptions"]
