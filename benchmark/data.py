@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.anomalies import (
-    ANOMALY_TYPES,
     AnomalyConfig,
     LabelledEvents,
     inject,
     supported_mix,
 )
+from benchmark.anomalies.core import from_session_labels
 from benchmark.config import DatasetConfig, PublicDatasetConfig, SyntheticDatasetConfig
 from benchmark.errors import ConfigError
 from datasets.features import (
@@ -109,7 +109,12 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
     events, lengths = limit_lengths(
         events, min_length=seq.min_length, max_length=seq.max_length, keep=seq.truncate
     )
-    anomaly, skipped = supported_mix(anomaly, events)
+    real = dataset.session_labels
+    if real is not None:
+        _check_no_injection(cfg.name, anomaly)
+    skipped: dict[str, str] = {}
+    if real is None and _injects(anomaly):
+        anomaly, skipped = supported_mix(anomaly, events)
     split_cfg = cfg.split
     splits = split_entities(
         events,
@@ -120,7 +125,9 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
     )
     t1 = time.perf_counter()
     labelled = {
-        name: inject(
+        name: from_session_labels(splits[name], real)
+        if real is not None
+        else inject(
             splits[name],
             anomaly,
             rate=getattr(anomaly.contamination, name),
@@ -172,8 +179,22 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
     return PreparedData(dataset.name, dataset.modalities, labelled, arrays, vocabs, summary, cards)
 
 
+def _injects(anomaly: AnomalyConfig) -> bool:
+    c = anomaly.contamination
+    return max(c.train, c.val, c.test) > 0
+
+
+def _check_no_injection(name: str, anomaly: AnomalyConfig) -> None:
+    if _injects(anomaly):
+        raise ConfigError(
+            f"dataset={name} carries real labels: run it with anomaly=none (injected anomalies "
+            "would mix a second ground truth into the real one)"
+        )
+
+
 def split_summary(lab: LabelledEvents, arrays: SequenceArrays) -> dict:
-    per_type = np.bincount(lab.anomaly_type[lab.anomaly_type >= 0], minlength=len(ANOMALY_TYPES))
+    names = lab.type_names
+    per_type = np.bincount(lab.anomaly_type[lab.anomaly_type >= 0], minlength=len(names))
     return {
         "sequences": len(arrays),
         "events": len(lab.events),
@@ -181,7 +202,7 @@ def split_summary(lab: LabelledEvents, arrays: SequenceArrays) -> dict:
         "anomalous_sequences": int(lab.label.sum()),
         "contamination": float(lab.label.mean()) if len(lab.label) else 0.0,
         "anomalous_events": int(lab.event_label.sum()),
-        "per_type": {name: int(c) for name, c in zip(ANOMALY_TYPES, per_type, strict=True)},
+        "per_type": {name: int(c) for name, c in zip(names, per_type, strict=True)},
         "unknown_item_share": float(np.mean(arrays.item[arrays.mask] == 1)),
         "mean_length": float(arrays.length.mean()) if len(arrays) else 0.0,
     }

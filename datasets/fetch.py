@@ -88,6 +88,13 @@ SOURCES = {
             "data/jd_micro/ (then dataset.path=data/jd_micro reads every *.txt in it)",
             "research use only, cite the WSDM 2020 paper (README of the repository)",
         ),
+        Source(
+            "web_bots",
+            "Zenodo: 'Web Bot Detection Dataset' (Iliou et al., 2021), phase 1",
+            "phase1 web logs (*.log) and a labels.csv with session_id,label (see the sample)",
+            "data/web_bots/ (then dataset.path=data/web_bots)",
+            "see the Zenodo record; cite the paper",
+        ),
     )
 }
 

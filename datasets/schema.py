@@ -231,6 +231,25 @@ DEVICES: tuple[str, ...] = ("desktop", "mobile_web", "ios_app", "android_app", "
 
 
 @dataclass(frozen=True)
+class SessionLabels:
+    """Real ground truth for a labelled dataset: each labelled session's class, -1 for normal
+    (e.g. human) and k for ``class_names[k]`` (e.g. a kind of bot)."""
+
+    session_id: np.ndarray  # int64, sorted ascending
+    label_code: np.ndarray  # int8
+    class_names: tuple[str, ...]
+
+    def lookup(self, session_ids: np.ndarray) -> np.ndarray:
+        """Class code of each session id; -2 where the session has no label."""
+        row = _sorted_lookup(self.session_id, session_ids)
+        return np.where(row >= 0, self.label_code[np.maximum(row, 0)], -2)
+
+    def counts(self) -> dict[str, int]:
+        names = ("normal", *self.class_names)
+        return {n: int(np.sum(self.label_code == k - 1)) for k, n in enumerate(names)}
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A named event table with its optional side tables."""
 
@@ -240,6 +259,8 @@ class Dataset:
     items: ItemAttributes | None = None
     source: Mapping = field(default_factory=dict)
     """What was read (files, SHA-256 digests, rows, quarantined rows by reason), for the record."""
+    session_labels: SessionLabels | None = None
+    """Real per-session ground truth (labelled datasets such as web_bots); None otherwise."""
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -446,3 +446,32 @@ def test_hash_ids_are_stable_distinct_and_ignore_dashes():
     assert again[10] == MISSING_ID
     assert again[11] >= 0
     assert hash_ids(pa.array(["not-a-uuid"]))[0] == again[11]
+
+
+# ------------------------------------------------------------------ real labels: web bots
+
+
+def test_web_bots_sample_labels_and_leak_guard():
+    d = load("web_bots", SAMPLES / "web_bots")
+    e = d.events
+    assert len(e) == 12_227
+    assert len(np.unique(e.session_id)) == 67
+    assert d.session_labels.counts() == {"normal": 16, "moderate_bot": 33, "advanced_bot": 18}
+    offsets = session_offsets(e.session_id)
+    assert np.all(e.timestamp[offsets[:-1]] == 0.0), "absolute dates removed: sessions start at 0"
+    assert e.timestamp.max() < 3600
+    assert set(np.unique(e.event_type)) == {EventType.VIEW, EventType.CLICK}
+
+
+def test_web_bots_runs_on_its_real_labels_only(compose_config, tmp_path):
+    from benchmark.errors import ConfigError
+
+    base = ["experiment=smoke", "dataset=web_bots", "model=iforest", f"results_dir={tmp_path}"]
+    with pytest.raises(ConfigError, match="run it with anomaly=none"):
+        run(compose_config(base))
+    record = run(compose_config([*base, "anomaly=none"])).record
+    assert record["status"] == "ok"
+    test = record["data"]["splits"]["test"]
+    assert set(test["per_type"]) == {"moderate_bot", "advanced_bot"}
+    assert test["anomalous_sequences"] == sum(test["per_type"].values()) > 0
+    assert set(record["metrics"]["per_type"]) <= {"moderate_bot", "advanced_bot"}

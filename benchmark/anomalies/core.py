@@ -261,6 +261,27 @@ def unlabelled(events: EventTable, type_names: tuple[str, ...]) -> LabelledEvent
     )
 
 
+def from_session_labels(events: EventTable, labels) -> LabelledEvents:
+    """Real ground truth instead of injection: each session's class from ``labels`` (a
+    ``datasets.schema.SessionLabels``); every event of an anomalous session is anomalous."""
+    offsets = session_offsets(events.session_id)
+    code = labels.lookup(events.session_id[offsets[:-1]])
+    if np.any(code == -2):
+        raise InjectionError("some sessions have no label; the loader should have left them out")
+    n_sess, n_types = len(code), len(labels.class_names)
+    return LabelledEvents(
+        events=events,
+        event_label=np.repeat(code >= 0, np.diff(offsets)),
+        origin=np.arange(len(events), dtype=np.int64),
+        label=code >= 0,
+        anomaly_type=code.astype(np.int8),
+        severity=np.full(n_sess, np.nan, dtype=np.float32),
+        details=(),
+        type_names=tuple(labels.class_names),
+        eligible=np.ones((n_sess, n_types), dtype=bool),
+    )
+
+
 def changed_events(source: Session, edited: Session) -> np.ndarray:
     """Exact event labels: new events, and events differing from their source in any way."""
     label = edited.origin < 0

@@ -17,6 +17,7 @@ from datasets.loaders import (
     rees46,
     retailrocket,
     taobao,
+    web_bots,
     yoochoose,
 )
 from datasets.loaders.common import DataFileError, LoadOptions
@@ -30,6 +31,7 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Dataset]] = {
     "rees46": rees46.load,
     "otto": otto.load,
     "jd_micro": jd_micro.load,
+    "web_bots": web_bots.load,
 }
 
 __all__ = ["LOADERS", "DataFileError", "LoadOptions"]
