@@ -95,6 +95,13 @@ SOURCES = {
             "data/web_bots/ (then dataset.path=data/web_bots)",
             "see the Zenodo record; cite the paper",
         ),
+        Source(
+            "talkingdata",
+            "https://www.kaggle.com/competitions/talkingdata-adtracking-fraud-detection",
+            "train.csv (about 185M rows; train_sample.csv is the organisers' 100k-row sample)",
+            "data/talkingdata/ (then dataset.path=data/talkingdata)",
+            "Kaggle competition rules (accept them on the page)",
+        ),
     )
 }
 

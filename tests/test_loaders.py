@@ -335,7 +335,9 @@ def test_max_rows_reads_the_head_only():
 # ------------------------------------------------------------------------------ end to end
 
 
-@pytest.mark.parametrize("dataset", ["diginetica", "yoochoose", "rees46", "otto", "jd_micro"])
+@pytest.mark.parametrize(
+    "dataset", ["diginetica", "yoochoose", "rees46", "otto", "jd_micro", "talkingdata"]
+)
 @pytest.mark.parametrize("model", ["iforest", "lstm"])
 def test_each_shipped_sample_runs_end_to_end(compose_config, tmp_path, dataset, model):
     result = run(
@@ -475,3 +477,19 @@ def test_web_bots_runs_on_its_real_labels_only(compose_config, tmp_path):
     assert set(test["per_type"]) == {"moderate_bot", "advanced_bot"}
     assert test["anomalous_sequences"] == sum(test["per_type"].values()) > 0
     assert set(record["metrics"]["per_type"]) <= {"moderate_bot", "advanced_bot"}
+
+
+def test_talkingdata_sample_entities_and_downloads():
+    d = load("talkingdata", SAMPLES / "talkingdata" / "train_sample.csv")
+    e = d.events
+    assert d.source["rows_read"] == 100_000
+    assert d.source["downloads"] == 227
+    counts = np.bincount(e.event_type, minlength=7)
+    assert counts[EventType.PURCHASE] == 227
+    assert counts[EventType.CLICK] == 100_000 - d.source["quarantined"]["duplicate_event"]
+    assert len(np.unique(e.item_id)) == 161
+    assert sessions_sorted_by_time(e)
+    # an install follows its click on the same app, for the same (ip, device, os)
+    first = np.flatnonzero(e.event_type == EventType.PURCHASE)[0]
+    same = (e.session_id == e.session_id[first]) & (e.item_id == e.item_id[first])
+    assert e.timestamp[same & (e.event_type == EventType.CLICK)].min() < e.timestamp[first]

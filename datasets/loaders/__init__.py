@@ -16,6 +16,7 @@ from datasets.loaders import (
     otto,
     rees46,
     retailrocket,
+    talkingdata,
     taobao,
     web_bots,
     yoochoose,
@@ -32,6 +33,7 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Dataset]] = {
     "otto": otto.load,
     "jd_micro": jd_micro.load,
     "web_bots": web_bots.load,
+    "talkingdata": talkingdata.load,
 }
 
 __all__ = ["LOADERS", "DataFileError", "LoadOptions"]
