@@ -109,6 +109,12 @@ class PublicDatasetConfig(DatasetConfig):
     """OTTO only: 'auto', 's' or 'ms'."""
     window: bool = True
     """Taobao only: keep the documented 2017-11-25..2017-12-03 (UTC+8) window."""
+    cache: bool = True
+    """Keep the loaded arrays of big downloads in ``cache_dir`` (keyed by the files' SHA-256
+    and these options): later runs read them back in seconds."""
+    cache_dir: str = ".cache/datasets"
+    cache_min_mb: float = 64.0
+    """Inputs smaller than this load directly (the shipped samples)."""
 
 
 @dataclass

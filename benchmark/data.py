@@ -23,6 +23,7 @@ from benchmark.anomalies import (
 from benchmark.anomalies.core import from_session_labels
 from benchmark.config import DatasetConfig, PublicDatasetConfig, SyntheticDatasetConfig
 from benchmark.errors import ConfigError
+from datasets.cache import cached_load
 from datasets.features import (
     SequenceArrays,
     Vocabularies,
@@ -65,7 +66,11 @@ def _load_public(cfg: DatasetConfig, seed: int) -> Dataset:
         timestamp_unit=cfg.timestamp_unit,
         window=cfg.window,
     )
-    return PUBLIC_LOADERS[cfg.name](data_path(cfg.path), options)
+    loader, path = PUBLIC_LOADERS[cfg.name], data_path(cfg.path)
+    if not cfg.cache:
+        return loader(path, options)
+    min_bytes = int(cfg.cache_min_mb * 2**20)
+    return cached_load(cfg.name, path, options, loader, Path(cfg.cache_dir), min_bytes)
 
 
 LOADERS: dict[str, Callable[[DatasetConfig, int], Dataset]] = {

@@ -23,6 +23,7 @@ NEUTRAL_MODULES = [
     "benchmark.describe",
     "datasets.loaders",
     "datasets.fetch",
+    "datasets.cache",
 ]
 
 

@@ -493,3 +493,33 @@ def test_talkingdata_sample_entities_and_downloads():
     first = np.flatnonzero(e.event_type == EventType.PURCHASE)[0]
     same = (e.session_id == e.session_id[first]) & (e.item_id == e.item_id[first])
     assert e.timestamp[same & (e.event_type == EventType.CLICK)].min() < e.timestamp[first]
+
+
+@pytest.mark.parametrize("dataset", ["rees46", "web_bots"])
+def test_cache_round_trip_and_key(tmp_path, dataset):
+    from datasets.cache import cached_load
+
+    path = {
+        "rees46": SAMPLES / "rees46" / "2019-Oct_head_sessions.csv",
+        "web_bots": SAMPLES / "web_bots",
+    }[dataset]
+    calls = []
+
+    def loader(p, options):
+        calls.append(p)
+        return LOADERS[dataset](p, options)
+
+    first = cached_load(dataset, path, STRICT, loader, tmp_path, min_bytes=0)
+    second = cached_load(dataset, path, STRICT, loader, tmp_path, min_bytes=0)
+    assert len(calls) == 1, "the second load is a cache hit"
+    assert first.source["cache"]["status"] == "stored"
+    assert second.source["cache"]["status"] == "hit"
+    for name, column in first.events.columns().items():
+        np.testing.assert_array_equal(second.events.columns()[name], column)
+    assert second.modalities == first.modalities
+    if dataset == "web_bots":
+        assert second.session_labels.counts() == first.session_labels.counts()
+    cached_load(dataset, path, LoadOptions(max_rows=10), loader, tmp_path, min_bytes=0)
+    assert len(calls) == 2, "other options, other key"
+    cached_load(dataset, path, STRICT, loader, tmp_path, min_bytes=10**12)
+    assert len(calls) == 3, "small inputs bypass the cache"
