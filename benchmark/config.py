@@ -109,6 +109,9 @@ class PublicDatasetConfig(DatasetConfig):
     """OTTO only: 'auto', 's' or 'ms'."""
     window: bool = True
     """Taobao only: keep the documented 2017-11-25..2017-12-03 (UTC+8) window."""
+    proxy_labels: bool = False
+    """TalkingData only: real-label evaluation against the weak proxy "this (ip, device, os)
+    never downloaded the app" (run with anomaly=none)."""
     cache: bool = True
     """Keep the loaded arrays of big downloads in ``cache_dir`` (keyed by the files' SHA-256
     and these options): later runs read them back in seconds."""

@@ -65,6 +65,7 @@ def _load_public(cfg: DatasetConfig, seed: int) -> Dataset:
         on_unknown_event=cfg.on_unknown_event,
         timestamp_unit=cfg.timestamp_unit,
         window=cfg.window,
+        proxy_labels=cfg.proxy_labels,
     )
     loader, path = PUBLIC_LOADERS[cfg.name], data_path(cfg.path)
     if not cfg.cache:

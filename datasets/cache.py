@@ -110,6 +110,7 @@ def read(file: Path) -> Dataset:
         if columns:
             if "class_names" in columns:
                 columns["class_names"] = tuple(str(c) for c in columns["class_names"])
+                columns["by_user"] = bool(columns.get("by_user", False))
             side[table] = cls(**columns)
     return Dataset(
         str(data["name"]),

@@ -238,6 +238,9 @@ class SessionLabels:
     session_id: np.ndarray  # int64, sorted ascending
     label_code: np.ndarray  # int8
     class_names: tuple[str, ...]
+    by_user: bool = False
+    """Labels of users (entities) rather than sessions: every session of a labelled user gets
+    its label (for datasets sessionised by gap, whose session ids are made later)."""
 
     def lookup(self, session_ids: np.ndarray) -> np.ndarray:
         """Class code of each session id; -2 where the session has no label."""

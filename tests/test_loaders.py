@@ -523,3 +523,29 @@ def test_cache_round_trip_and_key(tmp_path, dataset):
     assert len(calls) == 2, "other options, other key"
     cached_load(dataset, path, STRICT, loader, tmp_path, min_bytes=10**12)
     assert len(calls) == 3, "small inputs bypass the cache"
+
+
+def test_talkingdata_proxy_labels_mark_entities_that_never_downloaded(compose_config, tmp_path):
+    d = load(
+        "talkingdata", SAMPLES / "talkingdata" / "train_sample.csv", LoadOptions(proxy_labels=True)
+    )
+    labels = d.session_labels
+    assert labels.by_user
+    downloaded = np.unique(d.events.user_id[d.events.event_type == EventType.PURCHASE])
+    assert labels.counts()["normal"] == len(downloaded)
+    assert np.all(labels.lookup(downloaded) == -1)
+    record = run(
+        compose_config(
+            [
+                "experiment=smoke",
+                "dataset=talkingdata",
+                "dataset.proxy_labels=true",
+                "anomaly=none",
+                "model=iforest",
+                f"results_dir={tmp_path}",
+            ]
+        )
+    ).record
+    test = record["data"]["splits"]["test"]
+    assert test["per_type"] == {"no_download": test["anomalous_sequences"]}
+    assert 0 < test["anomalous_sequences"] < test["sequences"]

@@ -265,7 +265,8 @@ def from_session_labels(events: EventTable, labels) -> LabelledEvents:
     """Real ground truth instead of injection: each session's class from ``labels`` (a
     ``datasets.schema.SessionLabels``); every event of an anomalous session is anomalous."""
     offsets = session_offsets(events.session_id)
-    code = labels.lookup(events.session_id[offsets[:-1]])
+    keys = events.user_id if labels.by_user else events.session_id
+    code = labels.lookup(keys[offsets[:-1]])
     if np.any(code == -2):
         raise InjectionError("some sessions have no label; the loader should have left them out")
     n_sess, n_types = len(code), len(labels.class_names)

@@ -150,6 +150,9 @@ class LoadOptions:
     window: bool = True
     """Keep only rows inside the dataset's documented time window (Taobao); rows outside are
     counted as ``outside_window``."""
+    proxy_labels: bool = False
+    """Use a dataset's proxy label as ground truth (TalkingData: an (ip, device, os) entity that
+    never downloaded is anomalous), for ``anomaly=none`` runs."""
 
 
 def events_table(

@@ -6,9 +6,10 @@ to an app download. There are no sessions: the entity is (ip, device, os), as in
 competition's feature work, and its clicks are cut into sessions at inactivity gaps by the
 config (``dataset.sequence.session_by=gap``). Each row is a click on the advertised app (the
 item; the channel is the category); a download adds a purchase event at ``attributed_time``.
-``is_attributed`` is a proxy, not a fraud label (most clicks without a download are ordinary),
-so it is not used as ground truth here: anomalies are injected as for other datasets. Encoded
-ips are shared by many users behind carrier gateways.
+``is_attributed`` is a proxy, not a fraud label (most clicks without a download are ordinary):
+by default anomalies are injected as for other datasets; ``dataset.proxy_labels=true`` (with
+``anomaly=none``) evaluates against the proxy instead, an entity that never downloaded being
+anomalous. Encoded ips are shared by many users behind carrier gateways.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from datasets.loaders.common import (
     sort_by_session_and_time,
     source_report,
 )
-from datasets.schema import Dataset, EventType
+from datasets.schema import Dataset, EventType, SessionLabels
 
 FETCH = "download train.csv from Kaggle (python -m datasets.fetch talkingdata says where)"
 TIME = "%Y-%m-%d %H:%M:%S"
@@ -103,7 +104,27 @@ def load(path: Path, options: LoadOptions) -> Dataset:
         user_id=events["entity"],
         category_id=events["category"],
     )
+    labels = _no_download_labels(table) if options.proxy_labels else None
     report = source_report(
-        [file], rows, q, downloads=int(downloaded.sum()), entity="(ip, device, os)"
+        [file],
+        rows,
+        q,
+        downloads=int(downloaded.sum()),
+        entity="(ip, device, os)",
+        labels=labels.counts() if labels is not None else None,
     )
-    return Dataset("talkingdata", table, source=report)
+    return Dataset("talkingdata", table, source=report, session_labels=labels)
+
+
+def _no_download_labels(events) -> SessionLabels:
+    """The weak proxy: an entity that never downloaded is anomalous ("no_download"). Most
+    such entities are ordinary users; click farms are among them."""
+    entities, inverse = np.unique(events.user_id, return_inverse=True)
+    downloads = np.zeros(len(entities), dtype=np.int64)
+    np.add.at(downloads, inverse, events.event_type == EventType.PURCHASE)
+    return SessionLabels(
+        session_id=entities,
+        label_code=np.where(downloads > 0, -1, 0).astype(np.int8),
+        class_names=("no_download",),
+        by_user=True,
+    )
