@@ -143,6 +143,14 @@ def test_jd_micro_samples_relative_times_and_dwell():
     assert e.item_id[first][:2].tolist() == [879089, 877096]
 
 
+def test_jd_micro_reads_upstream_files_without_extension(tmp_path):
+    (tmp_path / "JD_Computers").write_text("1+5+7+3+3 2+9+7+1+1\n")
+    (tmp_path / "SOURCE.md").write_text("not data\n")
+    d = load("jd_micro", tmp_path)
+    assert d.events.event_type.tolist() == [EventType.VIEW, EventType.ADD_TO_CART]
+    assert d.events.timestamp.tolist() == [0.0, 3.0]
+
+
 def test_jd_micro_bad_token_names_line_and_token(tmp_path):
     f = tmp_path / "JD_x.txt"
     f.write_text("1+5+7+3+3 2+9+7+1+1\n1+5+7+3+3 2+11+7+1+1\n")

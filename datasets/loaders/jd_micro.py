@@ -9,7 +9,7 @@ last token's interval points outside the data and is ignored). ``dwell_time`` be
 schema's ``dwell``. Behaviour types: 1-5 arrive on a product page (home, category list, sale,
 cart, search list: views), 6-8 act on the detail page (comments, specification, scroll to
 bottom: clicks), 9 adds to cart, 10 orders. A folder as ``dataset.path`` reads every ``*.txt``
-in it; each file's sessions get ids of their own.
+in it (and the upstream files without extension); each file's sessions get ids of their own.
 """
 
 from __future__ import annotations
@@ -43,11 +43,17 @@ SESSIONS_PER_FILE = 1 << 40  # session id = file index * this + line number
 
 
 def files_of(path: Path) -> list[Path]:
+    """A file, or every session file of a folder: ``*.txt`` and the upstream files, which have
+    no extension (``JD_Computers``); other files (``SOURCE.md``, hidden ones) are left out."""
     if path.is_dir():
-        found = sorted(path.glob("*.txt"))
+        found = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and p.suffix in ("", ".txt") and not p.name.startswith(".")
+        )
         if found:
             return found
-        path = path / "JD_Computers.txt"
+        path = path / "JD_Computers"
     return [require_file(path, "JD micro-behaviour sessions", FETCH)]
 
 
