@@ -283,61 +283,47 @@ def cross_text(cross: CrossSetting) -> str:
     return "\n".join(lines)
 
 
+CSV_FIELDS = (
+    "setting",
+    "rank",
+    "model",
+    "framework",
+    "objective",
+    "seeds",
+    "roc_auc",
+    "roc_auc_low",
+    "roc_auc_high",
+    "ci_kind",
+    "pr_auc",
+    "f1",
+    "recall_at_1pct_fpr",
+    "train_seq_per_s",
+    "infer_seq_per_s",
+    "latency_ms",
+    "n_params",
+    "peak_memory_mb",
+    "pareto_latency",
+    "pareto_memory",
+)
+
+
+def csv_value(row: Row, name: str):
+    """A CSV field of a row: its attribute, except the seed count and the mean ROC-AUC."""
+    if name == "seeds":
+        return len(row.seeds)
+    return row.roc_auc_mean if name == "roc_auc" else getattr(row, name)
+
+
 def to_csv(report: Report, path: Path) -> None:
     """One row per detector and setting, raw numbers (no formatting), per-type columns."""
     rows = [r for s in report.sections for r in s.rows]
     types = type_names(rows)
-    fields = [
-        "setting",
-        "rank",
-        "model",
-        "framework",
-        "objective",
-        "seeds",
-        "roc_auc",
-        "roc_auc_low",
-        "roc_auc_high",
-        "ci_kind",
-        "pr_auc",
-        "f1",
-        "recall_at_1pct_fpr",
-        "train_seq_per_s",
-        "infer_seq_per_s",
-        "latency_ms",
-        "n_params",
-        "peak_memory_mb",
-        "pareto_latency",
-        "pareto_memory",
-    ] + [f"roc_auc_{t}" for t in types]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(fields)
+        writer.writerow([*CSV_FIELDS, *(f"roc_auc_{t}" for t in types)])
         for r in rows:
-            writer.writerow(
-                [
-                    r.setting,
-                    r.rank,
-                    r.model,
-                    r.framework,
-                    r.objective,
-                    len(r.seeds),
-                    r.roc_auc_mean,
-                    r.roc_auc_low,
-                    r.roc_auc_high,
-                    r.ci_kind,
-                    r.pr_auc,
-                    r.f1,
-                    r.recall_at_1pct_fpr,
-                    r.train_seq_per_s,
-                    r.infer_seq_per_s,
-                    r.latency_ms,
-                    r.n_params,
-                    r.peak_memory_mb,
-                    r.pareto_latency,
-                    r.pareto_memory,
-                ]
-                + [r.per_type.get(t) for t in types]
-            )
+            values = [csv_value(r, name) for name in CSV_FIELDS]
+            writer.writerow(values + [r.per_type.get(t) for t in types])
 
 
 TEX_COLUMNS = (

@@ -20,7 +20,6 @@ from benchmark.stats import (
     friedman,
     holm,
     mean_ci,
-    min_wilcoxon_pvalue,
     paired_comparison,
 )
 
@@ -274,7 +273,7 @@ def compare_top_two(rows: list[Row]) -> TopComparison | None:
         else "not significant at 0.05"
         if sufficient
         else f"too few seeds for evidence (the exact test cannot go below p = "
-        f"{min_wilcoxon_pvalue(len(seeds)):.3f} with {len(seeds)} pairs; use at least "
+        f"{cmp.min_wilcoxon_pvalue:.3f} with {len(seeds)} pairs; use at least "
         f"{MIN_SEEDS_FOR_TESTS})"
     )
     sentence = (

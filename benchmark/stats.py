@@ -45,7 +45,7 @@ def paired_comparison(a, b, confidence: float = 0.95) -> PairedComparison:
     else:
         t_p = float(stats.ttest_rel(b, a).pvalue)
     w_p = math.nan if np.all(diff == 0) else float(stats.wilcoxon(b, a, method="exact").pvalue)
-    return PairedComparison(mean_ci(diff, confidence), t_p, w_p, 2.0 / 2 ** len(a))
+    return PairedComparison(mean_ci(diff, confidence), t_p, w_p, min_wilcoxon_pvalue(len(a)))
 
 
 def min_wilcoxon_pvalue(n: int) -> float:

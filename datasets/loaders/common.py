@@ -179,15 +179,20 @@ def events_table(
     )
 
 
-def map_types(
-    raw: np.ndarray, aliases: dict[str, str], options: LoadOptions, quarantine: Quarantine, where
+def valid_events(
+    seconds: np.ndarray,
+    type_codes: np.ndarray,
+    types: Interner,
+    aliases: dict[str, str],
+    options: LoadOptions,
+    quarantine: Quarantine,
+    where,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Event codes for raw type strings, and the mask of rows kept. Unknown spellings are
-    rejected (strict: the first row's place is named) unless ``on_unknown_event`` maps them."""
-    names, index = np.unique(np.asarray(raw, dtype=object).astype(str), return_inverse=True)
-    interner = Interner()
-    interner.encode(names)
-    return map_type_codes(index.reshape(-1), interner, aliases, options, quarantine, where)
+    """The rules every event row passes: a time in range and a known event type. Returns the
+    vocabulary codes and the mask of rows kept (rejected rows are named, or counted)."""
+    ok = check_times(seconds, quarantine, where)
+    codes, known = map_type_codes(type_codes, types, aliases, options, quarantine, where)
+    return codes, ok & known
 
 
 def map_type_codes(
@@ -198,7 +203,9 @@ def map_type_codes(
     quarantine: Quarantine,
     where,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """As :func:`map_types`, for a column already interned (``codes`` into ``interner``)."""
+    """Vocabulary codes of an interned event-type column (``codes`` into ``interner``), and the
+    mask of rows kept. Unknown spellings are rejected (strict: the first row's place is named)
+    unless ``on_unknown_event`` maps them."""
     names = np.array(interner.names(), dtype=object)
     rule = "drop" if options.on_unknown_event == "reject" else options.on_unknown_event
     table = map_event_types(names, aliases=aliases, on_unknown=rule) if len(names) else None
@@ -656,6 +663,30 @@ def sort_by_session_and_time(columns: dict[str, np.ndarray], session: str, time:
     for name in list(columns):
         columns[name] = columns[name][order]
     return columns
+
+
+def per_session_min(session: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """For each row, the smallest ``value`` of its session (any order of rows)."""
+    uniques, inverse = np.unique(session, return_inverse=True)
+    low = np.full(len(uniques), np.inf)
+    np.minimum.at(low, inverse, value)
+    return low[inverse]
+
+
+def latest_per_key(keys: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Row index of the latest row (by ``times``; file order breaks ties) of each key."""
+    order = np.lexsort((times, keys))
+    sorted_keys = keys[order]
+    return order[np.r_[sorted_keys[1:] != sorted_keys[:-1], True]] if len(keys) else order
+
+
+def lookup(keys: np.ndarray, values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``values`` of unique ``keys`` at ``queries``; ``MISSING_ID`` where a query is no key."""
+    order = np.argsort(keys)
+    keys, values = keys[order], values[order]
+    pos = np.clip(np.searchsorted(keys, queries), 0, max(len(keys) - 1, 0))
+    found = keys[pos] == queries if len(keys) else np.zeros(len(queries), dtype=bool)
+    return np.where(found, values[pos] if len(keys) else MISSING_ID, MISSING_ID)
 
 
 def keep_rows(columns: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:

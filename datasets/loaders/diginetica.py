@@ -28,6 +28,8 @@ from datasets.loaders.common import (
     drop_duplicates,
     events_table,
     line_of,
+    lookup,
+    per_session_min,
     read_csv,
     require_file,
     source_report,
@@ -81,7 +83,7 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     midnight = midnight[ok]
     cols = drop_duplicates(cols | {"_day": midnight}, [s, i, tf], q)
     session = cols[s]
-    first_day = _per_session_min(session, cols["_day"])
+    first_day = per_session_min(session, cols["_day"])
     user = cols[u].copy()
     anonymous = user == MISSING_ID
     user[anonymous] = user.max(initial=0) + 1 + session[anonymous]  # one user per session
@@ -100,20 +102,10 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     return Dataset("diginetica", events.sorted(), source=report)
 
 
-def _per_session_min(session: np.ndarray, value: np.ndarray) -> np.ndarray:
-    uniques, inverse = np.unique(session, return_inverse=True)
-    low = np.full(len(uniques), np.inf)
-    np.minimum.at(low, inverse, value)
-    return low[inverse]
-
-
 def _categories(folder: Path, items: np.ndarray) -> np.ndarray | None:
     file = folder / CATEGORIES
     if not file.is_file():
         return None
     fmt = CsvFormat(";", (Column("itemId", "int"), Column("categoryId", "int")))
     table = read_csv(file, fmt, Quarantine(strict=True))
-    order = np.argsort(table["itemId"])
-    keys, cats = table["itemId"][order], table["categoryId"][order]
-    pos = np.clip(np.searchsorted(keys, items), 0, max(len(keys) - 1, 0))
-    return np.where(len(keys) and keys[pos] == items, cats[pos], MISSING_ID)
+    return lookup(table["itemId"], table["categoryId"], items)

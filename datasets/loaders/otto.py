@@ -19,14 +19,14 @@ import numpy as np
 from datasets.loaders.common import (
     EXACT_CHUNK_ROWS,
     DataFileError,
+    Interner,
     LoadOptions,
     Quarantine,
-    check_times,
     drop_duplicates,
     events_table,
-    map_types,
     require_file,
     source_report,
+    valid_events,
 )
 from datasets.schema import Dataset
 
@@ -60,9 +60,8 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     unit = _unit(cols["ts"], options.timestamp_unit)
     seconds = cols["ts"] / (1000.0 if unit == "ms" else 1.0)
     where = lambda i: f"{file}:{cols['line'][i]}"  # noqa: E731
-    ok = check_times(seconds, q, where)
-    codes, known = map_types(cols["type"], TYPES, options, q, where)
-    keep = ok & known
+    types = Interner()
+    codes, keep = valid_events(seconds, types.encode(cols["type"]), types, TYPES, options, q, where)
     cols = drop_duplicates(
         {
             "session": cols["session"][keep],

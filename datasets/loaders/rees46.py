@@ -20,18 +20,18 @@ from datasets.loaders.common import (
     Interner,
     LoadOptions,
     Quarantine,
-    check_times,
     concat_columns,
     drop_duplicates,
     events_table,
     keep_rows,
+    latest_per_key,
     line_of,
-    map_type_codes,
     read_csv,
     reject_rows,
     require_file,
     sort_by_session_and_time,
     source_report,
+    valid_events,
 )
 from datasets.schema import MISSING_ID, Dataset, ItemAttributes
 
@@ -104,16 +104,15 @@ def load(path: Path, options: LoadOptions) -> Dataset:
 def _events(file, cols, q, options, interners: dict[str, Interner]) -> dict:
     where = line_of(file, cols)
     seconds = cols["event_time"]
-    ok = check_times(seconds, q, where)
-    codes, known = map_type_codes(
-        cols["event_type"], interners["event_type"], TYPES, options, q, where
+    codes, valid = valid_events(
+        seconds, cols["event_type"], interners["event_type"], TYPES, options, q, where
     )
     session = cols["user_session"]
     no_session = session == MISSING_ID
     reject_rows(
-        no_session & ok & known, q, lambda i: (where(i), "user_session is empty"), "missing_value"
+        no_session & valid, q, lambda i: (where(i), "user_session is empty"), "missing_value"
     )
-    keep = ok & known & ~no_session
+    keep = valid & ~no_session
     renamed = {
         "session": session,
         "time": seconds,
@@ -129,10 +128,7 @@ def _events(file, cols, q, options, interners: dict[str, Interner]) -> dict:
 
 def _items(cols: dict) -> ItemAttributes:
     """Per item: its category, brand and the last price seen (rows are time-ordered per file)."""
-    order = np.lexsort((cols["time"], cols["item"]))
-    item = cols["item"][order]
-    last = np.r_[item[1:] != item[:-1], True]
-    pick = order[last]
+    pick = latest_per_key(cols["item"], cols["time"])
     return ItemAttributes(
         item_id=cols["item"][pick],
         category_id=cols["category"][pick],

@@ -21,14 +21,15 @@ from datasets.loaders.common import (
     Interner,
     LoadOptions,
     Quarantine,
-    check_times,
     drop_duplicates,
     events_table,
+    latest_per_key,
     line_of,
-    map_type_codes,
+    lookup,
     read_csv,
     require_file,
     source_report,
+    valid_events,
 )
 from datasets.schema import MISSING_ID, Dataset
 
@@ -66,9 +67,7 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     rows = len(cols["timestamp"])
     where = line_of(file, cols)
     seconds = cols["timestamp"] / 1000.0
-    ok = check_times(seconds, q, where)
-    codes, known = map_type_codes(cols["event"], interners["event"], TYPES, options, q, where)
-    keep = ok & known
+    codes, keep = valid_events(seconds, cols["event"], interners["event"], TYPES, options, q, where)
     cols = drop_duplicates(
         {
             "visitor": cols["visitorid"][keep],
@@ -108,10 +107,5 @@ def _categories(files: list[Path], items: np.ndarray, options: LoadOptions) -> n
         times.append(props["timestamp"][is_cat])
         values.append(as_int[props["value"][is_cat]])
     key, t, value = (np.concatenate(x) for x in (keys, times, values))
-    order = np.lexsort((t, key))
-    key, value = key[order], value[order]
-    last = np.r_[key[1:] != key[:-1], True] if len(key) else np.zeros(0, dtype=bool)
-    key, value = key[last], value[last]
-    pos = np.clip(np.searchsorted(key, items), 0, max(len(key) - 1, 0))
-    found = (key[pos] == items) if len(key) else np.zeros(len(items), dtype=bool)
-    return np.where(found, value[pos], MISSING_ID)
+    latest = latest_per_key(key, t)
+    return lookup(key[latest], value[latest], items)

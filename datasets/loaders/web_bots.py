@@ -33,6 +33,7 @@ from datasets.loaders.common import (
     LoadOptions,
     Quarantine,
     events_table,
+    per_session_min,
     require_file,
     source_report,
 )
@@ -163,7 +164,4 @@ def _labels(file: Path, sessions: Interner, q: Quarantine) -> SessionLabels:
 
 def _from_session_start(session: np.ndarray, time: np.ndarray) -> np.ndarray:
     """Times relative to each session's first request (the leak guard on absolute dates)."""
-    uniques, inverse = np.unique(session, return_inverse=True)
-    start = np.full(len(uniques), np.inf)
-    np.minimum.at(start, inverse, time)
-    return time - start[inverse]
+    return time - per_session_min(session, time)
