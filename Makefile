@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-gpu run test test-slow test-gpu bench lint format lock clean
+.PHONY: setup setup-gpu run test test-slow test-gpu bench bench-compare speed lint format lock clean
 
 setup: $(STAMP)
 
@@ -37,8 +37,22 @@ test-slow: setup
 test-gpu: setup-gpu
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
 
+# pytest-benchmark suite (data stage, loaders, every detector x framework beside its plain
+# reference); the JSON lands in results/bench/.
 bench: setup
-	$(PY) -m pytest -m benchmark --benchmark-enable --benchmark-only $(PYTEST_ARGS)
+	mkdir -p results/bench
+	$(PY) -m pytest -m benchmark --benchmark-enable --benchmark-only \
+		--benchmark-json=results/bench/bench-$$(date -u +%Y%m%d-%H%M%S).json $(PYTEST_ARGS)
+
+# This checkout against REF, measured alternately in one job: fails when >15% slower.
+REF ?= HEAD~1
+bench-compare: setup
+	$(PY) -m benchmark.bench_compare --ref $(REF) $(ARGS)
+
+# The timing table (PRESET=cpu|gpu|quick): results/speed/*.{json,md}.
+PRESET ?= cpu
+speed: setup
+	$(PY) -m benchmark.speed --preset $(PRESET) $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -147,8 +147,25 @@ class FrameworkConfig:
     compile: bool = False
     """torch.compile for PyTorch; for JAX, the whole train step under jax.jit (off: eager,
     for debugging only)."""
+    compile_mode: str = "default"
+    """PyTorch: torch.compile mode; 'reduce-overhead' replays CUDA graphs (small-batch
+    latency), 'max-autotune' also searches kernels."""
+    attention: str = "sdpa"
+    """PyTorch: 'sdpa' (scaled_dot_product_attention picks flash / memory-efficient / cuDNN
+    kernels) or 'math' (its unfused reference kernel, to show what the fused ones buy)."""
+    tf32: bool = False
+    """PyTorch on GPU: TF32 tensor cores for float32 matrix products and cuDNN RNNs."""
     scan_unroll: int = 1
     """JAX: time steps per iteration of the recurrent lax.scan (speed vs compile time)."""
+    hoist_inputs: bool = True
+    """JAX recurrent models: one matrix product for all time steps' input projections,
+    outside the scan (off: inside each step, as a naive cell does)."""
+    donate: bool = True
+    """JAX: donate parameter and optimiser buffers to the train step (updated in place)."""
+    dense_embedding_grad_rows: int = 4096
+    """JAX: embedding tables up to this many rows take their gradient as a one-hot matrix
+    product instead of a scatter-add (GPUs serialise a scatter's repeated ids); 0 = never."""
+    """JAX: donate parameter and optimiser buffers to the train step (updated in place)."""
 
 
 @dataclass
@@ -176,12 +193,22 @@ class TrainConfig:
 
 @dataclass
 class TimingConfig:
+    """The timing protocol (benchmark/timing.py), run on the test split after evaluation."""
+
     enabled: bool = True
     warmup_steps: int = 10
+    """Untimed calls after the first (timed: compilation) one."""
     min_window_s: float = 1.0
-    windows: int = 5
+    """Each throughput window lasts at least this long (one synchronisation at its end)."""
+    windows: int = 3
+    """Windows per figure: the median is reported, with the spread."""
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32, 256, 1024])
+    """Inference throughput batch sizes."""
+    latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
     latency_requests: int = 1000
+    """End-to-end requests per latency distribution (p99.9 needs >= 1000)."""
+    train: bool = True
+    """Also time full optimiser steps at train.batch_size (weights restored afterwards)."""
 
 
 @dataclass
@@ -260,6 +287,15 @@ def check_config(cfg: Config) -> None:
     _choice("dataset.split.method", split.method, CHOICES["split.method"])
     _choice("framework.device", cfg.framework.device, ("auto", "cpu", "cuda"))
     _choice("framework.precision", cfg.framework.precision, ("fp32", "bf16"))
+    _choice(
+        "framework.compile_mode",
+        cfg.framework.compile_mode,
+        ("default", "reduce-overhead", "max-autotune"),
+    )
+    _choice("framework.attention", cfg.framework.attention, ("sdpa", "math"))
+    if cfg.framework.scan_unroll < 1:
+        raise ConfigError(f"framework.scan_unroll={cfg.framework.scan_unroll} must be >= 1")
+    check_timing(cfg.timing)
     _choice("train.schedule", cfg.train.schedule, ("cosine", "constant"))
     _choice("logger.name", cfg.logger.name, ("wandb_offline", "wandb", "none"))
     _choice("evaluation.threshold", cfg.evaluation.threshold, ("max_f1", "fpr"))
@@ -299,3 +335,16 @@ def check_config(cfg: Config) -> None:
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not allowed; use one of {list(allowed)}")
+
+
+def check_timing(t: TimingConfig) -> None:
+    minimum = {"windows": 1, "latency_requests": 1, "warmup_steps": 0}
+    for name, low in minimum.items():
+        if getattr(t, name) < low:
+            raise ConfigError(f"timing.{name}={getattr(t, name)} must be >= {low}")
+    if t.min_window_s <= 0:
+        raise ConfigError(f"timing.min_window_s={t.min_window_s} must be > 0 (seconds)")
+    for name in ("batch_sizes", "latency_batch_sizes"):
+        sizes = list(getattr(t, name))
+        if any(b < 1 for b in sizes):
+            raise ConfigError(f"timing.{name}={sizes}: every batch size must be >= 1")

@@ -21,7 +21,14 @@ from benchmark.detectors import (
 from benchmark.errors import ConfigError
 from benchmark.metrics import evaluate, fit_threshold, roc_auc
 from benchmark.store import SCORES_FILE
-from datasets.features import N_DEVICES, N_EVENT_TYPES, N_GAP_BUCKETS, N_PRICE_BUCKETS
+from benchmark.timing import Plan, ScoreProbe, TimingProtocol, measure
+from datasets.features import (
+    N_DEVICES,
+    N_EVENT_TYPES,
+    N_GAP_BUCKETS,
+    N_PRICE_BUCKETS,
+    SequenceArrays,
+)
 
 
 def data_info(prepared: PreparedData, max_length: int) -> DataInfo:
@@ -39,8 +46,9 @@ def data_info(prepared: PreparedData, max_length: int) -> DataInfo:
     )
 
 
-def detect(config, prepared: PreparedData, run_dir: Path, record: dict) -> None:
-    """Fill ``record`` with the detector's training report, metrics and timings."""
+def detect(config, prepared: PreparedData, run_dir: Path, record: dict):
+    """Fill ``record`` with the detector's training report and metrics; returns the fitted
+    detector (for the timing phase)."""
     model, framework = config.model.name.value, config.framework.name.value
     record["framework"] = framework_of(model, framework)
     spec = DetectorSpec(
@@ -94,6 +102,34 @@ def detect(config, prepared: PreparedData, run_dir: Path, record: dict) -> None:
         "infer_seq_per_s": len(test) / max(infer_seconds, 1e-9),
     }
     save_scores(run_dir / SCORES_FILE, prepared, val_scores, test_scores)
+    return detector
+
+
+def timing_plan(config) -> Plan:
+    t = config.timing
+    protocol = TimingProtocol(
+        warmup=t.warmup_steps,
+        min_window_s=t.min_window_s,
+        windows=t.windows,
+        latency_requests=t.latency_requests,
+    )
+    return Plan(
+        protocol=protocol,
+        batch_sizes=tuple(t.batch_sizes),
+        latency_batch_sizes=tuple(t.latency_batch_sizes),
+        train_batch_size=config.train.batch_size if t.train else None,
+    )
+
+
+def time_detector(detector, data: SequenceArrays, config) -> dict:
+    """The timing protocol on ``data`` (the test split) after the metrics are recorded; the
+    training steps it times leave the weights as they were."""
+    probe = (
+        detector.speed_probe(data)
+        if hasattr(detector, "speed_probe")
+        else ScoreProbe(detector, data)
+    )
+    return measure(probe, timing_plan(config))
 
 
 def load_weights(detector, path: str, model: str, config) -> dict:

@@ -58,6 +58,14 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+SPEED_NOTE = (
+    "Throughput: median of timed windows (>= timing.min_window_s each, one synchronisation "
+    "per window) on batches already on the device; latency: end-to-end requests (host rows in, "
+    "host scores out); first call: the slowest first call (compilation) over the batch sizes; "
+    "peak MB: device memory allocated on GPU, else the process's peak RSS."
+)
+
+
 @dataclass
 class Section:
     """One setting's part of the report."""
@@ -67,6 +75,7 @@ class Section:
     latency_measure: str
     recommendations: list[str]
     plots: dict[str, Path] = field(default_factory=dict)
+    speed: tuple[list[str], list[list[str]]] = ([], [])
 
 
 @dataclass
@@ -117,12 +126,67 @@ def cells(row: Row) -> dict[str, str]:
     }
 
 
+def fast_paths_text(environment: dict) -> str:
+    """The switches that were on, as short text ('compile(default), bf16, sdpa')."""
+    on = []
+    for name, value in environment.get("fast_paths", {}).items():
+        if value is True:
+            on.append(name)
+        elif isinstance(value, str | int) and value not in (False, 0) and name != "recurrence":
+            on.append(f"{name}={value}")
+    return ", ".join(on) or "-"
+
+
+def speed_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The timing protocol's figures per candidate (first seed each): throughput per batch
+    size, latency percentiles, first-call time, peak memory, precision and fast paths."""
+    timed = [r for r in _first_seed_each(runs) if r.get("timing", {}).get("inference")]
+    batches = sorted(
+        {k for r in timed for k in r["timing"]["inference"]}, key=lambda k: int(k.split("_")[1])
+    )
+    header = [
+        "model",
+        *[f"infer seq/s b{b.split('_')[1]}" for b in batches],
+        "train seq/s",
+        "p50 / p99 ms b1",
+        "p99 ms b32",
+        "first call s",
+        "peak MB",
+        "device",
+        "precision",
+        "fast paths",
+    ]
+    body = []
+    for r in sorted(timed, key=lambda r: (r["model"], r["framework"])):
+        t = r["timing"]
+        lat = t.get("latency_ms", {})
+        b1, b32 = lat.get("batch_1", {}), lat.get("batch_32", {})
+        env = t.get("environment", {})
+        first = max((v["first_call_s"] for v in t["inference"].values()), default=None)
+        body.append(
+            [
+                f"{r['model']}/{r['framework']}",
+                *[fmt(t["inference"].get(b, {}).get("seq_per_s")) for b in batches],
+                fmt(t.get("train", {}).get("seq_per_s")),
+                f"{fmt(b1.get('p50'))} / {fmt(b1.get('p99'))}",
+                fmt(b32.get("p99")),
+                fmt(first),
+                fmt(t.get("peak_memory_mb")),
+                str(env.get("device", "-")),
+                str(env.get("precision", {}).get("compute", "-")),
+                fast_paths_text(env),
+            ]
+        )
+    return header, body
+
+
 def hardware_of(records: list[dict]) -> str:
     """The most common device description among the records (e.g. 'CPU: AMD EPYC ... x2')."""
     names = Counter()
     for r in records:
         hw = r.get("provenance", {}).get("hardware", {})
-        gpu = r.get("timing", {}).get("device_name")
+        device = r.get("timing", {}).get("environment", {}).get("device")
+        gpu = device if device and device != "cpu" else None
         names[gpu or f"CPU: {hw.get('cpu', '?')} x{hw.get('cpu_count', '?')}"] += 1
     return names.most_common(1)[0][0] if names else "unknown hardware"
 
@@ -144,6 +208,7 @@ def build(root: Path, out_dir: Path | None = None) -> Report:
         runs = [r for r in ok_records(records) if setting_of(r) == setting]
         measure = " / ".join(sorted({latency_of(r)[1] for r in runs}))
         section = Section(setting, mine, measure, recommendations(mine, hardware, measure))
+        section.speed = speed_table(runs)
         section.plots = draw_section(section, runs, plot_dir / slug(setting))
         sections.append(section)
     cross = cross_setting(rows)
@@ -243,6 +308,8 @@ def to_markdown(report: Report) -> str:
                     [[r.name] + [fmt(r.per_type.get(t)) for t in types] for r in s.rows],
                 ),
             ]
+        if s.speed[1]:
+            out += ["", "### Speed (timing protocol)", "", SPEED_NOTE, "", markdown_table(*s.speed)]
         out += ["", "### Recommendation", ""] + [f"- {line}" for line in s.recommendations]
     out += ["", "## Across settings", "", cross_text(report.cross)]
     if report.failures:
@@ -428,6 +495,12 @@ def to_html(report: Report) -> str:
                     ["model", *types],
                     [[r.name] + [fmt(r.per_type.get(t)) for t in types] for r in s.rows],
                 ),
+            ]
+        if s.speed[1]:
+            parts += [
+                "<h3>Speed (timing protocol)</h3>",
+                f"<p>{html.escape(SPEED_NOTE)}</p>",
+                _html_table(*s.speed),
             ]
         parts += ["<h3>Recommendation</h3><ul>"]
         parts += [f"<li>{_md_inline(line)}</li>" for line in s.recommendations]

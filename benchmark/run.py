@@ -31,7 +31,7 @@ from benchmark.config import NOISE_KEYS, Config, check_config
 from benchmark.data import PreparedData, prepare_data
 from benchmark.detectors import BASELINES
 from benchmark.identity import run_id as make_run_id
-from benchmark.pipeline import detect
+from benchmark.pipeline import detect, time_detector
 from benchmark.store import RECORD_FILE, StoreError, append, attempts, store_path
 from benchmark.tracking import track
 
@@ -84,7 +84,10 @@ def run(cfg: DictConfig | Config) -> RunResult:
         if config.save_arrays:
             save_arrays(prepared, run_dir)
         phase = "detect"
-        detect(config, prepared, run_dir, record)
+        detector = detect(config, prepared, run_dir, record)
+        if config.timing.enabled:
+            phase = "timing"  # the metrics are in the record already: a failure here keeps them
+            record["timing"].update(time_detector(detector, prepared.arrays["test"], config))
         record["status"] = "ok"
     except BaseException as err:
         record.update(status="failed", failed_phase=phase, error=f"{type(err).__name__}: {err}")

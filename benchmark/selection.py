@@ -114,6 +114,22 @@ def latency_of(record: dict) -> tuple[float | None, str]:
     return None, "not measured"
 
 
+def train_rate(timing: dict) -> float | None:
+    """Training sequences/s: the timing protocol's figure (full optimiser steps, no host
+    sync), else the fit's average (which includes validation and data handling)."""
+    return timing.get("train", {}).get("seq_per_s") or timing.get("train_seq_per_s")
+
+
+def infer_rate(timing: dict) -> float | None:
+    """Inference sequences/s: the protocol's figure at its largest batch size, else the
+    evaluation pass's average."""
+    by_batch = timing.get("inference", {})
+    if by_batch:
+        largest = max(by_batch, key=lambda k: int(k.split("_")[1]))
+        return by_batch[largest]["seq_per_s"]
+    return timing.get("infer_seq_per_s")
+
+
 def _median(values: list) -> float | None:
     kept = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.median(kept)) if kept else None
@@ -198,8 +214,8 @@ def _row(key: tuple, runs: list[dict]) -> Row:
         f1=_mean([r["metrics"]["f1"] for r in runs]),
         recall_at_1pct_fpr=_mean([r["metrics"]["recall_at_1pct_fpr"] for r in runs]),
         per_type={t: _mean(v) for t, v in per_type.items()},
-        train_seq_per_s=_median([t.get("train_seq_per_s") for t in timing]),
-        infer_seq_per_s=_median([t.get("infer_seq_per_s") for t in timing]),
+        train_seq_per_s=_median([train_rate(t) for t in timing]),
+        infer_seq_per_s=_median([infer_rate(t) for t in timing]),
         latency_ms=_median([latency_of(r)[0] for r in runs]),
         n_params=runs[0].get("n_params"),
         peak_memory_mb=_median([t.get("peak_memory_mb") for t in timing]),

@@ -7,7 +7,7 @@ fitting and cannot leak anything from validation or test data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -167,6 +167,15 @@ class SequenceArrays:
     session_id: np.ndarray  # (N,) int64
     brand: np.ndarray | None = None  # (N, T) int32, item-attribute modality
     profile: np.ndarray | None = None  # (N, F) int32, user-profile modality (0 = none)
+
+    def take(self, index: np.ndarray) -> SequenceArrays:
+        """Rows ``index`` (a copy) as a split of their own."""
+        return SequenceArrays(
+            **{
+                f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
+                for f in fields(self)
+            }
+        )
 
     def __len__(self) -> int:
         return len(self.length)

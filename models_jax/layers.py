@@ -9,6 +9,9 @@ padding row receives no gradient (torch's ``padding_idx``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -35,29 +38,69 @@ def gelu(x: jax.Array) -> jax.Array:
     return jax.nn.gelu(x, approximate=False)  # torch's F.gelu default
 
 
-class Embedding(nnx.Module):
-    """A lookup table whose row 0 (padding) is zero at init and never updated by gradients."""
+@dataclass(frozen=True)
+class Speed:
+    """Implementation choices that change speed, never the function computed."""
 
-    def __init__(self, num: int, dim: int, rngs: nnx.Rngs) -> None:
+    unroll: int = 1  # recurrent models: time steps per lax.scan iteration
+    hoist: bool = True  # recurrent models: input projections outside the scan
+    dense_grad_rows: int = 4096  # embedding tables up to this size: matmul gradient
+
+
+DEFAULT_SPEED = Speed()
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _lookup(table: jax.Array, ids: jax.Array, dense_grad: bool) -> jax.Array:
+    return table[ids]
+
+
+def _lookup_fwd(table, ids, dense_grad):
+    return table[ids], (ids, table.shape[0])
+
+
+def _lookup_bwd(dense_grad, residual, grad):
+    ids, rows = residual
+    flat_ids, flat_grad = ids.reshape(-1), grad.reshape(-1, grad.shape[-1])
+    if dense_grad:  # one_hot(ids)^T @ grad: a matrix product instead of a contended scatter
+        one_hot = jax.nn.one_hot(flat_ids, rows, dtype=flat_grad.dtype)
+        table_grad = jnp.dot(one_hot.T, flat_grad, precision=jax.lax.Precision.HIGHEST)
+    else:
+        table_grad = jnp.zeros((rows, grad.shape[-1]), grad.dtype).at[flat_ids].add(flat_grad)
+    return table_grad, None
+
+
+_lookup.defvjp(_lookup_fwd, _lookup_bwd)
+
+
+class Embedding(nnx.Module):
+    """A lookup table whose row 0 (padding) is zero at init and never updated by gradients.
+
+    The gradient of a gather is a scatter-add; on a GPU, many ids hitting a small table
+    (event types, buckets) serialise on atomic adds. Tables of at most ``dense_grad_rows``
+    rows take their gradient as a one-hot matrix product instead (same values)."""
+
+    def __init__(self, num: int, dim: int, rngs: nnx.Rngs, dense_grad_rows: int = 4096) -> None:
         table = normal_init(rngs.params(), (num, dim), jnp.float32)
         self.embedding = nnx.Param(table.at[0].set(0.0))
+        self.dense_grad = num <= dense_grad_rows
 
     def __call__(self, ids: jax.Array) -> jax.Array:
-        out = self.embedding[...][ids]
+        out = _lookup(self.embedding[...], ids, self.dense_grad)
         return jnp.where((ids == 0)[..., None], jax.lax.stop_gradient(out), out)
 
 
 class EventEmbedding(nnx.Module):
     """Sum of the six per-event field embeddings; ``hide`` positions take the mask vector."""
 
-    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs) -> None:
-        d = cfg.embed_dim
-        self.event_type = Embedding(cfg.n_event_types, d, rngs)
-        self.item = Embedding(cfg.n_items, d, rngs)
-        self.category = Embedding(cfg.n_categories, d, rngs)
-        self.gap = Embedding(cfg.n_gap_buckets, d, rngs)
-        self.price = Embedding(cfg.n_price_buckets, d, rngs)
-        self.device_code = Embedding(cfg.n_devices, d, rngs)
+    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs, speed: Speed = DEFAULT_SPEED) -> None:
+        d, rows = cfg.embed_dim, speed.dense_grad_rows
+        self.event_type = Embedding(cfg.n_event_types, d, rngs, rows)
+        self.item = Embedding(cfg.n_items, d, rngs, rows)
+        self.category = Embedding(cfg.n_categories, d, rngs, rows)
+        self.gap = Embedding(cfg.n_gap_buckets, d, rngs, rows)
+        self.price = Embedding(cfg.n_price_buckets, d, rngs, rows)
+        self.device_code = Embedding(cfg.n_devices, d, rngs, rows)
         self.mask_vector = nnx.Param(jnp.zeros(d))
         self.dropout = nnx.Dropout(cfg.dropout, rngs=rngs)
 

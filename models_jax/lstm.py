@@ -4,7 +4,8 @@ Same equations and parameter layout as ``torch.nn.LSTM`` (gate order i, f, g, o;
 stored transposed for right-multiplication: ``w_ih (in, 4H)``, ``w_hh (H, 4H)``. Flax's own
 ``LSTMCell`` orders gates and carries differently, hence this cell. The input projection of
 all time steps is one matrix product hoisted out of the ``lax.scan``; the scan carries only
-``h @ w_hh``. ``unroll`` trades compile time for speed (tuned per device by the adapter).
+``h @ w_hh`` (``hoist=False`` projects inside each step, as a textbook cell does: kept to
+measure what hoisting buys). ``unroll`` trades compile time for speed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models_common.config import DetectorConfig
-from models_jax.layers import EventEmbedding, Heads, last_valid
+from models_jax.layers import DEFAULT_SPEED, EventEmbedding, Heads, Speed, last_valid
 
 
 def uniform_init(hidden: int):
@@ -54,26 +55,29 @@ class LSTMLayer(nnx.Module):
     def project_inputs(self, x: jax.Array) -> jax.Array:
         return x @ self.w_ih[...] + self.b_ih[...] + self.b_hh[...]
 
-    def __call__(self, x: jax.Array, unroll: int = 1) -> tuple[jax.Array, tuple]:
+    def __call__(
+        self, x: jax.Array, unroll: int = 1, hoist: bool = True
+    ) -> tuple[jax.Array, tuple]:
         """x (B, T, in) -> states (B, T, H) and the final carry."""
-        xs = self.project_inputs(x).swapaxes(0, 1)  # (T, B, gates * H)
         w_hh, b_hh = self.w_hh[...], self.b_hh[...]
-        carry, states = jax.lax.scan(
-            lambda c, x_t: self.step(c, x_t, w_hh, b_hh),
-            self.initial_carry(x.shape[0]),
-            xs,
-            unroll=unroll,
-        )
+        if hoist:
+            xs = self.project_inputs(x).swapaxes(0, 1)  # (T, B, gates * H)
+            step = lambda c, x_t: self.step(c, x_t, w_hh, b_hh)  # noqa: E731
+        else:
+            xs = x.swapaxes(0, 1)  # (T, B, in)
+            step = lambda c, x_t: self.step(c, self.project_inputs(x_t), w_hh, b_hh)  # noqa: E731
+        carry, states = jax.lax.scan(step, self.initial_carry(x.shape[0]), xs, unroll=unroll)
         return states.swapaxes(0, 1), carry
 
 
 class LSTMDetector(nnx.Module):
     layer_type = LSTMLayer
 
-    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs, unroll: int = 1) -> None:
+    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs, speed: Speed = DEFAULT_SPEED) -> None:
         self.cfg = cfg
-        self.unroll = unroll
-        self.embed = EventEmbedding(cfg, rngs)
+        self.unroll = speed.unroll
+        self.hoist = speed.hoist
+        self.embed = EventEmbedding(cfg, rngs, speed)
         sizes = [cfg.embed_dim] + [cfg.hidden_dim] * (cfg.num_layers - 1)
         self.rnn = nnx.List([self.layer_type(n, cfg.hidden_dim, rngs) for n in sizes])
         self.between = nnx.Dropout(cfg.dropout if cfg.num_layers > 1 else 0.0, rngs=rngs)
@@ -85,7 +89,7 @@ class LSTMDetector(nnx.Module):
         for i, layer in enumerate(self.rnn):
             if i > 0:  # torch applies dropout to every layer's output but the last
                 x = self.between(x)
-            x, carry = layer(x, self.unroll)
+            x, carry = layer(x, self.unroll, self.hoist)
             carries.append(carry)
         pooled = last_valid(x, batch["mask"])
         final = {"final_hidden": jnp.stack([c[0] for c in carries])}

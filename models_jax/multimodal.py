@@ -11,24 +11,25 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models_common.config import DetectorConfig
-from models_jax.layers import Embedding, Heads, linear
+from models_jax.layers import DEFAULT_SPEED, Embedding, Heads, Speed, linear
 from models_jax.transformer import TransformerEncoder
 
 MODALITIES = ("behaviour", "item_attributes", "profile")
 
 
 class MultimodalAttentionDetector(nnx.Module):
-    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs, unroll: int = 1) -> None:
-        del unroll
+    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs, speed: Speed = DEFAULT_SPEED) -> None:
         self.cfg = cfg
         h = cfg.hidden_dim
-        self.encoder = TransformerEncoder(cfg, rngs)
+        self.encoder = TransformerEncoder(cfg, rngs, speed)
         self.has_items = cfg.n_brands > 0
         self.has_profile = len(cfg.profile_cardinalities) > 0
         if self.has_items:
-            self.brand = Embedding(cfg.n_brands, h, rngs)
+            self.brand = Embedding(cfg.n_brands, h, rngs, speed.dense_grad_rows)
             self.price = linear(1, h, rngs)
-        self.profile = nnx.List(Embedding(n, h, rngs) for n in cfg.profile_cardinalities)
+        self.profile = nnx.List(
+            Embedding(n, h, rngs, speed.dense_grad_rows) for n in cfg.profile_cardinalities
+        )
         self.default_query = nnx.Param(jnp.zeros(h))
         self.query = linear(h, h, rngs)
         self.key_s, self.key_a = linear(h, h, rngs), linear(h, h, rngs)

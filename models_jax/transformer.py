@@ -11,9 +11,11 @@ from flax import nnx
 
 from models_common.config import DetectorConfig, positional_table
 from models_jax.layers import (
+    DEFAULT_SPEED,
     AttentionBlock,
     EventEmbedding,
     Heads,
+    Speed,
     attention_mask,
     layer_norm,
     linear,
@@ -24,9 +26,9 @@ from models_jax.layers import (
 class TransformerEncoder(nnx.Module):
     """Embedding, positions and blocks: per-event states (B, T, H)."""
 
-    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs) -> None:
+    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs, speed: Speed = DEFAULT_SPEED) -> None:
         self.cfg = cfg
-        self.embed = EventEmbedding(cfg, rngs)
+        self.embed = EventEmbedding(cfg, rngs, speed)
         self.project = linear(cfg.embed_dim, cfg.hidden_dim, rngs)
         # A constant, not a parameter (torch: a non-persistent buffer).
         self.positions = nnx.Variable(jnp.asarray(positional_table(cfg.max_length, cfg.hidden_dim)))
@@ -46,10 +48,9 @@ class TransformerEncoder(nnx.Module):
 
 
 class TransformerDetector(nnx.Module):
-    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs, unroll: int = 1) -> None:
-        del unroll  # no recurrence; accepted so every detector shares one constructor
+    def __init__(self, cfg: DetectorConfig, rngs: nnx.Rngs, speed: Speed = DEFAULT_SPEED) -> None:
         self.cfg = cfg
-        self.encoder = TransformerEncoder(cfg, rngs)
+        self.encoder = TransformerEncoder(cfg, rngs, speed)
         self.heads = Heads(cfg, cfg.hidden_dim, rngs)
 
     def __call__(self, batch: dict, hide: jax.Array | None = None) -> dict:

@@ -139,3 +139,71 @@ def test_ten_million_rows_stream_under_2_gb(benchmark, tmp_path):
     benchmark.extra_info.update(result)
     assert result["rows"] == 10_000_000
     assert result["peak_bytes"] < 2 * 1024**3
+
+
+# --- detectors x frameworks, each beside its plain reference ------------------------------
+# Sizes of benchmark.speed's "quick" preset (CPU-friendly); `python -m benchmark.speed
+# --preset gpu` gives the full protocol at the GPU sizes. Every timed call synchronises itself.
+
+SPEED_MODELS = ("lstm", "gru", "transformer", "multimodal")
+ROUNDS = {
+    "train_step": (20, 3),
+    "infer_b32": (50, 5),
+    "infer_b1024": (10, 2),
+    "latency_b1": (200, 20),
+}
+
+
+@pytest.fixture(scope="module")
+def speed_setups():
+    """(model, framework) -> (config, detector, data), built once per module."""
+    cache = {}
+
+    def get(model: str, framework: str):
+        from benchmark.speed import PRESETS, build
+
+        key = (model, framework)
+        if key not in cache:
+            cache[key] = build(model, framework, [*PRESETS["quick"], "timing.batch_sizes=[1024]"])
+        return cache[key]
+
+    return get
+
+
+def timed_call(probe, figure: str, train_batch: int):
+    """A zero-argument function that does one unit of ``figure`` and waits for it."""
+    if figure == "latency_b1":
+        return probe.request(1)
+    work = (
+        probe.training(train_batch)
+        if figure == "train_step"
+        else probe.inference(int(figure.split("_b")[1]))
+    )
+    return lambda: work.sync(work.step())
+
+
+@pytest.mark.parametrize("implementation", ["detector", "reference"])
+@pytest.mark.parametrize("figure", list(ROUNDS))
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize("model", SPEED_MODELS)
+def test_detector_speed(benchmark, speed_setups, model, framework, figure, implementation):
+    from benchmark.speed import probe_for
+
+    config, detector, data = speed_setups(model, framework)
+    probe = probe_for(detector, data, framework, implementation)
+    call = timed_call(probe, figure, config.train.batch_size)
+    rounds, warmup = ROUNDS[figure]
+    try:
+        benchmark.pedantic(call, rounds=rounds, warmup_rounds=warmup, iterations=1)
+    finally:
+        probe.restore()
+    sequences = (
+        1
+        if figure == "latency_b1"
+        else int(figure.rsplit("b", 1)[-1])
+        if "infer" in figure
+        else config.train.batch_size
+    )
+    benchmark.extra_info["sequences_per_call"] = sequences
+    benchmark.extra_info["seq_per_s"] = sequences / benchmark.stats.stats.median
+    assert benchmark.stats.stats.median > 0

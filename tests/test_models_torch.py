@@ -179,6 +179,7 @@ def test_checkpoint_is_safetensors_and_restores_the_scores(compose_config, tmp_p
 
 
 def test_detector_reports_parameters_and_modalities():
+    from benchmark.config import FrameworkConfig, FrameworkName
     from benchmark.detectors import DataInfo, DetectorSpec
 
     class Section:
@@ -201,7 +202,7 @@ def test_detector_reports_parameters_and_modalities():
         ),
         objective=Section(name=Name("classify"), mask_prob=0.15, top_k=5),
         train=Section(batch_size=4),
-        framework=Section(device="cpu", precision="fp32"),
+        framework=FrameworkConfig(name=FrameworkName.torch, device="cpu"),
         data=DataInfo(
             max_length=8,
             n_items=30,

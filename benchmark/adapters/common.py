@@ -84,6 +84,22 @@ def numpy_batch(
     return batch
 
 
+def length_buckets(max_length: int) -> tuple[int, ...]:
+    """Padded widths a batch may take: powers of two from 8, and max_length itself (so a
+    compiled step sees a handful of shapes, not one per longest sequence)."""
+    widths = {max_length}
+    width = 8
+    while width < max_length:
+        widths.add(width)
+        width *= 2
+    return tuple(sorted(widths))
+
+
+def bucket_width(lengths: np.ndarray, buckets: tuple[int, ...]) -> int:
+    longest = int(lengths.max())
+    return next(w for w in buckets if w >= longest)
+
+
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     """Multiplier of the base learning rate at optimiser step ``step`` (0-based): linear
     warm-up, then cosine decay to 0 at ``total`` (or constant)."""

@@ -28,7 +28,9 @@ from tqdm import tqdm
 
 from benchmark.adapters import jax_objectives as objectives
 from benchmark.adapters.common import (
+    bucket_width,
     detector_config,
+    length_buckets,
     numpy_batch,
     save_checkpoint,
 )
@@ -37,6 +39,7 @@ from benchmark.errors import ConfigError
 from datasets.features import SequenceArrays
 from models_jax.convert import load_canonical, to_canonical
 from models_jax.gru import GRUDetector
+from models_jax.layers import Speed
 from models_jax.lstm import LSTMDetector
 from models_jax.multimodal import MultimodalAttentionDetector
 from models_jax.transformer import TransformerDetector
@@ -62,16 +65,6 @@ def pick_device(name: str) -> jax.Device:
                 "(make setup-gpu) or use framework.device=auto"
             ) from error
     return jax.devices()[0]
-
-
-def length_buckets(max_length: int) -> tuple[int, ...]:
-    """Padded widths a batch may take: powers of two from 8, and max_length itself."""
-    widths = {max_length}
-    width = 8
-    while width < max_length:
-        widths.add(width)
-        width *= 2
-    return tuple(sorted(widths))
 
 
 def schedule_factor(step: jax.Array, warmup: int, total: int, schedule: str) -> jax.Array:
@@ -129,7 +122,13 @@ class JaxDetector:
         self.compiles = {"train_step": 0, "eval_loss": 0, "score": 0}
         with jax.default_device(self.device):
             rngs = nnx.Rngs(params=spec.seed, dropout=spec.seed + 1)
-            model = MODELS[spec.model.name.value](self.cfg, rngs, unroll=spec.framework.scan_unroll)
+            f = spec.framework
+            speed = Speed(
+                unroll=f.scan_unroll,
+                hoist=f.hoist_inputs,
+                dense_grad_rows=f.dense_embedding_grad_rows,
+            )
+            model = MODELS[spec.model.name.value](self.cfg, rngs, speed)
         self.modalities = getattr(model, "modalities_used", ("behaviour",))
         model.train()
         self.train_graph = nnx.graphdef(model)
@@ -140,7 +139,8 @@ class JaxDetector:
     # --- the jitted pure functions -------------------------------------------------------
     def _build_steps(self) -> None:
         jit = jax.jit if self.spec.framework.compile else (lambda f, **_: f)
-        self._train_step = jit(self._train_step_fn, donate_argnums=(0, 1, 2))
+        donate = (0, 1, 2) if self.spec.framework.donate else ()
+        self._train_step = jit(self._train_step_fn, donate_argnums=donate)
         self._eval_loss = jit(self._eval_loss_fn)
         self._score = jit(self._score_fn)
 
@@ -189,12 +189,11 @@ class JaxDetector:
         return _cast_floats((seq, event, alt), jnp.float32)
 
     # --- batches -------------------------------------------------------------------------
-    def _batch(self, data: SequenceArrays, index: np.ndarray) -> dict:
-        """Rows ``index`` padded to the batch size (repeating the first row, which then
-        carries no loss) and to the smallest length bucket that holds them."""
-        size = self.spec.train.batch_size
-        longest = int(data.length[index].max())
-        width = next(w for w in self.buckets if w >= longest)
+    def _batch(self, data: SequenceArrays, index: np.ndarray, size: int | None = None) -> dict:
+        """Rows ``index`` padded to ``size`` rows (default: the training batch size; the
+        first row repeated, carrying no loss) and to the smallest length bucket."""
+        size = self.spec.train.batch_size if size is None else size
+        width = bucket_width(data.length[index], self.buckets)
         n_real = len(index)
         index = np.concatenate([index, np.repeat(index[:1], size - n_real)])
         batch = numpy_batch(data, index, width)
@@ -319,6 +318,11 @@ class JaxDetector:
             for name, values in extra.items():
                 alt.setdefault(name, np.zeros(len(data)))[index] = values[:n]
         return Scores(seq, event, alt)
+
+    def speed_probe(self, data: SequenceArrays):
+        from benchmark.adapters.jax_speed import JaxProbe
+
+        return JaxProbe(self, data)
 
     def canonical_weights(self) -> dict[str, np.ndarray]:
         return to_canonical(nnx.merge(self.eval_graph, self.params, self.rest))

@@ -3,6 +3,12 @@
 Training: AdamW, linear warm-up then cosine (or constant) learning rate, gradient-norm clipping,
 early stopping on validation loss with the best weights restored, seeds from the config,
 optional bf16 autocast on GPU. The best weights are saved as ``checkpoint.safetensors``.
+
+Speed switches (``framework.*``): ``compile`` wraps the model in ``torch.compile`` (with
+``compile_mode``; batches are then padded to length buckets so it sees a few shapes, not one
+per longest sequence); ``attention=math`` pins scaled_dot_product_attention to its unfused
+kernel; ``tf32`` allows TF32 tensor cores (off by default: float32 means float32). Recurrent
+models run cuDNN ``nn.LSTM``/``nn.GRU`` on right-padded input, never packed sequences.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -19,7 +25,9 @@ from tqdm import tqdm
 from benchmark.adapters import torch_objectives as objectives
 from benchmark.adapters.common import (
     ID_FIELDS,
+    bucket_width,
     detector_config,
+    length_buckets,
     lr_factor,
     numpy_batch,
     save_checkpoint,
@@ -45,11 +53,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def to_batch(arrays: SequenceArrays, index: np.ndarray, device: torch.device) -> dict:
-    """Rows ``index`` as tensors, trimmed to the longest sequence among them (padding beyond
-    it changes no score, and shorter batches are faster)."""
+def to_batch(
+    arrays: SequenceArrays, index: np.ndarray, device: torch.device, width: int | None = None
+) -> dict:
+    """Rows ``index`` as tensors, trimmed to ``width`` (default: the longest sequence among
+    them; padding beyond it changes no score, and shorter batches are faster)."""
     batch = {}
-    for name, rows in numpy_batch(arrays, index).items():
+    for name, rows in numpy_batch(arrays, index, width).items():
         dtype = (
             torch.long if name in ID_FIELDS else (torch.bool if name == "mask" else torch.float32)
         )
@@ -65,7 +75,14 @@ class TorchDetector:
         torch.manual_seed(spec.seed)
         self.model = MODELS[spec.model.name.value](self.cfg).to(self.device)
         self.objective = spec.objective.name.value
-        self.bf16 = spec.framework.precision == "bf16" and self.device.type == "cuda"
+        f = spec.framework
+        self.bf16 = f.precision == "bf16" and self.device.type == "cuda"
+        if self.device.type == "cuda":  # process-wide switches; recorded by the timing probe
+            torch.backends.cuda.matmul.allow_tf32 = f.tf32
+            torch.backends.cudnn.allow_tf32 = f.tf32
+        # `net` runs the forward passes; it shares its parameters with `model`.
+        self.net = torch.compile(self.model, mode=f.compile_mode) if f.compile else self.model
+        self.buckets = length_buckets(self.cfg.max_length) if f.compile else None
 
     @property
     def n_params(self) -> int:
@@ -75,13 +92,26 @@ class TorchDetector:
     def modalities_used(self) -> tuple[str, ...]:
         return getattr(self.model, "modalities_used", ("behaviour",))
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else nullcontext()
+    def _context(self) -> ExitStack:
+        """bf16 autocast and the attention kernel choice, around every forward pass."""
+        stack = ExitStack()
+        if self.bf16:
+            stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
+        if self.spec.framework.attention == "math":
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        return stack
+
+    def batch(self, data: SequenceArrays, index: np.ndarray) -> dict:
+        """Rows ``index`` on the device (padded to a length bucket when compiled)."""
+        width = None if self.buckets is None else bucket_width(data.length[index], self.buckets)
+        return to_batch(data, index, self.device, width)
 
     def _loss(self, batch: dict, generator: torch.Generator | None) -> torch.Tensor:
-        with self._autocast():
+        with self._context():
             return objectives.loss(
-                self.model,
+                self.net,
                 batch,
                 self.objective,
                 self.spec.objective.mask_prob,
@@ -163,7 +193,7 @@ class TorchDetector:
         )
         seen, start = 0, time.perf_counter()
         for i, first in enumerate(bar):
-            batch = to_batch(data, order[first : first + size], self.device)
+            batch = self.batch(data, order[first : first + size])
             loss = self.train_step(batch, opt, sched, generator)
             total += loss.detach()
             seen += len(batch["mask"])
@@ -182,15 +212,19 @@ class TorchDetector:
         generator = torch.Generator().manual_seed(self.spec.seed + 1)  # same masks every epoch
         size = self.spec.train.batch_size
         losses = [
-            float(
-                self._loss(
-                    to_batch(data, np.arange(i, min(i + size, len(data))), self.device), generator
-                )
-            )
+            float(self._loss(self.batch(data, np.arange(i, min(i + size, len(data)))), generator))
             * min(size, len(data) - i)
             for i in range(0, len(data), size)
         ]
         return sum(losses) / max(1, len(data))
+
+    @torch.no_grad()
+    def score_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Sequence scores, event scores and alternative scores of a device batch, on the
+        device (no host sync)."""
+        o = self.spec.objective
+        with self._context():
+            return objectives.sequence_scores(self.net, batch, self.objective, o.mask_prob, o.top_k)
 
     @torch.no_grad()
     def score(self, data: SequenceArrays) -> Scores:
@@ -198,19 +232,20 @@ class TorchDetector:
         seq, event = np.zeros(len(data)), np.zeros(data.mask.shape)
         alt: dict[str, np.ndarray] = {}
         size = self.spec.train.batch_size
-        o = self.spec.objective
         for first in range(0, len(data), size):
             index = np.arange(first, min(first + size, len(data)))
-            batch = to_batch(data, index, self.device)
-            with self._autocast():
-                s, e, extra = objectives.sequence_scores(
-                    self.model, batch, self.objective, o.mask_prob, o.top_k
-                )
+            s, e, extra = self.score_batch(self.batch(data, index))
             seq[index] = s.float().cpu().numpy()
-            event[index, : e.shape[1]] = e.float().cpu().numpy()
+            width = min(e.shape[1], event.shape[1])
+            event[index, :width] = e[:, :width].float().cpu().numpy()
             for name, values in extra.items():
                 alt.setdefault(name, np.zeros(len(data)))[index] = values.float().cpu().numpy()
         return Scores(seq, event, alt)
+
+    def speed_probe(self, data: SequenceArrays):
+        from benchmark.adapters.torch_speed import TorchProbe
+
+        return TorchProbe(self, data)
 
     def canonical_weights(self) -> dict[str, np.ndarray]:
         """The framework-neutral weights (PyTorch names and layouts, float32 NumPy)."""

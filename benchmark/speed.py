@@ -1,0 +1,405 @@
+"""``python -m benchmark.speed``: the timing table of every detector x framework, each beside a
+plain reference implementation at the same sizes, measured in one job on one machine.
+
+    python -m benchmark.speed --preset cpu                      # this README's CPU table
+    python -m benchmark.speed --preset gpu framework.precision=bf16
+    python -m benchmark.speed --models lstm --frameworks jax framework.scan_unroll=8
+
+Trailing ``key=value`` arguments are Hydra overrides of ``conf/`` (model sizes, ``framework.*``
+fast-path switches, ``timing.*`` protocol), so a switch's effect is one extra run away. Inputs
+are synthetic sequences of full length (every position a real event), so both frameworks see
+the same shapes. Each configuration runs in its own process (``--in-process`` to share one):
+peak memory is then per configuration, and one configuration cannot slow the next.
+Writes ``<out>.json`` (every figure, environment and protocol) and ``<out>.md`` (the table
+with JAX/PyTorch and detector/reference ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from benchmark.atomic import write_atomic
+from benchmark.config import register_configs
+from benchmark.detectors import DataInfo, DetectorSpec, create
+from benchmark.errors import ConfigError
+from benchmark.pipeline import timing_plan
+from benchmark.timing import measure
+from datasets.features import (
+    N_DEVICES,
+    N_EVENT_TYPES,
+    N_GAP_BUCKETS,
+    N_PRICE_BUCKETS,
+    SequenceArrays,
+)
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+DEEP = ("lstm", "gru", "transformer", "multimodal")
+FRAMEWORKS = ("torch", "jax")
+IMPLEMENTATIONS = ("detector", "reference")
+PROFILE_CARDINALITIES = (8, 12, 5, 9)
+N_BRANDS = 200
+
+# Sizes and protocol per preset; any of them can be overridden after the preset.
+PRESETS: dict[str, list[str]] = {
+    # The issue's GPU targets: d=128, T=128, 2 layers.
+    "gpu": [
+        "model.embed_dim=128",
+        "model.hidden_dim=128",
+        "model.num_layers=2",
+        "model.num_heads=4",
+        "model.ff_dim=512",
+        "dataset.sequence.max_length=128",
+        "train.batch_size=1024",
+        "timing.batch_sizes=[1,32,256,1024]",
+        "timing.windows=3",
+        "timing.min_window_s=1.0",
+        "timing.latency_requests=1000",
+    ],
+    # Fits a 2-core CPU in minutes.
+    "cpu": [
+        "model.embed_dim=64",
+        "model.hidden_dim=64",
+        "model.num_layers=2",
+        "model.num_heads=4",
+        "model.ff_dim=256",
+        "dataset.sequence.max_length=50",
+        "train.batch_size=128",
+        "timing.batch_sizes=[1,32,256]",
+        "timing.windows=3",
+        "timing.min_window_s=1.0",
+        "timing.latency_requests=1000",
+        "framework.device=cpu",
+    ],
+    # For bench-compare and the pytest-benchmark suite: seconds per configuration.
+    "quick": [
+        "model.embed_dim=32",
+        "model.hidden_dim=32",
+        "model.num_layers=2",
+        "model.num_heads=4",
+        "model.ff_dim=64",
+        "dataset.sequence.max_length=32",
+        "train.batch_size=64",
+        "timing.batch_sizes=[32]",
+        "timing.latency_batch_sizes=[1]",
+        "timing.windows=3",
+        "timing.min_window_s=0.3",
+        "timing.latency_requests=200",
+        "timing.warmup_steps=5",
+        "framework.device=cpu",
+    ],
+}
+
+
+def compose_config(model: str, framework: str, overrides: list[str]):
+    from benchmark.run import as_config
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(
+                config_name="config",
+                overrides=[
+                    f"model={model}",
+                    f"framework={framework}",
+                    "objective=classify",
+                    "logger=none",
+                    "timing=default",
+                    *overrides,
+                ],
+            )
+    finally:
+        GlobalHydra.instance().clear()
+    return as_config(cfg)
+
+
+def synthetic_batch_source(config, n_items: int, rows: int, seed: int = 0) -> SequenceArrays:
+    """``rows`` full-length sequences of random ids within the detector's vocabularies."""
+    t = config.dataset.sequence.max_length
+    rng = np.random.default_rng(seed)
+
+    def ids(high: int, shape=(rows, t)) -> np.ndarray:
+        return rng.integers(1, high, size=shape, dtype=np.int32)
+
+    return SequenceArrays(
+        event_type=ids(N_EVENT_TYPES),
+        item=ids(n_items),
+        category=ids(64),
+        gap_bucket=ids(N_GAP_BUCKETS),
+        price_bucket=ids(N_PRICE_BUCKETS),
+        device=ids(N_DEVICES),
+        log_gap=rng.random((rows, t), dtype=np.float32),
+        log_price=rng.random((rows, t), dtype=np.float32),
+        mask=np.ones((rows, t), dtype=bool),
+        length=np.full(rows, t, dtype=np.int32),
+        event_label=np.zeros((rows, t), dtype=bool),
+        label=rng.random(rows) < 0.1,
+        user_id=np.arange(rows, dtype=np.int64),
+        session_id=np.arange(rows, dtype=np.int64),
+        brand=ids(N_BRANDS),
+        profile=np.stack([ids(c, (rows,)) for c in PROFILE_CARDINALITIES], axis=1),
+    )
+
+
+def build(model: str, framework: str, overrides: list[str], n_items: int = 10_000):
+    """(config, fitted-free detector, data) for one configuration."""
+    config = compose_config(model, framework, overrides)
+    data = DataInfo(
+        max_length=config.dataset.sequence.max_length,
+        n_items=n_items,
+        n_categories=64,
+        n_event_types=N_EVENT_TYPES,
+        n_gap_buckets=N_GAP_BUCKETS,
+        n_price_buckets=N_PRICE_BUCKETS,
+        n_devices=N_DEVICES,
+        modalities=("behaviour", "item_attributes", "profile"),
+        profile_cardinalities=PROFILE_CARDINALITIES,
+        n_brands=N_BRANDS,
+    )
+    spec = DetectorSpec(
+        model=config.model,
+        objective=config.objective,
+        train=config.train,
+        framework=config.framework,
+        data=data,
+        seed=config.seed,
+    )
+    rows = max([*config.timing.batch_sizes, config.train.batch_size])
+    return config, create(model, framework, spec), synthetic_batch_source(config, n_items, rows)
+
+
+def probe_for(detector, data: SequenceArrays, framework: str, implementation: str):
+    if implementation == "detector":
+        return detector.speed_probe(data)
+    if framework == "torch":
+        from benchmark.adapters.torch_speed import ReferenceProbe
+    else:
+        from benchmark.adapters.jax_speed import ReferenceProbe
+    return ReferenceProbe(detector, data)
+
+
+def measure_one(model: str, framework: str, implementation: str, overrides: list[str]) -> dict:
+    """Every figure of the timing protocol for one configuration, in this process."""
+    config, detector, data = build(model, framework, overrides)
+    probe = probe_for(detector, data, framework, implementation)
+    figures = measure(probe, timing_plan(config))
+    sizes = {k: getattr(config.model, k) for k in ("embed_dim", "hidden_dim", "num_layers")}
+    return {
+        "model": model,
+        "framework": framework,
+        "implementation": implementation,
+        "n_params": detector.n_params if implementation == "detector" else None,
+        "sizes": sizes | {"max_length": config.dataset.sequence.max_length},
+        "train_batch_size": config.train.batch_size,
+        "overrides": overrides,
+        "timing": figures,
+    }
+
+
+def measure_isolated(model: str, framework: str, implementation: str, overrides: list[str]):
+    """``measure_one`` in a fresh interpreter; a failure is recorded, not raised."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "one.json"
+        cmd = [sys.executable, "-m", "benchmark.speed", "--one", model, framework]
+        cmd += [implementation, "--json", str(out), *overrides]
+        # JAX's memory figure means what it says only without preallocation.
+        env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"} | dict(os.environ)
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if done.returncode != 0 or not out.exists():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            return {
+                "model": model,
+                "framework": framework,
+                "implementation": implementation,
+                "error": tail[0],
+            }
+        return json.loads(out.read_text())
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def headline(entry: dict) -> dict[str, float | None]:
+    """The figures a table shows for one configuration."""
+    t = entry.get("timing", {})
+    inference = t.get("inference", {})
+    largest = max(inference, key=lambda k: int(k.split("_")[1])) if inference else None
+    lat = t.get("latency_ms", {})
+    return {
+        "infer": inference[largest]["seq_per_s"] if largest else None,
+        "train": t.get("train", {}).get("seq_per_s"),
+        "p99_b1": lat.get("batch_1", {}).get("p99"),
+        "p99_b32": lat.get("batch_32", {}).get("p99"),
+        "first_call": max((v["first_call_s"] for v in inference.values()), default=None),
+        "peak_mb": t.get("peak_memory_mb"),
+        "largest_batch": int(largest.split("_")[1]) if largest else None,
+    }
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
+
+
+def table(entries: list[dict]) -> str:
+    """Markdown: one row per model x framework; reference figures and ratios beside."""
+    by_key = {(e["model"], e["framework"], e["implementation"]): e for e in entries}
+    batch = next((headline(e)["largest_batch"] for e in entries if "timing" in e), None)
+    header = [
+        "model",
+        "framework",
+        f"infer seq/s (b{batch})",
+        "train seq/s",
+        "p99 ms b1",
+        "p99 ms b32",
+        "first call s",
+        "peak MB",
+        "infer / plain",
+        "train / plain",
+        "infer JAX/PyTorch",
+        "train JAX/PyTorch",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    models = sorted({e["model"] for e in entries}, key=lambda m: DEEP.index(m))
+    for model in models:
+        for framework in FRAMEWORKS:
+            for impl in IMPLEMENTATIONS:
+                entry = by_key.get((model, framework, impl))
+                if entry is None:
+                    continue
+                name = model if impl == "detector" else f"{model} (plain ref.)"
+                if "error" in entry:
+                    lines.append(f"| {name} | {framework} | failed: {entry['error']} |")
+                    continue
+                h = headline(entry)
+                ref = headline(by_key.get((model, framework, "reference"), {}))
+                other = "jax" if framework == "torch" else "torch"
+                peer = headline(by_key.get((model, other, impl), {}))
+                mine = impl == "detector"
+                jax_h, torch_h = (h, peer) if framework == "jax" else (peer, h)
+                row = [
+                    name,
+                    framework,
+                    _fmt(h["infer"]),
+                    _fmt(h["train"]),
+                    _fmt(h["p99_b1"]),
+                    _fmt(h["p99_b32"]),
+                    _fmt(h["first_call"]),
+                    _fmt(h["peak_mb"]),
+                    _fmt(ratio(h["infer"], ref["infer"])) if mine else "",
+                    _fmt(ratio(h["train"], ref["train"])) if mine else "",
+                    _fmt(ratio(jax_h["infer"], torch_h["infer"])) if framework == "jax" else "",
+                    _fmt(ratio(jax_h["train"], torch_h["train"])) if framework == "jax" else "",
+                ]
+                lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def describe(entries: list[dict]) -> str:
+    """Where and how it was measured: the first entry's environment and protocol."""
+    first = next((e for e in entries if "timing" in e), None)
+    if first is None:
+        return "No configuration was measured."
+    t = first["timing"]
+    env, p = t["environment"], t["protocol"]
+    return (
+        f"Device: {env.get('device')} (driver {env.get('driver') or '-'}); "
+        f"{env.get('framework')} {env.get('version')}; precision: "
+        f"{env.get('precision', {}).get('compute')}; sizes: {first['sizes']}, train batch "
+        f"{first['train_batch_size']}. Protocol: {p['windows']} windows of >= "
+        f"{p['min_window_s']} s after {p['warmup']} warm-up calls, latency over "
+        f"{p['latency_requests']} end-to-end requests."
+    )
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.speed", description=__doc__)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--models", default=",".join(DEEP))
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument("--implementations", default=",".join(IMPLEMENTATIONS))
+    parser.add_argument("--out", type=Path, default=None, help="path stem of .json and .md")
+    parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--one", nargs=3, metavar=("MODEL", "FRAMEWORK", "IMPL"))
+    parser.add_argument("--json", type=Path, help="with --one: where to write its figures")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="tables of earlier jobs (.json) into one (--out)"
+    )
+    args, overrides = parser.parse_known_args(argv)
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        parser.error(f"unknown arguments {bad}: options start with --, overrides are key=value")
+    return args, overrides
+
+
+def choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    picked = [x for x in text.split(",") if x]
+    unknown = sorted(set(picked) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{what} {unknown} unknown; choose from {list(allowed)}")
+    return picked
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse(sys.argv[1:] if argv is None else argv)
+    if args.one:
+        entry = measure_one(*args.one, overrides)
+        args.json.write_text(json.dumps(entry, indent=2))
+        return 0
+    if args.merge:
+        jobs = [json.loads(p.read_text()) for p in args.merge]
+        entries = [e for job in jobs for e in job["entries"]]
+        print(write_outputs(args.out, jobs[0]["preset"], jobs[0]["overrides"], entries))
+        return 0
+    try:
+        models = choices(args.models, DEEP, "--models")
+        frameworks = choices(args.frameworks, FRAMEWORKS, "--frameworks")
+        impls = choices(args.implementations, IMPLEMENTATIONS, "--implementations")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    overrides = PRESETS[args.preset] + overrides
+    run = (lambda *a: measure_one(*a)) if args.in_process else measure_isolated
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("results") / "speed" / f"speed-{args.preset}-{stamp}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    entries: list[dict] = []
+    text = ""
+    # Detectors first, references after; the files are rewritten after every configuration,
+    # so an interrupted job keeps what it measured.
+    for impl in impls:
+        for model in models:
+            for framework in frameworks:
+                entry = run(model, framework, impl, overrides)
+                entries.append(entry)
+                figures = headline(entry) if "timing" in entry else entry
+                print(f"{model}/{framework}/{impl}: {figures}", flush=True)
+                text = write_outputs(out, args.preset, overrides, entries)
+    print(text)
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return 0
+
+
+def write_outputs(out: Path, preset: str, overrides: list[str], entries: list[dict]) -> str:
+    payload = {"preset": preset, "overrides": overrides, "entries": entries}
+    write_atomic(out.with_suffix(".json"), json.dumps(payload, indent=2))
+    text = f"# Speed ({preset})\n\n{describe(entries)}\n\n{table(entries)}\n"
+    write_atomic(out.with_suffix(".md"), text)
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

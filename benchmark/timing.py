@@ -1,0 +1,322 @@
+"""The timing protocol: throughput, latency, first-call (compile) time and peak memory.
+
+Framework-neutral: it times ``Workload`` objects that the framework adapters build
+(``benchmark.adapters.*_speed``) and never imports torch or jax. The rules, so that numbers
+from different detectors, frameworks and machines mean the same thing:
+
+* Every clock read follows a synchronisation (``Workload.sync``: CUDA synchronise, JAX
+  ``block_until_ready``); work launched asynchronously is never counted as done.
+* The first call is timed on its own (it includes compilation / autotuning) and reported as
+  ``first_call_s``; then ``warmup`` calls run untimed.
+* Throughput: the calls of a window are launched back to back with one synchronisation at its
+  end (no per-step host sync), a window lasts at least ``min_window_s``; the figure is the
+  median over ``windows`` windows, with the spread beside it.
+* Latency: each request is timed end to end (host batch in, host scores out, so the copies in
+  both directions are included) over at least ``requests`` requests.
+* Memory: device peaks come from the adapter; the CPU figure is the process's peak RSS over the
+  measured phase (Linux resets the high-water mark through ``/proc/self/clear_refs``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9}
+
+
+@dataclass(frozen=True)
+class TimingProtocol:
+    """How long and how often to measure (``conf/timing``)."""
+
+    warmup: int = 10
+    min_window_s: float = 1.0
+    windows: int = 5
+    latency_requests: int = 1000
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One unit of work, launched by ``step`` (which must not wait for it) and awaited by
+    ``sync`` on the handle ``step`` returned. ``sequences``/``events`` are per step."""
+
+    step: Callable[[], Any]
+    sync: Callable[[Any], None]
+    sequences: int
+    events: int
+
+
+def _timed_call(workload: Workload) -> float:
+    """One synchronised call: the first one includes compilation and autotuning."""
+    start = time.perf_counter()
+    workload.sync(workload.step())
+    return time.perf_counter() - start
+
+
+def _run_window(workload: Workload, calls: int) -> float:
+    """Seconds for ``calls`` back-to-back steps, synchronised once at the end."""
+    start = time.perf_counter()
+    handle = None
+    for _ in range(calls):
+        handle = workload.step()
+    workload.sync(handle)
+    return time.perf_counter() - start
+
+
+def calls_per_window(workload: Workload, min_window_s: float, start: int = 1) -> int:
+    """Enough calls that a window lasts at least ``min_window_s``: from ``start`` (an
+    estimate), scaled up until a trial window is long enough."""
+    calls = max(1, start)
+    while True:
+        seconds = _run_window(workload, calls)
+        if seconds >= min_window_s:
+            return calls
+        # Aim a little past the target so the measured windows do not fall just short.
+        guess = math.ceil(calls * 1.2 * min_window_s / max(seconds, 1e-9))
+        calls = max(calls * 2, min(guess, calls * 1000))
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, inter-quartile range, min and max of repeated measurements."""
+    a = np.asarray(values, dtype=float)
+    q1, q3 = np.percentile(a, [25, 75])
+    return {
+        "median": float(np.median(a)),
+        "iqr": float(q3 - q1),
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
+
+
+def throughput(workload: Workload, protocol: TimingProtocol) -> dict:
+    """Sequences and events per second over ``protocol.windows`` windows, plus the first
+    call's time (compilation included) and how many calls a window held."""
+    first_call_s = _timed_call(workload)
+    estimate = 1
+    if protocol.warmup:
+        seconds = _run_window(workload, protocol.warmup)
+        per_call = seconds / protocol.warmup
+        estimate = math.ceil(1.1 * protocol.min_window_s / max(per_call, 1e-9))
+    calls = calls_per_window(workload, protocol.min_window_s, estimate)
+    seconds = [_run_window(workload, calls) for _ in range(protocol.windows)]
+    seq_rates = [calls * workload.sequences / s for s in seconds]
+    return {
+        "seq_per_s": float(np.median(seq_rates)),
+        "events_per_s": float(np.median(seq_rates)) * workload.events / workload.sequences,
+        "seq_per_s_spread": spread(seq_rates),
+        "window_s": spread(seconds),
+        "calls_per_window": calls,
+        "first_call_s": first_call_s,
+        "sequences_per_call": workload.sequences,
+    }
+
+
+def latency(request: Callable[[], Any], protocol: TimingProtocol) -> dict:
+    """Per-request wall time in milliseconds (``request`` returns host data, so it is
+    synchronous by construction): percentiles, max and mean over the requests."""
+    for _ in range(protocol.warmup):
+        request()
+    times = np.empty(protocol.latency_requests)
+    for i in range(protocol.latency_requests):
+        start = time.perf_counter_ns()
+        request()
+        times[i] = time.perf_counter_ns() - start
+    ms = times / 1e6
+    out = {name: float(np.percentile(ms, q)) for name, q in PERCENTILES.items()}
+    out.update(max=float(ms.max()), mean=float(ms.mean()), requests=len(ms))
+    return out
+
+
+# --- CPU memory --------------------------------------------------------------------------
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak-RSS mark to its current RSS (Linux >= 4.0); False if the
+    kernel does not allow it (then the peak is the process's lifetime peak)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size since start or the last ``reset_peak_rss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource  # not on Windows; fine: the Linux path above is the normal one
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- the machine ------------------------------------------------------------------------
+
+
+def gpu_driver() -> str | None:
+    """The NVIDIA driver version, from nvidia-smi (None where there is none)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+
+
+def threads() -> dict[str, str | int | None]:
+    """CPU threading settings that change CPU timings."""
+    return {
+        "cpu_count": os.cpu_count(),
+        **{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")},
+    }
+
+
+# --- one detector, every figure ---------------------------------------------------------
+
+
+class SpeedProbe(Protocol):
+    """What an adapter offers the protocol for one fitted detector on one data set."""
+
+    def inference(self, batch_size: int) -> Workload:
+        """Scoring of a batch already on the device (model throughput)."""
+        ...
+
+    def request(self, batch_size: int) -> Callable[[], Any]:
+        """Host batch -> device -> scores -> host arrays: one end-to-end request."""
+        ...
+
+    def training(self, batch_size: int) -> Workload | None:
+        """Full optimiser steps (None for detectors not trained by steps)."""
+        ...
+
+    def restore(self) -> None:
+        """Put back the weights the training steps changed."""
+        ...
+
+    def reset_memory(self) -> None: ...
+
+    def device_memory_mb(self) -> dict[str, float]:
+        """Device peaks since ``reset_memory`` (empty on CPU)."""
+        ...
+
+    def environment(self) -> dict:
+        """Device, versions, precision settings and which fast paths are on."""
+        ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which figures to take (``conf/timing``)."""
+
+    protocol: TimingProtocol
+    batch_sizes: tuple[int, ...] = (1, 32, 256, 1024)
+    latency_batch_sizes: tuple[int, ...] = (1, 32)
+    train_batch_size: int | None = 128  # None: no training figure
+
+
+def measure(probe: SpeedProbe, plan: Plan) -> dict:
+    """Every figure of the protocol for one detector; memory per phase."""
+    out: dict[str, Any] = {"protocol": plan.protocol.__dict__ | {"clock": "perf_counter"}}
+    out["inference"], memory_inference = _phase(
+        probe,
+        lambda: {
+            f"batch_{b}": throughput(probe.inference(b), plan.protocol) for b in plan.batch_sizes
+        },
+    )
+    out["latency_ms"], _ = _phase(
+        probe,
+        lambda: {
+            f"batch_{b}": latency(probe.request(b), plan.protocol) for b in plan.latency_batch_sizes
+        },
+    )
+    memory = {"inference": memory_inference}
+    if plan.train_batch_size and (work := probe.training(plan.train_batch_size)) is not None:
+        try:
+            out["train"], memory["train"] = _phase(probe, lambda: throughput(work, plan.protocol))
+        finally:
+            probe.restore()
+    out["memory_mb"] = memory
+    out["peak_memory_mb"] = peak_of(memory)
+    out["environment"] = probe.environment() | {"driver": gpu_driver(), "threads": threads()}
+    return out
+
+
+def _phase(probe: SpeedProbe, body: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
+    probe.reset_memory()
+    exact = reset_peak_rss()
+    result = body()
+    memory = {"cpu_peak_rss": peak_rss_mb(), **probe.device_memory_mb()}
+    if not exact:
+        memory["cpu_peak_rss_is_lifetime"] = True
+    return result, memory
+
+
+def peak_of(memory: dict[str, dict[str, float]]) -> float:
+    """The headline peak: device memory allocated where there is a device, else CPU RSS."""
+    phases = list(memory.values())
+    key = "device_peak_allocated" if "device_peak_allocated" in phases[0] else "cpu_peak_rss"
+    return max(float(p[key]) for p in phases if key in p)
+
+
+def as_reference(environment: dict, module: str) -> dict:
+    """A detector's environment re-labelled for the plain reference timed beside it: same
+    device and precision, none of the detector's fast paths."""
+    return environment | {"implementation": f"plain reference ({module})", "fast_paths": {}}
+
+
+class ScoreProbe:
+    """The probe of a detector that offers only ``score`` (the NumPy baselines): host code,
+    synchronous, so throughput and latency both time ``score`` on the rows; no training
+    figure (these detectors do not train by optimiser steps)."""
+
+    def __init__(self, detector: Any, data: Any) -> None:
+        self.detector = detector
+        self.data = data
+
+    def _rows(self, batch_size: int) -> Any:
+        return self.data.take(np.arange(batch_size) % len(self.data))
+
+    def inference(self, batch_size: int) -> Workload:
+        rows = self._rows(batch_size)
+        return Workload(
+            lambda: self.detector.score(rows),
+            lambda _: None,
+            batch_size,
+            int(rows.length.sum()),
+        )
+
+    def request(self, batch_size: int) -> Callable[[], Any]:
+        rows = self._rows(batch_size)
+        return lambda: self.detector.score(rows)
+
+    def training(self, batch_size: int) -> None:
+        return None
+
+    def restore(self) -> None:
+        pass
+
+    def reset_memory(self) -> None:
+        pass
+
+    def device_memory_mb(self) -> dict[str, float]:
+        return {}
+
+    def environment(self) -> dict:
+        return {"framework": "numpy", "version": np.__version__, "device": "cpu"}

@@ -1,0 +1,232 @@
+"""The timing protocol (benchmark/timing.py) and the probes the adapters give it.
+
+Fake workloads run on a one-thread executor, which behaves like a device stream: ``step``
+returns at once, the work finishes later, ``sync`` waits for it. A protocol that read the
+clock without synchronising would report rates far above what the work allows.
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from benchmark.errors import ConfigError
+from benchmark.timing import (
+    TimingProtocol,
+    Workload,
+    calls_per_window,
+    latency,
+    peak_rss_mb,
+    reset_peak_rss,
+    throughput,
+)
+
+FAST = TimingProtocol(warmup=2, min_window_s=0.1, windows=3, latency_requests=50)
+
+
+@pytest.fixture
+def stream():
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
+def async_workload(pool, seconds: float, sequences: int = 8) -> Workload:
+    return Workload(
+        step=lambda: pool.submit(time.sleep, seconds),
+        sync=lambda handle: handle.result(),
+        sequences=sequences,
+        events=sequences * 10,
+    )
+
+
+def test_throughput_waits_for_asynchronous_work(stream):
+    result = throughput(async_workload(stream, 0.005), FAST)
+    # 8 sequences per 5 ms at most: 1,600 seq/s (sleep overshoots, so a little less).
+    assert 1000 < result["seq_per_s"] <= 1600
+    assert result["events_per_s"] == pytest.approx(10 * result["seq_per_s"])
+    assert result["window_s"]["min"] >= FAST.min_window_s
+
+
+def test_a_missing_sync_would_be_caught(stream):
+    """The same work with a sync that does not wait: the rate the protocol reports jumps,
+    which is what the previous test guards against."""
+    unsynced = Workload(lambda: stream.submit(time.sleep, 0.005), lambda _: None, 8, 80)
+    assert throughput(unsynced, FAST)["seq_per_s"] > 10 * 1600
+    stream.shutdown(wait=False, cancel_futures=True)  # drop the backlog it queued
+
+
+def test_first_call_is_reported_apart_from_the_steady_rate():
+    calls = {"n": 0}
+
+    def step():
+        calls["n"] += 1
+        time.sleep(0.3 if calls["n"] == 1 else 0.002)
+
+    result = throughput(Workload(step, lambda _: None, 1, 1), FAST)
+    assert result["first_call_s"] >= 0.3
+    assert result["seq_per_s"] > 200  # the slow first call is not in the windows
+
+
+def test_windows_last_at_least_the_minimum():
+    work = Workload(lambda: time.sleep(0.001), lambda _: None, 1, 1)
+    calls = calls_per_window(work, 0.05)
+    start = time.perf_counter()
+    for _ in range(calls):
+        work.step()
+    assert time.perf_counter() - start >= 0.05
+
+
+def test_latency_percentiles_are_ordered_and_measure_the_request():
+    protocol = TimingProtocol(warmup=1, latency_requests=40)
+    result = latency(lambda: time.sleep(0.002), protocol)
+    assert result["requests"] == 40
+    assert 2.0 <= result["p50"] < 10.0
+    assert result["p50"] <= result["p90"] <= result["p99"] <= result["p99_9"] <= result["max"]
+
+
+def test_peak_rss_is_reset_per_phase():
+    if not reset_peak_rss():
+        pytest.skip("this kernel does not allow resetting the peak RSS")
+    before = peak_rss_mb()
+    block = np.ones(64 * 2**20 // 8)  # 64 MB, touched
+    grown = peak_rss_mb()
+    del block
+    reset_peak_rss()
+    assert grown - before > 50
+    assert peak_rss_mb() < grown - 50
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["timing.windows=0", "timing.min_window_s=0", "timing.batch_sizes=[0,32]"],
+)
+def test_bad_timing_values_are_config_errors(compose_config, override):
+    from benchmark.config import check_config
+    from benchmark.run import as_config
+
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        check_config(as_config(compose_config([override])))
+
+
+# --- the probes on real detectors -----------------------------------------------------
+
+
+def small_detector(framework: str, model: str = "lstm"):
+    from benchmark.speed import PRESETS, build
+
+    return build(model, framework, PRESETS["quick"])
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_timing_a_training_step_leaves_the_weights_as_they_were(framework):
+    _, detector, data = small_detector(framework)
+    before = detector.canonical_weights()
+    probe = detector.speed_probe(data)
+    work = probe.training(16)
+    for _ in range(3):
+        work.sync(work.step())
+    probe.restore()
+    after = detector.canonical_weights()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_protocol_figure_agrees_with_an_independent_timing():
+    """The protocol's inference rate against a plain loop over the same call: the two
+    measure the same thing, so they agree within the noise of a shared machine."""
+    _, detector, data = small_detector("torch")
+    work = detector.speed_probe(data).inference(32)
+    protocol_rate = throughput(work, FAST)["seq_per_s"]
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < 0.3:
+        work.sync(work.step())
+        n += 1
+    loop_rate = n * 32 / (time.perf_counter() - start)
+    assert 0.6 < protocol_rate / loop_rate < 1.6
+
+
+def test_dense_embedding_gradient_equals_the_scatter_gradient():
+    jax = pytest.importorskip("jax")
+    from flax import nnx
+
+    from models_jax.layers import Embedding
+
+    ids = jax.numpy.array([[1, 2, 2, 0], [3, 3, 3, 1]])
+    grads = []
+    for rows in (0, 4096):
+        graph, params = nnx.split(Embedding(5, 4, nnx.Rngs(0), dense_grad_rows=rows))
+
+        def loss(p, graph=graph):
+            return (nnx.merge(graph, p)(ids) ** 2).sum()
+
+        grads.append(np.asarray(jax.grad(loss)(params)["embedding"][...]))
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6, atol=1e-7)
+    assert not grads[0][0].any()  # padding row gets no gradient
+    assert grads[0][4].sum() == 0  # an id never looked up gets none either
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_hoisting_the_input_projection_changes_speed_not_results(model):
+    from benchmark.speed import PRESETS, build
+
+    scores = []
+    for hoist in ("true", "false"):
+        overrides = [
+            *PRESETS["quick"],
+            f"framework.hoist_inputs={hoist}",
+            "framework.scan_unroll=2",
+        ]
+        _, detector, data = build(model, "jax", overrides)
+        scores.append(detector.score(data.take(np.arange(16))).sequence)
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)
+
+
+TINY_TIMING = [
+    "timing=default",
+    "timing.min_window_s=0.02",
+    "timing.windows=2",
+    "timing.warmup_steps=2",
+    "timing.latency_requests=20",
+    "timing.batch_sizes=[1,32]",
+]
+
+
+def test_a_run_records_the_protocol_and_the_report_shows_it(compose_config, tmp_path):
+    from benchmark.report import build, to_markdown
+    from benchmark.run import run
+
+    cfg = compose_config(["experiment=smoke", f"results_dir={tmp_path}", *TINY_TIMING])
+    timing = run(cfg).record["timing"]
+    assert set(timing["inference"]) == {"batch_1", "batch_32"}
+    assert timing["inference"]["batch_32"]["seq_per_s"] > 0
+    assert timing["train"]["sequences_per_call"] == 32  # the smoke experiment's batch size
+    latency_b1 = timing["latency_ms"]["batch_1"]
+    assert latency_b1["requests"] == 20
+    assert latency_b1["p50"] <= latency_b1["p99"]
+    assert timing["peak_memory_mb"] == max(p["cpu_peak_rss"] for p in timing["memory_mb"].values())
+    env = timing["environment"]
+    assert env["framework"] == "torch"
+    assert env["precision"]["compute"] == "fp32"
+    assert "compile" in env["fast_paths"]
+    report = to_markdown(build(tmp_path / "smoke"))
+    assert "Speed (timing protocol)" in report
+    assert f"{latency_b1['p99']:.3f}" in report  # the p99 the record holds
+
+
+def test_speed_table_ratios_come_from_its_entries(tmp_path):
+    import json
+
+    from benchmark.speed import main
+
+    out = tmp_path / "speed"
+    args = ["--preset", "quick", "--models", "gru", "--frameworks", "torch", "--in-process"]
+    assert main([*args, "--out", str(out), *TINY_TIMING[1:]]) == 0
+    entries = {
+        e["implementation"]: e for e in json.loads(out.with_suffix(".json").read_text())["entries"]
+    }
+    detector = entries["detector"]["timing"]["inference"]["batch_32"]["seq_per_s"]
+    plain = entries["reference"]["timing"]["inference"]["batch_32"]["seq_per_s"]
+    row = next(
+        r for r in out.with_suffix(".md").read_text().splitlines() if r.startswith("| gru | torch")
+    )
+    assert f"{detector / plain:.3g}" in row.split("|")[9]
