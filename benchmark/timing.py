@@ -130,7 +130,7 @@ def latency(request: Callable[[], Any], protocol: TimingProtocol) -> dict:
         times[i] = time.perf_counter_ns() - start
     ms = times / 1e6
     out = {name: float(np.percentile(ms, q)) for name, q in PERCENTILES.items()}
-    out.update(max=float(ms.max()), mean=float(ms.mean()), requests=len(ms))
+    out.update(min=float(ms.min()), max=float(ms.max()), mean=float(ms.mean()), requests=len(ms))
     return out
 
 
