@@ -153,7 +153,7 @@ def synthetic_batch_source(config, n_items: int, rows: int, seed: int = 0) -> Se
 
 
 def build(model: str, framework: str, overrides: list[str], n_items: int = 10_000):
-    """(config, fitted-free detector, data) for one configuration."""
+    """(config, untrained detector, full-length synthetic rows) for one configuration."""
     config = compose_config(model, framework, overrides)
     data = DataInfo(
         max_length=config.dataset.sequence.max_length,
