@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.timing import largest_batch
+
 ROOT = Path(__file__).resolve().parent.parent
 # figure name -> (how to read it from an entry's timing, higher is better?)
 # Each side's best window and fastest request: interference from other load only ever slows
@@ -46,7 +48,7 @@ class CompareError(Exception):
 def _largest_batch(inference: dict) -> dict | None:
     if not inference:
         return None
-    return inference[max(inference, key=lambda k: int(k.split("_")[1]))]
+    return inference[largest_batch(inference)]
 
 
 def _best(figure: dict | None) -> float | None:

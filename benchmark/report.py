@@ -33,6 +33,7 @@ from benchmark.selection import (
     setting_of,
 )
 from benchmark.table import load_records, results_dir_arg
+from benchmark.timing import batch_size_of
 
 REPORT_DIR = "report"
 TOP_CURVES = 3  # ROC/PR curves drawn per setting
@@ -141,12 +142,10 @@ def speed_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The timing protocol's figures per candidate (first seed each): throughput per batch
     size, latency percentiles, first-call time, peak memory, precision and fast paths."""
     timed = [r for r in _first_seed_each(runs) if r.get("timing", {}).get("inference")]
-    batches = sorted(
-        {k for r in timed for k in r["timing"]["inference"]}, key=lambda k: int(k.split("_")[1])
-    )
+    batches = sorted({k for r in timed for k in r["timing"]["inference"]}, key=batch_size_of)
     header = [
         "model",
-        *[f"infer seq/s b{b.split('_')[1]}" for b in batches],
+        *[f"infer seq/s b{batch_size_of(b)}" for b in batches],
         "train seq/s",
         "p50 / p99 ms b1",
         "p99 ms b32",

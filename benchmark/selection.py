@@ -22,6 +22,7 @@ from benchmark.stats import (
     mean_ci,
     paired_comparison,
 )
+from benchmark.timing import largest_batch
 
 MIN_SEEDS_FOR_TESTS = 6  # fewer pairs cannot give an exact signed-rank p below 0.05
 MIN_BLOCKS_FOR_FRIEDMAN = 5  # Demsar's rule of thumb for a trustworthy chi-square approximation
@@ -125,8 +126,7 @@ def infer_rate(timing: dict) -> float | None:
     evaluation pass's average."""
     by_batch = timing.get("inference", {})
     if by_batch:
-        largest = max(by_batch, key=lambda k: int(k.split("_")[1]))
-        return by_batch[largest]["seq_per_s"]
+        return by_batch[largest_batch(by_batch)]["seq_per_s"]
     return timing.get("infer_seq_per_s")
 
 

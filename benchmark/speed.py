@@ -34,7 +34,7 @@ from benchmark.config import register_configs
 from benchmark.detectors import DataInfo, DetectorSpec, create
 from benchmark.errors import ConfigError
 from benchmark.pipeline import timing_plan
-from benchmark.timing import measure
+from benchmark.timing import batch_size_of, largest_batch, measure
 from datasets.features import (
     N_DEVICES,
     N_EVENT_TYPES,
@@ -235,7 +235,7 @@ def headline(entry: dict) -> dict[str, float | None]:
     """The figures a table shows for one configuration."""
     t = entry.get("timing", {})
     inference = t.get("inference", {})
-    largest = max(inference, key=lambda k: int(k.split("_")[1])) if inference else None
+    largest = largest_batch(inference)
     lat = t.get("latency_ms", {})
     return {
         "infer": inference[largest]["seq_per_s"] if largest else None,
@@ -244,7 +244,7 @@ def headline(entry: dict) -> dict[str, float | None]:
         "p99_b32": lat.get("batch_32", {}).get("p99"),
         "first_call": max((v["first_call_s"] for v in inference.values()), default=None),
         "peak_mb": t.get("peak_memory_mb"),
-        "largest_batch": int(largest.split("_")[1]) if largest else None,
+        "largest_batch": batch_size_of(largest) if largest else None,
     }
 
 

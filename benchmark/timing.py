@@ -191,6 +191,20 @@ def threads() -> dict[str, str | int | None]:
 # --- one detector, every figure ---------------------------------------------------------
 
 
+def batch_key(batch_size: int) -> str:
+    """How figures per batch size are keyed in a record (``inference``, ``latency_ms``)."""
+    return f"batch_{batch_size}"
+
+
+def batch_size_of(key: str) -> int:
+    return int(key.removeprefix("batch_"))
+
+
+def largest_batch(by_batch: dict) -> str | None:
+    """The key of the largest batch size measured (None when nothing was)."""
+    return max(by_batch, key=batch_size_of) if by_batch else None
+
+
 class SpeedProbe(Protocol):
     """What an adapter offers the protocol for one fitted detector on one data set."""
 
@@ -237,13 +251,13 @@ def measure(probe: SpeedProbe, plan: Plan) -> dict:
     out["inference"], memory_inference = _phase(
         probe,
         lambda: {
-            f"batch_{b}": throughput(probe.inference(b), plan.protocol) for b in plan.batch_sizes
+            batch_key(b): throughput(probe.inference(b), plan.protocol) for b in plan.batch_sizes
         },
     )
     out["latency_ms"], _ = _phase(
         probe,
         lambda: {
-            f"batch_{b}": latency(probe.request(b), plan.protocol) for b in plan.latency_batch_sizes
+            batch_key(b): latency(probe.request(b), plan.protocol) for b in plan.latency_batch_sizes
         },
     )
     memory = {"inference": memory_inference}

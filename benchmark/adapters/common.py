@@ -145,3 +145,19 @@ def load_checkpoint(
             f"model={model} objective={objective}: pick the matching model and objective"
         )
     return weights, metadata
+
+
+def reference_sizes(cfg: DetectorConfig, model: str) -> tuple[str, dict]:
+    """The plain reference timed beside ``model`` (``models_*/reference.py``) and its
+    constructor arguments at the detector's sizes: the same in both frameworks."""
+    if model in ("lstm", "gru"):
+        sizes = dict(embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, layers=cfg.num_layers)
+        return "PlainRNN", dict(cell=model, n_items=cfg.n_items, **sizes)
+    return "PlainTransformer", dict(
+        n_items=cfg.n_items,
+        width=cfg.hidden_dim,
+        heads=cfg.num_heads,
+        ff_dim=cfg.ff_dim,
+        layers=cfg.num_layers,
+        max_length=cfg.max_length,
+    )

@@ -21,10 +21,11 @@ import numpy as np
 import optax
 from flax import nnx
 
+from benchmark.adapters.common import reference_sizes
 from benchmark.adapters.jax_adapter import JaxDetector
 from benchmark.timing import Workload, as_reference
 from datasets.features import SequenceArrays
-from models_jax.reference import PlainRNN, PlainTransformer
+from models_jax import reference
 
 RECURRENT = ("lstm", "gru")
 MB = 2**20
@@ -91,13 +92,7 @@ class JaxProbe:
         """Nothing to reset: XLA keeps one peak per process (see the module docstring)."""
 
     def device_memory_mb(self) -> dict[str, float]:
-        stats = self.detector.device.memory_stats() or {}
-        if "peak_bytes_in_use" not in stats:  # the CPU client keeps no statistics
-            return {}
-        return {
-            "device_peak_allocated": stats["peak_bytes_in_use"] / MB,
-            "device_peak_is_process_lifetime": True,
-        }
+        return device_peak_mb(self.detector.device)
 
     def environment(self) -> dict:
         return environment(self.detector)
@@ -114,21 +109,8 @@ class ReferenceProbe:
         dtype = jnp.bfloat16 if detector.bf16 else jnp.float32
         with jax.default_device(detector.device):
             rngs = nnx.Rngs(detector.spec.seed)
-            if name in RECURRENT:
-                model = PlainRNN(
-                    name, cfg.n_items, cfg.embed_dim, cfg.hidden_dim, cfg.num_layers, rngs, dtype
-                )
-            else:
-                model = PlainTransformer(
-                    cfg.n_items,
-                    cfg.hidden_dim,
-                    cfg.num_heads,
-                    cfg.ff_dim,
-                    cfg.num_layers,
-                    cfg.max_length,
-                    rngs,
-                    dtype,
-                )
+            kind, sizes = reference_sizes(cfg, name)
+            model = getattr(reference, kind)(**sizes, rngs=rngs, dtype=dtype)
         model.train()
         self.train_graph = nnx.graphdef(model)
         model.eval()
@@ -202,10 +184,21 @@ class ReferenceProbe:
         pass
 
     def device_memory_mb(self) -> dict[str, float]:
-        return JaxProbe.device_memory_mb(self)
+        return device_peak_mb(self.detector.device)
 
     def environment(self) -> dict:
         return as_reference(environment(self.detector), "models_jax.reference")
+
+
+def device_peak_mb(device: jax.Device) -> dict[str, float]:
+    """XLA's peak since the process started (the CPU client keeps no statistics)."""
+    stats = device.memory_stats() or {}
+    if "peak_bytes_in_use" not in stats:
+        return {}
+    return {
+        "device_peak_allocated": stats["peak_bytes_in_use"] / MB,
+        "device_peak_is_process_lifetime": True,
+    }
 
 
 def environment(detector: JaxDetector) -> dict:

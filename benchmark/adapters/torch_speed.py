@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.adapters.common import reference_sizes
 from benchmark.adapters.torch_adapter import TorchDetector
 from benchmark.timing import Workload, as_reference
 from datasets.features import SequenceArrays
-from models_torch.reference import PlainRNN, PlainTransformer
+from models_torch import reference
 
 RECURRENT = ("lstm", "gru")
 MB = 2**20
@@ -111,18 +112,8 @@ class ReferenceProbe(DeviceProbe):
         self.detector = detector
         cfg, model = detector.cfg, detector.spec.model.name.value
         torch.manual_seed(detector.spec.seed)
-        if model in RECURRENT:
-            net = PlainRNN(model, cfg.n_items, cfg.embed_dim, cfg.hidden_dim, cfg.num_layers)
-        else:
-            net = PlainTransformer(
-                cfg.n_items,
-                cfg.hidden_dim,
-                cfg.num_heads,
-                cfg.ff_dim,
-                cfg.num_layers,
-                cfg.max_length,
-            )
-        self.net = net.to(self.device)
+        name, sizes = reference_sizes(cfg, model)
+        self.net = getattr(reference, name)(**sizes).to(self.device)
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.detector.bf16)
