@@ -48,6 +48,20 @@ def test_throughput_waits_for_asynchronous_work(stream):
     assert result["window_s"]["min"] >= FAST.min_window_s
 
 
+def test_windows_stay_long_enough_when_the_device_speeds_up_after_calibration(stream):
+    """Calibration sees 10 ms steps, the windows 4 ms ones (a clock boost, a warm cache):
+    the windows must grow rather than report sub-minimum windows."""
+    calls = {"n": 0}
+
+    def step():
+        calls["n"] += 1
+        return stream.submit(time.sleep, 0.010 if calls["n"] <= 14 else 0.004)
+
+    result = throughput(Workload(step, lambda h: h.result(), 8, 80), FAST)
+    assert result["window_s"]["min"] >= FAST.min_window_s
+    assert result["calls_per_window"] > 11  # the calibrated 11 calls were too few
+
+
 def test_a_missing_sync_would_be_caught(stream):
     """The same work with a sync that does not wait: the rate the protocol reports jumps,
     which is what the previous test guards against."""
