@@ -7,13 +7,17 @@ allowed, with exit code 2, instead of a multi-line Hydra report.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from benchmark.callbacks import OUTCOME_FILE, sweep_failed
 from benchmark.config import register_configs
 from benchmark.errors import user_error_types
 from benchmark.preflight import preflight
@@ -26,15 +30,56 @@ log = logging.getLogger("benchmark")
 def main(cfg: DictConfig) -> None:
     from benchmark.run import run  # imported here so --help and errors stay fast
 
+    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         result = run(cfg)
-    except user_error_types() as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as err:
+        # The record (status failed, phase, error) is on disk already. In a sweep the other
+        # runs go on; the sweep's summary lists this one and the exit code says so.
+        failed = getattr(err, "run_result", None)
+        write_outcome(failed, err)
+        user_error = isinstance(err, user_error_types())
+        if sweeping or user_error:
+            where = f"  record: {failed.run_dir / 'record.json'}" if failed else ""
+            print(f"error: {err}{where}", file=sys.stderr)
+        if not sweeping:
+            if user_error:
+                sys.exit(2)
+            raise
+        return
+    write_outcome(result)
+    if result.decision is not None and result.status in ("planned", "skipped"):
+        d = result.decision
+        print(f"{result.status}: {d.action:<5} {result.run_id}  {job_overrides()}  ({d.reason})")
+        return
     print(
         f"status: {result.status}  run_id: {result.run_id}  record: "
         f"{result.run_dir / 'record.json'}"
     )
+
+
+def job_overrides() -> str:
+    return " ".join(HydraConfig.get().overrides.task) or "(defaults)"
+
+
+def write_outcome(result, err: BaseException | None = None) -> None:
+    """``outcome.json`` in the Hydra job folder: what the sweep summary reads (it works the
+    same whether the job ran here, on a Ray worker or under SLURM)."""
+    from benchmark.atomic import write_atomic
+    from benchmark.run import one_line
+
+    outcome = {"overrides": job_overrides()}
+    if result is not None:
+        outcome.update(run_id=result.run_id, status=result.status, run_dir=str(result.run_dir))
+        if result.decision is not None:
+            outcome.update(action=result.decision.action, reason=result.decision.reason)
+        if result.status == "failed":
+            outcome.update(failed_phase=result.record.get("failed_phase"))
+    if err is not None:
+        outcome.update(status="failed", error=one_line(err))
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / OUTCOME_FILE, json.dumps(outcome, indent=2))
 
 
 def cli() -> None:
@@ -44,6 +89,8 @@ def cli() -> None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     main()
+    if sweep_failed():
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -165,7 +165,10 @@ class FrameworkConfig:
     dense_embedding_grad_rows: int = 4096
     """JAX: embedding tables up to this many rows take their gradient as a one-hot matrix
     product instead of a scatter-add (GPUs serialise a scatter's repeated ids); 0 = never."""
-    """JAX: donate parameter and optimiser buffers to the train step (updated in place)."""
+    deterministic: bool = False
+    """GPU: deterministic kernels only (PyTorch: use_deterministic_algorithms, cuDNN
+    deterministic, CUBLAS_WORKSPACE_CONFIG; JAX: --xla_gpu_deterministic_ops), so that a
+    rerun is bit-identical, at some speed cost. CPU runs are deterministic either way."""
 
 
 @dataclass
@@ -189,6 +192,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     patience: int = 3
     """Epochs without validation improvement before early stopping."""
+    oom_retry: bool = True
+    """On a device out-of-memory during training, retry once at half the batch size (the
+    record's ``oom_retry`` says so); false lets the run fail at once."""
 
 
 @dataclass
@@ -257,10 +263,24 @@ class Config:
     checkpoint: str | None = None
     """Score with the weights of this checkpoint.safetensors (trained by either framework)
     instead of training: e.g. a PyTorch-trained model scored by its JAX twin."""
+    resume: str = "ok"
+    """Which earlier results a rerun keeps (the run folder is keyed by the config hash):
+    'ok' skips configs whose record says ok and reruns failed and unfinished ones, 'finished'
+    also skips failed ones, 'none' runs everything again."""
+    dry_run: bool = False
+    """Print what each run would do (run, rerun, skip) and why, without running anything."""
 
 
 # Keys that do not change what a run computes: left out of the run id.
-NOISE_KEYS: tuple[str, ...] = ("logger", "results_dir", "experiment_name", "hydra")
+NOISE_KEYS: tuple[str, ...] = (
+    "logger",
+    "results_dir",
+    "experiment_name",
+    "hydra",
+    "resume",
+    "dry_run",
+)
+RESUME_CHOICES: tuple[str, ...] = ("ok", "finished", "none")
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "sequence.session_by": ("session", "gap"),
@@ -296,6 +316,7 @@ def check_config(cfg: Config) -> None:
     if cfg.framework.scan_unroll < 1:
         raise ConfigError(f"framework.scan_unroll={cfg.framework.scan_unroll} must be >= 1")
     check_timing(cfg.timing)
+    _choice("resume", cfg.resume, RESUME_CHOICES)
     _choice("train.schedule", cfg.train.schedule, ("cosine", "constant"))
     _choice("logger.name", cfg.logger.name, ("wandb_offline", "wandb", "none"))
     _choice("evaluation.threshold", cfg.evaluation.threshold, ("max_f1", "fpr"))

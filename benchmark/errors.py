@@ -11,6 +11,20 @@ class ConfigError(UserError):
     """A config value out of range or not among the allowed choices."""
 
 
+class ResultsWriteError(UserError):
+    """The results directory cannot be created or written (permissions, disk full)."""
+
+
+class TrainingDivergedError(UserError, FloatingPointError):
+    """The loss became NaN or infinite: a learning rate too high for the data and model."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} (training diverged): lower train.lr, raise train.warmup_steps or keep "
+            "train.grad_clip > 0"
+        )
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Every exception class that means "the user can fix this" (not a bug in the harness)."""
     from benchmark.anomalies.core import InjectionError

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +16,7 @@ from benchmark.adapters.common import CheckpointError, load_checkpoint
 from benchmark.atomic import atomic_path
 from benchmark.data import PreparedData
 from benchmark.detectors import (
+    ADAPTERS,
     BASELINES,
     DataInfo,
     DetectorSpec,
@@ -30,6 +36,8 @@ from datasets.features import (
     SequenceArrays,
 )
 
+log = logging.getLogger("benchmark")
+
 
 def data_info(prepared: PreparedData, max_length: int) -> DataInfo:
     return DataInfo(
@@ -46,9 +54,16 @@ def data_info(prepared: PreparedData, max_length: int) -> DataInfo:
     )
 
 
-def detect(config, prepared: PreparedData, run_dir: Path, record: dict):
+def detect(
+    config,
+    prepared: PreparedData,
+    run_dir: Path,
+    record: dict,
+    phase: Callable[[str], None] = lambda _: None,
+):
     """Fill ``record`` with the detector's training report and metrics; returns the fitted
-    detector (for the timing phase)."""
+    detector (for the timing phase). ``phase`` is told each stage (build, train, score,
+    evaluate) so that a failure names where it happened."""
     model, framework = config.model.name.value, config.framework.name.value
     record["framework"] = framework_of(model, framework)
     spec = DetectorSpec(
@@ -60,18 +75,22 @@ def detect(config, prepared: PreparedData, run_dir: Path, record: dict):
         seed=config.seed,
         run_dir=run_dir,
     )
+    phase("build")
     detector = create(model, framework, spec)
     train, val, test = (prepared.arrays[s] for s in ("train", "val", "test"))
+    phase("train")
     start = time.perf_counter()
     if config.checkpoint:
         record["training"] = load_weights(detector, config.checkpoint, model, config)
     else:
-        record["training"] = detector.fit(train, val)
+        detector, record["training"] = fit_or_halve(detector, spec, train, val, record)
     train_seconds = time.perf_counter() - start
+    phase("score")
     val_scores = detector.score(val)
     start = time.perf_counter()
     test_scores = detector.score(test)
     infer_seconds = time.perf_counter() - start
+    phase("evaluate")
     ev = config.evaluation
     threshold = fit_threshold(val.label, val_scores.sequence, ev.threshold, ev.target_fpr)
     lab = prepared.labelled["test"]
@@ -105,7 +124,51 @@ def detect(config, prepared: PreparedData, run_dir: Path, record: dict):
     return detector
 
 
-def timing_plan(config) -> Plan:
+def fit_or_halve(detector, spec: DetectorSpec, train, val, record: dict):
+    """``detector.fit``; on a device out-of-memory (and ``train.oom_retry``), once more with a
+    fresh detector at half the batch size, noted in ``record['oom_retry']``."""
+    try:
+        return detector, detector.fit(train, val)
+    except Exception as err:
+        if not (spec.train.oom_retry and is_out_of_memory(err)):
+            raise
+        message = " ".join(str(err).split())[:300]
+    half = max(1, spec.train.batch_size // 2)
+    record["oom_retry"] = {
+        "error": message,
+        "batch_size": spec.train.batch_size,
+        "retried_with": half,
+    }
+    log.warning("out of memory at batch size %d; retrying once at %d", spec.train.batch_size, half)
+    del detector
+    release_device_memory(spec.framework.name.value)
+    spec = replace(spec, train=replace(spec.train, batch_size=half))
+    detector = create(spec.model.name.value, spec.framework.name.value, spec)
+    return detector, detector.fit(train, val)
+
+
+OOM_MARKERS = ("out of memory", "RESOURCE_EXHAUSTED", "OutOfMemory")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A device (or host) allocation failure, recognised by type and message so that no
+    framework is imported here: torch's ``OutOfMemoryError``, XLA's ``RESOURCE_EXHAUSTED``."""
+    if isinstance(err, MemoryError):
+        return True
+    text = f"{type(err).__name__}: {err}"
+    return any(marker in text for marker in OOM_MARKERS)
+
+
+def release_device_memory(framework: str) -> None:
+    """Drop the failed attempt's buffers before the retry (the adapter's own hook, if any)."""
+    gc.collect()
+    adapter = sys.modules.get(ADAPTERS.get(framework, ""))
+    release = getattr(adapter, "release_memory", None)
+    if release is not None:
+        release()
+
+
+def timing_plan(config, train_batch_size: int | None = None) -> Plan:
     t = config.timing
     protocol = TimingProtocol(
         warmup=t.warmup_steps,
@@ -117,19 +180,22 @@ def timing_plan(config) -> Plan:
         protocol=protocol,
         batch_sizes=tuple(t.batch_sizes),
         latency_batch_sizes=tuple(t.latency_batch_sizes),
-        train_batch_size=config.train.batch_size if t.train else None,
+        train_batch_size=(train_batch_size or config.train.batch_size) if t.train else None,
     )
 
 
-def time_detector(detector, data: SequenceArrays, config) -> dict:
+def time_detector(
+    detector, data: SequenceArrays, config, train_batch_size: int | None = None
+) -> dict:
     """The timing protocol on ``data`` (the test split) after the metrics are recorded; the
-    training steps it times leave the weights as they were."""
+    training steps it times leave the weights as they were (at ``train_batch_size`` when an
+    out-of-memory retry halved it)."""
     probe = (
         detector.speed_probe(data)
         if hasattr(detector, "speed_probe")
         else ScoreProbe(detector, data)
     )
-    return measure(probe, timing_plan(config))
+    return measure(probe, timing_plan(config, train_batch_size))
 
 
 def load_weights(detector, path: str, model: str, config) -> dict:

@@ -83,7 +83,7 @@ def _scores(row: Row) -> dict | None:
     path = Path(row.run_dirs[0]) / SCORES_FILE if row.run_dirs else None
     if path is None or not path.exists():
         return None
-    with np.load(path) as saved:
+    with np.load(path, allow_pickle=False) as saved:
         return {k: saved[k] for k in saved.files}
 
 
@@ -141,7 +141,7 @@ def severity(row: Row, title: str, stem: Path) -> Path | None:
         path = Path(run_dir) / SCORES_FILE
         if not path.exists():
             continue
-        with np.load(path) as saved:
+        with np.load(path, allow_pickle=False) as saved:
             for name, (c, a) in auc_by_severity({k: saved[k] for k in saved.files}).items():
                 pooled.setdefault(name, []).append((c, a))
     if not pooled:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -15,27 +19,45 @@ def command_overrides(argv: list[str]) -> list[str] | None:
         for a in argv
     ):
         return None
-    return [
-        a
-        for a in argv
-        if not a.startswith("-") and ("=" in a or a.startswith("~")) and not a.startswith("hydra")
-    ]
+    return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
 
 
 def preflight(argv: list[str], conf_dir: str) -> str | None:
-    """None if the config composes, else a one-line description of the first problem."""
+    """None if the config composes and its results directory is writable, else a one-line
+    description of the first problem."""
     overrides = command_overrides(argv)
     if overrides is None:
-        return None
-    return compose_config(overrides, conf_dir)[1]
+        given = [a.split("=", 1)[1] for a in argv if a.startswith("results_dir=")]
+        return unwritable(given[-1]) if given and "," not in given[-1] else None
+    touches_hydra = any(o.lstrip("+~").startswith("hydra") for o in overrides)
+    cfg, problem = compose_config(overrides, conf_dir, with_hydra=touches_hydra)
+    return problem or unwritable(str(cfg.results_dir))
 
 
-def compose_config(overrides: list[str], conf_dir: str):
-    """(the composed config, None), or (None, a one-line description of the first problem)."""
+def unwritable(results_dir: str) -> str | None:
+    """Why files cannot be written under ``results_dir`` (created if missing), or None."""
+    try:
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return (
+            f"results_dir={results_dir} is not a writable directory ({err.strerror or err}): "
+            "choose another results_dir=..."
+        )
+    return None
+
+
+def compose_config(overrides: list[str], conf_dir: str, with_hydra: bool = False):
+    """(the composed config, None), or (None, a one-line description of the first problem).
+    ``with_hydra`` composes Hydra's own config too, so that ``hydra/launcher=...`` and
+    ``hydra.*`` overrides are checked (the result is then for checking only)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-            return compose(config_name="config", overrides=overrides), None
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=with_hydra)
+            return cfg, None
     except Exception as err:
         return None, describe(err, overrides, conf_dir)
     finally:
@@ -75,7 +97,7 @@ def _sibling_keys(full_key: str, overrides: list[str], conf_dir: str) -> list[st
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=kept)
+            cfg = compose(config_name="config", overrides=kept, return_hydra_config=True)
         node = cfg
         for part in filter(None, parent.split(".")):
             node = node[part]

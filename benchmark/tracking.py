@@ -127,7 +127,7 @@ def log_run(wandb, run, record: dict, run_dir: Path) -> None:
 
 
 def log_curves(wandb, run, scores_file: Path) -> None:
-    with np.load(scores_file) as saved:
+    with np.load(scores_file, allow_pickle=False) as saved:
         labels, scores = saved["test_label"], saved["test_score"]
     fpr, tpr = _downsample(*roc_curve(labels, scores))
     recall, precision = _downsample(*pr_curve(labels, scores))

@@ -87,7 +87,9 @@ def test_store_is_queryable_with_sql_on_nested_fields(tmp_path):
 
 def test_runs_land_in_the_store_and_a_rerun_is_detected(smoke, tmp_path):
     first = run(smoke())
-    second = run(smoke())
+    assert run(smoke()).status == "skipped"  # resume=ok: a finished config is not rerun
+    second = run(smoke("resume=none"))
+    assert second.run_id == first.run_id
     assert first.record["previous_attempts"] == 0
     assert second.record["previous_attempts"] == 1
     stored = records(store_path(tmp_path), latest_only=False)

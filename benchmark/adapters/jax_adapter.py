@@ -16,6 +16,7 @@ inside the step while the optimiser keeps float32 weights.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
@@ -35,7 +36,7 @@ from benchmark.adapters.common import (
     save_checkpoint,
 )
 from benchmark.detectors import DetectorSpec, Scores, register
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, TrainingDivergedError
 from datasets.features import SequenceArrays
 from models_jax.convert import load_canonical, to_canonical
 from models_jax.gru import GRUDetector
@@ -111,10 +112,24 @@ def _to_bf16_outside_heads(path, x: jax.Array) -> jax.Array:
     return x if in_heads else _cast_floats(x, jnp.bfloat16)
 
 
+DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def request_deterministic_gpu_ops() -> None:
+    """XLA reads its flags when the GPU backend starts, i.e. at the first JAX run of a
+    process: a process that already ran JAX on the GPU without the flag keeps running
+    without it (start a fresh process, or export XLA_FLAGS yourself)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if DETERMINISTIC_FLAG not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_FLAG}".strip()
+
+
 class JaxDetector:
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
         self.cfg = detector_config(spec)
+        if spec.framework.deterministic:
+            request_deterministic_gpu_ops()
         self.device = pick_device(spec.framework.device)
         self.objective = spec.objective.name.value
         self.bf16 = spec.framework.precision == "bf16" and self.device.platform == "gpu"
@@ -241,7 +256,7 @@ class JaxDetector:
                 if waited >= t.patience:
                     break
         if not math.isfinite(best):
-            raise FloatingPointError("validation loss was never finite: training diverged")
+            raise TrainingDivergedError("validation loss was never finite")
         self.params = jax.device_put(best_params, self.device)
         self._save_checkpoint()
         return {
@@ -293,7 +308,7 @@ class JaxDetector:
                 )
         loss_mean = float(total) / max(1, len(chunks))
         if not math.isfinite(loss_mean):
-            raise FloatingPointError(f"training loss became {loss_mean} in epoch {epoch + 1}")
+            raise TrainingDivergedError(f"training loss became {loss_mean} in epoch {epoch + 1}")
         return opt_state, loss_mean
 
     def evaluate_loss(self, data: SequenceArrays) -> float:

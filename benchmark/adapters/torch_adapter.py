@@ -14,6 +14,7 @@ models run cuDNN ``nn.LSTM``/``nn.GRU`` on right-padded input, never packed sequ
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from contextlib import ExitStack
@@ -33,6 +34,7 @@ from benchmark.adapters.common import (
     save_checkpoint,
 )
 from benchmark.detectors import DetectorSpec, Scores, register
+from benchmark.errors import TrainingDivergedError
 from datasets.features import SequenceArrays
 from models_torch.gru import GRUDetector
 from models_torch.lstm import LSTMDetector
@@ -51,6 +53,23 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def set_determinism(on: bool) -> None:
+    """Process-wide, so set by every run (a sweep's earlier run must not leak its choice).
+    With ``on``, an op without a deterministic kernel raises, naming itself, rather than
+    silently varying."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = False
+
+
+def release_memory() -> None:
+    """Return the CUDA caching allocator's free blocks (before an out-of-memory retry)."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def to_batch(
@@ -72,6 +91,7 @@ class TorchDetector:
         self.spec = spec
         self.cfg = detector_config(spec)
         self.device = pick_device(spec.framework.device)
+        set_determinism(spec.framework.deterministic)
         torch.manual_seed(spec.seed)
         self.model = MODELS[spec.model.name.value](self.cfg).to(self.device)
         self.objective = spec.objective.name.value
@@ -157,7 +177,7 @@ class TorchDetector:
                 if waited >= t.patience:
                     break
         if not math.isfinite(best):
-            raise FloatingPointError("validation loss was never finite: training diverged")
+            raise TrainingDivergedError("validation loss was never finite")
         self.model.load_state_dict(best_state)
         self._save_checkpoint()
         best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
@@ -203,7 +223,7 @@ class TorchDetector:
                 )
         loss_mean = float(total) / max(1, len(bar))
         if not math.isfinite(loss_mean):
-            raise FloatingPointError(f"training loss became {loss_mean} in epoch {epoch + 1}")
+            raise TrainingDivergedError(f"training loss became {loss_mean} in epoch {epoch + 1}")
         return loss_mean
 
     @torch.no_grad()

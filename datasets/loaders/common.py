@@ -267,11 +267,22 @@ def read_csv(
         return _concat(_exact_chunks(path, fmt, quarantine, max_rows, interners), fmt)
 
 
+# No clickstream row comes near this; a longer "line" is a broken or binary file, and reading it
+# whole would defeat the loaders' bounded memory.
+MAX_LINE_BYTES = 1 << 20
+
+
 def _check_header(path: Path, fmt: CsvFormat) -> None:
     with open(path, "rb") as f:
-        first = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+        raw = f.readline(MAX_LINE_BYTES)
+    first = raw.decode("utf-8", errors="replace").rstrip("\r\n")
     if not first:
         raise DataFileError(f"{path}: the file is empty; check the path or re-download it")
+    if not _looks_like_text(first):
+        raise DataFileError(
+            f"{path}: the first line is not text (a binary or compressed file?); "
+            "decompress it or check the path"
+        )
     if not fmt.header:
         fields = first.split(fmt.delimiter)
         if len(fields) != len(fmt.columns):
@@ -291,6 +302,25 @@ def _check_header(path: Path, fmt: CsvFormat) -> None:
             f"{path}:1: missing column(s) {missing} in the header {fields[:12]}{hint}; "
             "is this the right file and format?"
         )
+
+
+def _looks_like_text(line: str) -> bool:
+    """No replacement characters (bytes that are not UTF-8) and no control characters
+    other than tabs, in the first 4 KiB."""
+    head = line[:4096]
+    return "\ufffd" not in head and all(ch.isprintable() or ch == "\t" for ch in head)
+
+
+def _lines(f) -> Iterator[bytes | None]:
+    """The file's lines; ``None`` in place of a line longer than ``MAX_LINE_BYTES`` (its
+    bytes are skipped without being held in memory)."""
+    while raw := f.readline(MAX_LINE_BYTES):
+        if len(raw) < MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield raw
+            continue
+        while (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def _sep(d: str) -> str:
@@ -521,7 +551,11 @@ def _exact_chunks(path, fmt, quarantine, max_rows, interners) -> Iterator[dict[s
 
     kept = 0
     with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
+        for line_no, raw in enumerate(_lines(f), start=1):
+            if raw is None:
+                where, size = f"{path}:{line_no}", f"{MAX_LINE_BYTES >> 20} MiB"
+                quarantine.reject(where, f"a line longer than {size}", "line_too_long")
+                continue
             if line_no == 1 and fmt.header:
                 text = raw.decode("utf-8", "replace").rstrip("\r\n")
                 header = next(csv.reader([text], delimiter=fmt.delimiter))
@@ -555,7 +589,11 @@ def _parse_line(raw: bytes, where: str, fmt, layout, quarantine) -> list | None:
         return None
     if not text.strip():
         return None
-    fields = next(csv.reader(io.StringIO(text), delimiter=fmt.delimiter))
+    try:
+        fields = next(csv.reader(io.StringIO(text), delimiter=fmt.delimiter))
+    except csv.Error as err:  # e.g. a field over the csv module's 128 KiB limit
+        quarantine.reject(where, f"unreadable CSV ({err})", "bad_csv")
+        return None
     positions, width = layout
     if len(fields) != width:
         quarantine.reject(

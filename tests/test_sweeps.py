@@ -1,0 +1,311 @@
+"""Sweeps: resume after a crash, failure isolation, out-of-memory retry, provenance and the
+Ray / submitit launchers. CLI sweeps use the NumPy baselines on the smoke data (seconds)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark import pipeline
+from benchmark import run as run_module
+from benchmark.run import RECORD_FILE, decide, previous_record, run
+from benchmark.store import SCORES_FILE, records, store_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def smoke(compose_config, tmp_path):
+    def _smoke(*overrides: str):
+        return compose_config(["experiment=smoke", f"results_dir={tmp_path}", *overrides])
+
+    return _smoke
+
+
+# --- what a rerun does ------------------------------------------------------------------
+
+
+FAILED = {"status": "failed", "failed_phase": "train", "error": "boom"}
+
+
+@pytest.mark.parametrize(
+    ("previous", "resume", "action"),
+    [
+        (None, "ok", "run"),
+        ({"status": "ok"}, "ok", "skip"),
+        ({"status": "ok"}, "finished", "skip"),
+        ({"status": "ok"}, "none", "rerun"),
+        (FAILED, "ok", "rerun"),
+        (FAILED, "finished", "skip"),
+        (FAILED, "none", "rerun"),
+        ({"status": "running", "started_at": "t"}, "ok", "rerun"),
+        ({"status": "running", "started_at": "t"}, "finished", "rerun"),
+        ({"status": "corrupt", "quarantined": "x"}, "finished", "rerun"),
+    ],
+)
+def test_decide(previous, resume, action):
+    assert decide(previous, resume).action == action
+
+
+def test_a_failed_record_is_rerun_with_its_reason():
+    assert "failed in phase train: boom" in decide(FAILED, "ok").reason
+
+
+def test_an_unreadable_record_is_moved_aside_not_overwritten(tmp_path):
+    (tmp_path / RECORD_FILE).write_text('{"status": "ok", "metr')
+    previous = previous_record(tmp_path)
+    assert previous["status"] == "corrupt"
+    aside = tmp_path / previous["quarantined"]
+    assert aside.read_text() == '{"status": "ok", "metr'
+    assert not (tmp_path / RECORD_FILE).exists()
+
+
+def test_resume_skips_ok_and_reruns_failed_runs(smoke, tmp_path):
+    first = run(smoke("model=random"))
+    again = run(smoke("model=random"))
+    assert (first.status, again.status) == ("ok", "skipped")
+    assert again.record["attempt_id"] == first.record["attempt_id"]
+    assert run(smoke("model=random", "resume=none")).status == "ok"
+    bad = ("model=random", "anomaly.contamination.test=0.9", "anomaly.mix.price_outlier=100")
+    with pytest.raises(Exception, match="price_outlier"):
+        run(smoke(*bad))
+    assert run(smoke(*bad, "resume=finished")).status == "skipped"
+    with pytest.raises(Exception, match="price_outlier"):
+        run(smoke(*bad))  # resume=ok (the default) tries a failed config again
+    assert len(records(store_path(tmp_path), latest_only=False)) == 4
+
+
+def test_dry_run_changes_nothing(smoke, tmp_path):
+    planned = run(smoke("model=random", "dry_run=true"))
+    assert (planned.status, planned.decision.action) == ("planned", "run")
+    assert not planned.run_dir.exists()
+    assert run(smoke("model=random", "dry_run=true")).run_id == planned.run_id
+
+
+def test_a_running_record_is_on_disk_before_the_run_starts(smoke, monkeypatch):
+    seen = {}
+    real = run_module.prepare_data
+
+    def spy(*args, **kwargs):
+        run_dirs = list(Path(seen["root"]).glob("smoke/*"))
+        seen["record"] = json.loads((run_dirs[0] / RECORD_FILE).read_text())
+        return real(*args, **kwargs)
+
+    cfg = smoke("model=random")
+    seen["root"] = cfg.results_dir
+    monkeypatch.setattr(run_module, "prepare_data", spy)
+    result = run(cfg)
+    assert seen["record"]["status"] == "running"
+    assert seen["record"]["attempt_id"] == result.record["attempt_id"]
+    assert result.record["status"] == "ok"
+
+
+# --- failures name their phase; out of memory is retried once ---------------------------
+
+
+class FlakyDetector:
+    """Wraps a real detector; fails the way it is told."""
+
+    def __init__(self, inner, spec, fail):
+        self.inner, self.spec, self.fail = inner, spec, fail
+
+    def fit(self, train, val):
+        if self.fail == "oom" and self.spec.train.batch_size > 16:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner.fit(train, val)
+
+    def score(self, data):
+        if self.fail == "score":
+            raise RuntimeError("scoring broke")
+        return self.inner.score(data)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def flaky(monkeypatch, fail: str) -> list[int]:
+    batch_sizes = []
+    real = pipeline.create
+
+    def create(model, framework, spec):
+        batch_sizes.append(spec.train.batch_size)
+        return FlakyDetector(real(model, framework, spec), spec, fail)
+
+    monkeypatch.setattr(pipeline, "create", create)
+    return batch_sizes
+
+
+def test_a_failure_names_its_phase(smoke, monkeypatch):
+    flaky(monkeypatch, "score")
+    with pytest.raises(RuntimeError, match="scoring broke") as caught:
+        run(smoke("model=markov"))
+    record = caught.value.run_result.record
+    assert (record["status"], record["failed_phase"]) == ("failed", "score")
+    assert record["error"] == "RuntimeError: scoring broke"
+
+
+def test_out_of_memory_retries_once_at_half_the_batch(smoke, monkeypatch):
+    batch_sizes = flaky(monkeypatch, "oom")
+    result = run(smoke("model=markov"))  # smoke trains at batch 32
+    assert result.status == "ok"
+    assert batch_sizes == [32, 16]
+    assert result.record["oom_retry"]["batch_size"] == 32
+    assert result.record["oom_retry"]["retried_with"] == 16
+    assert "out of memory" in result.record["oom_retry"]["error"]
+
+
+def test_out_of_memory_twice_fails_and_no_retry_when_disabled(smoke, monkeypatch):
+    batch_sizes = flaky(monkeypatch, "oom")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run(smoke("model=markov", "train.batch_size=64"))
+    assert batch_sizes == [64, 32]
+    batch_sizes.clear()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run(smoke("model=markov", "train.oom_retry=false"))
+    assert batch_sizes == [32]
+
+
+def test_divergence_is_a_failed_run_with_the_fix_named(smoke):
+    with pytest.raises(FloatingPointError, match=r"lower train\.lr") as caught:
+        run(smoke("model=gru", "train.lr=1e30", "train.warmup_steps=0", "train.epochs=1"))
+    record = caught.value.run_result.record
+    assert (record["status"], record["failed_phase"]) == ("failed", "train")
+
+
+# --- determinism ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def deterministic_process_state(monkeypatch):
+    """The switches a deterministic run sets process-wide, restored afterwards."""
+    for name in ("XLA_FLAGS", "CUBLAS_WORKSPACE_CONFIG"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    yield
+    import torch
+
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_two_identical_cpu_runs_give_identical_metrics_and_scores(
+    smoke, framework, deterministic_process_state
+):
+    args = ("model=gru", f"framework={framework}", "framework.device=cpu", "train.epochs=1")
+    args += ("framework.deterministic=true",)
+    first = run(smoke(*args))
+    with np.load(first.run_dir / SCORES_FILE) as saved:
+        first_scores = saved["test_score"].copy()
+    second = run(smoke(*args, "resume=none"))
+    assert second.record["attempt_id"] != first.record["attempt_id"]
+    assert json.dumps(second.record["metrics"], sort_keys=True) == json.dumps(
+        first.record["metrics"], sort_keys=True
+    )
+    assert second.record["training"]["history"] == first.record["training"]["history"]
+    with np.load(second.run_dir / SCORES_FILE) as saved:
+        np.testing.assert_array_equal(saved["test_score"], first_scores)
+
+
+# --- provenance -------------------------------------------------------------------------
+
+
+def test_provenance_names_code_data_files_seeds_and_hardware(smoke):
+    record = run(smoke("dataset=diginetica", "model=random")).record
+    prov = record["provenance"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    assert prov["git_sha"] == (head.stdout.strip() if head.returncode == 0 else None)
+    assert isinstance(prov["git_dirty"], bool)
+    assert prov["versions"]["hydra-core"] == "1.3.8"
+    files = prov["data_files"]
+    assert files, "the sample's files are listed"
+    for f in files:
+        assert hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest() == f["sha256"]
+        assert Path(f["path"]).stat().st_size == f["bytes"]
+    assert set(prov["injection_seeds"]) == {"train", "val", "test"}
+    assert len(prov["hardware_fingerprint"]) == 12
+    assert prov["hardware"]["memory_gb"] > 0
+
+
+# --- sweeps from the command line -------------------------------------------------------
+
+
+def sweep(tmp_path: Path, *args: str, **popen) -> subprocess.Popen:
+    command = [sys.executable, "-m", "benchmark", "-m", "experiment=smoke"]
+    return subprocess.Popen(
+        [*command, f"results_dir={tmp_path}", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def run_records(root: Path) -> dict[str, dict]:
+    """run id -> record of every run folder (each must parse)."""
+    return {p.parent.name: json.loads(p.read_text()) for p in root.glob("smoke/*/record.json")}
+
+
+def test_a_failed_run_does_not_stop_the_sweep_and_the_exit_code_says_so(tmp_path):
+    code, out = finish(sweep(tmp_path, "model=random,markov", "dataset.generator.n_users=300,-5"))
+    assert code == 1, out
+    assert "sweep: 4 jobs: 2 failed, 2 ok" in out
+    assert "in phase data: SyntheticConfigError: generator.n_users=-5 must be >= 1" in out
+    statuses = sorted(r["status"] for r in run_records(tmp_path).values())
+    assert statuses == ["failed", "failed", "ok", "ok"]
+    code, out = finish(sweep(tmp_path, "model=random,markov", "seed=0,1", "dry_run=true"))
+    assert code == 0, out
+    assert "sweep: 4 jobs: 4 planned, would run 2, skip 2" in out
+
+
+GRID = ("model=random,markov,iforest", "seed=0,1,2,3")
+
+
+def test_a_sweep_killed_at_random_moments_resumes_to_exactly_one_valid_record_per_run(tmp_path):
+    rng = random.Random(7)
+    for _ in range(3):
+        proc = sweep(tmp_path, *GRID, start_new_session=True)
+        time.sleep(rng.uniform(1.5, 5.0))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    code, out = finish(sweep(tmp_path, *GRID))
+    assert code == 0, out
+    assert "sweep: 12 jobs:" in out
+    found = run_records(tmp_path)  # json.loads on every record: none is half-written
+    assert len(found) == 12
+    assert all(r["status"] == "ok" for r in found.values())
+    assert {(r["model"], r["seed"]) for r in found.values()} == {
+        (m, s) for m in ("random", "markov", "iforest") for s in range(4)
+    }
+    assert not [p for p in tmp_path.glob("smoke/*/.*")], "temporary files left behind"
+    latest = records(store_path(tmp_path))
+    assert sorted(r["run_id"] for r in latest if r["status"] == "ok") == sorted(found)
+    stored_attempts = {r["attempt_id"] for r in records(store_path(tmp_path), latest_only=False)}
+    assert {r["attempt_id"] for r in found.values()} <= stored_attempts
+
+
+@pytest.mark.parametrize("launcher", ["ray_local", "submitit_local"])
+def test_a_tiny_sweep_completes_on_a_scale_out_launcher(tmp_path, launcher):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    code, out = finish(
+        sweep(tmp_path, f"hydra/launcher={launcher}", "model=random,markov", env=env)
+    )
+    assert code == 0, out
+    assert "sweep: 2 jobs: 2 ok" in out
+    found = run_records(tmp_path)
+    assert sorted(r["model"] for r in found.values()) == ["markov", "random"]
+    assert all(r["status"] == "ok" for r in found.values())
