@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-gpu run test test-slow test-gpu bench bench-compare speed lint format lock clean
+.PHONY: setup setup-gpu run reproduce test test-slow test-gpu bench bench-compare speed lint format lock clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,18 @@ setup-gpu: setup
 # results/<experiment>/report/ and printing the ranked table (benchmark/callbacks.py).
 run: setup
 	$(PY) -m benchmark -m $(ARGS)
+
+# The source articles' setups (conf/experiment/paper_*.yaml), each sweeping frameworks, seeds and
+# datasets, at SCALE=ci (this CPU, minutes) or SCALE=paper (the articles' sizes; for a GPU); then
+# the claimed-vs-measured table results/reproduction/reproduction.md. Failed runs are listed there
+# and make the target fail after the table is written.
+SCALE ?= ci
+PAPERS := $(sort $(basename $(notdir $(wildcard conf/experiment/paper_*.yaml))))
+reproduce: setup
+	status=0; \
+	for e in $(PAPERS); do $(PY) -m benchmark -m experiment=$$e scale=$(SCALE) $(ARGS) || status=1; done; \
+	$(PY) -m benchmark.reproduction results || status=1; \
+	exit $$status
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from benchmark.anomalies import AnomalyConfig, check_anomaly_config
 from benchmark.errors import ConfigError
@@ -233,9 +233,14 @@ class LoggerConfig:
 @dataclass
 class EvaluationConfig:
     threshold: str = "max_f1"
-    """How the decision threshold is fitted on validation scores: 'max_f1' or 'fpr'."""
+    """How the decision threshold is fitted on validation scores: 'max_f1', 'fpr' (see
+    target_fpr), 'balanced' (false-positive rate = false-negative rate), or 'fixed' (not
+    fitted: fixed_threshold)."""
     target_fpr: float = 0.01
     """Validation false-positive rate the 'fpr' rule aims for."""
+    fixed_threshold: float = 0.0
+    """The 'fixed' rule's threshold on the detector's score scale (classify scores are logits:
+    0 is a sigmoid output of 0.5)."""
     bootstrap: int = 1000
     """Bootstrap resamples for the 95% intervals of ROC-AUC and PR-AUC."""
 
@@ -269,6 +274,13 @@ class Config:
     also skips failed ones, 'none' runs everything again."""
     dry_run: bool = False
     """Print what each run would do (run, rerun, skip) and why, without running anything."""
+    scale: str = "ci"
+    """Size set of a reproduction experiment (conf/experiment/paper_*.yaml): 'ci' fits a
+    2-core CPU in minutes, 'paper' is the article's sizes and epochs (for a GPU). The
+    experiment's values read ``reproduction.sizes.<scale>``; other experiments ignore it."""
+    reproduction: Any = None
+    """A reproduction experiment's metadata: the article, what it claims (the one place
+    claimed numbers live), the choices it leaves open, and ``sizes`` per scale."""
 
 
 # Keys that do not change what a run computes: left out of the run id.
@@ -279,6 +291,8 @@ NOISE_KEYS: tuple[str, ...] = (
     "hydra",
     "resume",
     "dry_run",
+    "scale",  # its effect is in the values it selects, which stay in the id
+    "reproduction",
 )
 RESUME_CHOICES: tuple[str, ...] = ("ok", "finished", "none")
 
@@ -288,6 +302,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "split.by": ("user", "session"),
     "split.method": ("random", "chronological"),
 }
+
+
+def name_of(value: Any) -> str:
+    """``${name_of:${model.name}}``: an enum choice as a plain string, usable inside a key
+    path (reproduction experiments look sizes up per model: ``sizes.ci.<model>``)."""
+    return str(getattr(value, "value", value))
+
+
+# Registered on import: Ray and submitit workers resolve configs in their own processes.
+OmegaConf.register_new_resolver("name_of", name_of, replace=True)
 
 
 def register_configs() -> None:
@@ -317,9 +341,12 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"framework.scan_unroll={cfg.framework.scan_unroll} must be >= 1")
     check_timing(cfg.timing)
     _choice("resume", cfg.resume, RESUME_CHOICES)
+    _choice("scale", cfg.scale, ("ci", "paper"))
     _choice("train.schedule", cfg.train.schedule, ("cosine", "constant"))
     _choice("logger.name", cfg.logger.name, ("wandb_offline", "wandb", "none"))
-    _choice("evaluation.threshold", cfg.evaluation.threshold, ("max_f1", "fpr"))
+    from benchmark.metrics import THRESHOLD_RULES  # here: the CLI's error path skips SciPy
+
+    _choice("evaluation.threshold", cfg.evaluation.threshold, THRESHOLD_RULES)
     if not 0.0 <= cfg.evaluation.target_fpr < 1.0:
         raise ConfigError(f"evaluation.target_fpr={cfg.evaluation.target_fpr} is outside [0, 1)")
     if not 1 <= seq.min_length <= seq.max_length:

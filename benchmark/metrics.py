@@ -124,6 +124,18 @@ def fpr_threshold(labels: np.ndarray, scores: np.ndarray, target_fpr: float) -> 
     return float(np.nextafter(negatives[allowed], np.inf))
 
 
+def balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold where the false-positive and false-negative rates on these (validation)
+    labels are closest (the equal-error point); the lowest such score."""
+    labels, scores = _check(labels, scores)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return max_f1_threshold(labels, scores)
+    tp, fp, thresholds = _curve(labels, scores)
+    gap = np.abs(fp / n_neg - (1.0 - tp / n_pos))
+    return float(thresholds[int(np.argmin(gap))])
+
+
 def best_f1(labels: np.ndarray, scores: np.ndarray) -> float:
     """Best F1 over all thresholds on these labels: an oracle, never a reported decision."""
     labels, scores = _check(labels, scores)
@@ -207,17 +219,25 @@ def event_roc_auc(event_labels: np.ndarray, event_scores: np.ndarray, mask: np.n
     return roc_auc(np.asarray(event_labels)[mask], np.asarray(event_scores)[mask])
 
 
-THRESHOLD_RULES: tuple[str, ...] = ("max_f1", "fpr")
+THRESHOLD_RULES: tuple[str, ...] = ("max_f1", "fpr", "balanced", "fixed")
 
 
 def fit_threshold(
-    val_labels: np.ndarray, val_scores: np.ndarray, rule: str = "max_f1", target_fpr: float = 0.01
+    val_labels: np.ndarray,
+    val_scores: np.ndarray,
+    rule: str = "max_f1",
+    target_fpr: float = 0.01,
+    fixed: float = 0.0,
 ) -> float:
-    """The decision threshold, from validation data only."""
+    """The decision threshold, from validation data only (``fixed``: given, not fitted)."""
     if rule == "max_f1":
         return max_f1_threshold(val_labels, val_scores)
     if rule == "fpr":
         return fpr_threshold(val_labels, val_scores, target_fpr)
+    if rule == "balanced":
+        return balanced_threshold(val_labels, val_scores)
+    if rule == "fixed":
+        return float(fixed)
     raise ValueError(f"threshold rule {rule!r} is unknown; use one of {list(THRESHOLD_RULES)}")
 
 

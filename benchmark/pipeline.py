@@ -92,7 +92,9 @@ def detect(
     infer_seconds = time.perf_counter() - start
     phase("evaluate")
     ev = config.evaluation
-    threshold = fit_threshold(val.label, val_scores.sequence, ev.threshold, ev.target_fpr)
+    threshold = fit_threshold(
+        val.label, val_scores.sequence, ev.threshold, ev.target_fpr, ev.fixed_threshold
+    )
     lab = prepared.labelled["test"]
     record["metrics"] = evaluate(
         threshold=threshold,

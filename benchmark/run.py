@@ -43,6 +43,7 @@ from benchmark.errors import ResultsWriteError
 from benchmark.identity import run_id as make_run_id
 from benchmark.pipeline import detect, time_detector
 from benchmark.store import RECORD_FILE, StoreError, append, attempts, store_path
+from benchmark.timing import nvidia_smi
 from benchmark.tracking import track
 from datasets.cache import input_files
 from datasets.loaders.common import file_digest
@@ -351,23 +352,8 @@ def _hardware() -> dict:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "machine": platform.machine(),
         "platform": platform.platform(),
-        "gpus": _gpus(),
+        "gpus": nvidia_smi("name,memory.total,driver_version"),
     }
-
-
-def _gpus() -> list[str]:
-    """NVIDIA GPUs as 'name, memory, driver' (nvidia-smi; empty where there is none)."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
 def _versions() -> dict[str, str | None]:

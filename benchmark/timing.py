@@ -184,19 +184,25 @@ def peak_rss_mb() -> float:
 # --- the machine ------------------------------------------------------------------------
 
 
-def gpu_driver() -> str | None:
-    """The NVIDIA driver version, from nvidia-smi (None where there is none)."""
+def nvidia_smi(fields: str) -> list[str]:
+    """One CSV line per NVIDIA GPU with the ``--query-gpu`` ``fields`` (empty where there is
+    no driver)."""
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def gpu_driver() -> str | None:
+    """The NVIDIA driver version (None where there is none)."""
+    return next(iter(nvidia_smi("driver_version")), None)
 
 
 def threads() -> dict[str, str | int | None]:

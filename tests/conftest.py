@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,3 +84,14 @@ def compose_config():
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m benchmark *args`` in a subprocess, as a user would type it."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )

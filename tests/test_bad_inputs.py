@@ -10,8 +10,6 @@ import errno
 import json
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from benchmark.errors import ConfigError, ResultsWriteError, user_error_types
 from benchmark.run import RECORD_FILE, as_config, run
 from benchmark.store import STORE_FILE
 
-from .conftest import ROOT
+from .conftest import ROOT, cli
 
 SAMPLE = ROOT / "datasets/samples/diginetica/sample_train-item-views.csv"
 HEADER = SAMPLE.read_text().splitlines()[0]
@@ -44,16 +42,6 @@ def records_under(root: Path) -> list[dict]:
 
 
 # --- the command line: one line on stderr, exit code 2 ------------------------------------
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(

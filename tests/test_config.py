@@ -1,7 +1,3 @@
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from omegaconf import OmegaConf
 
@@ -9,7 +5,7 @@ from benchmark.config import NOISE_KEYS, Config, check_config
 from benchmark.identity import run_id
 from benchmark.run import as_config, plain_dict
 
-from .conftest import CONF_DIR, ROOT
+from .conftest import CONF_DIR, ROOT, cli
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 
@@ -62,16 +58,6 @@ def test_run_id_ignores_noise_and_tracks_everything_else(compose_config):
     assert run_id(base, NOISE_KEYS) == run_id(same, NOISE_KEYS)
     assert run_id(base, NOISE_KEYS) != run_id(other, NOISE_KEYS)
     assert len(run_id(base, NOISE_KEYS)) == 10
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 def test_cli_prints_the_composed_job_config():

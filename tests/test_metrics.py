@@ -62,6 +62,23 @@ def test_fpr_threshold_keeps_validation_false_positives_within_target():
         assert fp_rate > target - 2 / (~labels).sum()  # and is not needlessly strict
 
 
+def test_balanced_threshold_equalises_the_error_rates():
+    # Hand-made: at 0.35, FPR 1/3 vs FNR 0; at 0.4, FPR 1/3 (0.4) = FNR 1/3 (0.35 missed).
+    assert fit_threshold(LABELS, SCORES, "balanced") == 0.4
+    rng = np.random.default_rng(1)
+    labels = rng.random(4000) < 0.2
+    scores = rng.normal(size=4000) + 2 * labels  # equal-variance classes: EER at 1.0
+    t = fit_threshold(labels, scores, "balanced")
+    fpr, fnr = np.mean(scores[~labels] >= t), np.mean(scores[labels] < t)
+    assert abs(fpr - fnr) < 0.01
+    assert t == pytest.approx(1.0, abs=0.1)
+
+
+def test_fixed_threshold_is_not_fitted():
+    assert fit_threshold(LABELS, SCORES, "fixed", fixed=0.5) == 0.5
+    assert fit_threshold(~LABELS, SCORES, "fixed", fixed=0.5) == 0.5
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_metrics_agree_with_scikit_learn(seed):
     rng = np.random.default_rng(seed)

@@ -1,0 +1,233 @@
+"""``python -m benchmark.reproduction [results dir]``: the claimed-vs-measured table of the
+article reproductions (``conf/experiment/paper_*.yaml``), built from their run records only.
+
+What each article claims lives in its experiment config (``reproduction.claimed``), which every
+run record carries in ``config``: this module holds no numbers of its own. A claimed number is
+called reproduced only when it lies inside the 95% interval of the measured mean over seeds;
+otherwise the table says by how much it differs, beside the facts that explain such gaps
+(the accuracy of always answering "normal", the threshold rule, the ranking quality).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.atomic import write_atomic
+from benchmark.stats import MeanCI, mean_ci
+from benchmark.store import RECORD_FILE
+
+PREFIX = "paper_"
+OUT_DIR = "reproduction"
+# The article metrics beside the threshold-free ranking metrics every setup gets.
+METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+THRESHOLD_WORDS = {
+    "fixed": "a fixed threshold ({value:g} on the score; for classifiers the logit, i.e. a "
+    "sigmoid output of 0.5), not fitted",
+    "balanced": "the validation threshold where false-positive and false-negative rates meet",
+    "max_f1": "the validation threshold of best F1",
+    "fpr": "the validation threshold at a target false-positive rate",
+}
+
+
+@dataclass(frozen=True)
+class Group:
+    """One row of a setup's table: the runs (seeds) of one dataset x model x framework."""
+
+    dataset: str
+    model: str
+    framework: str
+    metrics: dict[str, MeanCI]
+    majority_accuracy: MeanCI  # accuracy of calling every test sequence normal
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Setup:
+    experiment: str
+    meta: dict
+    threshold: str
+    fixed_threshold: float
+    groups: list[Group]
+    failed: list[dict]
+
+
+def load_records(root: Path) -> dict[str, list[dict]]:
+    """Run records of every ``paper_*`` experiment folder under ``root``, by experiment."""
+    found: dict[str, list[dict]] = defaultdict(list)
+    for folder in sorted(Path(root).glob(f"{PREFIX}*")):
+        for file in sorted(folder.glob(f"*/{RECORD_FILE}")):
+            record = json.loads(file.read_text(encoding="utf-8"))
+            found[folder.name].append(record)
+    return dict(found)
+
+
+def majority_accuracy(record: dict) -> float:
+    """Accuracy of a detector that calls everything normal, on this run's test split."""
+    m = record["metrics"]
+    return 1.0 - m["n_test_anomalies"] / m["n_test"]
+
+
+def summarise(experiment: str, records: list[dict]) -> Setup:
+    ok = [r for r in records if r.get("status") == "ok"]
+    failed = [r for r in records if r.get("status") == "failed"]
+    if not ok and not failed:
+        raise ValueError(f"{experiment}: no finished runs")
+    config = (ok or failed)[0]["config"]
+    by_row: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in ok:
+        by_row[(r["dataset"], r["model"], r["framework"])].append(r)
+    groups = [
+        Group(
+            dataset=dataset,
+            model=model,
+            framework=framework,
+            metrics={m: mean_ci([r["metrics"][m] for r in runs]) for m in METRICS},
+            majority_accuracy=mean_ci([majority_accuracy(r) for r in runs]),
+            seeds=tuple(sorted(r["seed"] for r in runs)),
+        )
+        for (dataset, model, framework), runs in sorted(by_row.items())
+    ]
+    ev = config["evaluation"]
+    return Setup(
+        experiment=experiment,
+        meta=config.get("reproduction") or {},
+        threshold=ev["threshold"],
+        fixed_threshold=ev.get("fixed_threshold", 0.0),
+        groups=groups,
+        failed=failed,
+    )
+
+
+def verdict(claimed: float, measured: MeanCI) -> str:
+    """'reproduced' only when the claim lies inside the measured 95% interval."""
+    if measured.n < 2 or math.isnan(measured.low):
+        return f"not comparable (one seed: {measured.mean:.3f})"
+    if measured.low <= claimed <= measured.high:
+        return "reproduced (inside the 95% interval)"
+    return f"not reproduced: measured {measured.mean - claimed:+.3f} from the claim"
+
+
+def gap_facts(setup: Setup) -> list[str]:
+    """Short, factual statements that bear on any gap between claims and measurements."""
+    facts = []
+    rule = THRESHOLD_WORDS.get(setup.threshold, setup.threshold)
+    facts.append("Decisions use " + rule.format(value=setup.fixed_threshold) + ".")
+    for g in setup.groups:
+        acc, base = g.metrics["accuracy"].mean, g.majority_accuracy.mean
+        facts.append(
+            f"{g.dataset} / {g.model} / {g.framework}: accuracy {acc:.3f} against "
+            f"{base:.3f} for calling every sequence normal (class imbalance); ROC-AUC "
+            f"{g.metrics['roc_auc'].mean:.3f} measures the ranking whatever the threshold."
+        )
+    return facts
+
+
+def _cell(ci: MeanCI) -> str:
+    if math.isnan(ci.mean):
+        return "n/a"
+    if ci.n < 2 or math.isnan(ci.low):
+        return f"{ci.mean:.3f}"
+    return f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+
+
+def setup_markdown(setup: Setup) -> str:
+    meta = setup.meta
+    claimed = meta.get("claimed") or {}
+    article_metrics = list(meta.get("article_metrics") or [])
+    shown = article_metrics + [m for m in ("roc_auc", "pr_auc") if m not in article_metrics]
+    lines = [
+        f"## Article {meta.get('article', '?')}: {meta.get('title', setup.experiment)}",
+        "",
+        f"`python -m benchmark -m experiment={setup.experiment}` "
+        "(`scale=paper` for the article's sizes).",
+        "",
+        f"**Setup (as the article describes it).** {meta.get('setup', '')}",
+        "",
+    ]
+    if claimed:
+        lines.append(
+            "**Claimed:** " + ", ".join(f"{k} {v:g}" for k, v in sorted(claimed.items())) + "."
+        )
+    else:
+        lines.append("**Claimed:** no numbers (the article names its metrics only).")
+    lines += [
+        "",
+        "Measured on the test split (mean over seeds, Student t 95% interval):",
+        "",
+        "| dataset | model | framework | seeds | " + " | ".join(shown) + " |",
+        "|" + "---|" * (4 + len(shown)),
+    ]
+    for g in setup.groups:
+        cells = [_cell(g.metrics[m]) for m in shown]
+        seeds = ",".join(str(s) for s in g.seeds)
+        lines.append(
+            f"| {g.dataset} | {g.model} | {g.framework} | {seeds} | " + " | ".join(cells) + " |"
+        )
+    if claimed:
+        lines += [
+            "",
+            "| claim | value | "
+            + " | ".join(f"{g.dataset}/{g.model}/{g.framework}" for g in setup.groups)
+            + " |",
+            "|" + "---|" * (2 + len(setup.groups)),
+        ]
+        for name, value in sorted(claimed.items()):
+            verdicts = [
+                verdict(value, g.metrics[name]) if name in g.metrics else "not measured"
+                for g in setup.groups
+            ]
+            lines.append(f"| {name} | {value:g} | " + " | ".join(verdicts) + " |")
+    lines += ["", "**What bears on the gap.**", ""]
+    lines += [f"- {fact}" for fact in gap_facts(setup)]
+    lines += [f"- {choice}" for choice in meta.get("open_choices") or []]
+    if setup.failed:
+        lines += ["", f"**Failed runs ({len(setup.failed)}):**", ""]
+        lines += [
+            f"- {r['run_id']} ({r.get('dataset')}, {r.get('model')}, {r.get('framework')}, "
+            f"seed {r.get('seed')}): phase {r.get('failed_phase')}: {r.get('error')}"
+            for r in setup.failed
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def build(root: Path) -> str:
+    records = load_records(root)
+    if not records:
+        raise FileNotFoundError(
+            f"no {PREFIX}* experiment folders with run records under {root}: "
+            "run `make reproduce` (or python -m benchmark -m experiment=paper_...) first"
+        )
+    setups = [summarise(name, recs) for name, recs in sorted(records.items())]
+    head = [
+        "# Reproducing the source articles",
+        "",
+        "Generated by `python -m benchmark.reproduction` from the run records under "
+        f"`{root}` (one section per `conf/experiment/paper_*.yaml`). Claimed numbers come "
+        "from the experiment configs (`reproduction.claimed`); a claim counts as reproduced "
+        "only inside the measured 95% interval.",
+        "",
+    ]
+    return "\n".join(head) + "\n" + "\n".join(setup_markdown(s) for s in setups)
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[0]) if argv else Path("results")
+    try:
+        text = build(root)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = root / OUT_DIR / "reproduction.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, text)
+    print(f"reproduction table: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,148 @@
+"""The article reproductions: their configs (faithful sizes at scale=paper, a CPU-sized scale=ci,
+metadata with every open choice) and the claimed-vs-measured table built from run records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark.reproduction import build, majority_accuracy, summarise, verdict
+from benchmark.run import as_config, run
+from benchmark.stats import mean_ci
+
+from .conftest import CONF_DIR
+
+PAPERS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("paper_*.yaml"))
+
+
+def test_every_article_setup_has_a_config():
+    assert [p.split("_")[1] for p in PAPERS] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("scale", ["ci", "paper"])
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize("paper", PAPERS)
+def test_each_setup_composes_in_both_frameworks_and_scales(compose_config, paper, framework, scale):
+    from benchmark.config import check_config
+
+    config = as_config(
+        compose_config([f"experiment={paper}", f"framework={framework}", f"scale={scale}"])
+    )
+    check_config(config)
+    meta = config.reproduction
+    assert meta["title"]
+    assert meta["setup"]
+    assert meta["article_metrics"]
+    assert len(meta["open_choices"]) >= 4, "every choice the article leaves open is stated"
+    assert isinstance(meta["claimed"], dict)
+
+
+def sizes(compose_config, *overrides):
+    return as_config(compose_config(["scale=paper", *overrides]))
+
+
+def test_paper_scale_uses_the_articles_numbers(compose_config):
+    one = sizes(compose_config, "experiment=paper_1_model_selection", "model=transformer")
+    assert (one.model.embed_dim, one.model.hidden_dim, one.model.ff_dim) == (512, 512, 2048)
+    assert (one.model.num_layers, one.dataset.sequence.max_items) == (2, 10000)
+    rnn = sizes(compose_config, "experiment=paper_1_model_selection", "model=gru")
+    assert (rnn.model.embed_dim, rnn.model.hidden_dim, rnn.model.num_layers) == (100, 128, 2)
+    assert (rnn.train.epochs, rnn.train.batch_size, rnn.dataset.sequence.max_length) == (10, 32, 3)
+    two = sizes(compose_config, "experiment=paper_2_lstm_classifier")
+    assert (two.model.hidden_dim, two.model.num_layers) == (50, 1)
+    assert (two.train.epochs, two.train.batch_size, two.train.lr) == (100, 1, 1e-3)
+    assert two.anomaly.mix.price_outlier == 1.0
+    assert sum(vars(two.anomaly.mix).values()) == 1.0
+    three = sizes(compose_config, "experiment=paper_3_lstm_forecast")
+    assert (three.objective.name.value, three.train.epochs) == ("forecast", 10)
+    assert three.evaluation.threshold == "balanced"
+
+
+def test_scale_ci_is_smaller_and_a_command_line_value_still_wins(compose_config):
+    ci = as_config(compose_config(["experiment=paper_2_lstm_classifier"]))
+    assert (ci.train.epochs, ci.train.batch_size) == (10, 32)
+    mine = as_config(compose_config(["experiment=paper_2_lstm_classifier", "train.epochs=3"]))
+    assert mine.train.epochs == 3
+
+
+# --- the table --------------------------------------------------------------------------
+
+
+def record(seed: int, accuracy: float, recall: float, model: str = "lstm", **extra) -> dict:
+    metrics = dict(accuracy=accuracy, precision=0.5, recall=recall, f1=0.6, roc_auc=0.8)
+    metrics.update(pr_auc=0.4, n_test=200, n_test_anomalies=20)
+    return {
+        "run_id": f"r{seed}{model}",
+        "status": "ok",
+        "dataset": "synthetic",
+        "model": model,
+        "framework": "torch",
+        "seed": seed,
+        "metrics": metrics,
+        "config": {
+            "evaluation": {"threshold": "fixed", "fixed_threshold": 0.0},
+            "reproduction": {
+                "article": 9,
+                "title": "A test article",
+                "setup": "as described",
+                "article_metrics": ["accuracy", "recall"],
+                "claimed": {"accuracy": 0.9, "recall": 0.95},
+                "open_choices": ["data: not named"],
+            },
+        },
+        **extra,
+    }
+
+
+def write_records(root: Path, records: list[dict]) -> None:
+    for r in records:
+        folder = root / "paper_9_test" / r["run_id"]
+        folder.mkdir(parents=True)
+        (folder / "record.json").write_text(json.dumps(r))
+
+
+def test_the_table_shows_the_records_means_and_judges_claims_by_the_interval(tmp_path):
+    accuracies, recalls = [0.88, 0.90, 0.92], [0.40, 0.42, 0.44]
+    write_records(
+        tmp_path, [record(s, a, r) for s, a, r in zip(range(3), accuracies, recalls, strict=True)]
+    )
+    failed = {**record(3, 0, 0), "status": "failed", "failed_phase": "train", "error": "E: x"}
+    write_records(tmp_path, [failed])
+    text = build(tmp_path)
+    acc, rec = mean_ci(accuracies), mean_ci(recalls)
+    assert (
+        f"| synthetic | lstm | torch | 0,1,2 | {acc.mean:.3f} [{acc.low:.3f}, {acc.high:.3f}]"
+        in text
+    )
+    assert f"{rec.mean:.3f} [{rec.low:.3f}, {rec.high:.3f}]" in text
+    assert "| accuracy | 0.9 | reproduced (inside the 95% interval) |" in text
+    assert (
+        f"| recall | 0.95 | not reproduced: measured {rec.mean - 0.95:+.3f} from the claim |"
+        in text
+    )
+    assert "against 0.900 for calling every sequence normal" in text
+    assert "- data: not named" in text
+    assert "phase train: E: x" in text
+
+
+def test_one_seed_is_never_called_reproduced():
+    assert verdict(0.9, mean_ci([0.9])).startswith("not comparable")
+
+
+def test_majority_accuracy_is_the_share_of_normal_test_sequences():
+    assert majority_accuracy(record(0, 0.5, 0.5)) == pytest.approx(0.9)
+
+
+def test_a_real_run_lands_in_the_table_with_its_own_numbers(compose_config, tmp_path):
+    common = ["experiment=paper_2_lstm_classifier", "framework=torch", f"results_dir={tmp_path}"]
+    small = ["dataset.generator.n_users=600", "train.epochs=1"]
+    runs = [run(compose_config([*common, *small, f"seed={s}"])).record for s in (0, 1)]
+    setup = summarise("paper_2_lstm_classifier", runs)
+    (group,) = setup.groups
+    assert group.metrics["f1"].mean == pytest.approx(sum(r["metrics"]["f1"] for r in runs) / 2)
+    assert setup.threshold == "fixed"
+    text = build(tmp_path)
+    assert "## Article 2: LSTM sequence classifier (price outliers)" in text
+    assert "**Claimed:** no numbers" in text
