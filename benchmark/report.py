@@ -313,12 +313,18 @@ def to_markdown(report: Report) -> str:
     out += ["", "## Across settings", "", cross_text(report.cross)]
     if report.failures:
         out += ["", "## Failed runs", ""]
-        out += [
-            f"- `{f['run_id']}` {f['model']}/{f['framework']}/{f['objective']} seed {f['seed']}: "
-            f"{f.get('failed_phase', '?')} phase, {f.get('error')}"
-            for f in report.failures
-        ]
+        out += [failure_line(f) for f in report.failures]
     return "\n".join(out) + "\n"
+
+
+def failure_line(record: dict) -> str:
+    """One markdown bullet for a failed run: which run, where it stopped and why."""
+    r = record
+    return (
+        f"- `{r.get('run_id')}` {r.get('dataset')} {r.get('model')}/{r.get('framework')}/"
+        f"{r.get('objective')} seed {r.get('seed')}: {r.get('failed_phase', '?')} phase, "
+        f"{r.get('error')}"
+    )
 
 
 def cross_text(cross: CrossSetting) -> str:

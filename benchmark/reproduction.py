@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.atomic import write_atomic
+from benchmark.report import failure_line, markdown_table
 from benchmark.stats import MeanCI, mean_ci
 from benchmark.store import RECORD_FILE
 
@@ -155,43 +156,34 @@ def setup_markdown(setup: Setup) -> str:
         )
     else:
         lines.append("**Claimed:** no numbers (the article names its metrics only).")
+    measured = [
+        [g.dataset, g.model, g.framework, ",".join(str(s) for s in g.seeds)]
+        + [_cell(g.metrics[m]) for m in shown]
+        for g in setup.groups
+    ]
     lines += [
         "",
         "Measured on the test split (mean over seeds, Student t 95% interval):",
         "",
-        "| dataset | model | framework | seeds | " + " | ".join(shown) + " |",
-        "|" + "---|" * (4 + len(shown)),
+        markdown_table(["dataset", "model", "framework", "seeds", *shown], measured),
     ]
-    for g in setup.groups:
-        cells = [_cell(g.metrics[m]) for m in shown]
-        seeds = ",".join(str(s) for s in g.seeds)
-        lines.append(
-            f"| {g.dataset} | {g.model} | {g.framework} | {seeds} | " + " | ".join(cells) + " |"
-        )
     if claimed:
-        lines += [
-            "",
-            "| claim | value | "
-            + " | ".join(f"{g.dataset}/{g.model}/{g.framework}" for g in setup.groups)
-            + " |",
-            "|" + "---|" * (2 + len(setup.groups)),
-        ]
-        for name, value in sorted(claimed.items()):
-            verdicts = [
+        columns = [f"{g.dataset}/{g.model}/{g.framework}" for g in setup.groups]
+        verdicts = [
+            [name, f"{value:g}"]
+            + [
                 verdict(value, g.metrics[name]) if name in g.metrics else "not measured"
                 for g in setup.groups
             ]
-            lines.append(f"| {name} | {value:g} | " + " | ".join(verdicts) + " |")
+            for name, value in sorted(claimed.items())
+        ]
+        lines += ["", markdown_table(["claim", "value", *columns], verdicts)]
     lines += ["", "**What bears on the gap.**", ""]
     lines += [f"- {fact}" for fact in gap_facts(setup)]
     lines += [f"- {choice}" for choice in meta.get("open_choices") or []]
     if setup.failed:
         lines += ["", f"**Failed runs ({len(setup.failed)}):**", ""]
-        lines += [
-            f"- {r['run_id']} ({r.get('dataset')}, {r.get('model')}, {r.get('framework')}, "
-            f"seed {r.get('seed')}): phase {r.get('failed_phase')}: {r.get('error')}"
-            for r in setup.failed
-        ]
+        lines += [failure_line(r) for r in setup.failed]
     return "\n".join(lines) + "\n"
 
 

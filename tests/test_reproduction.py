@@ -124,7 +124,7 @@ def test_the_table_shows_the_records_means_and_judges_claims_by_the_interval(tmp
     )
     assert "against 0.900 for calling every sequence normal" in text
     assert "- data: not named" in text
-    assert "phase train: E: x" in text
+    assert "seed 3: train phase, E: x" in text
 
 
 def test_one_seed_is_never_called_reproduced():
