@@ -50,7 +50,8 @@ def main(cfg: DictConfig) -> None:
     write_outcome(result)
     if result.decision is not None and result.status in ("planned", "skipped"):
         d = result.decision
-        print(f"{result.status}: {d.action:<5} {result.run_id}  {job_overrides()}  ({d.reason})")
+        what = f"planned: {d.action:<5}" if result.status == "planned" else "skipped:"
+        print(f"{what} {result.run_id}  {job_overrides()}  ({d.reason})")
         return
     print(
         f"status: {result.status}  run_id: {result.run_id}  record: "
