@@ -46,7 +46,7 @@ from benchmark.store import RECORD_FILE, StoreError, append, attempts, store_pat
 from benchmark.timing import nvidia_smi
 from benchmark.tracking import track
 from datasets.cache import input_files
-from datasets.loaders.common import file_digest
+from datasets.loaders.common import cached_digest
 
 CONFIG_FILE = "config.yaml"
 log = logging.getLogger("benchmark")
@@ -254,17 +254,6 @@ def data_files(dataset: Any) -> list[dict]:
         {"path": str(f), "bytes": f.stat().st_size, "sha256": cached_digest(f)}
         for f in input_files(root)
     ]
-
-
-def cached_digest(path: Path) -> str:
-    """``file_digest``, computed once per file version in a process (sweeps reread them)."""
-    stat = path.stat()
-    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.cache
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    return file_digest(Path(path))
 
 
 def write_record(run_dir: Path, record: dict) -> None:

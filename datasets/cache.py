@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.loaders.common import LoadOptions, file_digest
+from datasets.loaders.common import LoadOptions, cached_digest
 from datasets.schema import Dataset, EventTable, ItemAttributes, SessionLabels, UserProfiles
 
 CACHE_VERSION = 1  # bump when a loader's output changes for the same input
@@ -31,7 +31,7 @@ def input_files(path: Path) -> list[Path]:
 
 
 def cache_key(name: str, path: Path, options: LoadOptions) -> str:
-    files = [(f.name, f.stat().st_size, file_digest(f)) for f in input_files(path)]
+    files = [(f.name, f.stat().st_size, cached_digest(f)) for f in input_files(path)]
     blob = json.dumps(
         {"version": CACHE_VERSION, "dataset": name, "options": asdict(options), "files": files},
         sort_keys=True,

@@ -13,6 +13,7 @@ examples kept) and goes on. Nothing is dropped silently: every skipped row is in
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 from collections import Counter
@@ -131,6 +132,18 @@ def file_digest(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def cached_digest(path: Path) -> str:
+    """``file_digest``, computed once per file version (path, size, mtime) in a process: the
+    dataset cache's key and a run's provenance both need it, and sweeps reread the files."""
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_digest(Path(path))
 
 
 @dataclass(frozen=True)
