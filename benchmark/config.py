@@ -37,6 +37,7 @@ class FrameworkName(Enum):
 
 class ObjectiveName(Enum):
     classify = "classify"
+    classify_type = "classify_type"
     next_event = "next_event"
     masked = "masked"
     forecast = "forecast"
@@ -135,6 +136,9 @@ class ModelConfig:
     ff_dim: int = 256
     """Feed-forward width in attention blocks."""
     dropout: float = 0.1
+    standardize_inputs: bool = False
+    """Multimodal: z-score the numeric input (log price) with the training split's mean and
+    standard deviation (validation and test reuse them: nothing leaks)."""
 
 
 @dataclass

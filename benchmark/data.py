@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +159,7 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
         profile = None
         if dataset.profiles is not None:
             profile, cards = encode_profiles(dataset.profiles, lab.events.user_id[lab.offsets[:-1]])
-        arrays[name] = encode_sequences(
+        encoded = encode_sequences(
             lab.events,
             vocabs,
             max_length=seq.max_length,
@@ -168,6 +168,8 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
             brand_ids=brands[name],
             profile=profile,
         )
+        # The class of the type classifier (objective=classify_type): 0 normal, 1 + type.
+        arrays[name] = replace(encoded, anomaly_class=lab.anomaly_type.astype(np.int32) + 1)
     summary = {
         "dataset": dataset.name,
         "source": dict(dataset.source),

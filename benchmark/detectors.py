@@ -49,6 +49,9 @@ class DataInfo:
     modalities: tuple[str, ...]
     profile_cardinalities: tuple[int, ...] = ()  # per profile field, padding included
     n_brands: int = 0
+    n_anomaly_types: int = 0  # classes of the type classifier besides "normal"
+    price_mean: float = 0.0  # log price of the training split's priced events: mean, deviation
+    price_std: float = 1.0
 
 
 @dataclass(frozen=True)

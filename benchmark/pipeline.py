@@ -33,6 +33,7 @@ from datasets.features import (
     N_EVENT_TYPES,
     N_GAP_BUCKETS,
     N_PRICE_BUCKETS,
+    UNKNOWN,
     SequenceArrays,
 )
 
@@ -40,6 +41,7 @@ log = logging.getLogger("benchmark")
 
 
 def data_info(prepared: PreparedData, max_length: int) -> DataInfo:
+    price_mean, price_std = log_price_moments(prepared.arrays["train"])
     return DataInfo(
         max_length=max_length,
         n_items=len(prepared.vocabs.item),
@@ -51,7 +53,19 @@ def data_info(prepared: PreparedData, max_length: int) -> DataInfo:
         modalities=prepared.modalities,
         profile_cardinalities=prepared.profile_cardinalities,
         n_brands=len(prepared.vocabs.brand) if prepared.vocabs.brand is not None else 0,
+        n_anomaly_types=len(prepared.labelled["train"].type_names),
+        price_mean=price_mean,
+        price_std=price_std,
     )
+
+
+def log_price_moments(train: SequenceArrays) -> tuple[float, float]:
+    """Mean and standard deviation of log1p(price) over the training split's priced events
+    (the z-score of the price input; (0, 1), the identity, when nothing has a price)."""
+    priced = train.log_price[train.mask & (train.price_bucket != UNKNOWN)]
+    if priced.size < 2 or float(priced.std()) == 0.0:
+        return 0.0, 1.0
+    return float(priced.mean()), float(priced.std())
 
 
 def detect(

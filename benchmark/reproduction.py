@@ -26,6 +26,15 @@ PREFIX = "paper_"
 OUT_DIR = "reproduction"
 # The article metrics beside the threshold-free ranking metrics every setup gets.
 METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+# Figures of a training log (an article that claims its training curve): name -> (history
+# field, epoch index). Present for the runs whose history has the field (classifiers).
+TRAINING_LOG: dict[str, tuple[str, int]] = {
+    "train_loss_first_epoch": ("train_loss", 0),
+    "train_loss_last_epoch": ("train_loss", -1),
+    "train_accuracy_first_epoch": ("train_accuracy", 0),
+    "train_accuracy_last_epoch": ("train_accuracy", -1),
+}
+UNBOUNDED = ("train_loss_first_epoch", "train_loss_last_epoch")  # not clipped to [0, 1]
 THRESHOLD_WORDS = {
     "fixed": "a fixed threshold ({value:g} on the score; for classifiers the logit, i.e. a "
     "sigmoid output of 0.5), not fitted",
@@ -45,6 +54,7 @@ class Group:
     metrics: dict[str, MeanCI]
     majority_accuracy: MeanCI  # accuracy of calling every test sequence normal
     seeds: tuple[int, ...]
+    train_majority_accuracy: MeanCI  # share of the largest class (normal) in training
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,32 @@ def majority_accuracy(record: dict) -> float:
     return 1.0 - m["n_test_anomalies"] / m["n_test"]
 
 
+def training_log(record: dict) -> dict[str, float]:
+    """The TRAINING_LOG figures of one run (those its history has)."""
+    history = (record.get("training") or {}).get("history") or []
+    return {
+        name: float(history[epoch][field])
+        for name, (field, epoch) in TRAINING_LOG.items()
+        if history and field in history[epoch]
+    }
+
+
+def run_metrics(runs: list[dict]) -> dict[str, MeanCI]:
+    """Mean and interval over runs of each test metric and each training-log figure that
+    every run has."""
+    logs = [training_log(r) for r in runs]
+    found = {m: [r["metrics"][m] for r in runs] for m in METRICS}
+    for name in TRAINING_LOG:
+        if all(name in log for log in logs):
+            found[name] = [log[name] for log in logs]
+    return {name: mean_ci(values) for name, values in found.items()}
+
+
+def train_majority_accuracy(record: dict) -> float:
+    """Training accuracy of always answering "normal" (the largest class)."""
+    return 1.0 - record["data"]["splits"]["train"]["contamination"]
+
+
 def summarise(experiment: str, records: list[dict]) -> Setup:
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") == "failed"]
@@ -87,9 +123,10 @@ def summarise(experiment: str, records: list[dict]) -> Setup:
             dataset=dataset,
             model=model,
             framework=framework,
-            metrics={m: mean_ci([r["metrics"][m] for r in runs]) for m in METRICS},
+            metrics=run_metrics(runs),
             majority_accuracy=mean_ci([majority_accuracy(r) for r in runs]),
             seeds=tuple(sorted(r["seed"] for r in runs)),
+            train_majority_accuracy=mean_ci([train_majority_accuracy(r) for r in runs]),
         )
         for (dataset, model, framework), runs in sorted(by_row.items())
     ]
@@ -125,16 +162,26 @@ def gap_facts(setup: Setup) -> list[str]:
             f"{base:.3f} for calling every sequence normal (class imbalance); ROC-AUC "
             f"{g.metrics['roc_auc'].mean:.3f} measures the ranking whatever the threshold."
         )
+        if "train_accuracy_first_epoch" in g.metrics:
+            facts.append(
+                f"{g.dataset} / {g.model} / {g.framework}: training accuracy "
+                f"{g.metrics['train_accuracy_first_epoch'].mean:.3f} in the first epoch and "
+                f"{g.metrics['train_accuracy_last_epoch'].mean:.3f} in the last, against "
+                f"{g.train_majority_accuracy.mean:.3f} for always answering the largest "
+                "class (normal) on the training split."
+            )
     return facts
 
 
-def _cell(ci: MeanCI) -> str:
-    """Mean [interval]; every metric here lies in [0, 1], so the interval is shown clipped."""
-    if math.isnan(ci.mean):
+def _cell(ci: MeanCI | None, bounded: bool = True) -> str:
+    """Mean [interval]; a ``bounded`` metric lies in [0, 1], so its interval is shown
+    clipped (a loss is not)."""
+    if ci is None or math.isnan(ci.mean):
         return "n/a"
     if ci.n < 2 or math.isnan(ci.low):
         return f"{ci.mean:.3f}"
-    return f"{ci.mean:.3f} [{max(ci.low, 0.0):.3f}, {min(ci.high, 1.0):.3f}]"
+    low, high = (max(ci.low, 0.0), min(ci.high, 1.0)) if bounded else (ci.low, ci.high)
+    return f"{ci.mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def setup_markdown(setup: Setup) -> str:
@@ -159,13 +206,14 @@ def setup_markdown(setup: Setup) -> str:
         lines.append("**Claimed:** no numbers (the article names its metrics only).")
     measured = [
         [g.dataset, g.model, g.framework, ",".join(str(s) for s in g.seeds)]
-        + [_cell(g.metrics[m]) for m in shown]
+        + [_cell(g.metrics.get(m), bounded=m not in UNBOUNDED) for m in shown]
         for g in setup.groups
     ]
     lines += [
         "",
-        "Measured on the test split (mean over seeds, Student t 95% interval clipped to "
-        "[0, 1]; with 3 seeds the t factor is 4.3, so intervals are wide):",
+        "Measured on the test split, training-log figures on the training split (mean "
+        "over seeds, Student t 95% interval, clipped to [0, 1] except for losses; with 3 "
+        "seeds the t factor is 4.3, so intervals are wide):",
         "",
         markdown_table(["dataset", "model", "framework", "seeds", *shown], measured),
     ]

@@ -167,6 +167,7 @@ class SequenceArrays:
     session_id: np.ndarray  # (N,) int64
     brand: np.ndarray | None = None  # (N, T) int32, item-attribute modality
     profile: np.ndarray | None = None  # (N, F) int32, user-profile modality (0 = none)
+    anomaly_class: np.ndarray | None = None  # (N,) int32, 0 normal, 1 + anomaly type index
 
     def take(self, index: np.ndarray) -> SequenceArrays:
         """Rows ``index`` (a copy) as a split of their own."""

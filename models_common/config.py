@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OBJECTIVES: tuple[str, ...] = ("classify", "next_event", "masked", "forecast")
+OBJECTIVES: tuple[str, ...] = ("classify", "classify_type", "next_event", "masked", "forecast")
+# Supervised objectives: their heads read a pooled sequence summary (training accuracy exists).
+CLASSIFY_OBJECTIVES: tuple[str, ...] = ("classify", "classify_type")
 # Objectives that predict event t+1 from events up to t need causal encoders.
 CAUSAL_OBJECTIVES: tuple[str, ...] = ("next_event", "forecast")
 # Forecast target per event: event-type one-hot (8), log1p(gap) / GAP_SCALE,
@@ -56,10 +58,21 @@ class DetectorConfig:
     """Multimodal: vocabulary of each user-profile field (empty: no profile modality)."""
     n_brands: int = 0
     """Multimodal: brand vocabulary of the item-attribute modality (0: none)."""
+    n_anomaly_types: int = 0
+    """classify_type: anomaly types the classifier tells apart (plus the class "normal")."""
+    price_mean: float = 0.0
+    """Multimodal: z-score of the log price input, (log_price - price_mean) / price_std,
+    with the mean and deviation fitted on the training split (0 and 1: the raw value)."""
+    price_std: float = 1.0
 
     @property
     def causal(self) -> bool:
         return self.objective in CAUSAL_OBJECTIVES
+
+    @property
+    def n_classes(self) -> int:
+        """classify_type: "normal" (class 0) and each anomaly type (1 + its type index)."""
+        return 1 + self.n_anomaly_types
 
 
 def positional_table(max_length: int, width: int) -> np.ndarray:

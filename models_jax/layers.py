@@ -178,6 +178,8 @@ class Heads(nnx.Module):
         if cfg.objective == "classify":
             self.sequence = linear(2 * width, 1, rngs)
             self.event = linear(width, 1, rngs)
+        elif cfg.objective == "classify_type":
+            self.classes = linear(2 * width, cfg.n_classes, rngs)
         elif cfg.objective in ("next_event", "masked"):
             self.type_logits = linear(width, cfg.n_event_types, rngs)
             self.item_logits = linear(width, cfg.n_items, rngs)
@@ -196,6 +198,9 @@ class Heads(nnx.Module):
                 "sequence_logit": self.sequence(summary)[:, 0],
                 "event_logit": self.event(states)[..., 0],
             }
+        if self.objective == "classify_type":
+            summary = jnp.concatenate([pooled, masked_max(states, mask)], axis=-1)
+            return {"class_logits": self.classes(summary)}
         if self.objective in ("next_event", "masked"):
             return {
                 "type_logits": self.type_logits(states),

@@ -56,7 +56,8 @@ class MultimodalAttentionDetector(nnx.Module):
         b, _, h = states.shape
         items = jnp.zeros_like(states)
         if self.has_items:
-            items = self.brand(batch["brand"]) + self.price(batch["log_price"][..., None])
+            price = (batch["log_price"] - self.cfg.price_mean) / self.cfg.price_std
+            items = self.brand(batch["brand"]) + self.price(price[..., None])
         if self.has_profile:
             profile = sum(e(batch["profile"][:, i]) for i, e in enumerate(self.profile))
         else:

@@ -105,7 +105,8 @@ def masked_max(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class Heads(nn.Module):
     """The objective's output layers on top of per-event states (B, T, H) and a pooled (B, H).
 
-    The sequence classifier reads the pooled summary beside the element-wise maximum of the
+    The sequence classifiers (binary, or softmax over "normal" and the anomaly types) read
+    the pooled summary beside the element-wise maximum of the
     real events' states, so an anomaly confined to a few events in the middle of a long
     sequence is not averaged (or forgotten) away."""
 
@@ -115,6 +116,8 @@ class Heads(nn.Module):
         if cfg.objective == "classify":
             self.sequence = nn.Linear(2 * width, 1)
             self.event = nn.Linear(width, 1)
+        elif cfg.objective == "classify_type":
+            self.classes = nn.Linear(2 * width, cfg.n_classes)
         elif cfg.objective in ("next_event", "masked"):
             self.type_logits = nn.Linear(width, cfg.n_event_types)
             self.item_logits = nn.Linear(width, cfg.n_items)
@@ -141,6 +144,9 @@ class Heads(nn.Module):
                 "sequence_logit": self.sequence(summary)[:, 0],
                 "event_logit": self.event(states)[..., 0],
             }
+        if self.objective == "classify_type":
+            summary = torch.cat([pooled, masked_max(states, mask)], dim=-1)
+            return {"class_logits": self.classes(summary)}
         if self.objective in ("next_event", "masked"):
             return {
                 "type_logits": self.type_logits(states),

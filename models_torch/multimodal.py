@@ -2,7 +2,8 @@
 attention whose weights depend on the input.
 
 - behaviour: the transformer encoder's per-event states S (B, T, H);
-- item attributes: brand embedding + projected log price per event, A (B, T, H);
+- item attributes: brand embedding + projected log price per event (z-scored with the training
+  split's mean and deviation when the adapter passes them), A (B, T, H);
 - profile: the sum of the user's profile-field embeddings, p (B, H).
 
 A query built from the profile (a learned query when there is no profile) attends over S and over
@@ -70,7 +71,8 @@ class MultimodalAttentionDetector(nn.Module):
         b, _, h = states.shape
         items = torch.zeros_like(states)
         if self.has_items:
-            items = self.brand(batch["brand"]) + self.price(batch["log_price"][..., None])
+            price = (batch["log_price"] - self.cfg.price_mean) / self.cfg.price_std
+            items = self.brand(batch["brand"]) + self.price(price[..., None])
         if self.has_profile:
             profile = sum(e(batch["profile"][:, i]) for i, e in enumerate(self.profile))
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,6 +18,13 @@ from datasets.synthetic import SyntheticConfig, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
+
+# XLA compiles dominate the JAX tests' time, and many tests compile the same small programs
+# (the same shapes, a fresh detector each): a persistent compilation cache turns each repeat
+# into a disk read. Keyed by the program, compile options and JAX version, so a stale entry
+# cannot be used. Set here (before JAX is imported) so subprocess CLI tests inherit it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax-tests"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 
 @pytest.fixture(scope="session")

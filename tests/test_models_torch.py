@@ -31,6 +31,7 @@ def config(objective: str, **kw) -> DetectorConfig:
         dropout=0.1,
         profile_cardinalities=(7, 5, 6),
         n_brands=9,
+        n_anomaly_types=9,
     )
     base.update(kw)
     return DetectorConfig(**base)
@@ -57,6 +58,7 @@ def make_batch(seed: int = 0, width: int = 7) -> dict[str, torch.Tensor]:
         "log_price": torch.rand(b, width, generator=g) * 5 * mask,
         "profile": torch.randint(1, 5, (b, 3), generator=g),
         "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
+        "anomaly_class": torch.tensor([0, 3, 0, 9]),
         "event_label": (torch.rand(b, width, generator=g) < 0.3).float() * mask,
     }
 
@@ -83,6 +85,8 @@ def test_forward_shapes(name, objective):
     if objective == "classify":
         assert out["sequence_logit"].shape == (4,)
         assert out["event_logit"].shape == (4, 7)
+    elif objective == "classify_type":
+        assert out["class_logits"].shape == (4, 10)  # normal + nine types
     elif objective == "forecast":
         assert out["forecast"].shape == (4, 7, 11)
     else:
@@ -91,9 +95,12 @@ def test_forward_shapes(name, objective):
         assert out["gap_logits"].shape == (4, 7, 21)
     seq, event, _ = objectives.sequence_scores(model, batch, objective, 0.25, 5)
     assert seq.shape == (4,)
+    assert torch.all(torch.isfinite(seq))
+    if objective == "classify_type":  # a sequence classifier: no event scores
+        assert event is None
+        return
     assert event.shape == (4, 7)
     assert torch.all(event[~batch["mask"]] == 0)
-    assert torch.all(torch.isfinite(seq))
 
 
 @pytest.mark.parametrize(("name", "objective"), CASES)
@@ -105,8 +112,9 @@ def test_padding_changes_no_score(name, objective):
         seq, event, alt = objectives.sequence_scores(model, batch, objective, 0.25, 5)
         seq_p, event_p, alt_p = objectives.sequence_scores(model, pad(batch, 5), objective, 0.25, 5)
     torch.testing.assert_close(seq_p, seq, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(event_p[:, :7], event, atol=1e-5, rtol=1e-5)
-    assert torch.all(event_p[:, 7:] == 0)
+    if event is not None:
+        torch.testing.assert_close(event_p[:, :7], event, atol=1e-5, rtol=1e-5)
+        assert torch.all(event_p[:, 7:] == 0)
     for key in alt:
         torch.testing.assert_close(alt_p[key], alt[key])
 
@@ -126,6 +134,102 @@ def test_a_few_steps_lower_the_loss(name, objective):
         opt.step()
     generator.manual_seed(0)
     assert float(objectives.loss(model, batch, objective, 0.3, generator).detach()) < 0.7 * first
+
+
+def test_type_classifier_starts_at_ln_10_scores_one_minus_p_normal_and_counts_hits():
+    """Ten classes (normal + nine types): small initial logits give about the article's
+    initial loss ln 10 = 2.3026; the score orders sequences as 1 - p(normal) does; ``hits`` counts
+    the arg-max answers that are right."""
+    torch.manual_seed(8)
+    model = MODELS["transformer"](config("classify_type", dropout=0.0)).eval()
+    batch = make_batch(seed=9)
+    stats: dict = {}
+    with torch.no_grad():
+        loss = objectives.loss(model, batch, "classify_type", 0.3, stats=stats)
+        logits = model(batch)["class_logits"]
+        score, _, _ = objectives.sequence_scores(model, batch, "classify_type", 0.3, 5)
+    assert float(loss) == pytest.approx(np.log(10), abs=0.05)
+    not_normal = 1 - torch.softmax(logits, dim=-1)[:, 0]
+    assert torch.equal(torch.argsort(score), torch.argsort(not_normal))
+    torch.testing.assert_close(torch.sigmoid(score), not_normal)
+    right = int((logits.argmax(-1) == batch["anomaly_class"]).sum())
+    assert int(stats["hits"]) == right
+    binary: dict = {}
+    classify = MODELS["transformer"](config("classify", dropout=0.0)).eval()
+    with torch.no_grad():
+        objectives.loss(classify, batch, "classify", 0.3, stats=binary)
+        logit = classify(batch)["sequence_logit"]
+    assert int(binary["hits"]) == int(((logit > 0).float() == batch["label"]).sum())
+
+
+def test_zscore_of_the_price_input_uses_training_moments_only():
+    from types import SimpleNamespace
+
+    from benchmark.adapters.common import detector_config
+    from benchmark.config import ModelName, ObjectiveName
+    from benchmark.pipeline import log_price_moments
+    from datasets.features import UNKNOWN
+
+    def split(prices: list[float]):
+        n = len(prices)
+        log_price = np.zeros((1, n + 1), np.float32)
+        log_price[0, :n] = prices
+        bucket = np.full((1, n + 1), 5)
+        bucket[0, 0] = UNKNOWN  # a price-less event: left out of the moments
+        mask = np.ones((1, n + 1), bool)
+        mask[0, n] = False  # padding: left out too
+        return SimpleNamespace(log_price=log_price, price_bucket=bucket, mask=mask)
+
+    mean, std = log_price_moments(split([9.0, 2.0, 4.0, 6.0]))
+    assert (mean, std) == pytest.approx((4.0, np.std([2.0, 4.0, 6.0])))
+    assert log_price_moments(split([9.0, 3.0])) == (0.0, 1.0)  # one priced event: identity
+    for standardize, model, expected in [
+        (True, "multimodal", (4.0, 1.5)),
+        (False, "multimodal", (0.0, 1.0)),
+        (True, "transformer", (0.0, 1.0)),  # no numeric input to scale
+    ]:
+        spec = SimpleNamespace(
+            model=SimpleNamespace(
+                name=ModelName(model),
+                embed_dim=8,
+                hidden_dim=16,
+                num_layers=1,
+                num_heads=2,
+                ff_dim=16,
+                dropout=0.0,
+                standardize_inputs=standardize,
+            ),
+            objective=SimpleNamespace(name=ObjectiveName("classify")),
+            data=SimpleNamespace(
+                n_event_types=10,
+                n_items=30,
+                n_categories=8,
+                n_gap_buckets=21,
+                n_price_buckets=34,
+                n_devices=130,
+                max_length=16,
+                profile_cardinalities=(),
+                n_brands=0,
+                n_anomaly_types=9,
+                price_mean=4.0,
+                price_std=1.5,
+            ),
+        )
+        cfg = detector_config(spec)
+        assert (cfg.price_mean, cfg.price_std) == expected
+
+
+def test_multimodal_price_input_is_zscored_with_the_configured_moments():
+    torch.manual_seed(10)
+    raw = MultimodalAttentionDetector(config("classify", dropout=0.0)).eval()
+    scaled = MultimodalAttentionDetector(
+        config("classify", dropout=0.0, price_mean=2.0, price_std=0.5)
+    ).eval()
+    scaled.load_state_dict(raw.state_dict())
+    batch = make_batch(seed=11)
+    shifted = {**batch, "log_price": (batch["log_price"] - 2.0) / 0.5}
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(batch)["sequence_logit"], raw(shifted)["sequence_logit"])
 
 
 def test_multimodal_exposes_input_dependent_attention_and_gates():
@@ -199,6 +303,7 @@ def test_detector_reports_parameters_and_modalities():
             num_heads=2,
             ff_dim=16,
             dropout=0.0,
+            standardize_inputs=False,
         ),
         objective=Section(name=Name("classify"), mask_prob=0.15, top_k=5),
         train=Section(batch_size=4),

@@ -18,7 +18,7 @@ PAPERS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("paper_*.yaml"))
 
 
 def test_every_article_setup_has_a_config():
-    assert [p.split("_")[1] for p in PAPERS] == ["1", "2", "3"]
+    assert [p.split("_")[1] for p in PAPERS] == ["1", "2", "3", "5"]
 
 
 @pytest.mark.parametrize("scale", ["ci", "paper"])
@@ -58,6 +58,11 @@ def test_paper_scale_uses_the_articles_numbers(compose_config):
     three = sizes(compose_config, "experiment=paper_3_lstm_forecast")
     assert (three.objective.name.value, three.train.epochs) == ("forecast", 10)
     assert three.evaluation.threshold == "balanced"
+    five = sizes(compose_config, "experiment=paper_5_multimodal_fusion")
+    assert (five.model.name.value, five.objective.name.value) == ("multimodal", "classify_type")
+    assert (five.train.epochs, five.train.batch_size, five.train.weight_decay) == (10, 32, 0.0)
+    assert five.model.standardize_inputs
+    assert five.reproduction["claimed"]["train_loss_first_epoch"] == 2.3026
 
 
 def test_scale_ci_is_smaller_and_a_command_line_value_still_wins(compose_config):
@@ -81,6 +86,7 @@ def record(seed: int, accuracy: float, recall: float, model: str = "lstm", **ext
         "framework": "torch",
         "seed": seed,
         "metrics": metrics,
+        "data": {"splits": {"train": {"contamination": 0.05}}},
         "config": {
             "evaluation": {"threshold": "fixed", "fixed_threshold": 0.0},
             "reproduction": {
@@ -125,6 +131,33 @@ def test_the_table_shows_the_records_means_and_judges_claims_by_the_interval(tmp
     assert "against 0.900 for calling every sequence normal" in text
     assert "- data: not named" in text
     assert "seed 3: train phase, E: x" in text
+
+
+def test_training_log_claims_are_judged_on_the_records_first_and_last_epochs(tmp_path):
+    """An article that claims its training log (setup 5): the first and last epochs of each
+    run's history, averaged over seeds; losses are not clipped to [0, 1]."""
+    last_accuracies = [0.60, 0.62, 0.64]
+    runs = []
+    for seed, last in enumerate(last_accuracies):
+        history = [
+            {"epoch": 1, "train_loss": 2.30 + seed / 100, "train_accuracy": 0.37},
+            {"epoch": 2, "train_loss": 2.15, "train_accuracy": last},
+        ]
+        runs.append(record(seed, 0.9, 0.5, training={"history": history}))
+        claimed = runs[-1]["config"]["reproduction"]
+        claimed["article_metrics"] = ["train_loss_first_epoch", "train_accuracy_last_epoch"]
+        claimed["claimed"] = {"train_accuracy_last_epoch": 0.6356, "train_loss_first_epoch": 1.0}
+    write_records(tmp_path, runs)
+    text = build(tmp_path)
+    acc, loss = mean_ci(last_accuracies), mean_ci([2.30, 2.31, 2.32])
+    assert f"| {loss.mean:.3f} [{loss.low:.3f}, {loss.high:.3f}] |" in text  # above 1: unclipped
+    assert "| train_accuracy_last_epoch | 0.6356 | reproduced (inside the 95% interval) |" in text
+    assert (
+        f"| train_loss_first_epoch | 1 | not reproduced: measured {loss.mean - 1:+.3f} "
+        "from the claim |" in text
+    )
+    assert f"in the last, against {0.95:.3f} for always answering the largest class" in text
+    assert acc.low <= 0.6356 <= acc.high
 
 
 def test_one_seed_is_never_called_reproduced():

@@ -20,7 +20,7 @@ from benchmark.atomic import atomic_path
 from benchmark.detectors import DetectorSpec
 from benchmark.errors import UserError
 from datasets.features import SequenceArrays
-from models_common.config import DetectorConfig
+from models_common.config import CLASSIFY_OBJECTIVES, DetectorConfig
 
 CHECKPOINT = "checkpoint.safetensors"
 ID_FIELDS = (
@@ -32,6 +32,7 @@ ID_FIELDS = (
     "device",
     "brand",
     "profile",
+    "anomaly_class",
 )
 NOT_MODEL_INPUTS = ("user_id", "session_id", "length")
 
@@ -43,6 +44,7 @@ class CheckpointError(UserError):
 def detector_config(spec: DetectorSpec) -> DetectorConfig:
     m, d = spec.model, spec.data
     multimodal = m.name.value == "multimodal"
+    zscore = multimodal and m.standardize_inputs
     return DetectorConfig(
         n_event_types=d.n_event_types,
         n_items=d.n_items,
@@ -60,7 +62,22 @@ def detector_config(spec: DetectorSpec) -> DetectorConfig:
         dropout=m.dropout,
         profile_cardinalities=d.profile_cardinalities if multimodal else (),
         n_brands=d.n_brands if multimodal else 0,
+        n_anomaly_types=d.n_anomaly_types,
+        price_mean=d.price_mean if zscore else 0.0,
+        price_std=d.price_std if zscore else 1.0,
     )
+
+
+def epoch_entry(
+    epoch: int, train_loss: float, val_loss: float, hits, n_train: int, cfg: DetectorConfig
+) -> dict:
+    """One epoch of the training history. Classifiers add ``train_accuracy``: the share of
+    training sequences classified right while the epoch trained on them (as Keras logs it;
+    ``hits`` is the framework's on-device count, read once per epoch)."""
+    entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss}
+    if cfg.objective in CLASSIFY_OBJECTIVES:
+        entry["train_accuracy"] = int(hits) / max(1, n_train)
+    return entry
 
 
 def numpy_batch(

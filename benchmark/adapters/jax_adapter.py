@@ -31,6 +31,7 @@ from benchmark.adapters import jax_objectives as objectives
 from benchmark.adapters.common import (
     bucket_width,
     detector_config,
+    epoch_entry,
     length_buckets,
     numpy_batch,
     save_checkpoint,
@@ -135,6 +136,7 @@ class JaxDetector:
         self.bf16 = spec.framework.precision == "bf16" and self.device.platform == "gpu"
         self.buckets = length_buckets(self.cfg.max_length)
         self.compiles = {"train_step": 0, "eval_loss": 0, "score": 0}
+        self.epoch_hits = jnp.zeros((), jnp.int32)
         with jax.default_device(self.device):
             rngs = nnx.Rngs(params=spec.seed, dropout=spec.seed + 1)
             f = spec.framework
@@ -178,16 +180,18 @@ class JaxDetector:
 
     def _loss_fn(self, params, rest, batch, key):
         model = self._model(self.train_graph, params, rest)
-        loss = objectives.loss(model, batch, self.objective, self._hide(batch, key))
-        return loss.astype(jnp.float32), nnx.state(model, nnx.Not(nnx.Param))
+        stats: dict = {}
+        loss = objectives.loss(model, batch, self.objective, self._hide(batch, key), stats)
+        hits = stats.get("hits", jnp.zeros((), jnp.int32))
+        return loss.astype(jnp.float32), (nnx.state(model, nnx.Not(nnx.Param)), hits)
 
     def _train_step_fn(self, params, opt_state, rest, batch, key):
         self.compiles["train_step"] += 1  # runs at trace time only
-        (loss, rest), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(
+        (loss, (rest, hits)), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(
             params, rest, batch, key
         )
         updates, opt_state = self.tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, rest, loss
+        return optax.apply_updates(params, updates), opt_state, rest, loss, hits
 
     def _eval_loss_fn(self, params, rest, batch, key):
         self.compiles["eval_loss"] += 1
@@ -247,7 +251,9 @@ class JaxDetector:
             key, epoch_key = jax.random.split(key)
             opt_state, train_loss = self._epoch(train, order, opt_state, epoch_key, epoch)
             val_loss = self.evaluate_loss(val)
-            history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
+            history.append(
+                epoch_entry(epoch, train_loss, val_loss, self.epoch_hits, len(train), self.cfg)
+            )
             if val_loss < best - 1e-4:
                 best, waited = val_loss, 0
                 best_params = jax.tree.map(np.asarray, self.params)
@@ -280,10 +286,12 @@ class JaxDetector:
 
     def train_step(self, batch: dict, opt_state, key: jax.Array):
         """One optimiser step on a device batch; returns the new optimiser state and the
-        loss as a device array (no host sync)."""
-        self.params, opt_state, self.rest, loss = self._train_step(
+        loss as a device array (no host sync). A classifier's right answers add up in
+        ``epoch_hits`` (on the device too)."""
+        self.params, opt_state, self.rest, loss, hits = self._train_step(
             self.params, opt_state, self.rest, batch, key
         )
+        self.epoch_hits = self.epoch_hits + hits
         return opt_state, loss
 
     def _epoch(self, data, order, opt_state, key, epoch: int):
@@ -296,6 +304,7 @@ class JaxDetector:
             disable=not sys.stderr.isatty(),
         )
         total, seen, start = jnp.zeros(()), 0, time.perf_counter()
+        self.epoch_hits = jnp.zeros((), jnp.int32)
         for i, index in enumerate(bar):
             opt_state, loss = self.train_step(
                 self._batch(data, index), opt_state, jax.random.fold_in(key, i)
@@ -328,8 +337,11 @@ class JaxDetector:
             )
             n = len(index)
             seq[index] = s[:n]
-            width = min(e.shape[1], event.shape[1])
-            event[index, :width] = e[:n, :width]
+            if e is None:
+                event = None
+            else:
+                width = min(e.shape[1], event.shape[1])
+                event[index, :width] = e[:n, :width]
             for name, values in extra.items():
                 alt.setdefault(name, np.zeros(len(data)))[index] = values[:n]
         return Scores(seq, event, alt)

@@ -1,4 +1,4 @@
-"""Training losses and anomaly scores of the four objectives for Flax models: the twin of
+"""Training losses and anomaly scores of the five objectives for Flax models: the twin of
 ``torch_objectives`` (same definitions, checked by the parity tests).
 
 Two additions for fixed shapes under ``jit``: ``row_valid`` (B,) marks the real rows of a batch
@@ -77,11 +77,19 @@ def _masked_nll(model, batch: Batch, mask_prob: float) -> jax.Array:
     return total
 
 
+def not_normal_log_odds(class_logits: jax.Array) -> jax.Array:
+    """log(P(any anomaly type) / P(normal)) (see torch_objectives.not_normal_log_odds)."""
+    return jax.nn.logsumexp(class_logits[:, 1:], axis=-1) - class_logits[:, 0]
+
+
 def sequence_scores(
     model, batch: Batch, objective: str, mask_prob: float, top_k: int
-) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-    """Sequence scores (B,), event scores (B, T) and alternative sequence scores by name."""
+) -> tuple[jax.Array, jax.Array | None, dict[str, jax.Array]]:
+    """Sequence scores (B,), event scores (B, T) (None: the objective does not localise) and
+    alternative sequence scores by name."""
     mask = batch["mask"]
+    if objective == "classify_type":
+        return not_normal_log_odds(model(batch)["class_logits"]), None, {}
     if objective == "classify":
         out = model(batch)
         return out["sequence_logit"], out["event_logit"] * mask, {}
@@ -107,12 +115,25 @@ def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
     return (values * weights).sum() / jnp.maximum(weights.sum(), 1.0)
 
 
-def loss(model, batch: Batch, objective: str, hide: jax.Array | None = None) -> jax.Array:
-    """The training loss of one batch (a scalar); ``hide`` is required for ``masked``."""
+def loss(
+    model, batch: Batch, objective: str, hide: jax.Array | None = None, stats: dict | None = None
+) -> jax.Array:
+    """The training loss of one batch (a scalar); ``hide`` is required for ``masked``. For
+    the classifiers, ``stats["hits"]`` (if given) receives the number of real rows
+    classified right."""
     rows = batch.get("row_valid", jnp.ones(batch["mask"].shape[0], bool))
     mask = batch["mask"] & rows[:, None]
+    if objective == "classify_type":
+        logits = model(batch)["class_logits"].astype(jnp.float32)
+        if stats is not None:
+            stats["hits"] = ((logits.argmax(-1) == batch["anomaly_class"]) & rows).sum()
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["anomaly_class"])
+        return _weighted_mean(ce, rows)
     if objective == "classify":
         out = model(batch)
+        if stats is not None:
+            right = (out["sequence_logit"] > 0) == (batch["label"] > 0.5)
+            stats["hits"] = (right & rows).sum()
         seq = optax.sigmoid_binary_cross_entropy(out["sequence_logit"], batch["label"])
         event = optax.sigmoid_binary_cross_entropy(out["event_logit"], batch["event_label"])
         return _weighted_mean(seq, rows) + _weighted_mean(event, mask)

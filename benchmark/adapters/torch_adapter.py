@@ -28,6 +28,7 @@ from benchmark.adapters.common import (
     ID_FIELDS,
     bucket_width,
     detector_config,
+    epoch_entry,
     length_buckets,
     lr_factor,
     numpy_batch,
@@ -102,6 +103,7 @@ class TorchDetector:
             torch.backends.cudnn.allow_tf32 = f.tf32
         # `net` runs the forward passes; it shares its parameters with `model`.
         self.net = torch.compile(self.model, mode=f.compile_mode) if f.compile else self.model
+        self.epoch_hits = torch.zeros((), dtype=torch.long, device=self.device)
         self.buckets = length_buckets(self.cfg.max_length) if f.compile else None
 
     @property
@@ -128,7 +130,9 @@ class TorchDetector:
         width = None if self.buckets is None else bucket_width(data.length[index], self.buckets)
         return to_batch(data, index, self.device, width)
 
-    def _loss(self, batch: dict, generator: torch.Generator | None) -> torch.Tensor:
+    def _loss(
+        self, batch: dict, generator: torch.Generator | None, stats: dict | None = None
+    ) -> torch.Tensor:
         with self._context():
             return objectives.loss(
                 self.net,
@@ -137,6 +141,7 @@ class TorchDetector:
                 self.spec.objective.mask_prob,
                 generator,
                 hide=batch.get("hide"),
+                stats=stats,
             )
 
     def optimizer(self, total_steps: int):
@@ -149,8 +154,12 @@ class TorchDetector:
         return opt, sched
 
     def train_step(self, batch: dict, opt, sched, generator: torch.Generator | None):
-        """One optimiser step on ``batch``; returns the loss as a device tensor (no sync)."""
-        loss = self._loss(batch, generator)
+        """One optimiser step on ``batch``; returns the loss as a device tensor (no sync).
+        A classifier's right answers add up in ``epoch_hits`` (on the device too)."""
+        stats: dict = {}
+        loss = self._loss(batch, generator, stats)
+        if "hits" in stats:
+            self.epoch_hits += stats["hits"].detach()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.train.grad_clip)
@@ -168,7 +177,9 @@ class TorchDetector:
         for epoch in range(t.epochs):
             train_loss = self._epoch(train, rng, opt, sched, generator, epoch)
             val_loss = self.evaluate_loss(val)
-            history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
+            history.append(
+                epoch_entry(epoch, train_loss, val_loss, self.epoch_hits, len(train), self.cfg)
+            )
             if val_loss < best - 1e-4:
                 best, waited = val_loss, 0
                 best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -204,6 +215,7 @@ class TorchDetector:
         order = rng.permutation(len(data))
         size = self.spec.train.batch_size
         total = torch.zeros((), device=self.device)
+        self.epoch_hits = torch.zeros((), dtype=torch.long, device=self.device)
         bar = tqdm(
             range(0, len(order), size),
             desc=f"epoch {epoch + 1}",
@@ -256,8 +268,11 @@ class TorchDetector:
             index = np.arange(first, min(first + size, len(data)))
             s, e, extra = self.score_batch(self.batch(data, index))
             seq[index] = s.float().cpu().numpy()
-            width = min(e.shape[1], event.shape[1])
-            event[index, :width] = e[:, :width].float().cpu().numpy()
+            if e is None:
+                event = None
+            else:
+                width = min(e.shape[1], event.shape[1])
+                event[index, :width] = e[:, :width].float().cpu().numpy()
             for name, values in extra.items():
                 alt.setdefault(name, np.zeros(len(data)))[index] = values.float().cpu().numpy()
         return Scores(seq, event, alt)

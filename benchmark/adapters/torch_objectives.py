@@ -1,4 +1,4 @@
-"""Training losses and anomaly scores of the four objectives, for PyTorch models.
+"""Training losses and anomaly scores of the five objectives, for PyTorch models.
 
 Every score is computed per event, then averaged over a sequence's scored events; padding never
 contributes. Next-event and forecast predictions for event t come from the state at t - 1, so
@@ -66,6 +66,12 @@ def _mean_over(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def not_normal_log_odds(class_logits: torch.Tensor) -> torch.Tensor:
+    """log(P(any anomaly type) / P(normal)) from (B, 1 + types) logits: a monotone map of
+    1 - p(normal) that keeps its resolution where the softmax saturates."""
+    return torch.logsumexp(class_logits[:, 1:], dim=-1) - class_logits[:, 0]
+
+
 def event_scores(model, batch: Batch, objective: str, mask_prob: float) -> torch.Tensor:
     """(B, T) per-event anomaly scores (0 where nothing is scored)."""
     if objective == "classify":
@@ -91,8 +97,11 @@ def _masked_nll(model, batch: Batch, mask_prob: float) -> torch.Tensor:
 
 def sequence_scores(
     model, batch: Batch, objective: str, mask_prob: float, top_k: int
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Sequence scores (B,), event scores (B, T) and alternative sequence scores by name."""
+) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Sequence scores (B,), event scores (B, T) (None: the objective does not localise) and
+    alternative sequence scores by name."""
+    if objective == "classify_type":
+        return not_normal_log_odds(model(batch)["class_logits"]), None, {}
     if objective == "classify":
         out = model(batch)
         return out["sequence_logit"], out["event_logit"] * batch["mask"], {}
@@ -115,12 +124,22 @@ def loss(
     mask_prob: float,
     generator: torch.Generator | None = None,
     hide: torch.Tensor | None = None,
+    stats: dict | None = None,
 ) -> torch.Tensor:
     """The training loss of one batch (a scalar). The masked objective hides a random
-    ``mask_prob`` share of events drawn from ``generator``, or exactly ``hide`` if given."""
+    ``mask_prob`` share of events drawn from ``generator``, or exactly ``hide`` if given.
+    For the classifiers, ``stats["hits"]`` (if ``stats`` is given) receives the number of
+    sequences classified right (a device tensor: no host sync)."""
     mask = batch["mask"]
+    if objective == "classify_type":
+        logits = model(batch)["class_logits"]
+        if stats is not None:
+            stats["hits"] = (logits.argmax(-1) == batch["anomaly_class"]).sum()
+        return F.cross_entropy(logits.float(), batch["anomaly_class"])
     if objective == "classify":
         out = model(batch)
+        if stats is not None:
+            stats["hits"] = ((out["sequence_logit"] > 0) == (batch["label"] > 0.5)).sum()
         seq = F.binary_cross_entropy_with_logits(out["sequence_logit"], batch["label"])
         event = F.binary_cross_entropy_with_logits(
             out["event_logit"], batch["event_label"], reduction="none"
