@@ -15,7 +15,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from benchmark.anomalies import AnomalyConfig, check_anomaly_config
+from benchmark.detectors import BASELINES
 from benchmark.errors import ConfigError
+from benchmark.pca import STATISTICS
 from datasets.synthetic import SyntheticConfig
 
 
@@ -131,6 +133,9 @@ class ModelConfig:
     hidden_dim: int = 128
     """Recurrent state size, or model width for attention models."""
     num_layers: int = 2
+    share_layers: bool = False
+    """Transformer and multimodal: one attention block's weights used for all num_layers
+    (ALBERT-style parameter sharing)."""
     num_heads: int = 4
     """Attention heads (transformer, multimodal)."""
     ff_dim: int = 256
@@ -196,6 +201,12 @@ class TrainConfig:
     grad_clip: float = 1.0
     patience: int = 3
     """Epochs without validation improvement before early stopping."""
+    pretrain_epochs: int = 0
+    """Masked-event pretraining epochs (objective=masked on the same training split, labels
+    unused) before the objective's own training; the encoder's weights carry over, the
+    output heads start fresh. 0: no pretraining."""
+    pretrain_lr: float = 1e-3
+    """Learning rate of the pretraining (train.lr is the fine-tuning's)."""
     oom_retry: bool = True
     """On a device out-of-memory during training, retry once at half the batch size (the
     record's ``oom_retry`` says so); false lets the run fail at once."""
@@ -250,6 +261,19 @@ class EvaluationConfig:
 
 
 @dataclass
+class PCAConfig:
+    """Scores from the detector's pooled sequence representation reduced by PCA (article 4's
+    setup; benchmark/pca.py), instead of the objective's own score."""
+
+    components: int = 0
+    """Principal components kept (fitted on the training split only); 0: no PCA, the
+    objective's own score."""
+    statistic: str = "t2"
+    """'t2': Hotelling's T^2 inside the kept components; 'spe': the squared residual outside
+    them. The other statistic and the objective's score are recorded as alternatives."""
+
+
+@dataclass
 class Config:
     dataset: Any = MISSING
     anomaly: AnomalyConfig = MISSING
@@ -260,6 +284,7 @@ class Config:
     timing: TimingConfig = MISSING
     logger: LoggerConfig = MISSING
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    pca: PCAConfig = field(default_factory=PCAConfig)
     experiment_name: str = "default"
     """Results go to <results_dir>/<experiment_name>/<run_id>/."""
     seed: int = 0
@@ -372,12 +397,34 @@ def check_config(cfg: Config) -> None:
     ):
         if value < 1:
             raise ConfigError(f"{key}={value} must be >= 1")
+    if cfg.model.share_layers and cfg.model.name.value not in ("transformer", "multimodal"):
+        raise ConfigError(
+            f"model.share_layers=true applies to transformer and multimodal, not "
+            f"{cfg.model.name.value}: drop it or pick model=transformer"
+        )
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.model.dropout} is outside [0, 1)")
     if not 0.0 < cfg.objective.mask_prob < 1.0:
         raise ConfigError(f"objective.mask_prob={cfg.objective.mask_prob} is outside (0, 1)")
-    if cfg.train.lr <= 0:
-        raise ConfigError(f"train.lr={cfg.train.lr} must be > 0")
+    if cfg.train.lr <= 0 or cfg.train.pretrain_lr <= 0:
+        raise ConfigError(
+            f"train.lr={cfg.train.lr} and train.pretrain_lr={cfg.train.pretrain_lr} must be > 0"
+        )
+    if cfg.train.pretrain_epochs < 0:
+        raise ConfigError(f"train.pretrain_epochs={cfg.train.pretrain_epochs} must be >= 0")
+    _choice("pca.statistic", cfg.pca.statistic, STATISTICS)
+    if cfg.pca.components < 0:
+        raise ConfigError(f"pca.components={cfg.pca.components} must be >= 0 (0: no PCA)")
+    if cfg.pca.components and cfg.model.name.value in BASELINES:
+        raise ConfigError(
+            f"pca.components applies to the deep detectors' representations, not the "
+            f"baseline {cfg.model.name.value}: set it to 0"
+        )
+    if cfg.train.pretrain_epochs and cfg.model.name.value in BASELINES:
+        raise ConfigError(
+            f"train.pretrain_epochs applies to the deep detectors, not the baseline "
+            f"{cfg.model.name.value}: set it to 0"
+        )
     try:
         check_anomaly_config(cfg.anomaly)
     except ValueError as err:

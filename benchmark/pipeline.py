@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmark.adapters.common import CheckpointError, load_checkpoint
 from benchmark.atomic import atomic_path
+from benchmark.config import ObjectiveName
 from benchmark.data import PreparedData
 from benchmark.detectors import (
     ADAPTERS,
@@ -26,6 +27,7 @@ from benchmark.detectors import (
 )
 from benchmark.errors import ConfigError
 from benchmark.metrics import evaluate, fit_threshold, roc_auc
+from benchmark.pca import PCAModel, fit_pca, pca_scores
 from benchmark.store import SCORES_FILE
 from benchmark.timing import Plan, ScoreProbe, TimingProtocol, measure
 from datasets.features import (
@@ -36,6 +38,7 @@ from datasets.features import (
     UNKNOWN,
     SequenceArrays,
 )
+from models_common.config import CLASSIFY_OBJECTIVES
 
 log = logging.getLogger("benchmark")
 
@@ -104,6 +107,12 @@ def detect(
     start = time.perf_counter()
     test_scores = detector.score(test)
     infer_seconds = time.perf_counter() - start
+    if config.pca.components:
+        pca, record["pca"] = fit_representation_pca(detector, train, config)
+        val_scores = with_pca_scores(val_scores, pca, detector.represent(val), config.pca)
+        start = time.perf_counter()
+        test_scores = with_pca_scores(test_scores, pca, detector.represent(test), config.pca)
+        infer_seconds += time.perf_counter() - start
     phase("evaluate")
     ev = config.evaluation
     threshold = fit_threshold(
@@ -132,7 +141,7 @@ def detect(
         "train_seconds": train_seconds,
         "train_seq_per_s": None
         if config.checkpoint
-        else len(train) * max(1, record["training"].get("epochs", 1)) / max(train_seconds, 1e-9),
+        else len(train) * max(1, epochs_trained(record["training"])) / max(train_seconds, 1e-9),
         "infer_seconds": infer_seconds,
         "infer_seq_per_s": len(test) / max(infer_seconds, 1e-9),
     }
@@ -140,11 +149,76 @@ def detect(
     return detector
 
 
+def fit_representation_pca(detector, train: SequenceArrays, config) -> tuple[PCAModel, dict]:
+    """PCA of the trained detector's pooled sequence representations, fitted on the training
+    split only: on its normal-labelled sequences when the objective is supervised (it has
+    used the labels already), on all of them otherwise (labels stay unused)."""
+    supervised = config.objective.name.value in CLASSIFY_OBJECTIVES
+    rows = np.flatnonzero(~train.label) if supervised else np.arange(len(train.label))
+    pca = fit_pca(detector.represent(train)[rows], config.pca.components)
+    summary = {
+        "components": pca.k,
+        "statistic": config.pca.statistic,
+        "fit_on": "normal training sequences" if supervised else "all training sequences",
+        "n_fit": len(rows),
+        "explained_variance_ratio": pca.explained_variance_ratio,
+    }
+    return pca, summary
+
+
+def with_pca_scores(scores: Scores, pca: PCAModel, representations, cfg) -> Scores:
+    """The chosen PCA statistic as the sequence score; the other one and the objective's own
+    score stay beside it as alternatives (event scores are the objective's)."""
+    statistics = pca_scores(pca, representations)
+    alternatives = {
+        **scores.alternatives,
+        "objective_score": scores.sequence,
+        **{f"pca_{name}": v for name, v in statistics.items() if name != cfg.statistic},
+    }
+    return Scores(statistics[cfg.statistic], scores.event, alternatives)
+
+
+def epochs_trained(training: dict) -> int:
+    """Passes over the training split: the objective's epochs plus any pretraining epochs."""
+    return training.get("epochs", 1) + (training.get("pretraining") or {}).get("epochs", 0)
+
+
+def train_detector(detector, spec: DetectorSpec, train, val) -> dict:
+    """``detector.fit``, after masked-event pretraining of its encoder when
+    ``train.pretrain_epochs`` asks for it (the report then has ``pretraining``)."""
+    if spec.train.pretrain_epochs == 0:
+        return detector.fit(train, val)
+    encoder, pretraining = pretrain_encoder(spec, train, val)
+    detector.load_weights({**detector.canonical_weights(), **encoder})
+    return {**detector.fit(train, val), "pretraining": pretraining}
+
+
+HEADS = "heads."  # canonical names of the objective's output layers start with this
+
+
+def pretrain_encoder(spec: DetectorSpec, train, val) -> tuple[dict[str, np.ndarray], dict]:
+    """Train the same architecture under the masked-event objective (labels unused) for
+    ``train.pretrain_epochs`` at ``train.pretrain_lr``; returns every weight but the output
+    heads (framework-neutral canonical arrays) and the pretraining report."""
+    t = spec.train
+    pre_spec = replace(
+        spec,
+        objective=replace(spec.objective, name=ObjectiveName.masked),
+        train=replace(t, epochs=t.pretrain_epochs, lr=t.pretrain_lr, pretrain_epochs=0),
+        run_dir=None,  # no checkpoint of the pretraining model
+    )
+    model, framework = spec.model.name.value, spec.framework.name.value
+    pretrained = create(model, framework, pre_spec)
+    report = pretrained.fit(train, val)
+    weights = pretrained.canonical_weights()
+    return {k: v for k, v in weights.items() if not k.startswith(HEADS)}, report
+
+
 def fit_or_halve(detector, spec: DetectorSpec, train, val, record: dict):
-    """``detector.fit``; on a device out-of-memory (and ``train.oom_retry``), once more with a
-    fresh detector at half the batch size, noted in ``record['oom_retry']``."""
+    """``train_detector``; on a device out-of-memory (and ``train.oom_retry``), once more with
+    a fresh detector at half the batch size, noted in ``record['oom_retry']``."""
     try:
-        return detector, detector.fit(train, val)
+        return detector, train_detector(detector, spec, train, val)
     except Exception as err:
         if not (spec.train.oom_retry and is_out_of_memory(err)):
             raise
@@ -160,7 +234,7 @@ def fit_or_halve(detector, spec: DetectorSpec, train, val, record: dict):
     release_device_memory(spec.framework.name.value)
     spec = replace(spec, train=replace(spec.train, batch_size=half))
     detector = create(spec.model.name.value, spec.framework.name.value, spec)
-    return detector, detector.fit(train, val)
+    return detector, train_detector(detector, spec, train, val)
 
 
 OOM_MARKERS = ("out of memory", "RESOURCE_EXHAUSTED", "OutOfMemory")

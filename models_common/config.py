@@ -48,6 +48,9 @@ class DetectorConfig:
     """Recurrent state size, or model width for attention models."""
     num_layers: int = 2
     """Stacked recurrent or attention layers."""
+    share_layers: bool = False
+    """Attention models: one block's weights applied num_layers times (ALBERT-style
+    cross-layer sharing: the depth of num_layers at the parameters of one)."""
     num_heads: int = 4
     """Attention heads (transformer, multimodal)."""
     ff_dim: int = 256

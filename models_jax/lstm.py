@@ -95,4 +95,4 @@ class LSTMDetector(nnx.Module):
         final = {"final_hidden": jnp.stack([c[0] for c in carries])}
         if len(carries[0]) == 2:
             final["final_cell"] = jnp.stack([c[1] for c in carries])
-        return {**self.heads(x, pooled, batch["mask"]), "states": x, **final}
+        return {**self.heads(x, pooled, batch["mask"]), "states": x, "pooled": pooled, **final}

@@ -73,6 +73,7 @@ class MultimodalAttentionDetector(nnx.Module):
         return {
             **self.heads(event_states, pooled, mask),
             "states": event_states,
+            "pooled": pooled,
             "attention_weights": weights,
             "gates": gates,
         }

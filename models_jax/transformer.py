@@ -32,9 +32,10 @@ class TransformerEncoder(nnx.Module):
         self.project = linear(cfg.embed_dim, cfg.hidden_dim, rngs)
         # A constant, not a parameter (torch: a non-persistent buffer).
         self.positions = nnx.Variable(jnp.asarray(positional_table(cfg.max_length, cfg.hidden_dim)))
+        distinct = 1 if cfg.share_layers else cfg.num_layers
         self.blocks = nnx.List(
             AttentionBlock(cfg.hidden_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout, rngs)
-            for _ in range(cfg.num_layers)
+            for _ in range(distinct)
         )
         self.norm = layer_norm(cfg.hidden_dim, rngs)
 
@@ -42,8 +43,8 @@ class TransformerEncoder(nnx.Module):
         x = self.project(self.embed(batch, hide))
         x = x + self.positions[...][: x.shape[1]]
         allowed = attention_mask(batch["mask"], self.cfg.causal)
-        for block in self.blocks:
-            x = block(x, allowed)
+        for layer in range(self.cfg.num_layers):  # share_layers: one block, applied repeatedly
+            x = self.blocks[layer % len(self.blocks)](x, allowed)
         return self.norm(x)
 
 
@@ -56,4 +57,4 @@ class TransformerDetector(nnx.Module):
     def __call__(self, batch: dict, hide: jax.Array | None = None) -> dict:
         states = self.encoder(batch, hide)
         pooled = masked_mean(states, batch["mask"])
-        return {**self.heads(states, pooled, batch["mask"]), "states": states}
+        return {**self.heads(states, pooled, batch["mask"]), "states": states, "pooled": pooled}

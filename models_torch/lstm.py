@@ -45,6 +45,7 @@ class LSTMDetector(nn.Module):
         return {
             **self.heads(states, pooled, batch["mask"]),
             "states": states,
+            "pooled": pooled,
             **final_carry(carry),
         }
 

@@ -88,6 +88,7 @@ class MultimodalAttentionDetector(nn.Module):
         return {
             **self.heads(event_states, pooled, mask),
             "states": event_states,
+            "pooled": pooled,
             "attention_weights": weights,
             "gates": gates,
         }

@@ -1,6 +1,7 @@
 """Transformer detector: event embedding + sinusoidal positions -> pre-norm attention blocks
 (scaled_dot_product_attention) -> objective heads.
 
+With ``share_layers`` one block is applied ``num_layers`` times (ALBERT's cross-layer sharing).
 Attention is causal for objectives that predict the next event (next_event, forecast) and
 bidirectional otherwise; padded keys are always masked. The sequence summary is the mean of the
 real events' states.
@@ -36,9 +37,10 @@ class TransformerEncoder(nn.Module):
             torch.from_numpy(positional_table(cfg.max_length, cfg.hidden_dim)),
             persistent=False,
         )
+        distinct = 1 if cfg.share_layers else cfg.num_layers
         self.blocks = nn.ModuleList(
             AttentionBlock(cfg.hidden_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout)
-            for _ in range(cfg.num_layers)
+            for _ in range(distinct)
         )
         self.norm = nn.LayerNorm(cfg.hidden_dim, eps=LN_EPS)
 
@@ -48,8 +50,8 @@ class TransformerEncoder(nn.Module):
         x = self.project(self.embed(batch, hide))
         x = x + self.positions[: x.shape[1]]
         allowed = attention_mask(batch["mask"], self.cfg.causal)
-        for block in self.blocks:
-            x = block(x, allowed)
+        for layer in range(self.cfg.num_layers):
+            x = self.blocks[layer % len(self.blocks)](x, allowed)
         return self.norm(x)
 
 
@@ -66,4 +68,4 @@ class TransformerDetector(nn.Module):
     ) -> dict[str, torch.Tensor]:
         states = self.encoder(batch, hide)
         pooled = masked_mean(states, batch["mask"])
-        return {**self.heads(states, pooled, batch["mask"]), "states": states}
+        return {**self.heads(states, pooled, batch["mask"]), "states": states, "pooled": pooled}

@@ -232,6 +232,24 @@ def test_multimodal_price_input_is_zscored_with_the_configured_moments():
         torch.testing.assert_close(scaled(batch)["sequence_logit"], raw(shifted)["sequence_logit"])
 
 
+def test_shared_layers_apply_one_block_num_layers_times():
+    torch.manual_seed(12)
+    shared = MODELS["transformer"](config("classify", dropout=0.0, share_layers=True, num_layers=3))
+    separate = MODELS["transformer"](config("classify", dropout=0.0, num_layers=3))
+    block = sum(p.numel() for p in separate.encoder.blocks[0].parameters())
+    assert len(shared.encoder.blocks) == 1
+    n_shared, n_separate = (sum(p.numel() for p in m.parameters()) for m in (shared, separate))
+    assert n_separate - n_shared == 2 * block
+    # The shared model equals a 3-block model whose blocks all hold the shared weights.
+    state = shared.state_dict()
+    for i in (1, 2):
+        state.update({k.replace("blocks.0.", f"blocks.{i}."): v for k, v in state.items()})
+    separate.load_state_dict(state)
+    batch = make_batch(seed=13)
+    with torch.no_grad():
+        torch.testing.assert_close(shared.eval()(batch)["states"], separate.eval()(batch)["states"])
+
+
 def test_multimodal_exposes_input_dependent_attention_and_gates():
     torch.manual_seed(5)
     model = MultimodalAttentionDetector(config("classify")).eval()

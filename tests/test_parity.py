@@ -59,9 +59,10 @@ def world():
     return config, prepared, index
 
 
-def twins(world, model: str, objective: str) -> tuple[TorchDetector, JaxDetector]:
+def twins(world, model: str, objective: str, **model_fields) -> tuple[TorchDetector, JaxDetector]:
     config, prepared, _ = world
     spec = detector_spec(config, prepared, model, objective, device="cpu")
+    spec = replace(spec, model=replace(spec.model, **model_fields))
     torch_detector = TorchDetector(spec)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -135,6 +136,33 @@ def test_parity_sequence_and_event_scores(world, model, objective):
     assert set(got.alternatives) == set(expected.alternatives)
     for name, value in expected.alternatives.items():
         np.testing.assert_allclose(got.alternatives[name], value, **OUTPUT_TOL, err_msg=name)
+
+
+def test_parity_shared_layers_outputs_and_gradients(world):
+    """ALBERT-style sharing (one block applied num_layers times): one set of block weights in
+    the canonical form, the same outputs, and the shared block's gradient summed over its uses
+    alike in both frameworks."""
+    torch_detector, jax_detector = twins(world, "transformer", "masked", share_layers=True)
+    weights = torch_detector.canonical_weights()
+    assert not any(k.startswith("encoder.blocks.1.") for k in weights)
+    assert set(key_map(jax_model(jax_detector))) == set(weights)
+    torch_batch, jax_batch = batches(world, "masked")
+    torch_detector.model.train()
+    loss = torch_detector._loss(torch_batch, None)
+    loss.backward()
+    jax_detector.init_training(total_steps=10)
+    jax_loss, grads = canonical_gradients(jax_detector, jax_batch)
+    np.testing.assert_allclose(jax_loss, loss.item(), **GRAD_TOL)
+    for name, p in torch_detector.model.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), **GRAD_TOL, err_msg=name)
+
+
+def test_parity_pooled_representations_feed_pca_alike(world):
+    torch_detector, jax_detector = twins(world, "multimodal", "classify")
+    test = world[1].arrays["test"]
+    expected, got = torch_detector.represent(test), jax_detector.represent(test)
+    assert expected.shape == (len(test), world[0].model.hidden_dim)
+    np.testing.assert_allclose(got, expected, **OUTPUT_TOL)
 
 
 def canonical_gradients(detector: JaxDetector, batch: dict) -> tuple[float, dict]:

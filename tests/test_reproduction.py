@@ -18,7 +18,7 @@ PAPERS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("paper_*.yaml"))
 
 
 def test_every_article_setup_has_a_config():
-    assert [p.split("_")[1] for p in PAPERS] == ["1", "2", "3", "5"]
+    assert [p.split("_")[1] for p in PAPERS] == ["1", "2", "3", "4", "5"]
 
 
 @pytest.mark.parametrize("scale", ["ci", "paper"])
@@ -58,6 +58,12 @@ def test_paper_scale_uses_the_articles_numbers(compose_config):
     three = sizes(compose_config, "experiment=paper_3_lstm_forecast")
     assert (three.objective.name.value, three.train.epochs) == ("forecast", 10)
     assert three.evaluation.threshold == "balanced"
+    four = sizes(compose_config, "experiment=paper_4_pretrained_transformer_pca")
+    assert (four.model.num_layers, four.model.share_layers, four.model.hidden_dim) == (3, True, 768)
+    assert (four.train.lr, four.train.batch_size, four.train.epochs) == (2e-5, 16, 5)
+    assert four.dataset.sequence.max_length == 128
+    assert (four.pca.components, four.train.pretrain_epochs) == (64, 10)
+    assert four.reproduction["claimed"] == {"accuracy": 0.98, "recall": 0.95, "f1": 0.97}
     five = sizes(compose_config, "experiment=paper_5_multimodal_fusion")
     assert (five.model.name.value, five.objective.name.value) == ("multimodal", "classify_type")
     assert (five.train.epochs, five.train.batch_size, five.train.weight_decay) == (10, 32, 0.0)

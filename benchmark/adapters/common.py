@@ -57,6 +57,7 @@ def detector_config(spec: DetectorSpec) -> DetectorConfig:
         embed_dim=m.embed_dim,
         hidden_dim=m.hidden_dim,
         num_layers=m.num_layers,
+        share_layers=m.share_layers,
         num_heads=m.num_heads,
         ff_dim=m.ff_dim,
         dropout=m.dropout,

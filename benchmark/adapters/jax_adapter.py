@@ -160,6 +160,7 @@ class JaxDetector:
         self._train_step = jit(self._train_step_fn, donate_argnums=donate)
         self._eval_loss = jit(self._eval_loss_fn)
         self._score = jit(self._score_fn)
+        self._represent = jit(self._represent_fn)
 
     def _model(self, graph, params, rest):
         if self.bf16:  # the output heads stay float32 (see models_jax.layers.Heads)
@@ -206,6 +207,10 @@ class JaxDetector:
             model, batch, self.objective, o.mask_prob, o.top_k
         )
         return _cast_floats((seq, event, alt), jnp.float32)
+
+    def _represent_fn(self, params, rest, batch):
+        model = self._model(self.eval_graph, params, rest)
+        return model(batch)["pooled"].astype(jnp.float32)
 
     # --- batches -------------------------------------------------------------------------
     def _batch(self, data: SequenceArrays, index: np.ndarray, size: int | None = None) -> dict:
@@ -345,6 +350,18 @@ class JaxDetector:
             for name, values in extra.items():
                 alt.setdefault(name, np.zeros(len(data)))[index] = values[:n]
         return Scores(seq, event, alt)
+
+    def represent(self, data: SequenceArrays) -> np.ndarray:
+        """(N, H) float32 pooled sequence representations (the heads' input summary)."""
+        parts = [
+            np.asarray(self._represent(self.params, self.rest, self._batch(data, index)))[
+                : len(
+                    index
+                )  # the padding rows of the last batch
+            ]
+            for index in self._chunks(len(data))
+        ]
+        return np.concatenate(parts)
 
     def speed_probe(self, data: SequenceArrays):
         from benchmark.adapters.jax_speed import JaxProbe

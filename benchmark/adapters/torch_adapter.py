@@ -277,6 +277,18 @@ class TorchDetector:
                 alt.setdefault(name, np.zeros(len(data)))[index] = values.float().cpu().numpy()
         return Scores(seq, event, alt)
 
+    @torch.no_grad()
+    def represent(self, data: SequenceArrays) -> np.ndarray:
+        """(N, H) float32 pooled sequence representations (the heads' input summary)."""
+        self.model.eval()
+        parts = []
+        for first in range(0, len(data), self.spec.train.batch_size):
+            index = np.arange(first, min(first + self.spec.train.batch_size, len(data)))
+            with self._context():
+                pooled = self.net(self.batch(data, index))["pooled"]
+            parts.append(pooled.float().cpu().numpy())
+        return np.concatenate(parts)
+
     def speed_probe(self, data: SequenceArrays):
         from benchmark.adapters.torch_speed import TorchProbe
 
