@@ -13,15 +13,28 @@ from models_torch.multimodal import MultimodalAttentionDetector
 LENGTHS = [7, 3, 1, 5]
 
 
+VOCABULARIES = dict(
+    n_event_types=10,
+    n_items=30,
+    n_categories=8,
+    n_gap_buckets=21,
+    n_price_buckets=34,
+    n_devices=130,
+    max_length=16,
+)
+
+
+def small_model(name: str, **kw):
+    """The harness's model section at test sizes."""
+    from benchmark.config import ModelConfig, ModelName
+
+    sizes = dict(embed_dim=8, hidden_dim=16, num_layers=1, num_heads=2, ff_dim=16, dropout=0.0)
+    return ModelConfig(name=ModelName(name), **sizes, **kw)
+
+
 def config(objective: str, **kw) -> DetectorConfig:
     base = dict(
-        n_event_types=10,
-        n_items=30,
-        n_categories=8,
-        n_gap_buckets=21,
-        n_price_buckets=34,
-        n_devices=130,
-        max_length=16,
+        **VOCABULARIES,
         objective=objective,
         embed_dim=8,
         hidden_dim=16,
@@ -166,7 +179,7 @@ def test_zscore_of_the_price_input_uses_training_moments_only():
     from types import SimpleNamespace
 
     from benchmark.adapters.common import detector_config
-    from benchmark.config import ModelName, ObjectiveName
+    from benchmark.config import ObjectiveName
     from benchmark.pipeline import log_price_moments
     from datasets.features import UNKNOWN
 
@@ -189,25 +202,10 @@ def test_zscore_of_the_price_input_uses_training_moments_only():
         (True, "transformer", (0.0, 1.0)),  # no numeric input to scale
     ]:
         spec = SimpleNamespace(
-            model=SimpleNamespace(
-                name=ModelName(model),
-                embed_dim=8,
-                hidden_dim=16,
-                num_layers=1,
-                num_heads=2,
-                ff_dim=16,
-                dropout=0.0,
-                standardize_inputs=standardize,
-            ),
+            model=small_model(model, standardize_inputs=standardize),
             objective=SimpleNamespace(name=ObjectiveName("classify")),
             data=SimpleNamespace(
-                n_event_types=10,
-                n_items=30,
-                n_categories=8,
-                n_gap_buckets=21,
-                n_price_buckets=34,
-                n_devices=130,
-                max_length=16,
+                **VOCABULARIES,
                 profile_cardinalities=(),
                 n_brands=0,
                 n_anomaly_types=9,
@@ -313,29 +311,11 @@ def test_detector_reports_parameters_and_modalities():
             self.value = value
 
     spec = DetectorSpec(
-        model=Section(
-            name=Name("multimodal"),
-            embed_dim=8,
-            hidden_dim=16,
-            num_layers=1,
-            num_heads=2,
-            ff_dim=16,
-            dropout=0.0,
-            standardize_inputs=False,
-        ),
+        model=small_model("multimodal"),
         objective=Section(name=Name("classify"), mask_prob=0.15, top_k=5),
         train=Section(batch_size=4),
         framework=FrameworkConfig(name=FrameworkName.torch, device="cpu"),
-        data=DataInfo(
-            max_length=8,
-            n_items=30,
-            n_categories=8,
-            n_event_types=10,
-            n_gap_buckets=21,
-            n_price_buckets=34,
-            n_devices=130,
-            modalities=("behaviour",),
-        ),
+        data=DataInfo(**VOCABULARIES, modalities=("behaviour",)),
         seed=0,
     )
     detector = TorchDetector(spec)

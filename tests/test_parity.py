@@ -146,15 +146,7 @@ def test_parity_shared_layers_outputs_and_gradients(world):
     weights = torch_detector.canonical_weights()
     assert not any(k.startswith("encoder.blocks.1.") for k in weights)
     assert set(key_map(jax_model(jax_detector))) == set(weights)
-    torch_batch, jax_batch = batches(world, "masked")
-    torch_detector.model.train()
-    loss = torch_detector._loss(torch_batch, None)
-    loss.backward()
-    jax_detector.init_training(total_steps=10)
-    jax_loss, grads = canonical_gradients(jax_detector, jax_batch)
-    np.testing.assert_allclose(jax_loss, loss.item(), **GRAD_TOL)
-    for name, p in torch_detector.model.named_parameters():
-        np.testing.assert_allclose(grads[name], p.grad.numpy(), **GRAD_TOL, err_msg=name)
+    assert_same_loss_and_gradients(torch_detector, jax_detector, *batches(world, "masked"))
 
 
 def test_parity_pooled_representations_feed_pca_alike(world):
@@ -177,7 +169,10 @@ def canonical_gradients(detector: JaxDetector, batch: dict) -> tuple[float, dict
 @CASES
 def test_parity_loss_and_gradients(world, model, objective):
     torch_detector, jax_detector = twins(world, model, objective)
-    torch_batch, jax_batch = batches(world, objective)
+    assert_same_loss_and_gradients(torch_detector, jax_detector, *batches(world, objective))
+
+
+def assert_same_loss_and_gradients(torch_detector, jax_detector, torch_batch, jax_batch):
     torch_detector.model.train()  # dropout is 0: train mode is deterministic
     loss = torch_detector._loss(torch_batch, None)
     loss.backward()

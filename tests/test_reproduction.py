@@ -84,6 +84,7 @@ def test_scale_ci_is_smaller_and_a_command_line_value_still_wins(compose_config)
 def record(seed: int, accuracy: float, recall: float, model: str = "lstm", **extra) -> dict:
     metrics = dict(accuracy=accuracy, precision=0.5, recall=recall, f1=0.6, roc_auc=0.8)
     metrics.update(pr_auc=0.4, n_test=200, n_test_anomalies=20)
+    metrics["alternative_roc_auc"] = {"objective_score": 0.7}
     return {
         "run_id": f"r{seed}{model}",
         "status": "ok",
@@ -135,6 +136,7 @@ def test_the_table_shows_the_records_means_and_judges_claims_by_the_interval(tmp
         in text
     )
     assert "against 0.900 for calling every sequence normal" in text
+    assert "ROC-AUC of the other scores of the same runs: objective_score 0.700" in text
     assert "- data: not named" in text
     assert "seed 3: train phase, E: x" in text
 
