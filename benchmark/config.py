@@ -415,16 +415,15 @@ def check_config(cfg: Config) -> None:
     _choice("pca.statistic", cfg.pca.statistic, STATISTICS)
     if cfg.pca.components < 0:
         raise ConfigError(f"pca.components={cfg.pca.components} must be >= 0 (0: no PCA)")
-    if cfg.pca.components and cfg.model.name.value in BASELINES:
-        raise ConfigError(
-            f"pca.components applies to the deep detectors' representations, not the "
-            f"baseline {cfg.model.name.value}: set it to 0"
-        )
-    if cfg.train.pretrain_epochs and cfg.model.name.value in BASELINES:
-        raise ConfigError(
-            f"train.pretrain_epochs applies to the deep detectors, not the baseline "
-            f"{cfg.model.name.value}: set it to 0"
-        )
+    for key, value in (
+        ("pca.components", cfg.pca.components),
+        ("train.pretrain_epochs", cfg.train.pretrain_epochs),
+    ):
+        if value and cfg.model.name.value in BASELINES:
+            raise ConfigError(
+                f"{key} applies to the deep detectors, not the baseline "
+                f"{cfg.model.name.value}: set it to 0"
+            )
     try:
         check_anomaly_config(cfg.anomaly)
     except ValueError as err:

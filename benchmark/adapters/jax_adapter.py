@@ -186,13 +186,15 @@ class JaxDetector:
         hits = stats.get("hits", jnp.zeros((), jnp.int32))
         return loss.astype(jnp.float32), (nnx.state(model, nnx.Not(nnx.Param)), hits)
 
-    def _train_step_fn(self, params, opt_state, rest, batch, key):
+    def _train_step_fn(self, params, opt_state, rest, hits, batch, key):
+        """``hits`` (the epoch's running count of right answers) is carried through the step
+        so that counting costs no dispatch of its own."""
         self.compiles["train_step"] += 1  # runs at trace time only
-        (loss, (rest, hits)), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(
+        (loss, (rest, new_hits)), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(
             params, rest, batch, key
         )
         updates, opt_state = self.tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, rest, loss, hits
+        return optax.apply_updates(params, updates), opt_state, rest, hits + new_hits, loss
 
     def _eval_loss_fn(self, params, rest, batch, key):
         self.compiles["eval_loss"] += 1
@@ -293,10 +295,9 @@ class JaxDetector:
         """One optimiser step on a device batch; returns the new optimiser state and the
         loss as a device array (no host sync). A classifier's right answers add up in
         ``epoch_hits`` (on the device too)."""
-        self.params, opt_state, self.rest, loss, hits = self._train_step(
-            self.params, opt_state, self.rest, batch, key
+        self.params, opt_state, self.rest, self.epoch_hits, loss = self._train_step(
+            self.params, opt_state, self.rest, self.epoch_hits, batch, key
         )
-        self.epoch_hits = self.epoch_hits + hits
         return opt_state, loss
 
     def _epoch(self, data, order, opt_state, key, epoch: int):
@@ -353,14 +354,10 @@ class JaxDetector:
 
     def represent(self, data: SequenceArrays) -> np.ndarray:
         """(N, H) float32 pooled sequence representations (the heads' input summary)."""
-        parts = [
-            np.asarray(self._represent(self.params, self.rest, self._batch(data, index)))[
-                : len(
-                    index
-                )  # the padding rows of the last batch
-            ]
-            for index in self._chunks(len(data))
-        ]
+        parts = []
+        for index in self._chunks(len(data)):
+            pooled = self._represent(self.params, self.rest, self._batch(data, index))
+            parts.append(np.asarray(pooled)[: len(index)])  # without the padding rows
         return np.concatenate(parts)
 
     def speed_probe(self, data: SequenceArrays):
