@@ -406,10 +406,9 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"model.dropout={cfg.model.dropout} is outside [0, 1)")
     if not 0.0 < cfg.objective.mask_prob < 1.0:
         raise ConfigError(f"objective.mask_prob={cfg.objective.mask_prob} is outside (0, 1)")
-    if cfg.train.lr <= 0 or cfg.train.pretrain_lr <= 0:
-        raise ConfigError(
-            f"train.lr={cfg.train.lr} and train.pretrain_lr={cfg.train.pretrain_lr} must be > 0"
-        )
+    for key, value in (("train.lr", cfg.train.lr), ("train.pretrain_lr", cfg.train.pretrain_lr)):
+        if value <= 0:
+            raise ConfigError(f"{key}={value} must be > 0")
     if cfg.train.pretrain_epochs < 0:
         raise ConfigError(f"train.pretrain_epochs={cfg.train.pretrain_epochs} must be >= 0")
     _choice("pca.statistic", cfg.pca.statistic, STATISTICS)
