@@ -12,6 +12,12 @@ the same shapes. Each configuration runs in its own process (``--in-process`` to
 peak memory is then per configuration, and one configuration cannot slow the next.
 Writes ``<out>.json`` (every figure, environment and protocol) and ``<out>.md`` (the table
 with JAX/PyTorch and detector/reference ratios).
+
+A ratio is only as good as the two figures were measured alike. Each detector is measured
+back to back with its plain reference, and ``--rounds N`` repeats every such pair N times,
+flipping which goes first: a figure is the median over the rounds and a ratio the median of
+the rounds' own ratios, with their range beside it (a shared machine drifts by tens of
+percent over minutes; a pair measured seconds apart drifts much less).
 """
 
 from __future__ import annotations
@@ -231,6 +237,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+HEADLINE_FIGURES = ("infer", "train", "p99_b1", "p99_b32", "first_call", "peak_mb")
+
+
 def headline(entry: dict) -> dict[str, float | None]:
     """The figures a table shows for one configuration."""
     t = entry.get("timing", {})
@@ -248,15 +257,56 @@ def headline(entry: dict) -> dict[str, float | None]:
     }
 
 
+def median_headline(entries: list[dict]) -> dict[str, float | None]:
+    """Each headline figure's median over the rounds that measured it."""
+    heads = [headline(e) for e in entries if "timing" in e]
+    out: dict[str, float | None] = {}
+    for name in HEADLINE_FIGURES:
+        values = [h[name] for h in heads if h[name] is not None]
+        out[name] = float(np.median(values)) if values else None
+    out["largest_batch"] = next((h["largest_batch"] for h in heads), None)
+    return out
+
+
+def paired_ratios(
+    mine: list[dict], other: list[dict], figure: str
+) -> tuple[float | None, float | None, float | None]:
+    """Median, min and max over rounds of ``figure`` in ``mine`` / ``other`` of the same
+    round (an entry without a round number is round 0)."""
+    theirs = {e.get("round", 0): headline(e)[figure] for e in other if "timing" in e}
+    ratios = [
+        r
+        for e in mine
+        if "timing" in e
+        for r in [ratio(headline(e)[figure], theirs.get(e.get("round", 0)))]
+        if r is not None
+    ]
+    if not ratios:
+        return None, None, None
+    return float(np.median(ratios)), min(ratios), max(ratios)
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "-"
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
 
 
+def _fmt_ratio(median: float | None, low: float | None, high: float | None) -> str:
+    """'0.91' from one round, '0.91 (0.85-0.97)' from several."""
+    if median is None:
+        return "-"
+    if low == high:
+        return _fmt(median)
+    return f"{_fmt(median)} ({_fmt(low)}-{_fmt(high)})"
+
+
 def table(entries: list[dict]) -> str:
-    """Markdown: one row per model x framework; reference figures and ratios beside."""
-    by_key = {(e["model"], e["framework"], e["implementation"]): e for e in entries}
+    """Markdown: one row per model x framework; reference figures and ratios beside. With
+    several rounds, figures are medians and ratios medians of same-round ratios (range)."""
+    by_key: dict[tuple[str, str, str], list[dict]] = {}
+    for e in entries:
+        by_key.setdefault((e["model"], e["framework"], e["implementation"]), []).append(e)
     batch = next((headline(e)["largest_batch"] for e in entries if "timing" in e), None)
     header = [
         "model",
@@ -277,19 +327,18 @@ def table(entries: list[dict]) -> str:
     for model in models:
         for framework in FRAMEWORKS:
             for impl in IMPLEMENTATIONS:
-                entry = by_key.get((model, framework, impl))
-                if entry is None:
+                runs = by_key.get((model, framework, impl))
+                if not runs:
                     continue
                 name = model if impl == "detector" else f"{model} (plain ref.)"
-                if "error" in entry:
-                    lines.append(f"| {name} | {framework} | failed: {entry['error']} |")
+                failed = next((e for e in runs if "error" in e), None)
+                if failed is not None:
+                    lines.append(f"| {name} | {framework} | failed: {failed['error']} |")
                     continue
-                h = headline(entry)
-                ref = headline(by_key.get((model, framework, "reference"), {}))
-                other = "jax" if framework == "torch" else "torch"
-                peer = headline(by_key.get((model, other, impl), {}))
+                h = median_headline(runs)
+                ref = by_key.get((model, framework, "reference"), [])
+                peer = by_key.get((model, "torch", impl), [])
                 mine = impl == "detector"
-                jax_h, torch_h = (h, peer) if framework == "jax" else (peer, h)
                 row = [
                     name,
                     framework,
@@ -299,10 +348,10 @@ def table(entries: list[dict]) -> str:
                     _fmt(h["p99_b32"]),
                     _fmt(h["first_call"]),
                     _fmt(h["peak_mb"]),
-                    _fmt(ratio(h["infer"], ref["infer"])) if mine else "",
-                    _fmt(ratio(h["train"], ref["train"])) if mine else "",
-                    _fmt(ratio(jax_h["infer"], torch_h["infer"])) if framework == "jax" else "",
-                    _fmt(ratio(jax_h["train"], torch_h["train"])) if framework == "jax" else "",
+                    _fmt_ratio(*paired_ratios(runs, ref, "infer")) if mine else "",
+                    _fmt_ratio(*paired_ratios(runs, ref, "train")) if mine else "",
+                    _fmt_ratio(*paired_ratios(runs, peer, "infer")) if framework == "jax" else "",
+                    _fmt_ratio(*paired_ratios(runs, peer, "train")) if framework == "jax" else "",
                 ]
                 lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -321,7 +370,18 @@ def describe(entries: list[dict]) -> str:
         f"{env.get('precision', {}).get('compute')}; sizes: {first['sizes']}, train batch "
         f"{first['train_batch_size']}. Protocol: {p['windows']} windows of >= "
         f"{p['min_window_s']} s after {p['warmup']} warm-up calls, latency over "
-        f"{p['latency_requests']} end-to-end requests."
+        f"{p['latency_requests']} end-to-end requests.{rounds_note(entries)}"
+    )
+
+
+def rounds_note(entries: list[dict]) -> str:
+    rounds = len({e.get("round", 0) for e in entries})
+    if rounds == 1:
+        return ""
+    return (
+        f" {rounds} rounds, each detector back to back with its reference (order flipped every"
+        " round): figures are medians over the rounds, ratios the median of the same-round"
+        " ratios (min-max)."
     )
 
 
@@ -333,6 +393,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--implementations", default=",".join(IMPLEMENTATIONS))
     parser.add_argument("--out", type=Path, default=None, help="path stem of .json and .md")
     parser.add_argument("--in-process", action="store_true")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure each detector/reference pair N times"
+    )
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "FRAMEWORK", "IMPL"))
     parser.add_argument("--json", type=Path, help="with --one: where to write its figures")
     parser.add_argument(
@@ -368,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         models = choices(args.models, DEEP, "--models")
         frameworks = choices(args.frameworks, FRAMEWORKS, "--frameworks")
         impls = choices(args.implementations, IMPLEMENTATIONS, "--implementations")
+        if args.rounds < 1:
+            raise ConfigError(f"--rounds {args.rounds} must be >= 1")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -378,19 +443,32 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     entries: list[dict] = []
     text = ""
-    # Detectors first, references after; the files are rewritten after every configuration,
-    # so an interrupted job keeps what it measured.
-    for impl in impls:
-        for model in models:
-            for framework in frameworks:
-                entry = run(model, framework, impl, overrides)
-                entries.append(entry)
-                figures = headline(entry) if "timing" in entry else entry
-                print(f"{model}/{framework}/{impl}: {figures}", flush=True)
-                text = write_outputs(out, args.preset, overrides, entries)
+    # Each detector back to back with its reference, the pair's order flipped every round;
+    # the files are rewritten after every configuration, so an interrupted job keeps what it
+    # measured.
+    for round_no, model, framework, impl in schedule(args.rounds, models, frameworks, impls):
+        entry = run(model, framework, impl, overrides) | {"round": round_no}
+        entries.append(entry)
+        figures = headline(entry) if "timing" in entry else entry
+        print(f"round {round_no}: {model}/{framework}/{impl}: {figures}", flush=True)
+        text = write_outputs(out, args.preset, overrides, entries)
     print(text)
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return 0
+
+
+def schedule(
+    rounds: int, models: list[str], frameworks: list[str], impls: list[str]
+) -> list[tuple[int, str, str, str]]:
+    """(round, model, framework, implementation) in measuring order: the implementations of
+    one model x framework back to back, their order reversed every other round."""
+    return [
+        (r, model, framework, impl)
+        for r in range(rounds)
+        for model in models
+        for framework in frameworks
+        for impl in (impls if r % 2 == 0 else impls[::-1])
+    ]
 
 
 def write_outputs(out: Path, preset: str, overrides: list[str], entries: list[dict]) -> str:

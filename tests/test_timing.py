@@ -195,6 +195,17 @@ def test_hoisting_the_input_projection_changes_speed_not_results(model):
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(("setting", "expected"), [("null", False), ("true", True)])
+def test_hoisting_is_decided_per_device_unless_set(setting, expected):
+    from benchmark.adapters.jax_speed import environment
+    from benchmark.speed import PRESETS, build
+
+    _, detector, _ = build("gru", "jax", [*PRESETS["quick"], f"framework.hoist_inputs={setting}"])
+    assert detector.device.platform == "cpu"  # null: off on CPU, where it measured slower
+    assert detector.speed.hoist is expected
+    assert environment(detector)["fast_paths"]["hoisted_input_projection"] is expected
+
+
 TINY_TIMING = [
     "timing=default",
     "timing.min_window_s=0.02",
@@ -244,3 +255,52 @@ def test_speed_table_ratios_come_from_its_entries(tmp_path):
         r for r in out.with_suffix(".md").read_text().splitlines() if r.startswith("| gru | torch")
     )
     assert f"{detector / plain:.3g}" in row.split("|")[9]
+
+
+def speed_entry(impl: str, round_no: int, infer: float, framework: str = "torch") -> dict:
+    """A benchmark.speed entry with the figures its table reads."""
+    return {
+        "model": "gru",
+        "framework": framework,
+        "implementation": impl,
+        "round": round_no,
+        "timing": {
+            "inference": {"batch_32": {"seq_per_s": infer, "first_call_s": 0.1}},
+            "train": {"seq_per_s": infer / 4},
+            "latency_ms": {},
+            "peak_memory_mb": 100.0,
+        },
+    }
+
+
+def test_speed_ratios_pair_each_round_with_its_own_reference():
+    from benchmark.speed import table
+
+    # Round ratios 0.5, 1.5, 0.9: median 0.9. Medians of the figures (100 / 200) would say 0.5.
+    pairs = [(100.0, 200.0), (300.0, 200.0), (90.0, 100.0)]
+    entries = [
+        speed_entry(impl, r, infer)
+        for r, (mine, plain) in enumerate(pairs)
+        for impl, infer in (("detector", mine), ("reference", plain))
+    ]
+    row = next(r for r in table(entries).splitlines() if r.startswith("| gru | torch"))
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[3] == "100"  # the detector's median figure
+    assert cells[9] == "0.9 (0.5-1.5)"  # infer / plain: median of the same-round ratios
+    assert cells[10] == "0.9 (0.5-1.5)"
+
+
+def test_speed_schedule_measures_pairs_back_to_back_and_flips_their_order():
+    from benchmark.speed import schedule
+
+    order = schedule(2, ["lstm"], ["torch", "jax"], ["detector", "reference"])
+    assert order == [
+        (0, "lstm", "torch", "detector"),
+        (0, "lstm", "torch", "reference"),
+        (0, "lstm", "jax", "detector"),
+        (0, "lstm", "jax", "reference"),
+        (1, "lstm", "torch", "reference"),
+        (1, "lstm", "torch", "detector"),
+        (1, "lstm", "jax", "reference"),
+        (1, "lstm", "jax", "detector"),
+    ]

@@ -125,6 +125,11 @@ def request_deterministic_gpu_ops() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_FLAG}".strip()
 
 
+def hoist_inputs(setting: bool | None, device: jax.Device) -> bool:
+    """``framework.hoist_inputs`` in force on ``device``: null means off on CPU only."""
+    return device.platform != "cpu" if setting is None else setting
+
+
 class JaxDetector:
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
@@ -140,12 +145,12 @@ class JaxDetector:
         with jax.default_device(self.device):
             rngs = nnx.Rngs(params=spec.seed, dropout=spec.seed + 1)
             f = spec.framework
-            speed = Speed(
+            self.speed = Speed(
                 unroll=f.scan_unroll,
-                hoist=f.hoist_inputs,
+                hoist=hoist_inputs(f.hoist_inputs, self.device),
                 dense_grad_rows=f.dense_embedding_grad_rows,
             )
-            model = MODELS[spec.model.name.value](self.cfg, rngs, speed)
+            model = MODELS[spec.model.name.value](self.cfg, rngs, self.speed)
         self.modalities = getattr(model, "modalities_used", ("behaviour",))
         model.train()
         self.train_graph = nnx.graphdef(model)

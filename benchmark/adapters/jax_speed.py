@@ -221,7 +221,7 @@ def environment(detector: JaxDetector) -> dict:
             "donate_buffers": f.donate,
             "length_buckets": list(detector.buckets),
             "scan_unroll": f.scan_unroll if recurrent else None,
-            "hoisted_input_projection": f.hoist_inputs if recurrent else None,
+            "hoisted_input_projection": detector.speed.hoist if recurrent else None,
         },
         "compiles": dict(detector.compiles),
     }
