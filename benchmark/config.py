@@ -171,6 +171,10 @@ class FrameworkConfig:
     outside the scan (false: inside each step, as a textbook cell does). null (default): per
     device - on for GPUs, off on CPU, where XLA's scan over the hoisted (T, B, gates*H)
     projections measured 1.6x slower than projecting inside each step (README, "Speed")."""
+    lstm_kernel: str = "scan"
+    """JAX LSTM: 'scan' (lax.scan of the cell) or 'cudnn' (jax.experimental.rnn: NVIDIA
+    cuDNN's fused recurrence, on a GPU only; states after a sequence's last event are zero,
+    every score the same). PyTorch's nn.LSTM runs cuDNN on a GPU already."""
     donate: bool = True
     """JAX: donate parameter and optimiser buffers to the train step (updated in place)."""
     dense_embedding_grad_rows: int = 4096
@@ -368,6 +372,14 @@ def check_config(cfg: Config) -> None:
         ("default", "reduce-overhead", "max-autotune"),
     )
     _choice("framework.attention", cfg.framework.attention, ("sdpa", "math"))
+    _choice("framework.lstm_kernel", cfg.framework.lstm_kernel, ("scan", "cudnn"))
+    if cfg.framework.lstm_kernel == "cudnn" and (
+        cfg.framework.name.value != "jax" or cfg.model.name.value != "lstm"
+    ):
+        raise ConfigError(
+            "framework.lstm_kernel=cudnn applies to framework=jax model=lstm only (PyTorch's "
+            "nn.LSTM runs cuDNN on a GPU already): drop it"
+        )
     if cfg.framework.scan_unroll < 1:
         raise ConfigError(f"framework.scan_unroll={cfg.framework.scan_unroll} must be >= 1")
     check_timing(cfg.timing)

@@ -45,6 +45,7 @@ class Speed:
     unroll: int = 1  # recurrent models: time steps per lax.scan iteration
     hoist: bool = True  # recurrent models: input projections outside the scan
     dense_grad_rows: int = 4096  # embedding tables up to this size: matmul gradient
+    lstm_kernel: str = "scan"  # LSTM: lax.scan, or "cudnn" (jax.experimental.rnn, GPU only)
 
 
 DEFAULT_SPEED = Speed()

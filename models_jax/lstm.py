@@ -6,6 +6,15 @@ stored transposed for right-multiplication: ``w_ih (in, 4H)``, ``w_hh (H, 4H)``.
 all time steps is one matrix product hoisted out of the ``lax.scan``; the scan carries only
 ``h @ w_hh`` (``hoist=False`` projects inside each step, as a textbook cell does: kept to
 measure what hoisting buys). ``unroll`` trades compile time for speed.
+
+``Speed.lstm_kernel="cudnn"`` runs each layer as one call of ``jax.experimental.rnn.lstm``
+(NVIDIA cuDNN's fused recurrence, GPU only) on the same weights packed into cuDNN's flat layout
+(which is torch's: gate order i, f, g, o, ``W_ih (4H, in)``, two biases). That kernel honours
+each sequence's length: states after the last real event are zero and the final carries are
+taken at the last real event (the scan's run on through the padding); every output the heads
+read is the same. ``"cudnn_reference"`` is JAX's own NumPy-free reference of that kernel
+(``jax.experimental.rnn.lstm_ref``): same packing and semantics, runs on any device, so the
+wiring is tested where no GPU is.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.experimental import rnn
 
 from models_common.config import DetectorConfig
 from models_jax.layers import DEFAULT_SPEED, EventEmbedding, Heads, Speed, last_valid
@@ -26,6 +36,25 @@ def uniform_init(hidden: int):
         return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
     return init
+
+
+def pack_cudnn_weights(
+    w_ih: jax.Array, w_hh: jax.Array, b_ih: jax.Array, b_hh: jax.Array
+) -> jax.Array:
+    """One layer's weights as the flat vector ``jax.experimental.rnn.lstm`` takes: W_ih
+    (4H, in), W_hh (4H, H) row-major, then b_ih, b_hh (ours are stored transposed)."""
+    return jnp.concatenate([w_ih.T.ravel(), w_hh.T.ravel(), b_ih, b_hh])
+
+
+def cudnn_reference(x, h_0, c_0, weights, lengths, input_size, hidden_size, layers, dropout, bi):
+    """``jax.experimental.rnn.lstm``'s signature over its reference implementation."""
+    w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(weights, input_size, hidden_size, layers, bi)
+    return rnn.lstm_ref(
+        x, h_0, c_0, w_ih, w_hh, b_ih, b_hh, lengths, input_size, hidden_size, layers, dropout, bi
+    )
+
+
+LSTM_KERNELS = {"cudnn": rnn.lstm, "cudnn_reference": cudnn_reference}
 
 
 class LSTMLayer(nnx.Module):
@@ -69,6 +98,25 @@ class LSTMLayer(nnx.Module):
         carry, states = jax.lax.scan(step, self.initial_carry(x.shape[0]), xs, unroll=unroll)
         return states.swapaxes(0, 1), carry
 
+    def fused(self, x: jax.Array, lengths: jax.Array, kernel: str) -> tuple[jax.Array, tuple]:
+        """x (B, T, in) through one call of a cuDNN-layout kernel (``LSTM_KERNELS``);
+        ``lengths`` (B,) int32 real events per sequence."""
+        zeros = jnp.zeros((1, x.shape[0], self.hidden), x.dtype)
+        weights = pack_cudnn_weights(self.w_ih[...], self.w_hh[...], self.b_ih[...], self.b_hh[...])
+        states, h, c = LSTM_KERNELS[kernel](
+            x,
+            zeros,
+            zeros,
+            weights.astype(x.dtype),
+            lengths,
+            x.shape[-1],
+            self.hidden,
+            1,
+            0.0,
+            False,
+        )
+        return states, (h[0], c[0])
+
 
 class LSTMDetector(nnx.Module):
     layer_type = LSTMLayer
@@ -77,6 +125,9 @@ class LSTMDetector(nnx.Module):
         self.cfg = cfg
         self.unroll = speed.unroll
         self.hoist = speed.hoist
+        self.kernel = speed.lstm_kernel
+        if self.kernel != "scan" and self.layer_type.gates != 4:
+            raise ValueError(f"lstm_kernel={self.kernel!r} is an LSTM kernel; use 'scan'")
         self.embed = EventEmbedding(cfg, rngs, speed)
         sizes = [cfg.embed_dim] + [cfg.hidden_dim] * (cfg.num_layers - 1)
         self.rnn = nnx.List([self.layer_type(n, cfg.hidden_dim, rngs) for n in sizes])
@@ -85,11 +136,15 @@ class LSTMDetector(nnx.Module):
 
     def __call__(self, batch: dict, hide: jax.Array | None = None) -> dict:
         x = self.embed(batch, hide)
+        lengths = jnp.maximum(batch["mask"].sum(axis=1), 1).astype(jnp.int32)
         carries = []
         for i, layer in enumerate(self.rnn):
             if i > 0:  # torch applies dropout to every layer's output but the last
                 x = self.between(x)
-            x, carry = layer(x, self.unroll, self.hoist)
+            if self.kernel == "scan":
+                x, carry = layer(x, self.unroll, self.hoist)
+            else:  # one layer per call, so that dropout between layers stays ours
+                x, carry = layer.fused(x, lengths, self.kernel)
             carries.append(carry)
         pooled = last_valid(x, batch["mask"])
         final = {"final_hidden": jnp.stack([c[0] for c in carries])}

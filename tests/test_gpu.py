@@ -4,6 +4,7 @@ Skipped where no CUDA device is present. Each test compares within one process, 
 any GPU model.
 """
 
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -115,3 +116,26 @@ def test_jax_gpu_fp32_matches_cpu_and_bf16_stays_close(smoke_data, model, object
     bf16 = half.score(test).sequence
     assert np.all(np.isfinite(bf16))
     assert abs(roc_auc(test.label, bf16) - roc_auc(test.label, fp32)) < 0.03
+
+
+def test_jax_cudnn_lstm_scores_like_the_scan_and_trains(smoke_data):
+    """framework.lstm_kernel=cudnn (jax.experimental.rnn) on the scan's weights gives its
+    scores, and training through cuDNN's backward pass stays finite."""
+    jax_on_gpu()
+    import jax
+
+    config, prepared = smoke_data
+    train, val, test = (prepared.arrays[s] for s in ("train", "val", "test"))
+    spec = partial(spec_for, config, prepared, "lstm", "classify", "cuda", "fp32", "jax")
+    scan = create("lstm", "jax", spec())
+    scan.fit(train, val)
+    fused = create(
+        "lstm", "jax", replace(spec(), framework=replace(spec().framework, lstm_kernel="cudnn"))
+    )
+    fused.load_weights(scan.canonical_weights())
+    with jax.default_matmul_precision("highest"):
+        np.testing.assert_allclose(
+            fused.score(test).sequence, scan.score(test).sequence, rtol=1e-4, atol=1e-4
+        )
+    fit = fused.fit(train, val)
+    assert all(np.isfinite(h["train_loss"]) for h in fit["history"])

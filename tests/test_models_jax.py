@@ -9,6 +9,7 @@ from flax import nnx
 from benchmark.adapters.common import lr_factor, numpy_batch
 from benchmark.adapters.jax_adapter import JaxDetector, length_buckets, schedule_factor
 from benchmark.data import prepare_data
+from benchmark.errors import ConfigError
 from benchmark.metrics import roc_auc
 from benchmark.run import run
 
@@ -155,3 +156,62 @@ def test_every_jax_detector_and_objective_runs_end_to_end(
     assert result.status == "ok"
     assert np.isfinite(result.record["metrics"]["roc_auc"])
     assert result.record["training"]["compiles"]["train_step"] <= len(length_buckets(30))
+
+
+def lstm_pair(smoke, objective: str = "classify"):
+    """The smoke LSTM with its lax.scan and with JAX's reference of the cuDNN kernel, same
+    weights, and a batch of sequences of different lengths."""
+    from models_jax.layers import Speed
+    from models_jax.lstm import LSTMDetector
+
+    d = detector(smoke, "lstm", objective)
+    scan = nnx.merge(d.eval_graph, d.params, d.rest)
+    fused = LSTMDetector(d.cfg, nnx.Rngs(1), Speed(lstm_kernel="cudnn_reference"))
+    nnx.update(fused, nnx.state(scan))
+    fused.eval()
+    test = smoke[1].arrays["test"]
+    index = np.argsort(test.length, kind="stable")[::7][:24]
+    batch = numpy_batch(test, index)
+    assert len(set(test.length[index])) > 5  # padding of many widths
+    return scan, fused, batch
+
+
+@pytest.mark.parametrize("objective", ["classify", "next_event"])
+def test_cudnn_layout_lstm_matches_the_scan_on_real_events(smoke, objective):
+    """The packed-weight path (jax.experimental.rnn's layout and length semantics, here
+    through its reference kernel) gives the scan's outputs on every real event; states after
+    a sequence's end are zero."""
+    scan, fused, batch = lstm_pair(smoke, objective)
+    a, b = scan(batch), fused(batch)
+    mask = batch["mask"]
+    np.testing.assert_allclose(
+        np.asarray(b["states"])[mask], np.asarray(a["states"])[mask], rtol=1e-5, atol=1e-6
+    )
+    assert not np.asarray(b["states"])[~mask].any()
+    np.testing.assert_allclose(b["pooled"], a["pooled"], rtol=1e-5, atol=1e-6)
+    if objective == "classify":
+        np.testing.assert_allclose(b["sequence_logit"], a["sequence_logit"], atol=1e-5)
+    else:
+        for name in ("type_logits", "item_logits"):
+            np.testing.assert_allclose(
+                np.asarray(b[name])[mask], np.asarray(a[name])[mask], atol=1e-5
+            )
+
+
+def test_cudnn_layout_lstm_has_the_scans_gradients(smoke):
+    scan, fused, batch = lstm_pair(smoke)
+
+    def grads(model):
+        graph, params, rest = nnx.split(model, nnx.Param, ...)
+        loss = lambda p: nnx.merge(graph, p, rest)(batch)["sequence_logit"].sum()  # noqa: E731
+        return jax.tree.leaves(jax.grad(loss)(params))
+
+    for g_fused, g_scan in zip(grads(fused), grads(scan), strict=True):
+        np.testing.assert_allclose(g_fused, g_scan, rtol=1e-4, atol=1e-6)
+
+
+def test_cudnn_lstm_kernel_on_cpu_names_the_fix(smoke):
+    config, prepared = smoke
+    spec = detector_spec(config, prepared, "lstm", "classify", device="cpu", lstm_kernel="cudnn")
+    with pytest.raises(ConfigError, match=r"needs an NVIDIA GPU .*framework.lstm_kernel=scan"):
+        JaxDetector(spec)

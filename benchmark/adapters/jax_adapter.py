@@ -137,6 +137,11 @@ class JaxDetector:
         if spec.framework.deterministic:
             request_deterministic_gpu_ops()
         self.device = pick_device(spec.framework.device)
+        if spec.framework.lstm_kernel == "cudnn" and self.device.platform != "gpu":
+            raise ConfigError(
+                f"framework.lstm_kernel=cudnn needs an NVIDIA GPU (this run's device is "
+                f"{self.device.platform}): use framework.lstm_kernel=scan"
+            )
         self.objective = spec.objective.name.value
         self.bf16 = spec.framework.precision == "bf16" and self.device.platform == "gpu"
         self.buckets = length_buckets(self.cfg.max_length)
@@ -149,6 +154,7 @@ class JaxDetector:
                 unroll=f.scan_unroll,
                 hoist=hoist_inputs(f.hoist_inputs, self.device),
                 dense_grad_rows=f.dense_embedding_grad_rows,
+                lstm_kernel=f.lstm_kernel,
             )
             model = MODELS[spec.model.name.value](self.cfg, rngs, self.speed)
         self.modalities = getattr(model, "modalities_used", ("behaviour",))
