@@ -39,6 +39,7 @@ from benchmark.atomic import write_atomic
 from benchmark.config import register_configs
 from benchmark.detectors import DataInfo, DetectorSpec, create
 from benchmark.errors import ConfigError
+from benchmark.flops import TRAIN_STEP_FACTOR, Sizes, achieved, forward_flops
 from benchmark.pipeline import timing_plan
 from benchmark.timing import batch_size_of, largest_batch, measure
 from datasets.features import (
@@ -201,6 +202,7 @@ def measure_one(model: str, framework: str, implementation: str, overrides: list
     probe = probe_for(detector, data, framework, implementation)
     figures = measure(probe, timing_plan(config))
     sizes = {k: getattr(config.model, k) for k in ("embed_dim", "hidden_dim", "num_layers")}
+    forward = forward_flops(flop_sizes(config, model), implementation)
     return {
         "model": model,
         "framework": framework,
@@ -209,27 +211,52 @@ def measure_one(model: str, framework: str, implementation: str, overrides: list
         "sizes": sizes | {"max_length": config.dataset.sequence.max_length},
         "train_batch_size": config.train.batch_size,
         "overrides": overrides,
+        "flops_per_sequence": {"forward": forward, "train_step": TRAIN_STEP_FACTOR * forward},
         "timing": figures,
     }
 
 
+def flop_sizes(config, model: str) -> Sizes:
+    """The sizes the model-FLOP count reads (full-length sequences, as measured here)."""
+    m = config.model
+    return Sizes(
+        model=model,
+        embed_dim=m.embed_dim,
+        hidden_dim=m.hidden_dim,
+        num_layers=m.num_layers,
+        ff_dim=m.ff_dim,
+        length=config.dataset.sequence.max_length,
+        objective=config.objective.name.value,
+    )
+
+
+def measure_ceilings(overrides: list[str]) -> dict:
+    """The device's matrix-product and copy ceilings, at the job's device and precision."""
+    from benchmark.adapters.torch_speed import ceilings
+
+    config = compose_config("lstm", "torch", overrides)
+    f = config.framework
+    return ceilings(f.device, f.precision == "bf16", f.tf32, timing_plan(config).protocol)
+
+
 def measure_isolated(model: str, framework: str, implementation: str, overrides: list[str]):
     """``measure_one`` in a fresh interpreter; a failure is recorded, not raised."""
+    entry = {"model": model, "framework": framework, "implementation": implementation}
+    return in_fresh_process(["--one", model, framework, implementation, *overrides], entry)
+
+
+def in_fresh_process(args: list[str], on_failure: dict) -> dict:
+    """``python -m benchmark.speed *args --json F`` in a fresh interpreter: F's contents, or
+    ``on_failure`` with the error's last line."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "one.json"
-        cmd = [sys.executable, "-m", "benchmark.speed", "--one", model, framework]
-        cmd += [implementation, "--json", str(out), *overrides]
+        cmd = [sys.executable, "-m", "benchmark.speed", "--json", str(out), *args]
         # JAX's memory figure means what it says only without preallocation.
         env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"} | dict(os.environ)
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0 or not out.exists():
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            return {
-                "model": model,
-                "framework": framework,
-                "implementation": implementation,
-                "error": tail[0],
-            }
+            return on_failure | {"error": tail[0]}
         return json.loads(out.read_text())
 
 
@@ -399,6 +426,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "FRAMEWORK", "IMPL"))
     parser.add_argument("--json", type=Path, help="with --one: where to write its figures")
     parser.add_argument(
+        "--ceilings", action="store_true", help="with --json: measure the device's ceilings only"
+    )
+    parser.add_argument("--no-ceilings", action="store_true", help="skip the ceilings")
+    parser.add_argument(
         "--merge", nargs="+", type=Path, help="tables of earlier jobs (.json) into one (--out)"
     )
     args, overrides = parser.parse_known_args(argv)
@@ -418,14 +449,15 @@ def choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse(sys.argv[1:] if argv is None else argv)
-    if args.one:
-        entry = measure_one(*args.one, overrides)
-        args.json.write_text(json.dumps(entry, indent=2))
+    if args.one or args.ceilings:
+        found = measure_one(*args.one, overrides) if args.one else measure_ceilings(overrides)
+        args.json.write_text(json.dumps(found, indent=2))
         return 0
     if args.merge:
         jobs = [json.loads(p.read_text()) for p in args.merge]
         entries = [e for job in jobs for e in job["entries"]]
-        print(write_outputs(args.out, jobs[0]["preset"], jobs[0]["overrides"], entries))
+        roofs = next((job["ceilings"] for job in jobs if job.get("ceilings")), None)
+        print(write_outputs(args.out, jobs[0]["preset"], jobs[0]["overrides"], entries, roofs))
         return 0
     try:
         models = choices(args.models, DEEP, "--models")
@@ -441,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("results") / "speed" / f"speed-{args.preset}-{stamp}"
     out.parent.mkdir(parents=True, exist_ok=True)
+    roofs = None
+    if not args.no_ceilings:
+        roofs = in_fresh_process(["--ceilings", *overrides], {})
+        print(f"ceilings: {roofs}", flush=True)
     entries: list[dict] = []
     text = ""
     # Each detector back to back with its reference, the pair's order flipped every round;
@@ -451,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         entries.append(entry)
         figures = headline(entry) if "timing" in entry else entry
         print(f"round {round_no}: {model}/{framework}/{impl}: {figures}", flush=True)
-        text = write_outputs(out, args.preset, overrides, entries)
+        text = write_outputs(out, args.preset, overrides, entries, roofs)
     print(text)
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return 0
@@ -471,12 +507,54 @@ def schedule(
     ]
 
 
-def write_outputs(out: Path, preset: str, overrides: list[str], entries: list[dict]) -> str:
-    payload = {"preset": preset, "overrides": overrides, "entries": entries}
+def write_outputs(
+    out: Path, preset: str, overrides: list[str], entries: list[dict], roofs: dict | None = None
+) -> str:
+    payload = {"preset": preset, "overrides": overrides, "ceilings": roofs, "entries": entries}
     write_atomic(out.with_suffix(".json"), json.dumps(payload, indent=2))
     text = f"# Speed ({preset})\n\n{describe(entries)}\n\n{table(entries)}\n"
+    if roofs:
+        text += f"\n## Against the device's ceilings\n\n{roofline(entries, roofs)}\n"
     write_atomic(out.with_suffix(".md"), text)
     return text
+
+
+def roofline(entries: list[dict], roofs: dict) -> str:
+    """The measured ceilings, then each configuration's achieved model GFLOP/s and its share
+    of the matrix-product ceiling (see benchmark.flops for what is counted)."""
+    if "error" in roofs:
+        return f"Ceilings not measured: {roofs['error']}"
+    peak, copy = roofs["matmul"], roofs["copy"]
+    lines = [
+        f"Matrix-product ceiling: {peak['per_s'] / 1e9:,.1f} GFLOP/s ({peak['n']}^2 x "
+        f"{peak['n']}^2, {peak['dtype']}); copy bandwidth: {copy['per_s'] / 1e9:,.1f} GB/s "
+        f"({copy['bytes'] / 2**20:,.0f} MiB read and written). Model FLOPs: matrix products "
+        "and attention contractions only (two per multiply-add); a training step counts three "
+        "forward passes.",
+        "",
+        "| model | framework | fwd MFLOP/seq | infer GFLOP/s | infer % of ceiling "
+        "| train GFLOP/s | train % of ceiling |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by_key: dict[tuple[str, str, str], list[dict]] = {}
+    for e in entries:
+        if "timing" in e and "flops_per_sequence" in e:
+            by_key.setdefault((e["model"], e["framework"], e["implementation"]), []).append(e)
+    for (model, framework, impl), runs in sorted(by_key.items(), key=_row_order):
+        h, flops = median_headline(runs), runs[0]["flops_per_sequence"]
+        infer = achieved(h["infer"], flops["forward"])
+        train = achieved(h["train"], flops["train_step"])
+        name = model if impl == "detector" else f"{model} (plain ref.)"
+        cells = [name, framework, _fmt(flops["forward"] / 1e6)]
+        for rate in (infer, train):
+            cells += [_fmt(rate and rate / 1e9), _fmt(rate and 100 * rate / peak["per_s"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _row_order(item) -> tuple[int, int, int]:
+    (model, framework, impl), _ = item
+    return DEEP.index(model), FRAMEWORKS.index(framework), IMPLEMENTATIONS.index(impl)
 
 
 if __name__ == "__main__":

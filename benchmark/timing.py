@@ -153,6 +153,20 @@ def latency(request: Callable[[], Any], protocol: TimingProtocol) -> dict:
     return out
 
 
+def work_rate(workload: Workload, work_per_call: float, protocol: TimingProtocol) -> dict:
+    """Work units per second of a ``Workload`` under the throughput protocol (a device
+    ceiling: FLOPs of a large matrix product, bytes of a large copy): median and spread."""
+    figures = throughput(workload, protocol)
+    calls_per_s = figures["seq_per_s"] / workload.sequences
+    scale = work_per_call / workload.sequences
+    return {
+        "per_s": calls_per_s * work_per_call,
+        "per_s_spread": {k: v * scale for k, v in figures["seq_per_s_spread"].items()},
+        "work_per_call": work_per_call,
+        "calls_per_window": figures["calls_per_window"],
+    }
+
+
 # --- CPU memory --------------------------------------------------------------------------
 
 

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+DROPOUT = 0.1  # torch's nn.TransformerEncoderLayer default, used by both plain models
+
 
 class PlainRNN(nnx.Module):
     def __init__(
@@ -27,12 +29,13 @@ class PlainRNN(nnx.Module):
         make = {"lstm": nnx.OptimizedLSTMCell, "gru": nnx.GRUCell}[cell]
         sizes = [embed_dim] + [hidden_dim] * (layers - 1)
         self.rnns = nnx.List([nnx.RNN(make(n, hidden_dim, dtype=dtype, rngs=rngs)) for n in sizes])
+        self.between = nnx.Dropout(DROPOUT, rngs=rngs)  # as torch's nn.LSTM(dropout=...)
         self.head = nnx.Linear(hidden_dim, 1, rngs=rngs)
 
     def __call__(self, item: jax.Array, mask: jax.Array) -> jax.Array:
         x = self.embed(item)
-        for rnn in self.rnns:
-            x = rnn(x)
+        for i, rnn in enumerate(self.rnns):
+            x = rnn(self.between(x) if i > 0 else x)
         last = jnp.clip(mask.sum(axis=1) - 1, 0)
         pooled = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
         return self.head(pooled.astype(jnp.float32))[:, 0]
@@ -46,14 +49,14 @@ class PlainBlock(nnx.Module):
             width,
             dtype=dtype,
             decode=False,
-            dropout_rate=0.1,
+            dropout_rate=DROPOUT,
             deterministic=False,
             rngs=rngs,
         )
         self.norm2 = nnx.LayerNorm(width, dtype=dtype, rngs=rngs)
         self.ff1 = nnx.Linear(width, ff_dim, dtype=dtype, rngs=rngs)
         self.ff2 = nnx.Linear(ff_dim, width, dtype=dtype, rngs=rngs)
-        self.dropout = nnx.Dropout(0.1, rngs=rngs)
+        self.dropout = nnx.Dropout(DROPOUT, rngs=rngs)
 
     def __call__(self, x: jax.Array, allowed: jax.Array) -> jax.Array:
         x = x + self.dropout(self.attention(self.norm1(x), mask=allowed))

@@ -11,15 +11,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+DROPOUT = 0.1  # nn.TransformerEncoderLayer's default, used by both plain models
+
 
 class PlainRNN(nn.Module):
-    """Embedding -> stacked nn.LSTM / nn.GRU -> linear head on the last real event."""
+    """Embedding -> stacked nn.LSTM / nn.GRU (dropout between layers) -> linear head on the
+    last real event."""
 
     def __init__(self, cell: str, n_items: int, embed_dim: int, hidden_dim: int, layers: int):
         super().__init__()
         self.embed = nn.Embedding(n_items, embed_dim)
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        self.rnn = rnn(embed_dim, hidden_dim, num_layers=layers, batch_first=True)
+        dropout = DROPOUT if layers > 1 else 0.0
+        self.rnn = rnn(embed_dim, hidden_dim, num_layers=layers, batch_first=True, dropout=dropout)
         self.head = nn.Linear(hidden_dim, 1)
 
     def forward(self, item: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -38,7 +42,7 @@ class PlainTransformer(nn.Module):
         self.embed = nn.Embedding(n_items, width)
         self.position = nn.Embedding(max_length, width)
         layer = nn.TransformerEncoderLayer(
-            width, heads, ff_dim, dropout=0.1, batch_first=True, norm_first=True
+            width, heads, ff_dim, dropout=DROPOUT, batch_first=True, norm_first=True
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(width, 1)

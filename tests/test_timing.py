@@ -255,6 +255,21 @@ def test_speed_table_ratios_come_from_its_entries(tmp_path):
         r for r in out.with_suffix(".md").read_text().splitlines() if r.startswith("| gru | torch")
     )
     assert f"{detector / plain:.3g}" in row.split("|")[9]
+    # The device's ceilings, measured in their own process, and the roofline beside them.
+    ceilings = json.loads(out.with_suffix(".json").read_text())["ceilings"]
+    assert ceilings["matmul"]["per_s"] > 1e8  # any CPU multiplies faster than 0.1 GFLOP/s
+    assert ceilings["copy"]["per_s"] > 1e8
+    assert "## Against the device's ceilings" in out.with_suffix(".md").read_text()
+
+
+def test_work_rate_is_work_per_call_over_the_measured_time():
+    from benchmark.timing import TimingProtocol, Workload, work_rate
+
+    nap = Workload(lambda: time.sleep(0.01), lambda _: None, 1, 0)
+    rate = work_rate(nap, 1e6, TimingProtocol(warmup=1, min_window_s=0.1, windows=3))
+    # 1e6 units per 10 ms call: at most 1e8/s (a sleep never ends early), not far below.
+    assert 0.6e8 < rate["per_s"] <= 1.0e8
+    assert rate["per_s_spread"]["min"] <= rate["per_s"] <= rate["per_s_spread"]["max"]
 
 
 def speed_entry(impl: str, round_no: int, infer: float, framework: str = "torch") -> dict:

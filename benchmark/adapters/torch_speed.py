@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from benchmark.adapters.common import reference_sizes
-from benchmark.adapters.torch_adapter import TorchDetector
-from benchmark.timing import Workload, as_reference
+from benchmark.adapters.torch_adapter import TorchDetector, pick_device
+from benchmark.timing import TimingProtocol, Workload, as_reference, work_rate
 from datasets.features import SequenceArrays
 from models_torch import reference
 
@@ -210,3 +210,35 @@ def environment(detector: TorchDetector) -> dict:
             "math": backends.math_sdp_enabled(),
         }
     return out
+
+
+# --- the device's ceilings ---------------------------------------------------------------
+
+# Large enough to saturate the device, small enough for seconds per window on 2 CPU cores.
+MATMUL_N = {"cuda": 8192, "cpu": 2048}
+COPY_BYTES = {"cuda": 2**30, "cpu": 2**28}
+
+
+def ceilings(device_name: str, bf16: bool, tf32: bool, protocol: TimingProtocol) -> dict:
+    """The device's measured ceilings under the timing protocol: the FLOP/s of a large
+    square matrix product at the run's compute precision, and the bytes/s of a large
+    device-to-device copy (each byte read once and written once)."""
+    device = pick_device(device_name)
+    kind = device.type
+    sync = (lambda _: torch.cuda.synchronize(device)) if kind == "cuda" else (lambda _: None)
+    if kind == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    dtype = torch.bfloat16 if bf16 and kind == "cuda" else torch.float32
+    n = MATMUL_N[kind]
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    product = torch.empty(n, n, device=device, dtype=dtype)
+    matmul = Workload(lambda: torch.matmul(a, b, out=product), sync, 1, 0)
+    source = torch.ones(COPY_BYTES[kind] // 4, device=device)
+    target = torch.empty_like(source)
+    copy = Workload(lambda: target.copy_(source), sync, 1, 0)
+    return {
+        "device": torch.cuda.get_device_name(device) if kind == "cuda" else "cpu",
+        "matmul": {"n": n, "dtype": str(dtype).removeprefix("torch.")}
+        | work_rate(matmul, 2.0 * n**3, protocol),
+        "copy": {"bytes": source.numel() * 4} | work_rate(copy, 2.0 * source.numel() * 4, protocol),
+    }
