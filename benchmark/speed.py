@@ -513,24 +513,30 @@ def write_outputs(
     payload = {"preset": preset, "overrides": overrides, "ceilings": roofs, "entries": entries}
     write_atomic(out.with_suffix(".json"), json.dumps(payload, indent=2))
     text = f"# Speed ({preset})\n\n{describe(entries)}\n\n{table(entries)}\n"
-    if roofs:
+    if any("timing" in e for e in entries):
         text += f"\n## Against the device's ceilings\n\n{roofline(entries, roofs)}\n"
     write_atomic(out.with_suffix(".md"), text)
     return text
 
 
-def roofline(entries: list[dict], roofs: dict) -> str:
+def roofline(entries: list[dict], roofs: dict | None) -> str:
     """The measured ceilings, then each configuration's achieved model GFLOP/s and its share
     of the matrix-product ceiling (see benchmark.flops for what is counted)."""
-    if "error" in roofs:
-        return f"Ceilings not measured: {roofs['error']}"
-    peak, copy = roofs["matmul"], roofs["copy"]
+    peak = None
+    if not roofs:
+        head = "Ceilings not measured in this job (shares of the ceiling left blank)."
+    elif "error" in roofs:
+        head = f"Ceilings not measured: {roofs['error']}"
+    else:
+        peak, copy = roofs["matmul"]["per_s"], roofs["copy"]
+        head = (
+            f"Matrix-product ceiling: {peak / 1e9:,.1f} GFLOP/s ({roofs['matmul']['n']}^2 "
+            f"matrices, {roofs['matmul']['dtype']}); copy bandwidth: {copy['per_s'] / 1e9:,.1f} "
+            f"GB/s ({copy['bytes'] / 2**20:,.0f} MiB read and written)."
+        )
     lines = [
-        f"Matrix-product ceiling: {peak['per_s'] / 1e9:,.1f} GFLOP/s ({peak['n']}^2 x "
-        f"{peak['n']}^2, {peak['dtype']}); copy bandwidth: {copy['per_s'] / 1e9:,.1f} GB/s "
-        f"({copy['bytes'] / 2**20:,.0f} MiB read and written). Model FLOPs: matrix products "
-        "and attention contractions only (two per multiply-add); a training step counts three "
-        "forward passes.",
+        f"{head} Model FLOPs: matrix products and attention contractions only (two per "
+        "multiply-add, `benchmark/flops.py`); a training step counts three forward passes.",
         "",
         "| model | framework | fwd MFLOP/seq | infer GFLOP/s | infer % of ceiling "
         "| train GFLOP/s | train % of ceiling |",
@@ -538,18 +544,29 @@ def roofline(entries: list[dict], roofs: dict) -> str:
     ]
     by_key: dict[tuple[str, str, str], list[dict]] = {}
     for e in entries:
-        if "timing" in e and "flops_per_sequence" in e:
+        if "timing" in e:
             by_key.setdefault((e["model"], e["framework"], e["implementation"]), []).append(e)
     for (model, framework, impl), runs in sorted(by_key.items(), key=_row_order):
-        h, flops = median_headline(runs), runs[0]["flops_per_sequence"]
+        h, flops = median_headline(runs), entry_flops(runs[0])
         infer = achieved(h["infer"], flops["forward"])
         train = achieved(h["train"], flops["train_step"])
         name = model if impl == "detector" else f"{model} (plain ref.)"
         cells = [name, framework, _fmt(flops["forward"] / 1e6)]
         for rate in (infer, train):
-            cells += [_fmt(rate and rate / 1e9), _fmt(rate and 100 * rate / peak["per_s"])]
+            cells += [_fmt(rate and rate / 1e9), _fmt(rate and peak and 100 * rate / peak)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def entry_flops(entry: dict) -> dict[str, float]:
+    """An entry's model FLOPs per sequence; entries written before they were recorded get
+    them from their own config overrides."""
+    if "flops_per_sequence" in entry:
+        return entry["flops_per_sequence"]
+    model = entry["model"]
+    config = compose_config(model, entry["framework"], entry.get("overrides", []))
+    forward = forward_flops(flop_sizes(config, model), entry["implementation"])
+    return {"forward": forward, "train_step": TRAIN_STEP_FACTOR * forward}
 
 
 def _row_order(item) -> tuple[int, int, int]:

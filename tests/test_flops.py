@@ -80,3 +80,6 @@ def test_roofline_rows_are_throughput_times_model_flops_over_the_ceiling():
     cells = [c.strip() for c in row.split("|")[1:-1]]
     # 4000 seq/s x 5 MFLOP = 20 GFLOP/s = 20% of 100; training 1000 x 15 MFLOP = 15 GFLOP/s.
     assert cells[2:] == ["5", "20", "20", "15", "15"]
+    unmeasured = roofline([entry], None)  # a job without ceilings: achieved figures only
+    assert "Ceilings not measured" in unmeasured
+    assert "| gru | torch | 5 | 20 | - | 15 | - |" in unmeasured

@@ -145,6 +145,18 @@ def test_timing_a_training_step_leaves_the_weights_as_they_were(framework):
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
+def test_timed_pytorch_scoring_records_no_autograd_graph():
+    """Detector and plain reference are timed alike: neither builds a backward graph (a
+    scoring pass that did would pay for it in every inference figure)."""
+    from benchmark.speed import probe_for
+
+    _, detector, data = small_detector("torch")
+    scores, events, _ = detector.speed_probe(data).inference(4).step()
+    assert scores.grad_fn is None
+    assert events.grad_fn is None
+    assert probe_for(detector, data, "torch", "reference").inference(4).step().grad_fn is None
+
+
 def test_protocol_figure_agrees_with_an_independent_timing():
     """The protocol's inference rate against a plain loop over the same call: the two
     measure the same thing, so they agree within the noise of a shared machine."""
