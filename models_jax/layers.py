@@ -68,7 +68,9 @@ def _lookup_bwd(dense_grad, residual, grad):
         table_grad = jnp.dot(one_hot.T, flat_grad, precision=jax.lax.Precision.HIGHEST)
     else:
         table_grad = jnp.zeros((rows, grad.shape[-1]), grad.dtype).at[flat_ids].add(flat_grad)
-    return table_grad, None
+    # The padding row (0) gets no gradient, as torch's padding_idx: one row zeroed here
+    # instead of a select over every looked-up vector.
+    return table_grad.at[0].set(0.0), None
 
 
 _lookup.defvjp(_lookup_fwd, _lookup_bwd)
@@ -87,8 +89,7 @@ class Embedding(nnx.Module):
         self.dense_grad = num <= dense_grad_rows
 
     def __call__(self, ids: jax.Array) -> jax.Array:
-        out = _lookup(self.embedding[...], ids, self.dense_grad)
-        return jnp.where((ids == 0)[..., None], jax.lax.stop_gradient(out), out)
+        return _lookup(self.embedding[...], ids, self.dense_grad)
 
 
 class EventEmbedding(nnx.Module):
