@@ -202,7 +202,6 @@ def measure_one(model: str, framework: str, implementation: str, overrides: list
     probe = probe_for(detector, data, framework, implementation)
     figures = measure(probe, timing_plan(config))
     sizes = {k: getattr(config.model, k) for k in ("embed_dim", "hidden_dim", "num_layers")}
-    forward = forward_flops(flop_sizes(config, model), implementation)
     return {
         "model": model,
         "framework": framework,
@@ -211,9 +210,15 @@ def measure_one(model: str, framework: str, implementation: str, overrides: list
         "sizes": sizes | {"max_length": config.dataset.sequence.max_length},
         "train_batch_size": config.train.batch_size,
         "overrides": overrides,
-        "flops_per_sequence": {"forward": forward, "train_step": TRAIN_STEP_FACTOR * forward},
+        "flops_per_sequence": flops_per_sequence(config, model, implementation),
         "timing": figures,
     }
+
+
+def flops_per_sequence(config, model: str, implementation: str) -> dict[str, float]:
+    """Model FLOPs of one full-length sequence: forward pass and training step."""
+    forward = forward_flops(flop_sizes(config, model), implementation)
+    return {"forward": forward, "train_step": TRAIN_STEP_FACTOR * forward}
 
 
 def flop_sizes(config, model: str) -> Sizes:
@@ -328,12 +333,22 @@ def _fmt_ratio(median: float | None, low: float | None, high: float | None) -> s
     return f"{_fmt(median)} ({_fmt(low)}-{_fmt(high)})"
 
 
+def group_runs(entries: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    """Entries by (model, framework, implementation): one per round."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for e in entries:
+        groups.setdefault((e["model"], e["framework"], e["implementation"]), []).append(e)
+    return groups
+
+
+def row_name(model: str, implementation: str) -> str:
+    return model if implementation == "detector" else f"{model} (plain ref.)"
+
+
 def table(entries: list[dict]) -> str:
     """Markdown: one row per model x framework; reference figures and ratios beside. With
     several rounds, figures are medians and ratios medians of same-round ratios (range)."""
-    by_key: dict[tuple[str, str, str], list[dict]] = {}
-    for e in entries:
-        by_key.setdefault((e["model"], e["framework"], e["implementation"]), []).append(e)
+    by_key = group_runs(entries)
     batch = next((headline(e)["largest_batch"] for e in entries if "timing" in e), None)
     header = [
         "model",
@@ -357,7 +372,7 @@ def table(entries: list[dict]) -> str:
                 runs = by_key.get((model, framework, impl))
                 if not runs:
                     continue
-                name = model if impl == "detector" else f"{model} (plain ref.)"
+                name = row_name(model, impl)
                 failed = next((e for e in runs if "error" in e), None)
                 if failed is not None:
                     lines.append(f"| {name} | {framework} | failed: {failed['error']} |")
@@ -542,16 +557,12 @@ def roofline(entries: list[dict], roofs: dict | None) -> str:
         "| train GFLOP/s | train % of ceiling |",
         "|---|---|---|---|---|---|---|",
     ]
-    by_key: dict[tuple[str, str, str], list[dict]] = {}
-    for e in entries:
-        if "timing" in e:
-            by_key.setdefault((e["model"], e["framework"], e["implementation"]), []).append(e)
-    for (model, framework, impl), runs in sorted(by_key.items(), key=_row_order):
+    timed = group_runs([e for e in entries if "timing" in e])
+    for (model, framework, impl), runs in sorted(timed.items(), key=_row_order):
         h, flops = median_headline(runs), entry_flops(runs[0])
         infer = achieved(h["infer"], flops["forward"])
         train = achieved(h["train"], flops["train_step"])
-        name = model if impl == "detector" else f"{model} (plain ref.)"
-        cells = [name, framework, _fmt(flops["forward"] / 1e6)]
+        cells = [row_name(model, impl), framework, _fmt(flops["forward"] / 1e6)]
         for rate in (infer, train):
             cells += [_fmt(rate and rate / 1e9), _fmt(rate and peak and 100 * rate / peak)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -565,8 +576,7 @@ def entry_flops(entry: dict) -> dict[str, float]:
         return entry["flops_per_sequence"]
     model = entry["model"]
     config = compose_config(model, entry["framework"], entry.get("overrides", []))
-    forward = forward_flops(flop_sizes(config, model), entry["implementation"])
-    return {"forward": forward, "train_step": TRAIN_STEP_FACTOR * forward}
+    return flops_per_sequence(config, model, entry["implementation"])
 
 
 def _row_order(item) -> tuple[int, int, int]:

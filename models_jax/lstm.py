@@ -12,7 +12,7 @@ measure what hoisting buys). ``unroll`` trades compile time for speed.
 (which is torch's: gate order i, f, g, o, ``W_ih (4H, in)``, two biases). That kernel honours
 each sequence's length: states after the last real event are zero and the final carries are
 taken at the last real event (the scan's run on through the padding); every output the heads
-read is the same. ``"cudnn_reference"`` is JAX's own NumPy-free reference of that kernel
+read is the same. ``"cudnn_reference"`` is JAX's own reference implementation of that kernel
 (``jax.experimental.rnn.lstm_ref``): same packing and semantics, runs on any device, so the
 wiring is tested where no GPU is.
 """
@@ -136,6 +136,7 @@ class LSTMDetector(nnx.Module):
 
     def __call__(self, batch: dict, hide: jax.Array | None = None) -> dict:
         x = self.embed(batch, hide)
+        # The fused kernels stop each sequence at its last real event.
         lengths = jnp.maximum(batch["mask"].sum(axis=1), 1).astype(jnp.int32)
         carries = []
         for i, layer in enumerate(self.rnn):

@@ -129,9 +129,9 @@ def test_jax_cudnn_lstm_scores_like_the_scan_and_trains(smoke_data):
     spec = partial(spec_for, config, prepared, "lstm", "classify", "cuda", "fp32", "jax")
     scan = create("lstm", "jax", spec())
     scan.fit(train, val)
-    fused = create(
-        "lstm", "jax", replace(spec(), framework=replace(spec().framework, lstm_kernel="cudnn"))
-    )
+    scan_spec = spec()
+    cudnn = replace(scan_spec.framework, lstm_kernel="cudnn")
+    fused = create("lstm", "jax", replace(scan_spec, framework=cudnn))
     fused.load_weights(scan.canonical_weights())
     with jax.default_matmul_precision("highest"):
         np.testing.assert_allclose(

@@ -222,7 +222,9 @@ def environment(detector: JaxDetector) -> dict:
             "length_buckets": list(detector.buckets),
             "scan_unroll": f.scan_unroll if recurrent else None,
             "hoisted_input_projection": detector.speed.hoist if recurrent else None,
-            "lstm_kernel": f.lstm_kernel if detector.spec.model.name.value == "lstm" else None,
+            "lstm_kernel": detector.speed.lstm_kernel
+            if detector.spec.model.name.value == "lstm"
+            else None,
         },
         "compiles": dict(detector.compiles),
     }
