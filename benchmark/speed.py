@@ -412,8 +412,15 @@ def describe(entries: list[dict]) -> str:
         f"{env.get('precision', {}).get('compute')}; sizes: {first['sizes']}, train batch "
         f"{first['train_batch_size']}. Protocol: {p['windows']} windows of >= "
         f"{p['min_window_s']} s after {p['warmup']} warm-up calls, latency over "
-        f"{p['latency_requests']} end-to-end requests.{rounds_note(entries)}"
+        f"{p['latency_requests']} end-to-end requests{allocator_note(p)}.{rounds_note(entries)}"
     )
+
+
+def allocator_note(protocol: dict) -> str:
+    """How the C allocator was set (records from before it was pinned say nothing)."""
+    if "allocator" not in protocol:
+        return ""
+    return f"; C allocator: {protocol['allocator']}"
 
 
 def rounds_note(entries: list[dict]) -> str:

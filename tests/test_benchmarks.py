@@ -157,6 +157,9 @@ ROUNDS = {
 @pytest.fixture(scope="module")
 def speed_setups():
     """(model, framework) -> (config, detector, data), built once per module."""
+    from benchmark.timing import pin_allocator
+
+    pin_allocator()  # as the timing protocol does, so both measure the same way
     cache = {}
 
     def get(model: str, framework: str):

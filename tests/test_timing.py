@@ -99,6 +99,37 @@ def test_latency_percentiles_are_ordered_and_measure_the_request():
     assert result["p50"] <= result["p90"] <= result["p99"] <= result["p99_9"] <= result["max"]
 
 
+# Allocates a block larger than glibc's starting mmap threshold (128 KiB) in a fresh process
+# and reads the IS_MMAPPED bit of its chunk header (the size word just before the pointer).
+MAPPED_BIT_OF_A_NEW_BLOCK = """
+import ctypes, sys
+from benchmark.timing import pin_allocator
+pinned = pin_allocator() if sys.argv[1] == "pinned" else None
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+block = libc.malloc(8 * 2**20)
+print(ctypes.c_size_t.from_address(block - ctypes.sizeof(ctypes.c_size_t)).value & 2, pinned)
+"""
+
+
+def test_pinned_allocator_keeps_large_blocks_on_the_heap():
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the thresholds are glibc's")
+
+    def mapped_bit(mode: str) -> str:
+        command = [sys.executable, "-c", MAPPED_BIT_OF_A_NEW_BLOCK, mode]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    assert mapped_bit("default").split()[0] == "2"  # glibc's own choice: a fresh mapping
+    bit, pinned = mapped_bit("pinned").split(maxsplit=1)
+    assert bit == "0"
+    assert "'mmap_threshold': 33554432" in pinned
+
+
 def test_peak_rss_is_reset_per_phase():
     if not reset_peak_rss():
         pytest.skip("this kernel does not allow resetting the peak RSS")
@@ -241,6 +272,7 @@ def test_a_run_records_the_protocol_and_the_report_shows_it(compose_config, tmp_
     assert latency_b1["requests"] == 20
     assert latency_b1["p50"] <= latency_b1["p99"]
     assert timing["peak_memory_mb"] == max(p["cpu_peak_rss"] for p in timing["memory_mb"].values())
+    assert timing["protocol"]["allocator"].startswith(("malloc, thresholds pinned", "system"))
     env = timing["environment"]
     assert env["framework"] == "torch"
     assert env["precision"]["compute"] == "fp32"
