@@ -25,7 +25,7 @@ from flax import nnx
 from jax.experimental import rnn
 
 from models_common.config import DetectorConfig
-from models_jax.layers import DEFAULT_SPEED, EventEmbedding, Heads, Speed, last_valid
+from models_jax.layers import DEFAULT_SPEED, Dropout, EventEmbedding, Heads, Speed, last_valid
 
 
 def uniform_init(hidden: int):
@@ -131,7 +131,7 @@ class LSTMDetector(nnx.Module):
         self.embed = EventEmbedding(cfg, rngs, speed)
         sizes = [cfg.embed_dim] + [cfg.hidden_dim] * (cfg.num_layers - 1)
         self.rnn = nnx.List([self.layer_type(n, cfg.hidden_dim, rngs) for n in sizes])
-        self.between = nnx.Dropout(cfg.dropout if cfg.num_layers > 1 else 0.0, rngs=rngs)
+        self.between = Dropout(cfg.dropout if cfg.num_layers > 1 else 0.0, rngs=rngs)
         self.heads = Heads(cfg, cfg.hidden_dim, rngs)
 
     def __call__(self, batch: dict, hide: jax.Array | None = None) -> dict:

@@ -215,3 +215,39 @@ def test_cudnn_lstm_kernel_on_cpu_names_the_fix(smoke):
     spec = detector_spec(config, prepared, "lstm", "classify", device="cpu", lstm_kernel="cudnn")
     with pytest.raises(ConfigError, match=r"needs an NVIDIA GPU .*framework.lstm_kernel=scan"):
         JaxDetector(spec)
+
+
+def test_written_out_threefry_equals_jax_own():
+    from jax.extend.random import threefry_2x32
+
+    from models_jax.layers import threefry2x32
+
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        key = rng.integers(0, 2**32, size=2, dtype=np.uint32)
+        count = rng.integers(0, 2**32, size=1000, dtype=np.uint32)
+        y0, y1 = threefry2x32(jax.numpy.asarray(key), count[:500], count[500:])
+        expected = np.asarray(threefry_2x32(key, count))
+        np.testing.assert_array_equal(np.concatenate([y0, y1]), expected)
+
+
+@pytest.mark.parametrize("shape", [(256, 50, 64), (3, 5, 7)])
+def test_dropout_keeps_the_configured_share_and_rescales_exactly(shape):
+    from models_jax.layers import Dropout
+
+    drop = Dropout(0.1, rngs=nnx.Rngs(dropout=0))
+    ones = jax.numpy.ones(shape)
+    first, second = np.asarray(drop(ones)), np.asarray(drop(ones))
+    kept = first > 0
+    keep = round(0.9 * 2**16) / 2**16
+    np.testing.assert_allclose(first[kept], 1 / keep, rtol=1e-6)  # rescaled by the true share
+    if kept.size > 10_000:
+        sigma = np.sqrt(keep * (1 - keep) / kept.size)
+        assert abs(kept.mean() - keep) < 5 * sigma
+        # The four decisions drawn from one block, and neighbours, are not correlated.
+        flat = kept.reshape(-1).astype(float)
+        for lag in (1, 2, 3, 4):
+            assert abs(np.corrcoef(flat[:-lag], flat[lag:])[0, 1]) < 0.01
+        assert (kept != (second > 0)).mean() > 0.1  # a fresh mask per call
+    drop.eval()
+    np.testing.assert_array_equal(np.asarray(drop(ones)), np.ones(shape))
