@@ -177,9 +177,11 @@ class FrameworkConfig:
     every score the same). PyTorch's nn.LSTM runs cuDNN on a GPU already."""
     donate: bool = True
     """JAX: donate parameter and optimiser buffers to the train step (updated in place)."""
-    dense_embedding_grad_rows: int = 4096
+    dense_embedding_grad_rows: int | None = None
     """JAX: embedding tables up to this many rows take their gradient as a one-hot matrix
-    product instead of a scatter-add (GPUs serialise a scatter's repeated ids); 0 = never."""
+    product instead of a scatter-add (GPUs serialise a scatter's repeated ids); 0 = never.
+    null (default): per device - 4096 on GPUs, 0 on CPU, where a scatter-add has no
+    contention and building the one-hot matrices was the slower part of a training step."""
     deterministic: bool = False
     """GPU: deterministic kernels only (PyTorch: use_deterministic_algorithms, cuDNN
     deterministic, CUBLAS_WORKSPACE_CONFIG; JAX: --xla_gpu_deterministic_ops), so that a

@@ -249,6 +249,18 @@ def test_hoisting_is_decided_per_device_unless_set(setting, expected):
     assert environment(detector)["fast_paths"]["hoisted_input_projection"] is expected
 
 
+@pytest.mark.parametrize(("setting", "expected"), [("null", 0), ("64", 64)])
+def test_one_hot_embedding_gradients_are_decided_per_device_unless_set(setting, expected):
+    from benchmark.adapters.jax_speed import environment
+    from benchmark.speed import PRESETS, build
+
+    override = f"framework.dense_embedding_grad_rows={setting}"
+    _, detector, _ = build("multimodal", "jax", [*PRESETS["quick"], override])
+    assert detector.device.platform == "cpu"  # null: scatter-adds on CPU, where they were faster
+    assert detector.speed.dense_grad_rows == expected
+    assert environment(detector)["fast_paths"]["dense_embedding_grad_rows"] == expected
+
+
 TINY_TIMING = [
     "timing=default",
     "timing.min_window_s=0.02",

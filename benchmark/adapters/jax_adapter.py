@@ -41,7 +41,7 @@ from benchmark.errors import ConfigError, TrainingDivergedError
 from datasets.features import SequenceArrays
 from models_jax.convert import load_canonical, to_canonical
 from models_jax.gru import GRUDetector
-from models_jax.layers import Speed
+from models_jax.layers import DEFAULT_SPEED, Speed
 from models_jax.lstm import LSTMDetector
 from models_jax.multimodal import MultimodalAttentionDetector
 from models_jax.transformer import TransformerDetector
@@ -130,6 +130,14 @@ def hoist_inputs(setting: bool | None, device: jax.Device) -> bool:
     return device.platform != "cpu" if setting is None else setting
 
 
+def dense_grad_rows(setting: int | None, device: jax.Device) -> int:
+    """``framework.dense_embedding_grad_rows`` in force on ``device``: null means one-hot
+    gradients for tables up to 4096 rows on accelerators, scatter-adds on CPU."""
+    if setting is not None:
+        return setting
+    return 0 if device.platform == "cpu" else DEFAULT_SPEED.dense_grad_rows
+
+
 class JaxDetector:
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
@@ -153,7 +161,7 @@ class JaxDetector:
             self.speed = Speed(
                 unroll=f.scan_unroll,
                 hoist=hoist_inputs(f.hoist_inputs, self.device),
-                dense_grad_rows=f.dense_embedding_grad_rows,
+                dense_grad_rows=dense_grad_rows(f.dense_embedding_grad_rows, self.device),
                 lstm_kernel=f.lstm_kernel,
             )
             model = MODELS[spec.model.name.value](self.cfg, rngs, self.speed)

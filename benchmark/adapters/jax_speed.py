@@ -222,6 +222,7 @@ def environment(detector: JaxDetector) -> dict:
             "length_buckets": list(detector.buckets),
             "scan_unroll": f.scan_unroll if recurrent else None,
             "hoisted_input_projection": detector.speed.hoist if recurrent else None,
+            "dense_embedding_grad_rows": detector.speed.dense_grad_rows,
             "lstm_kernel": detector.speed.lstm_kernel
             if detector.spec.model.name.value == "lstm"
             else None,
