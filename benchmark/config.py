@@ -175,6 +175,11 @@ class FrameworkConfig:
     """JAX LSTM: 'scan' (lax.scan of the cell) or 'cudnn' (jax.experimental.rnn: NVIDIA
     cuDNN's fused recurrence, on a GPU only; states after a sequence's last event are zero,
     every score the same). PyTorch's nn.LSTM runs cuDNN on a GPU already."""
+    fused_dropout: bool = True
+    """JAX: dropout masks from a written-out Threefry hash, four 16-bit decisions per hash
+    block, which XLA fuses with their use (false: jax.random.bernoulli, as nnx.Dropout: 32
+    bits per decision, and on CPU a hash loop that fuses with nothing). Same distribution
+    (the rate rounded to a multiple of 2^-16), other random draws."""
     donate: bool = True
     """JAX: donate parameter and optimiser buffers to the train step (updated in place)."""
     dense_embedding_grad_rows: int | None = None

@@ -47,6 +47,7 @@ class Speed:
     hoist: bool = True  # recurrent models: input projections outside the scan
     dense_grad_rows: int = 4096  # embedding tables up to this size: matmul gradient
     lstm_kernel: str = "scan"  # LSTM: lax.scan, or "cudnn" (jax.experimental.rnn, GPU only)
+    fused_dropout: bool = True  # dropout masks from keep_mask (False: jax.random.bernoulli)
 
 
 DEFAULT_SPEED = Speed()
@@ -97,9 +98,15 @@ def keep_mask(key: jax.Array, keep_prob: float, shape: tuple[int, ...]) -> tuple
 
 class Dropout(nnx.Dropout):
     """``nnx.Dropout`` (same switches, streams and eval behaviour) whose masks come from
-    ``keep_mask``: half the random-number work per element."""
+    ``keep_mask`` unless ``fused`` is off (then ``nnx.Dropout``'s own masks)."""
+
+    def __init__(self, rate: float, rngs: nnx.Rngs, fused: bool = True) -> None:
+        super().__init__(rate, rngs=rngs)
+        self.fused = fused
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
+        if not self.fused:
+            return super().__call__(inputs)
         if self.rate == 0.0 or self.deterministic:
             return inputs
         mask, keep = keep_mask(self.rngs(), 1.0 - self.rate, inputs.shape)
@@ -161,7 +168,7 @@ class EventEmbedding(nnx.Module):
         self.price = Embedding(cfg.n_price_buckets, d, rngs, rows)
         self.device_code = Embedding(cfg.n_devices, d, rngs, rows)
         self.mask_vector = nnx.Param(jnp.zeros(d))
-        self.dropout = Dropout(cfg.dropout, rngs=rngs)
+        self.dropout = Dropout(cfg.dropout, rngs, speed.fused_dropout)
 
     def __call__(self, batch: dict, hide: jax.Array | None = None) -> jax.Array:
         x = (
@@ -189,7 +196,15 @@ def attention_mask(mask: jax.Array, causal: bool) -> jax.Array:
 class AttentionBlock(nnx.Module):
     """Pre-norm transformer block: x + MHA(LN(x)), then x + FF(LN(x))."""
 
-    def __init__(self, width: int, heads: int, ff_dim: int, dropout: float, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        ff_dim: int,
+        dropout: float,
+        rngs: nnx.Rngs,
+        fused_dropout: bool = True,
+    ) -> None:
         if width % heads:
             raise ValueError(f"hidden_dim {width} must be divisible by num_heads {heads}")
         self.heads = heads
@@ -199,8 +214,8 @@ class AttentionBlock(nnx.Module):
         self.norm2 = layer_norm(width, rngs)
         self.ff1 = linear(width, ff_dim, rngs)
         self.ff2 = linear(ff_dim, width, rngs)
-        self.dropout = Dropout(dropout, rngs=rngs)
-        self.attention_dropout = Dropout(dropout, rngs=rngs)
+        self.dropout = Dropout(dropout, rngs, fused_dropout)
+        self.attention_dropout = Dropout(dropout, rngs, fused_dropout)
 
     def __call__(self, x: jax.Array, allowed: jax.Array) -> jax.Array:
         b, t, w = x.shape

@@ -131,7 +131,8 @@ class LSTMDetector(nnx.Module):
         self.embed = EventEmbedding(cfg, rngs, speed)
         sizes = [cfg.embed_dim] + [cfg.hidden_dim] * (cfg.num_layers - 1)
         self.rnn = nnx.List([self.layer_type(n, cfg.hidden_dim, rngs) for n in sizes])
-        self.between = Dropout(cfg.dropout if cfg.num_layers > 1 else 0.0, rngs=rngs)
+        rate = cfg.dropout if cfg.num_layers > 1 else 0.0
+        self.between = Dropout(rate, rngs, speed.fused_dropout)
         self.heads = Heads(cfg, cfg.hidden_dim, rngs)
 
     def __call__(self, batch: dict, hide: jax.Array | None = None) -> dict:

@@ -34,7 +34,9 @@ class TransformerEncoder(nnx.Module):
         self.positions = nnx.Variable(jnp.asarray(positional_table(cfg.max_length, cfg.hidden_dim)))
         distinct = 1 if cfg.share_layers else cfg.num_layers
         self.blocks = nnx.List(
-            AttentionBlock(cfg.hidden_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout, rngs)
+            AttentionBlock(
+                cfg.hidden_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout, rngs, speed.fused_dropout
+            )
             for _ in range(distinct)
         )
         self.norm = layer_norm(cfg.hidden_dim, rngs)

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from benchmark.adapters.common import lr_factor, numpy_batch
+from benchmark.adapters.jax_adapter import MODELS as MODEL_CLASSES
 from benchmark.adapters.jax_adapter import JaxDetector, length_buckets, schedule_factor
 from benchmark.data import prepare_data
 from benchmark.errors import ConfigError
@@ -251,3 +252,20 @@ def test_dropout_keeps_the_configured_share_and_rescales_exactly(shape):
         assert (kept != (second > 0)).mean() > 0.1  # a fresh mask per call
     drop.eval()
     np.testing.assert_array_equal(np.asarray(drop(ones)), np.ones(shape))
+
+
+def test_unfused_dropout_switch_gives_nnx_dropouts_own_masks(smoke):
+    from models_jax.layers import Dropout
+
+    ones = jax.numpy.ones((4, 50, 64))
+    ours = Dropout(0.1, nnx.Rngs(dropout=3), fused=False)(ones)
+    theirs = nnx.Dropout(0.1, rngs=nnx.Rngs(dropout=3))(ones)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    config, prepared = smoke
+    for fused in (True, False):
+        spec = detector_spec(config, prepared, "lstm", device="cpu", fused_dropout=fused)
+        detector = JaxDetector(spec)
+        model = MODEL_CLASSES["lstm"](detector.cfg, nnx.Rngs(0), detector.speed)
+        dropouts = [m for _, m in nnx.iter_graph(model) if isinstance(m, Dropout)]
+        assert len(dropouts) == 2  # embeddings, between the layers
+        assert {d.fused for d in dropouts} == {fused}

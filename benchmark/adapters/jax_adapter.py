@@ -163,6 +163,7 @@ class JaxDetector:
                 hoist=hoist_inputs(f.hoist_inputs, self.device),
                 dense_grad_rows=dense_grad_rows(f.dense_embedding_grad_rows, self.device),
                 lstm_kernel=f.lstm_kernel,
+                fused_dropout=f.fused_dropout,
             )
             model = MODELS[spec.model.name.value](self.cfg, rngs, self.speed)
         self.modalities = getattr(model, "modalities_used", ("behaviour",))

@@ -223,6 +223,7 @@ def environment(detector: JaxDetector) -> dict:
             "scan_unroll": f.scan_unroll if recurrent else None,
             "hoisted_input_projection": detector.speed.hoist if recurrent else None,
             "dense_embedding_grad_rows": detector.speed.dense_grad_rows,
+            "fused_dropout_masks": detector.speed.fused_dropout,
             "lstm_kernel": detector.speed.lstm_kernel
             if detector.spec.model.name.value == "lstm"
             else None,
