@@ -16,6 +16,39 @@ from models_common.config import FORECAST_DIM, DetectorConfig
 LN_EPS = 1e-5  # set explicitly: Flax's LayerNorm defaults to 1e-6
 
 
+class _CpuLookup(torch.autograd.Function):
+    """A lookup in a table whose row 0 is padding, with its gradient as one ``index_add_``."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.rows = table.shape[0]
+        return F.embedding(ids, table, padding_idx=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (ids,) = ctx.saved_tensors
+        table_grad = grad.new_zeros(ctx.rows, grad.shape[-1])
+        table_grad.index_add_(0, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+        table_grad[0] = 0.0  # padding_idx: the padding row learns nothing
+        return table_grad, None
+
+
+class Embedding(nn.Embedding):
+    """``nn.Embedding(padding_idx=0)`` whose CPU gradient is one ``index_add_``: PyTorch's own
+    CPU backward sorts the ids first, and the six lookups of a detector batch took 1.5x as long
+    forward and backward (4.1 against 2.7 ms at batch 128 x 50 events, same gradients). Other
+    devices, and calls without gradients, use PyTorch's own."""
+
+    def __init__(self, num: int, dim: int) -> None:
+        super().__init__(num, dim, padding_idx=0)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.weight.device.type != "cpu" or not torch.is_grad_enabled():
+            return super().forward(ids)
+        return _CpuLookup.apply(self.weight, ids)
+
+
 class EventEmbedding(nn.Module):
     """Sum of the six per-event field embeddings (type, item, category, gap, price, device);
     masked-out positions (the masked objective) take a learned mask vector instead."""
@@ -23,12 +56,12 @@ class EventEmbedding(nn.Module):
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__()
         d = cfg.embed_dim
-        self.event_type = nn.Embedding(cfg.n_event_types, d, padding_idx=0)
-        self.item = nn.Embedding(cfg.n_items, d, padding_idx=0)
-        self.category = nn.Embedding(cfg.n_categories, d, padding_idx=0)
-        self.gap = nn.Embedding(cfg.n_gap_buckets, d, padding_idx=0)
-        self.price = nn.Embedding(cfg.n_price_buckets, d, padding_idx=0)
-        self.device_code = nn.Embedding(cfg.n_devices, d, padding_idx=0)
+        self.event_type = Embedding(cfg.n_event_types, d)
+        self.item = Embedding(cfg.n_items, d)
+        self.category = Embedding(cfg.n_categories, d)
+        self.gap = Embedding(cfg.n_gap_buckets, d)
+        self.price = Embedding(cfg.n_price_buckets, d)
+        self.device_code = Embedding(cfg.n_devices, d)
         self.mask_vector = nn.Parameter(torch.zeros(d))
         self.dropout = nn.Dropout(cfg.dropout)
 

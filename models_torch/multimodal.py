@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from models_common.config import DetectorConfig
-from models_torch.layers import Heads, init_weights
+from models_torch.layers import Embedding, Heads, init_weights
 from models_torch.transformer import TransformerEncoder
 
 MODALITIES = ("behaviour", "item_attributes", "profile")
@@ -36,11 +36,9 @@ class MultimodalAttentionDetector(nn.Module):
         self.has_items = cfg.n_brands > 0
         self.has_profile = len(cfg.profile_cardinalities) > 0
         if self.has_items:
-            self.brand = nn.Embedding(cfg.n_brands, h, padding_idx=0)
+            self.brand = Embedding(cfg.n_brands, h)
             self.price = nn.Linear(1, h)
-        self.profile = nn.ModuleList(
-            nn.Embedding(n, h, padding_idx=0) for n in cfg.profile_cardinalities
-        )
+        self.profile = nn.ModuleList(Embedding(n, h) for n in cfg.profile_cardinalities)
         self.default_query = nn.Parameter(torch.zeros(h))
         self.query = nn.Linear(h, h)
         self.key_s, self.key_a = nn.Linear(h, h), nn.Linear(h, h)

@@ -321,3 +321,23 @@ def test_detector_reports_parameters_and_modalities():
     detector = TorchDetector(spec)
     assert detector.n_params == sum(p.numel() for p in detector.model.parameters())
     assert detector.modalities_used == ("behaviour",)
+
+
+def test_cpu_embedding_gradient_equals_pytorchs_own_and_skips_padding():
+    import torch
+
+    from models_torch.layers import Embedding
+
+    torch.manual_seed(0)
+    ours, theirs = Embedding(30, 8), torch.nn.Embedding(30, 8, padding_idx=0)
+    theirs.load_state_dict(ours.state_dict())
+    ids = torch.randint(0, 30, (16, 20))
+    ids[:, -5:] = 0  # padding
+    upstream = torch.randn(16, 20, 8)
+    for table in (ours, theirs):
+        (table(ids) * upstream).sum().backward()
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-6, atol=1e-6)
+    assert ours.weight.grad[0].abs().max() == 0
+    assert ours.weight.grad[1:].abs().max() > 0
+    with torch.no_grad():  # scoring takes PyTorch's own lookup: same values
+        torch.testing.assert_close(ours(ids), theirs(ids))
