@@ -110,6 +110,8 @@ class Dropout(nnx.Dropout):
         if self.rate == 0.0 or self.deterministic:
             return inputs
         mask, keep = keep_mask(self.rngs(), 1.0 - self.rate, inputs.shape)
+        if keep == 0.0:  # a rate within 2^-17 of 1 rounds to dropping everything
+            return jnp.zeros_like(inputs)
         return jax.lax.select(
             mask, inputs / jnp.asarray(keep, inputs.dtype), jnp.zeros_like(inputs)
         )
