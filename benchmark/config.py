@@ -164,6 +164,11 @@ class FrameworkConfig:
     kernels) or 'math' (its unfused reference kernel, to show what the fused ones buy)."""
     tf32: bool = False
     """PyTorch on GPU: TF32 tensor cores for float32 matrix products and cuDNN RNNs."""
+    fused_optimizer: bool = True
+    """PyTorch: AdamW as one fused kernel over all parameters (``fused=True``, CPU and CUDA);
+    false: PyTorch's default update (a loop over the parameters on CPU, ``foreach`` kernels on
+    a GPU). The same update up to float rounding. JAX: no effect (XLA fuses the optax update
+    inside the jitted step either way)."""
     scan_unroll: int = 1
     """JAX: time steps per iteration of the recurrent lax.scan (speed vs compile time)."""
     hoist_inputs: bool | None = None

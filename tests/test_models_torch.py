@@ -298,29 +298,49 @@ def test_checkpoint_is_safetensors_and_restores_the_scores(compose_config, tmp_p
     assert 0.0 <= result.record["metrics"]["alternative_roc_auc"]["top_k_miss_rate"] <= 1.0
 
 
-def test_detector_reports_parameters_and_modalities():
-    from benchmark.config import FrameworkConfig, FrameworkName
+def small_spec(model: str, modalities: tuple[str, ...] = ("behaviour",), **framework):
+    """A CPU DetectorSpec of the type classifier at test sizes; ``framework`` sets fields of
+    the framework section."""
+    from benchmark.config import (
+        FrameworkConfig,
+        FrameworkName,
+        ObjectiveConfig,
+        ObjectiveName,
+        TrainConfig,
+    )
     from benchmark.detectors import DataInfo, DetectorSpec
 
-    class Section:
-        def __init__(self, **kw):
-            self.__dict__.update(kw)
-
-    class Name:
-        def __init__(self, value):
-            self.value = value
-
-    spec = DetectorSpec(
-        model=small_model("multimodal"),
-        objective=Section(name=Name("classify"), mask_prob=0.15, top_k=5),
-        train=Section(batch_size=4),
-        framework=FrameworkConfig(name=FrameworkName.torch, device="cpu"),
-        data=DataInfo(**VOCABULARIES, modalities=("behaviour",)),
+    return DetectorSpec(
+        model=small_model(model),
+        objective=ObjectiveConfig(name=ObjectiveName.classify, top_k=5),
+        train=TrainConfig(batch_size=4, warmup_steps=2),
+        framework=FrameworkConfig(name=FrameworkName.torch, device="cpu", **framework),
+        data=DataInfo(**VOCABULARIES, modalities=modalities),
         seed=0,
     )
-    detector = TorchDetector(spec)
+
+
+def test_detector_reports_parameters_and_modalities():
+    detector = TorchDetector(small_spec("multimodal"))
     assert detector.n_params == sum(p.numel() for p in detector.model.parameters())
     assert detector.modalities_used == ("behaviour",)
+
+
+def test_fused_optimizer_switch_takes_the_same_steps():
+    """``framework.fused_optimizer`` swaps AdamW's kernel, not its update."""
+    after = {}
+    for fused in (True, False):
+        detector = TorchDetector(small_spec("lstm", fused_optimizer=fused))
+        before = {n: p.detach().clone() for n, p in detector.model.named_parameters()}
+        opt, sched = detector.optimizer(total_steps=20)
+        assert opt.param_groups[0]["fused"] is (True if fused else None)
+        detector.model.train()
+        for seed in range(5):
+            detector.train_step(make_batch(seed), opt, sched, None)
+        after[fused] = {n: p.detach() for n, p in detector.model.named_parameters()}
+    for name, value in after[True].items():
+        torch.testing.assert_close(value, after[False][name], rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(after[True][n], before[n]) for n in before)
 
 
 def test_cpu_embedding_gradient_equals_pytorchs_own_and_skips_padding():

@@ -147,7 +147,12 @@ class TorchDetector:
     def optimizer(self, total_steps: int):
         """AdamW and its learning-rate schedule over ``total_steps`` optimiser steps."""
         t = self.spec.train
-        opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        opt = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=t.lr,
+            weight_decay=t.weight_decay,
+            fused=self.spec.framework.fused_optimizer or None,  # None: PyTorch's own choice
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_factor(s, t.warmup_steps, total_steps, t.schedule)
         )
