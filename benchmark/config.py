@@ -181,10 +181,13 @@ class FrameworkConfig:
     cuDNN's fused recurrence, on a GPU only; states after a sequence's last event are zero,
     every score the same). PyTorch's nn.LSTM runs cuDNN on a GPU already."""
     fused_dropout: bool = True
-    """JAX: dropout masks from a written-out Threefry hash, four 16-bit decisions per hash
-    block, which XLA fuses with their use (false: jax.random.bernoulli, as nnx.Dropout: 32
-    bits per decision, and on CPU a hash loop that fuses with nothing). Same distribution
-    (the rate rounded to a multiple of 2^-16), other random draws."""
+    """Dropout masks of four 16-bit decisions per 64 random bits. JAX: from a written-out
+    Threefry hash, which XLA fuses with the masks' use (false: jax.random.bernoulli, as
+    nnx.Dropout: 32 bits per decision, and on CPU a hash loop that fuses with nothing).
+    PyTorch on CPU: from the generator's 64-bit draws, the attention weights dropped outside
+    scaled_dot_product_attention (false: PyTorch's bernoulli_, one draw per decision); on a
+    GPU PyTorch's own fused dropout either way. Same distribution (the rate rounded to a
+    multiple of 2^-16), other random draws."""
     donate: bool = True
     """JAX: donate parameter and optimiser buffers to the train step (updated in place)."""
     dense_embedding_grad_rows: int | None = None

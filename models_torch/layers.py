@@ -49,6 +49,51 @@ class Embedding(nn.Embedding):
         return _CpuLookup.apply(self.weight, ids)
 
 
+INT64_MIN = -(2**63)
+
+
+def keep_mask(shape: torch.Size, rate: float) -> tuple[torch.Tensor, float]:
+    """(bool mask, share kept) of dropout at ``rate``: one 16-bit decision per element, four
+    from each 64-bit draw of PyTorch's generator. The rate is rounded to a multiple of 2^-16;
+    the share kept is the rounded one, so rescaling by it keeps the expectation exact."""
+    n = shape.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(INT64_MIN, None)
+    draws = words.view(torch.int16)[:n].view(shape)  # uniform over [-2^15, 2^15)
+    dropped = round(rate * 2**16)
+    return draws >= dropped - 2**15, 1.0 - dropped / 2**16
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose CPU training masks come from ``keep_mask`` when ``fast`` is set:
+    PyTorch's CPU ``bernoulli_`` took 3.3 ms for a (128, 50, 64) mask on this project's
+    reference machine, the 16-bit decisions plus the rescale 1.1 ms. Same distribution (the
+    rate rounded to 2^-16), other draws. On a GPU, and with ``fast`` off, PyTorch's own."""
+
+    def __init__(self, p: float, fast: bool = True) -> None:
+        super().__init__(p)
+        self.fast = fast
+
+    def drops_here(self, x: torch.Tensor) -> bool:
+        """Whether this call draws its masks from ``keep_mask``."""
+        return self.fast and self.training and self.p > 0 and x.device.type == "cpu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.drops_here(x):
+            return super().forward(x)
+        keep, share = keep_mask(x.shape, self.p)
+        if share == 0.0:
+            return torch.zeros_like(x)
+        return torch.where(keep, x * (1.0 / share), 0.0)
+
+
+def use_fast_dropout(model: nn.Module, fast: bool) -> nn.Module:
+    """Switch every ``Dropout`` of ``model`` to ``keep_mask`` masks on CPU (or back)."""
+    for module in model.modules():
+        if isinstance(module, Dropout):
+            module.fast = fast
+    return model
+
+
 class EventEmbedding(nn.Module):
     """Sum of the six per-event field embeddings (type, item, category, gap, price, device);
     masked-out positions (the masked objective) take a learned mask vector instead."""
@@ -63,7 +108,7 @@ class EventEmbedding(nn.Module):
         self.price = Embedding(cfg.n_price_buckets, d)
         self.device_code = Embedding(cfg.n_devices, d)
         self.mask_vector = nn.Parameter(torch.zeros(d))
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def forward(
         self, batch: dict[str, torch.Tensor], hide: torch.Tensor | None = None
@@ -90,6 +135,13 @@ def attention_mask(mask: torch.Tensor, causal: bool) -> torch.Tensor:
     return allowed
 
 
+def attention_weights(q: torch.Tensor, k: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) over the allowed keys, as scaled_dot_product_attention's own
+    math; a query with no allowed key (an empty sequence) averages all keys instead of NaN."""
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    return scores.masked_fill(~allowed, torch.finfo(scores.dtype).min).softmax(dim=-1)
+
+
 class AttentionBlock(nn.Module):
     """Pre-norm transformer block: x + MHA(LN(x)), then x + FF(LN(x))."""
 
@@ -104,16 +156,18 @@ class AttentionBlock(nn.Module):
         self.norm2 = nn.LayerNorm(width, eps=LN_EPS)
         self.ff1 = nn.Linear(width, ff_dim)
         self.ff2 = nn.Linear(ff_dim, width)
-        self.dropout = nn.Dropout(dropout)
-        self.p_drop = dropout
+        self.dropout = Dropout(dropout)
+        self.attention_dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, t, w = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, w // self.heads).unbind(2)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (B, heads, T, hs)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.p_drop if self.training else 0.0
-        )
+        if self.attention_dropout.drops_here(x):
+            y = self.attention_dropout(attention_weights(q, k, allowed)) @ v
+        else:
+            p = self.attention_dropout.p if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
         x = x + self.dropout(self.out(y.transpose(1, 2).reshape(b, t, w)))
         return x + self.dropout(self.ff2(F.gelu(self.ff1(self.norm2(x)))))
 

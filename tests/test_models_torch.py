@@ -361,3 +361,73 @@ def test_cpu_embedding_gradient_equals_pytorchs_own_and_skips_padding():
     assert ours.weight.grad[1:].abs().max() > 0
     with torch.no_grad():  # scoring takes PyTorch's own lookup: same values
         torch.testing.assert_close(ours(ids), theirs(ids))
+
+
+@pytest.mark.parametrize("shape", [(256, 50, 64), (3, 5, 7)])
+def test_cpu_dropout_keeps_the_configured_share_and_rescales_exactly(shape):
+    from models_torch.layers import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.1).train()
+    ones = torch.ones(shape)
+    first, second = drop(ones), drop(ones)
+    kept = first > 0
+    keep = round(0.9 * 2**16) / 2**16
+    torch.testing.assert_close(first[kept], torch.full_like(first[kept], 1 / keep))
+    if kept.numel() > 10_000:
+        sigma = np.sqrt(keep * (1 - keep) / kept.numel())
+        assert abs(kept.float().mean().item() - keep) < 5 * sigma
+        # The four decisions cut from one 64-bit draw, and neighbours, are not correlated.
+        flat = kept.reshape(-1).double().numpy()
+        for lag in (1, 2, 3, 4):
+            assert abs(np.corrcoef(flat[:-lag], flat[lag:])[0, 1]) < 0.01
+        assert (kept != (second > 0)).float().mean() > 0.1  # a fresh mask per call
+    torch.testing.assert_close(drop.eval()(ones), ones)
+
+
+def test_cpu_dropout_gradient_is_the_mask_and_extreme_rates_stay_finite():
+    from models_torch.layers import Dropout
+
+    x = torch.randn(64, 33, requires_grad=True)
+    y = Dropout(0.3).train()(x)
+    y.sum().backward()
+    kept = y != 0
+    keep = 1 - round(0.3 * 2**16) / 2**16
+    torch.testing.assert_close(x.grad, kept.float() / keep)
+    assert torch.equal(Dropout(1 - 1e-9).train()(x), torch.zeros_like(x))  # keeps nothing
+    assert torch.equal(Dropout(1e-9).train()(x), x)  # rounds to dropping nothing
+
+
+def test_unfused_dropout_switch_gives_pytorchs_own_masks():
+    from models_torch.layers import Dropout, use_fast_dropout
+
+    ones = torch.ones(8, 50, 64)
+    ours, theirs = Dropout(0.1).train(), torch.nn.Dropout(0.1).train()
+    use_fast_dropout(ours, False)
+    torch.manual_seed(3)
+    a = ours(ones)
+    torch.manual_seed(3)
+    assert torch.equal(a, theirs(ones))
+    detector = TorchDetector(small_spec("transformer", fused_dropout=False))
+    dropouts = [m for m in detector.model.modules() if isinstance(m, Dropout)]
+    # embeddings; per block: attention weights, residual branches
+    assert len(dropouts) == 1 + 2 * detector.cfg.num_layers
+    assert {d.fast for d in dropouts} == {False}
+    detector = TorchDetector(small_spec("transformer"))
+    assert {d.fast for d in detector.model.modules() if isinstance(d, Dropout)} == {True}
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_with_cpu_dropout_masks_computes_what_sdpa_does(causal):
+    """With a rate that rounds to dropping nothing, the explicit training path (whose weights
+    the CPU masks drop) gives scaled_dot_product_attention's result."""
+    from models_torch.layers import AttentionBlock, attention_mask
+
+    torch.manual_seed(0)
+    block = AttentionBlock(width=16, heads=2, ff_dim=32, dropout=1e-9)
+    x = torch.randn(4, 7, 16)
+    mask = torch.arange(7)[None, :] < torch.tensor(LENGTHS)[:, None]
+    allowed = attention_mask(mask, causal)
+    assert block.train().attention_dropout.drops_here(x)
+    explicit = block(x, allowed)
+    torch.testing.assert_close(explicit, block.eval()(x, allowed), rtol=1e-5, atol=1e-6)

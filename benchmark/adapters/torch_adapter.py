@@ -7,8 +7,10 @@ optional bf16 autocast on GPU. The best weights are saved as ``checkpoint.safete
 Speed switches (``framework.*``): ``compile`` wraps the model in ``torch.compile`` (with
 ``compile_mode``; batches are then padded to length buckets so it sees a few shapes, not one
 per longest sequence); ``attention=math`` pins scaled_dot_product_attention to its unfused
-kernel; ``tf32`` allows TF32 tensor cores (off by default: float32 means float32). Recurrent
-models run cuDNN ``nn.LSTM``/``nn.GRU`` on right-padded input, never packed sequences.
+kernel; ``tf32`` allows TF32 tensor cores (off by default: float32 means float32);
+``fused_optimizer`` makes AdamW one fused kernel; ``fused_dropout`` draws CPU dropout masks
+as 16-bit decisions (``models_torch.layers.Dropout``). Recurrent models run cuDNN
+``nn.LSTM``/``nn.GRU`` on right-padded input, never packed sequences.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from benchmark.detectors import DetectorSpec, Scores, register
 from benchmark.errors import TrainingDivergedError
 from datasets.features import SequenceArrays
 from models_torch.gru import GRUDetector
+from models_torch.layers import use_fast_dropout
 from models_torch.lstm import LSTMDetector
 from models_torch.multimodal import MultimodalAttentionDetector
 from models_torch.transformer import TransformerDetector
@@ -94,7 +97,8 @@ class TorchDetector:
         self.device = pick_device(spec.framework.device)
         set_determinism(spec.framework.deterministic)
         torch.manual_seed(spec.seed)
-        self.model = MODELS[spec.model.name.value](self.cfg).to(self.device)
+        model = MODELS[spec.model.name.value](self.cfg)
+        self.model = use_fast_dropout(model, spec.framework.fused_dropout).to(self.device)
         self.objective = spec.objective.name.value
         f = spec.framework
         self.bf16 = f.precision == "bf16" and self.device.type == "cuda"

@@ -195,6 +195,7 @@ def environment(detector: TorchDetector) -> dict:
             "compile": f.compile,
             "compile_mode": f.compile_mode if f.compile else None,
             "fused_optimizer": f.fused_optimizer,
+            "fused_dropout_masks": f.fused_dropout and detector.device.type == "cpu",
             "length_buckets": list(detector.buckets) if detector.buckets else None,
             "attention": None if model in RECURRENT else f.attention,
             "recurrence": "nn.LSTM/nn.GRU (cuDNN on GPU) on padded input, no packing"
