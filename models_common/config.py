@@ -78,6 +78,17 @@ class DetectorConfig:
         return 1 + self.n_anomaly_types
 
 
+DROP_BITS = 16
+"""Random bits per dropout decision in both frameworks' own dropout masks."""
+
+
+def kept_decisions(rate: float) -> int:
+    """Of the 2^16 values a 16-bit dropout decision takes, how many keep the element: the
+    rate rounded to a multiple of 2^-16, alike in both frameworks. The share kept is this over
+    2^16 (0.1 -> 0.899994); rescaling by that share keeps the expectation exact."""
+    return 2**DROP_BITS - round(rate * 2**DROP_BITS)
+
+
 def positional_table(max_length: int, width: int) -> np.ndarray:
     """Fixed sinusoidal positions (T, width) float32: nothing to learn, one definition for both
     frameworks."""

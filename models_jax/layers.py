@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models_common.config import FORECAST_DIM, DetectorConfig
+from models_common.config import DROP_BITS, FORECAST_DIM, DetectorConfig, kept_decisions
 
 LN_EPS = 1e-5
 INIT_STD = 0.02  # GPT-2 style init, as models_torch.layers.init_weights
@@ -75,18 +75,14 @@ def threefry2x32(key: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Arra
     return x0, x1
 
 
-DROP_BITS = 16  # random bits per dropout decision: four decisions per Threefry block
-
-
-def keep_mask(key: jax.Array, keep_prob: float, shape: tuple[int, ...]) -> tuple[jax.Array, float]:
-    """A Bernoulli(keep) mask of ``shape``, and ``keep``: ``keep_prob`` rounded to a multiple
-    of 2^-16 (0.9 -> 0.899994; the rate moves by less than 8e-6, and rescaling by the
-    returned ``keep`` keeps the expectation exact).
+def keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...]) -> tuple[jax.Array, float]:
+    """A Bernoulli(keep) mask of dropout at ``rate`` of ``shape``, and ``keep``, the share
+    kept once ``kept_decisions`` rounded the rate (0.1 -> keep 0.899994).
 
     Each Threefry block (counter i, 0) under the step's dropout key gives 64 bits, four
     16-bit decisions: a quarter of the hashing ``jax.random.bernoulli`` does (one block per
     two 32-bit uniforms), in one fused loop instead of a loop over memory."""
-    threshold = round(keep_prob * 2**DROP_BITS)
+    threshold = kept_decisions(rate)
     n = math.prod(shape)
     words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
     counters = jnp.arange(-(-n // 4), dtype=jnp.uint32)
@@ -109,7 +105,7 @@ class Dropout(nnx.Dropout):
             return super().__call__(inputs)
         if self.rate == 0.0 or self.deterministic:
             return inputs
-        mask, keep = keep_mask(self.rngs(), 1.0 - self.rate, inputs.shape)
+        mask, keep = keep_mask(self.rngs(), self.rate, inputs.shape)
         if keep == 0.0:  # a rate within 2^-17 of 1 rounds to dropping everything
             return jnp.zeros_like(inputs)
         return jax.lax.select(

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models_common.config import FORECAST_DIM, DetectorConfig
+from models_common.config import DROP_BITS, FORECAST_DIM, DetectorConfig, kept_decisions
 
 LN_EPS = 1e-5  # set explicitly: Flax's LayerNorm defaults to 1e-6
 
@@ -54,13 +54,12 @@ INT64_MIN = -(2**63)
 
 def keep_mask(shape: torch.Size, rate: float) -> tuple[torch.Tensor, float]:
     """(bool mask, share kept) of dropout at ``rate``: one 16-bit decision per element, four
-    from each 64-bit draw of PyTorch's generator. The rate is rounded to a multiple of 2^-16;
-    the share kept is the rounded one, so rescaling by it keeps the expectation exact."""
+    from each 64-bit draw of PyTorch's generator, the rate rounded by ``kept_decisions``."""
     n = shape.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(INT64_MIN, None)
     draws = words.view(torch.int16)[:n].view(shape)  # uniform over [-2^15, 2^15)
-    dropped = round(rate * 2**16)
-    return draws >= dropped - 2**15, 1.0 - dropped / 2**16
+    kept = kept_decisions(rate)
+    return draws >= 2 ** (DROP_BITS - 1) - kept, kept / 2**DROP_BITS
 
 
 class Dropout(nn.Dropout):
