@@ -7,7 +7,6 @@ allowed, with exit code 2, instead of a multi-line Hydra report.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from benchmark.callbacks import OUTCOME_FILE, sweep_failed
-from benchmark.config import register_configs
+from benchmark.config import NotApplicableError, register_configs
 from benchmark.errors import user_error_types
 from benchmark.preflight import preflight
 
@@ -33,6 +32,14 @@ def main(cfg: DictConfig) -> None:
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         result = run(cfg)
+    except NotApplicableError as err:
+        if not sweeping:  # asked for by name: the user's error
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        # A sweep's product of settings and detectors: this pair does not exist, no record.
+        write_outcome(None, status="not applicable", reason=str(err))
+        print(f"not applicable: {job_overrides()}  ({err})")
+        return
     except Exception as err:
         # The record (status failed, phase, error) is on disk already. In a sweep the other
         # runs go on; the sweep's summary lists this one and the exit code says so.
@@ -63,13 +70,14 @@ def job_overrides() -> str:
     return " ".join(HydraConfig.get().overrides.task) or "(defaults)"
 
 
-def write_outcome(result, err: BaseException | None = None) -> None:
+def write_outcome(result, err: BaseException | None = None, **extra: str) -> None:
     """``outcome.json`` in the Hydra job folder: what the sweep summary reads (it works the
     same whether the job ran here, on a Ray worker or under SLURM)."""
+    from benchmark import strict_json
     from benchmark.atomic import write_atomic
     from benchmark.run import one_line
 
-    outcome = {"overrides": job_overrides()}
+    outcome = {"overrides": job_overrides(), **extra}
     if result is not None:
         outcome.update(run_id=result.run_id, status=result.status, run_dir=str(result.run_dir))
         if result.decision is not None:
@@ -80,7 +88,7 @@ def write_outcome(result, err: BaseException | None = None) -> None:
         outcome.update(status="failed", error=one_line(err))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / OUTCOME_FILE, json.dumps(outcome, indent=2))
+    write_atomic(out_dir / OUTCOME_FILE, strict_json.dumps(outcome, indent=2))
 
 
 def cli() -> None:

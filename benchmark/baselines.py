@@ -5,7 +5,18 @@
   diversity) scored by scikit-learn's Isolation Forest, fitted on the training split;
 - ``markov``: a first-order Markov chain over (event type, time-gap bucket) tokens with add-alpha
   smoothing; an event's score is its negative log-likelihood given the previous event, a
-  sequence's score their mean.
+  sequence's score their mean;
+- ``lof``: the same session features, standardised, scored by scikit-learn's Local Outlier
+  Factor (novelty mode: fitted on the training split, applied to new sequences);
+- ``hgb`` (supervised): gradient-boosted trees on the session features
+  (HistGradientBoostingClassifier), the probability of "anomalous" as the score;
+- ``logreg`` (supervised): logistic regression on the standardised session features;
+- ``selection_probe`` (supervised): logistic regression on what decides whether an anomaly
+  type can be injected into a sequence (length, purchase presence and position, priced
+  events). It sees no behaviour, so it must sit at chance: above chance it shows that victim
+  selection, not the anomaly, separates the classes.
+
+Which detection setting each supports: ``benchmark.detectors.BASELINE_SETTINGS``.
 """
 
 from __future__ import annotations
@@ -13,7 +24,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
+from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import LocalOutlierFactor
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from benchmark.detectors import DetectorSpec, Scores, register
 from datasets.features import FIRST_KNOWN, N_GAP_BUCKETS, UNKNOWN, SequenceArrays
@@ -135,6 +150,64 @@ class MarkovDetector:
         return int(self.log_prob.size)
 
 
+def eligibility_features(data: SequenceArrays) -> np.ndarray:
+    """(N, F) what the injectors' eligibility rules read: log length, length thresholds, and
+    whether the sequence has a purchase, a priced purchase, a purchase after its first event,
+    and a priced event."""
+    mask = data.mask
+    purchase = (data.event_type - FIRST_KNOWN == EventType.PURCHASE) & mask
+    priced = (data.price_bucket != UNKNOWN) & mask
+    later = purchase.copy()
+    later[:, 0] = False
+    length = np.maximum(data.length, 1)
+    return np.column_stack(
+        [
+            np.log(length),
+            length >= 3,
+            length >= 4,
+            purchase.any(axis=1),
+            (purchase & priced).any(axis=1),
+            later.any(axis=1),
+            priced.any(axis=1),
+        ]
+    ).astype(np.float64)
+
+
+class SklearnDetector:
+    """A scikit-learn estimator on sequence features: outlier detectors (``score_samples``,
+    higher = more normal) fitted on the training sequences, or classifiers
+    (``predict_proba``) fitted on their labels."""
+
+    modalities_used = ("behaviour",)
+
+    def __init__(self, estimator, features=session_features, supervised: bool = False) -> None:
+        self.estimator, self.features, self.supervised = estimator, features, supervised
+
+    def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
+        start = time.perf_counter()
+        x = self.features(train)
+        if self.supervised:
+            self.estimator.fit(x, train.label)
+        else:
+            self.estimator.fit(x)
+        return {"fit_seconds": time.perf_counter() - start}
+
+    def score(self, data: SequenceArrays) -> Scores:
+        x = self.features(data)
+        if self.supervised:
+            return Scores(self.estimator.predict_proba(x)[:, 1].astype(np.float64))
+        return Scores(-self.estimator.score_samples(x))
+
+    @property
+    def n_params(self) -> int:
+        final = self.estimator[-1] if isinstance(self.estimator, Pipeline) else self.estimator
+        if hasattr(final, "coef_"):
+            return int(final.coef_.size + final.intercept_.size)
+        if hasattr(final, "_predictors"):  # gradient-boosted trees: their nodes
+            return int(sum(len(p.nodes) for it in final._predictors for p in it))
+        return int(getattr(final, "n_samples_fit_", 0) * getattr(final, "n_features_in_", 0))
+
+
 @register("numpy", "random")
 def _random(spec: DetectorSpec) -> RandomDetector:
     return RandomDetector(spec.seed)
@@ -148,3 +221,27 @@ def _iforest(spec: DetectorSpec) -> IsolationForestDetector:
 @register("numpy", "markov")
 def _markov(spec: DetectorSpec) -> MarkovDetector:
     return MarkovDetector()
+
+
+@register("numpy", "lof")
+def _lof(spec: DetectorSpec) -> SklearnDetector:
+    lof = LocalOutlierFactor(n_neighbors=20, novelty=True)
+    return SklearnDetector(make_pipeline(StandardScaler(), lof))
+
+
+@register("numpy", "hgb")
+def _hgb(spec: DetectorSpec) -> SklearnDetector:
+    trees = HistGradientBoostingClassifier(random_state=spec.seed)
+    return SklearnDetector(trees, supervised=True)
+
+
+@register("numpy", "logreg")
+def _logreg(spec: DetectorSpec) -> SklearnDetector:
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return SklearnDetector(model, supervised=True)
+
+
+@register("numpy", "selection_probe")
+def _selection_probe(spec: DetectorSpec) -> SklearnDetector:
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return SklearnDetector(model, eligibility_features, supervised=True)

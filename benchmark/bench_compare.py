@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark import strict_json
 from benchmark.timing import largest_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, ok = compare(rounds, args.threshold)
     print(render(rows, args.ref, args.threshold))
     if args.json:
-        args.json.write_text(json.dumps({"ref": args.ref, "rows": rows, "ok": ok}, indent=2))
+        args.json.write_text(strict_json.dumps({"ref": args.ref, "rows": rows, "ok": ok}, indent=2))
     if not ok:
         print(f"FAILED: slower than {args.ref} beyond {args.threshold:.0%}", file=sys.stderr)
     return 0 if ok else 1

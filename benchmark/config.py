@@ -7,7 +7,7 @@ cannot express live in :func:`check_config`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from benchmark.anomalies import AnomalyConfig, check_anomaly_config
-from benchmark.detectors import BASELINES
+from benchmark.detectors import BASELINES, supported_settings
 from benchmark.errors import ConfigError
 from benchmark.pca import STATISTICS
 from datasets.synthetic import SyntheticConfig
@@ -30,11 +30,23 @@ class ModelName(Enum):
     random = "random"
     iforest = "iforest"
     markov = "markov"
+    lof = "lof"
+    hgb = "hgb"
+    logreg = "logreg"
+    selection_probe = "selection_probe"
 
 
 class FrameworkName(Enum):
     torch = "torch"
     jax = "jax"
+
+
+class DetectionSetting(Enum):
+    """Which labels training may use (benchmark/detectors.py declares who supports which)."""
+
+    unsupervised = "unsupervised"
+    semi_supervised = "semi_supervised"
+    supervised = "supervised"
 
 
 class ObjectiveName(Enum):
@@ -218,7 +230,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     schedule: str = "cosine"
     """'cosine' (with warm-up) or 'constant'."""
-    warmup_steps: int = 100
+    warmup: float = 0.1
+    """Share of the run's optimiser steps spent in linear warm-up (in [0, 1)): a fraction,
+    so that a short run on a small file is not all warm-up."""
     grad_clip: float = 1.0
     patience: int = 3
     """Epochs without validation improvement before early stopping."""
@@ -306,6 +320,12 @@ class Config:
     logger: LoggerConfig = MISSING
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     pca: PCAConfig = field(default_factory=PCAConfig)
+    setting: DetectionSetting | None = None
+    """Detection setting: 'unsupervised' (train on unlabelled, contaminated data),
+    'semi_supervised' (train on the normal training sequences only) or 'supervised' (train on
+    the labels). Chosen with the ``setting`` group, which also picks a fitting objective; null
+    (``setting=auto``): the detector's own (supervised for the classify objectives and the
+    supervised baselines, unsupervised otherwise), resolved before the run id is taken."""
     experiment_name: str = "default"
     """Results go to <results_dir>/<experiment_name>/<run_id>/."""
     seed: int = 0
@@ -333,17 +353,6 @@ class Config:
     claimed numbers live), the choices it leaves open, and ``sizes`` per scale."""
 
 
-# Keys that do not change what a run computes: left out of the run id.
-NOISE_KEYS: tuple[str, ...] = (
-    "logger",
-    "results_dir",
-    "experiment_name",
-    "hydra",
-    "resume",
-    "dry_run",
-    "scale",  # its effect is in the values it selects, which stay in the id
-    "reproduction",
-)
 RESUME_CHOICES: tuple[str, ...] = ("ok", "finished", "none")
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -371,8 +380,44 @@ def register_configs() -> None:
     cs.store(group="dataset", name="public_schema", node=PublicDatasetConfig)
 
 
+class NotApplicableError(ConfigError):
+    """The detector does not run in the chosen detection setting (in a sweep: skipped)."""
+
+
+def resolved_setting(cfg: Config) -> str:
+    """``cfg.setting``, or the detector's own default when it is null."""
+    if cfg.setting is not None:
+        return cfg.setting.value
+    return supported_settings(cfg.model.name.value, cfg.objective.name.value)[0]
+
+
+def with_setting(cfg: Config) -> Config:
+    """``cfg`` with its detection setting resolved (never null)."""
+    return replace(cfg, setting=DetectionSetting(resolved_setting(cfg)))
+
+
+def check_setting(cfg: Config) -> None:
+    model, objective = cfg.model.name.value, cfg.objective.name.value
+    supported = supported_settings(model, objective)
+    setting = resolved_setting(cfg)
+    if setting in supported:
+        return
+    what = f"model={model}" if model in BASELINES else f"objective={objective}"
+    fix = (
+        f"use setting={supported[0]}"
+        if model in BASELINES
+        else "use objective=classify"
+        if setting == "supervised"
+        else "use a self-supervised objective (next_event, masked, forecast)"
+    )
+    raise NotApplicableError(
+        f"{what} runs in the {' and '.join(supported)} setting(s), not setting={setting}: {fix}"
+    )
+
+
 def check_config(cfg: Config) -> None:
     """Range and choice checks that the schema types cannot express."""
+    check_setting(cfg)
     ds = cfg.dataset
     seq, split = ds.sequence, ds.split
     _choice("dataset.sequence.session_by", seq.session_by, CHOICES["sequence.session_by"])
@@ -438,6 +483,8 @@ def check_config(cfg: Config) -> None:
     for key, value in (("train.lr", cfg.train.lr), ("train.pretrain_lr", cfg.train.pretrain_lr)):
         if value <= 0:
             raise ConfigError(f"{key}={value} must be > 0")
+    if not 0.0 <= cfg.train.warmup < 1.0:
+        raise ConfigError(f"train.warmup={cfg.train.warmup} is outside [0, 1) (a share of steps)")
     if cfg.train.pretrain_epochs < 0:
         raise ConfigError(f"train.pretrain_epochs={cfg.train.pretrain_epochs} must be >= 0")
     _choice("pca.statistic", cfg.pca.statistic, STATISTICS)

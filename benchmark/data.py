@@ -19,8 +19,10 @@ from benchmark.anomalies import (
     LabelledEvents,
     inject,
     supported_mix,
+    without_holdout,
 )
 from benchmark.anomalies.core import from_session_labels
+from benchmark.anomalies.inject import mix_weights, type_counts
 from benchmark.config import DatasetConfig, PublicDatasetConfig, SyntheticDatasetConfig
 from benchmark.errors import ConfigError
 from datasets.cache import cached_load
@@ -135,7 +137,7 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
         if real is not None
         else inject(
             splits[name],
-            anomaly,
+            anomaly if name == "test" else without_holdout(anomaly),
             rate=getattr(anomaly.contamination, name),
             seed=seeds[f"inject_{name}"],
             max_length=seq.max_length,
@@ -179,12 +181,33 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
         "load_events_per_second": len(dataset.events) / max(load_s, 1e-9),
         "inject_seconds": inject_s,
         "anomaly_types_skipped": skipped,
+        "real_labels": real is not None,
+        # Types injected into training and validation: a test type not among them is unseen.
+        "types_seen_in_training": [] if real is not None else _seen_types(anomaly),
         "lengths": asdict(lengths),
         "vocab": {"items": len(vocabs.item), "categories": len(vocabs.category)},
         "seeds": seeds,
         "splits": {name: split_summary(lab, arrays[name]) for name, lab in labelled.items()},
+        "per_type_asked": {
+            name: _asked(anomaly if name == "test" else without_holdout(anomaly), name, lab)
+            for name, lab in labelled.items()
+            if real is None
+        },
     }
     return PreparedData(dataset.name, dataset.modalities, labelled, arrays, vocabs, summary, cards)
+
+
+def _asked(anomaly: AnomalyConfig, split: str, lab: LabelledEvents) -> dict[str, int]:
+    """Sequences per type the mix asked for in ``split``; a type that fewer victims could
+    host gets fewer (``splits.<split>.per_type``): victims are drawn first, types second."""
+    rate = getattr(anomaly.contamination, split)
+    hostable = len(lab.label) if lab.population is None else int(lab.population.sum())
+    return type_counts(round(rate * hostable), mix_weights(anomaly))
+
+
+def _seen_types(anomaly: AnomalyConfig) -> list[str]:
+    weights = mix_weights(without_holdout(anomaly))
+    return [name for name, w in weights.items() if w > 0]
 
 
 def _injects(anomaly: AnomalyConfig) -> bool:

@@ -23,7 +23,47 @@ ADAPTERS: dict[str, str] = {
     "torch": "benchmark.adapters.torch_adapter",
     "jax": "benchmark.adapters.jax_adapter",
 }
-BASELINES: tuple[str, ...] = ("random", "iforest", "markov")
+BASELINES: tuple[str, ...] = (
+    "random",
+    "iforest",
+    "markov",
+    "lof",
+    "hgb",
+    "logreg",
+    "selection_probe",
+)
+
+# Detection settings: which labels training may use. Detectors are ranked within one only.
+UNSUPERVISED = "unsupervised"  # training data unlabelled and contaminated
+SEMI_SUPERVISED = "semi_supervised"  # training data known to be normal (anomalies removed)
+SUPERVISED = "supervised"  # training labels used
+SETTINGS: tuple[str, ...] = (UNSUPERVISED, SEMI_SUPERVISED, SUPERVISED)
+UNLABELLED = (UNSUPERVISED, SEMI_SUPERVISED)
+
+# The settings each deep objective and each baseline supports (the first is its default).
+OBJECTIVE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "classify": (SUPERVISED,),
+    "classify_type": (SUPERVISED,),
+    "next_event": UNLABELLED,
+    "masked": UNLABELLED,
+    "forecast": UNLABELLED,
+}
+BASELINE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "random": SETTINGS,
+    "iforest": UNLABELLED,
+    "markov": UNLABELLED,
+    "lof": UNLABELLED,
+    "hgb": (SUPERVISED,),
+    "logreg": (SUPERVISED,),
+    "selection_probe": (SUPERVISED,),
+}
+
+
+def supported_settings(model: str, objective: str) -> tuple[str, ...]:
+    """The detection settings ``model`` (with ``objective``, for a deep detector) runs in."""
+    if model in BASELINES:
+        return BASELINE_SETTINGS[model]
+    return OBJECTIVE_SETTINGS[objective]
 
 
 @dataclass(frozen=True)

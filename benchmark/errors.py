@@ -11,6 +11,10 @@ class ConfigError(UserError):
     """A config value out of range or not among the allowed choices."""
 
 
+class EvaluationError(UserError):
+    """The data cannot be evaluated (too few anomalous or normal sequences in a split)."""
+
+
 class ResultsWriteError(UserError):
     """The results directory cannot be created or written (permissions, disk full)."""
 
@@ -20,7 +24,7 @@ class TrainingDivergedError(UserError, FloatingPointError):
 
     def __init__(self, what: str) -> None:
         super().__init__(
-            f"{what} (training diverged): lower train.lr, raise train.warmup_steps or keep "
+            f"{what} (training diverged): lower train.lr, raise train.warmup or keep "
             "train.grad_clip > 0"
         )
 

@@ -14,6 +14,34 @@ def canonical(config: Mapping[str, Any], noise_keys: tuple[str, ...]) -> str:
     return json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# Keys that do not change what a run computes: left out of the run id.
+NOISE_KEYS: tuple[str, ...] = (
+    "logger",
+    "results_dir",
+    "experiment_name",
+    "hydra",
+    "resume",
+    "dry_run",
+    "scale",  # its effect is in the values it selects, which stay in the id
+    "reproduction",
+)
+BASELINE_FRAMEWORK = "numpy"
+
+
+def ignored_sections(framework: str) -> tuple[str, ...]:
+    """Config sections a detector ignores, left out of its identity: a baseline (framework
+    ``numpy``) is the same run whichever framework or objective the sweep around it names."""
+    return ("framework", "objective") if framework == BASELINE_FRAMEWORK else ()
+
+
+def replicate_key(record: Mapping[str, Any], length: int = 10) -> str:
+    """The hash of a run record's config without its seed (and noise keys, and the sections
+    its detector ignores): runs with equal keys differ in the seed alone, so they are
+    replicates of one configuration and only they may be pooled over seeds."""
+    ignored = ignored_sections(str(record.get("framework")))
+    return run_id(record.get("config", {}), (*NOISE_KEYS, *ignored, "seed"), length)
+
+
 def run_id(config: Mapping[str, Any], noise_keys: tuple[str, ...], length: int = 10) -> str:
     """Short SHA-1 of the canonical config (noise keys such as logging excluded)."""
     digest = hashlib.sha1(canonical(config, noise_keys).encode("utf-8")).hexdigest()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,21 +172,58 @@ def per_type_roc_auc(
     names: tuple[str, ...],
     eligible: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """ROC-AUC of each anomaly type against the normal sequences (types absent: left out).
+    """ROC-AUC of each anomaly type against its reference normals (types absent: left out).
 
-    With ``eligible`` ((N, n_types) bool), a type is compared only with the normal sequences it
-    could have been injected into, so selection (e.g. "needs a purchase") is not scored as
-    detection."""
+    Without ``eligible`` the reference is every normal sequence. With ``eligible`` ((N,
+    n_types) bool) it is the normal sequences the type could have been injected into, each
+    weighted so that their mix of eligibility patterns (which types a sequence could host)
+    matches the type's victims (``matched_weights``): neither "needs a purchase" nor the
+    victim assignment among types can be scored as detection."""
     labels, scores = _check(labels, scores)
     types = np.asarray(types)
     out = {}
     for code, name in enumerate(names):
         rows = (types == code) & labels
-        normals = ~labels if eligible is None else ~labels & eligible[:, code]
+        if eligible is None:
+            normals, weight = ~labels, None
+        else:
+            normals = ~labels & eligible[:, code]
+            weight = matched_weights(eligible, rows, normals)
+            rows = rows & (weight > 0)
+            normals = normals & (weight > 0)
         if rows.any() and normals.any():
             keep = rows | normals
-            out[name] = roc_auc(labels[keep], scores[keep])
+            out[name] = weighted_roc_auc(
+                labels[keep], scores[keep], None if weight is None else weight[keep]
+            )
     return out
+
+
+def eligibility_patterns(eligible: np.ndarray) -> np.ndarray:
+    """(N,) int: one code per distinct row of ``eligible`` (which types a sequence can host)."""
+    return np.unique(np.asarray(eligible, dtype=bool), axis=0, return_inverse=True)[1].ravel()
+
+
+def matched_weights(eligible: np.ndarray, victims: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """(N,) weights: 1 for ``victims``; for ``normals``, the victims' share of the normal's
+    eligibility pattern over the normals' share of it (0 outside both sets, and for victims
+    whose pattern no normal has: they have no reference)."""
+    pattern = eligibility_patterns(eligible)
+    n_patterns = int(pattern.max()) + 1 if len(pattern) else 0
+    v = np.bincount(pattern[victims], minlength=n_patterns).astype(float)
+    n = np.bincount(pattern[normals], minlength=n_patterns).astype(float)
+    if v.sum() == 0 or n.sum() == 0:
+        return np.zeros(len(pattern))
+    ratio = np.divide(v / v.sum(), n / n.sum(), out=np.zeros(n_patterns), where=n > 0)
+    weight = np.where(normals, ratio[pattern], 0.0)
+    return np.where(victims & (n[pattern] > 0), 1.0, weight)
+
+
+def weighted_roc_auc(labels: np.ndarray, scores: np.ndarray, weight: np.ndarray | None) -> float:
+    """ROC-AUC with per-sequence weights (scikit-learn's; NaN if one class)."""
+    if not _both_classes(np.asarray(labels, dtype=bool)):
+        return float("nan")
+    return float(roc_auc_score(labels, scores, sample_weight=weight))
 
 
 def bootstrap_ci(
@@ -254,10 +292,23 @@ def evaluate(
     mask: np.ndarray | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    population: np.ndarray | None = None,
 ) -> dict:
     """Every test-set metric of the run record. ``threshold`` must come from
     :func:`fit_threshold` on validation data: this function never sees validation labels and
-    never fits anything on the test labels except the oracle it names as such."""
+    never fits anything on the test labels except the oracle it names as such.
+
+    ``population`` ((N,) bool) restricts every metric to the reference population (the
+    sequences that could host an anomaly of the mix); the others are counted, not scored."""
+    n_all = len(np.ravel(labels))
+    if population is not None:
+        keep = np.asarray(population, dtype=bool)
+        labels, scores, types = (np.asarray(x)[keep] for x in (labels, scores, types))
+        eligible = None if eligible is None else eligible[keep]
+        if event_scores is not None and event_labels is not None and mask is not None:
+            event_labels, event_scores, mask = (
+                np.asarray(x)[keep] for x in (event_labels, event_scores, mask)
+            )
     decision = decide(labels, scores, threshold)
     n_anomalies = int(np.sum(labels))
     return {
@@ -281,4 +332,5 @@ def evaluate(
         ),
         "n_test": len(np.ravel(labels)),
         "n_test_anomalies": n_anomalies,
+        "n_test_outside_population": n_all - len(np.ravel(labels)),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import sys
 import time
@@ -19,17 +20,19 @@ from benchmark.data import PreparedData
 from benchmark.detectors import (
     ADAPTERS,
     BASELINES,
+    SEMI_SUPERVISED,
+    SUPERVISED,
     DataInfo,
     DetectorSpec,
     Scores,
     create,
     framework_of,
 )
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, EvaluationError
 from benchmark.metrics import evaluate, fit_threshold, roc_auc
 from benchmark.pca import PCAModel, fit_pca, pca_scores
 from benchmark.store import SCORES_FILE
-from benchmark.timing import Plan, ScoreProbe, TimingProtocol, measure
+from benchmark.timing import Plan, ScoreProbe, TimingProtocol, current_rss_mb, measure
 from datasets.features import (
     N_DEVICES,
     N_EVENT_TYPES,
@@ -38,7 +41,6 @@ from datasets.features import (
     UNKNOWN,
     SequenceArrays,
 )
-from models_common.config import CLASSIFY_OBJECTIVES
 
 log = logging.getLogger("benchmark")
 
@@ -92,9 +94,15 @@ def detect(
         seed=config.seed,
         run_dir=run_dir,
     )
+    setting = config.setting.value
+    check_evaluable(prepared, setting)
     phase("build")
+    importlib.import_module(ADAPTERS[framework_of(model, framework)])  # before the baseline
+    record["rss_before_detector_mb"] = current_rss_mb()
     detector = create(model, framework, spec)
-    train, val, test = (prepared.arrays[s] for s in ("train", "val", "test"))
+    val, test = prepared.arrays["val"], prepared.arrays["test"]
+    train = training_view(prepared.arrays["train"], setting)
+    record["training_sequences"] = len(train)
     phase("train")
     start = time.perf_counter()
     if config.checkpoint:
@@ -115,11 +123,17 @@ def detect(
         infer_seconds += time.perf_counter() - start
     phase("evaluate")
     ev = config.evaluation
+    val_in = population(prepared, "val")
     threshold = fit_threshold(
-        val.label, val_scores.sequence, ev.threshold, ev.target_fpr, ev.fixed_threshold
+        val.label[val_in],
+        val_scores.sequence[val_in],
+        ev.threshold,
+        ev.target_fpr,
+        ev.fixed_threshold,
     )
     lab = prepared.labelled["test"]
     record["metrics"] = evaluate(
+        population=population(prepared, "test"),
         threshold=threshold,
         labels=test.label,
         scores=test_scores.sequence,
@@ -149,17 +163,75 @@ def detect(
     return detector
 
 
+# Fewer anomalous or normal sequences than this in the validation or test population and a
+# ROC-AUC, a fitted threshold or an interval means nothing: the run fails before training.
+MIN_PER_CLASS = 5
+
+
+def population(prepared: PreparedData, split: str) -> np.ndarray:
+    """(N,) bool: the split's reference population (sequences that could host a type of the
+    mix; every sequence under real labels)."""
+    lab = prepared.labelled[split]
+    return lab.population if lab.population is not None else np.ones(len(lab.label), bool)
+
+
+def training_view(train: SequenceArrays, setting: str) -> SequenceArrays:
+    """What training may see: every sequence with its labels (supervised), the normal ones
+    only (semi-supervised), or every sequence with its labels erased (unsupervised, so no
+    detector can use them even by mistake)."""
+    if setting == SUPERVISED:
+        return train
+    if setting == SEMI_SUPERVISED:
+        return train.take(np.flatnonzero(~train.label))
+    hidden = replace(
+        train,
+        label=np.zeros_like(train.label),
+        event_label=np.zeros_like(train.event_label),
+        anomaly_class=None if train.anomaly_class is None else np.zeros_like(train.anomaly_class),
+    )
+    return hidden
+
+
+def check_evaluable(prepared: PreparedData, setting: str = SUPERVISED) -> None:
+    """Fail with the fix when validation or test cannot be evaluated, or when supervised
+    training has no anomalies to learn from."""
+    if setting == SUPERVISED:
+        n_train = int(prepared.labelled["train"].label.sum())
+        if n_train < MIN_PER_CLASS:
+            raise EvaluationError(
+                f"supervised training needs at least {MIN_PER_CLASS} anomalous training "
+                f"sequences but has {n_train}: raise anomaly.contamination.train or use "
+                "setting=unsupervised or setting=semi_supervised"
+            )
+    for split in ("val", "test"):
+        labels = prepared.labelled[split].label[population(prepared, split)]
+        anomalous, normal = int(labels.sum()), int((~labels).sum())
+        if min(anomalous, normal) < MIN_PER_CLASS:
+            more = (
+                ""
+                if prepared.summary.get("real_labels")
+                else f"raise anomaly.contamination.{split} (anomaly=none injects nothing), "
+            )
+            raise EvaluationError(
+                f"the {split} split has {anomalous} anomalous and {normal} normal sequences; "
+                f"evaluating needs at least {MIN_PER_CLASS} of each: {more}use more data (a "
+                f"larger file or dataset.max_rows) or a larger dataset.split.{split} share"
+            )
+
+
 def fit_representation_pca(detector, train: SequenceArrays, config) -> tuple[PCAModel, dict]:
     """PCA of the trained detector's pooled sequence representations, fitted on the training
-    split only: on its normal-labelled sequences when the objective is supervised (it has
-    used the labels already), on all of them otherwise (labels stay unused)."""
-    supervised = config.objective.name.value in CLASSIFY_OBJECTIVES
-    rows = np.flatnonzero(~train.label) if supervised else np.arange(len(train.label))
+    split as the detection setting shows it (``training_view``) and on its normal-labelled
+    rows: supervised, the labels were used already; unsupervised, they are erased, so every
+    row; semi-supervised, every row is normal."""
+    rows = np.flatnonzero(~train.label)
     pca = fit_pca(detector.represent(train)[rows], config.pca.components)
     summary = {
         "components": pca.k,
         "statistic": config.pca.statistic,
-        "fit_on": "normal training sequences" if supervised else "all training sequences",
+        "fit_on": "normal training sequences"
+        if train.label.any()
+        else "all training sequences (labels unused)",
         "n_fit": len(rows),
         "explained_variance_ratio": pca.explained_variance_ratio,
     }
@@ -258,7 +330,9 @@ def release_device_memory(framework: str) -> None:
         release()
 
 
-def timing_plan(config, train_batch_size: int | None = None) -> Plan:
+def timing_plan(
+    config, train_batch_size: int | None = None, rss_before_mb: float | None = None
+) -> Plan:
     t = config.timing
     protocol = TimingProtocol(
         warmup=t.warmup_steps,
@@ -271,11 +345,16 @@ def timing_plan(config, train_batch_size: int | None = None) -> Plan:
         batch_sizes=tuple(t.batch_sizes),
         latency_batch_sizes=tuple(t.latency_batch_sizes),
         train_batch_size=(train_batch_size or config.train.batch_size) if t.train else None,
+        rss_before_mb=rss_before_mb,
     )
 
 
 def time_detector(
-    detector, data: SequenceArrays, config, train_batch_size: int | None = None
+    detector,
+    data: SequenceArrays,
+    config,
+    train_batch_size: int | None = None,
+    rss_before_mb: float | None = None,
 ) -> dict:
     """The timing protocol on ``data`` (the test split) after the metrics are recorded; the
     training steps it times leave the weights as they were (at ``train_batch_size`` when an
@@ -285,7 +364,7 @@ def time_detector(
         if hasattr(detector, "speed_probe")
         else ScoreProbe(detector, data)
     )
-    return measure(probe, timing_plan(config, train_batch_size))
+    return measure(probe, timing_plan(config, train_batch_size, rss_before_mb))
 
 
 def load_weights(detector, path: str, model: str, config) -> dict:
@@ -315,7 +394,12 @@ def save_scores(path: Path, prepared: PreparedData, val: Scores, test: Scores) -
         "val_score": val.sequence,
         "val_label": prepared.arrays["val"].label,
         "type_names": np.array(lab.type_names),
+        # The reference populations of the metrics (see benchmark.metrics.evaluate).
+        "test_population": population(prepared, "test"),
+        "val_population": population(prepared, "val"),
     }
+    if lab.eligible is not None:
+        arrays["test_eligible"] = lab.eligible
     if test.event is not None:
         arrays.update(
             test_event_score=test.event, test_event_label=arr.event_label, test_mask=arr.mask

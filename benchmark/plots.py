@@ -17,7 +17,7 @@ import itertools
 import matplotlib.pyplot as plt
 import numpy as np
 
-from benchmark.metrics import pr_curve, roc_auc, roc_curve
+from benchmark.metrics import per_type_roc_auc, pr_curve, roc_auc, roc_curve
 from benchmark.selection import Row, pareto_optimal
 from benchmark.stats import Friedman
 from benchmark.store import SCORES_FILE
@@ -94,7 +94,8 @@ def roc_pr(rows: list[Row], title: str, stem: Path) -> Path | None:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
     for i, (row, s) in enumerate(loaded):
-        labels, scores = s["test_label"].astype(bool), s["test_score"]
+        keep = s["test_population"].astype(bool) if "test_population" in s else slice(None)
+        labels, scores = s["test_label"].astype(bool)[keep], s["test_score"][keep]
         fpr, tpr = roc_curve(labels, scores)
         recall, precision = pr_curve(labels, scores)
         auc = roc_auc(labels, scores)
@@ -115,20 +116,22 @@ def roc_pr(rows: list[Row], title: str, stem: Path) -> Path | None:
 
 def auc_by_severity(scores: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per anomaly type: (bin centres, ROC-AUC of that type's sequences in each severity bin
-    against all normal test sequences); bins with no sequence are left out."""
+    against the type's reference normals, as in the per-type table: the normal sequences it
+    could have hit, matched to its victims' eligibility patterns); empty bins left out."""
     labels, s = scores["test_label"].astype(bool), scores["test_score"]
     types, severity = scores["test_type"], scores["test_severity"]
     names = [str(n) for n in scores["type_names"]]
-    normal = ~labels
+    eligible = scores.get("test_eligible")
     out = {}
     for t, name in enumerate(names):
         centres, aucs = [], []
         for lo, hi in itertools.pairwise(SEVERITY_BINS):
             hit = labels & (types == t) & (severity >= lo) & (severity < hi)
-            if hit.any() and normal.any():
-                keep = hit | normal
+            in_bin = np.where(hit, t, -1)
+            auc = per_type_roc_auc(labels, in_bin, s, tuple(names), eligible).get(name)
+            if auc is not None:
                 centres.append(min(hi, 1.0) / 2 + lo / 2)
-                aucs.append(roc_auc(hit[keep], s[keep]))
+                aucs.append(auc)
         if centres:
             out[name] = (np.array(centres), np.array(aucs))
     return out
@@ -157,7 +160,7 @@ def severity(row: Row, title: str, stem: Path) -> Path | None:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("injected severity (bin centre; 0 = looks normal, 1 = blatant)")
-    ax.set_ylabel("ROC-AUC vs normal test sequences")
+    ax.set_ylabel("ROC-AUC vs the type's reference normals")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower right")

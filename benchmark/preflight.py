@@ -64,6 +64,10 @@ def compose_config(overrides: list[str], conf_dir: str, with_hydra: bool = False
         GlobalHydra.instance().clear()
 
 
+# Config nodes whose keys are names the user picks (anomaly types of a plugin, their knobs).
+OPEN_NODES = ("anomaly.mix.", "anomaly.params.")
+
+
 def describe(err: BaseException, overrides: list[str], conf_dir: str) -> str:
     """One line naming the key (or group) at fault and what it accepts."""
     from hydra.errors import MissingConfigException
@@ -77,6 +81,11 @@ def describe(err: BaseException, overrides: list[str], conf_dir: str) -> str:
         key = getattr(e, "full_key", None)
         if isinstance(e, ConfigKeyError | ConfigAttributeError) and key:
             allowed = _sibling_keys(key, overrides, conf_dir)
+            if key.startswith(OPEN_NODES):  # keys of the user's choosing: new ones need a '+'
+                return (
+                    f"'{key}' is not set; set already here: {allowed} (a new key here, e.g. "
+                    f"a type of your own, takes a leading '+': +{key}=...)"
+                )
             return f"unknown config key '{key}'; allowed here: {allowed}"
         if isinstance(e, ValidationError) and key:
             return f"bad value for '{key}': {_first_line(e)}"

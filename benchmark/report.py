@@ -24,13 +24,15 @@ from benchmark import plots
 from benchmark.selection import (
     CrossSetting,
     Row,
+    SeenUnseen,
     aggregate,
     cross_setting,
     failed_records,
     latency_of,
     ok_records,
+    ranks_inversely,
     recommendations,
-    setting_of,
+    seen_vs_unseen,
 )
 from benchmark.table import load_records, results_dir_arg
 from benchmark.timing import batch_size_of
@@ -84,8 +86,9 @@ class Report:
     root: Path
     out_dir: Path
     sections: list[Section]
-    cross: CrossSetting
-    cd_plot: Path | None
+    cross: list[CrossSetting]  # one per detection setting
+    unseen: list[SeenUnseen]  # per-type ROC-AUC seen vs held out of training
+    cd_plots: dict[str, Path]  # detection setting -> critical-difference diagram
     failures: list[dict]
     hardware: str
 
@@ -108,11 +111,11 @@ def fmt(value, digits: int = 3) -> str:
 def cells(row: Row) -> dict[str, str]:
     return {
         "rank": str(row.rank),
-        "model": row.model,
+        "model": row.model + (f" [{row.variant}]" if row.variant else ""),
         "framework": row.framework,
         "objective": row.objective,
         "seeds": str(len(row.seeds)),
-        "roc_auc": fmt(row.roc_auc_mean),
+        "roc_auc": fmt(row.roc_auc_mean) + (" (inverse)" if ranks_inversely(row) else ""),
         "roc_auc_95ci": f"[{fmt(row.roc_auc_low)}, {fmt(row.roc_auc_high)}]",
         "pr_auc": fmt(row.pr_auc),
         "f1": fmt(row.f1),
@@ -204,19 +207,24 @@ def build(root: Path, out_dir: Path | None = None) -> Report:
     sections = []
     for setting in sorted({r.setting for r in rows}):
         mine = [r for r in rows if r.setting == setting]
-        runs = [r for r in ok_records(records) if setting_of(r) == setting]
+        runs = [run for row in mine for run in row.records]
         measure = " / ".join(sorted({latency_of(r)[1] for r in runs}))
         section = Section(setting, mine, measure, recommendations(mine, hardware, measure))
         section.speed = speed_table(runs)
         section.plots = draw_section(section, runs, plot_dir / slug(setting))
         sections.append(section)
     cross = cross_setting(rows)
-    cd_plot = (
-        plots.critical_difference(cross.friedman, plot_dir / "critical-difference")
-        if cross.friedman is not None
-        else None
+    cd_plots = {
+        c.detection: plots.critical_difference(
+            c.friedman, plot_dir / f"critical-difference-{slug(c.detection)}"
+        )
+        for c in cross
+        if c.friedman is not None
+    }
+    unseen = seen_vs_unseen(records)
+    return Report(
+        Path(root), out_dir, sections, cross, unseen, cd_plots, failed_records(records), hardware
     )
-    return Report(Path(root), out_dir, sections, cross, cd_plot, failed_records(records), hardware)
 
 
 def draw_section(section: Section, runs: list[dict], stem: Path) -> dict[str, Path]:
@@ -310,7 +318,17 @@ def to_markdown(report: Report) -> str:
         if s.speed[1]:
             out += ["", "### Speed (timing protocol)", "", SPEED_NOTE, "", markdown_table(*s.speed)]
         out += ["", "### Recommendation", ""] + [f"- {line}" for line in s.recommendations]
-    out += ["", "## Across settings", "", cross_text(report.cross)]
+    if report.unseen:
+        out += [
+            "",
+            "## Unseen anomaly types",
+            "",
+            UNSEEN_NOTE,
+            "",
+            markdown_table(*unseen_table(report.unseen)),
+        ]
+    for c in report.cross:
+        out += ["", f"## Across settings: {c.detection}", "", cross_text(c)]
     if report.failures:
         out += ["", "## Failed runs", ""]
         out += [failure_line(f) for f in report.failures]
@@ -327,9 +345,34 @@ def failure_line(record: dict) -> str:
     )
 
 
+UNSEEN_NOTE = (
+    "Per-type test ROC-AUC of each detector on the types it trained on (seen) and on the types "
+    "held out of its training and validation (anomaly.holdout; unseen), each the mean over the "
+    "runs of that kind, over the types that were both; gap = unseen - seen."
+)
+
+
+def unseen_table(entries: list[SeenUnseen]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the seen-vs-unseen table."""
+    types = sorted({t for e in entries for t in e.types})
+    body = [
+        [
+            e.setting,
+            e.name,
+            fmt(e.mean("seen")),
+            fmt(e.mean("unseen")),
+            f"{e.mean('unseen') - e.mean('seen'):+.3f}",
+            *(f"{fmt(e.seen[t])} / {fmt(e.unseen[t])}" if t in e.types else "-" for t in types),
+        ]
+        for e in entries
+    ]
+    per_type = (f"{t} (seen / unseen)" for t in types)
+    return ["setting", "detector", "seen", "unseen", "gap", *per_type], body
+
+
 def cross_text(cross: CrossSetting) -> str:
     if cross.friedman is None:
-        return f"No cross-setting ranking: {cross.note}."
+        return f"No cross-setting ranking of the {cross.detection} detectors: {cross.note}."
     f = cross.friedman
     lines = [
         f"Friedman test over {f.n_blocks} settings: chi2 = {f.statistic:.3f}, p = {f.pvalue:.3g} "
@@ -344,8 +387,8 @@ def cross_text(cross: CrossSetting) -> str:
     if cross.holm:
         lines += [
             "",
-            "Wilcoxon signed-rank vs the best average rank over (setting, seed) pairs, "
-            "Holm-corrected:",
+            "Wilcoxon signed-rank vs the best average rank over the settings' means (one "
+            "value per detector and setting), Holm-corrected:",
             "",
             markdown_table(
                 ["detector", "p", "Holm p"],
@@ -511,8 +554,18 @@ def to_html(report: Report) -> str:
         parts += [f"<li>{_md_inline(line)}</li>" for line in s.recommendations]
         parts += ["</ul>"]
         parts += [_img(p, name.replace("_", " ")) for name, p in s.plots.items()]
-    parts += ["<h2>Across settings</h2>", f"<pre>{html.escape(cross_text(report.cross))}</pre>"]
-    parts.append(_img(report.cd_plot, "critical difference diagram"))
+    if report.unseen:
+        parts += [
+            "<h2>Unseen anomaly types</h2>",
+            f"<p>{html.escape(UNSEEN_NOTE)}</p>",
+            _html_table(*unseen_table(report.unseen)),
+        ]
+    for c in report.cross:
+        parts += [
+            f"<h2>Across settings: {html.escape(c.detection)}</h2>",
+            f"<pre>{html.escape(cross_text(c))}</pre>",
+        ]
+        parts.append(_img(report.cd_plots.get(c.detection), "critical difference diagram"))
     if report.failures:
         parts += ["<h2>Failed runs</h2><ul>"]
         parts += [

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.atomic import write_atomic
+from benchmark.identity import NOISE_KEYS, ignored_sections, replicate_key
 from benchmark.report import failure_line, markdown_table
+from benchmark.selection import differing_keys, latest_per_run, one_per_seed
 from benchmark.stats import MeanCI, mean_ci
 from benchmark.store import RECORD_FILE
 
@@ -56,6 +58,11 @@ class Group:
     seeds: tuple[int, ...]
     train_majority_accuracy: MeanCI  # share of the largest class (normal) in training
     alternative_roc_auc: dict[str, MeanCI]  # other scores of the same runs (e.g. beside PCA)
+    variant: str = ""  # config keys it differs on from a group of the same name, if any
+
+    @property
+    def label(self) -> str:
+        return self.model + (f" [{self.variant}]" if self.variant else "")
 
 
 @dataclass(frozen=True)
@@ -118,15 +125,32 @@ def train_majority_accuracy(record: dict) -> float:
     return 1.0 - record["data"]["splits"]["train"]["contamination"]
 
 
+def row_variants(by_row: dict[tuple, list[dict]]) -> dict[tuple, str]:
+    """For rows sharing dataset, model and framework: the config keys they differ on."""
+    out = dict.fromkeys(by_row, "")
+    names: dict[tuple, list[tuple]] = defaultdict(list)
+    for key in by_row:
+        names[key[:3]].append(key)
+    for keys in names.values():
+        if len(keys) > 1:
+            configs = [by_row[k][0].get("config", {}) for k in keys]
+            ignore = ("seed", *NOISE_KEYS, *ignored_sections(by_row[keys[0]][0]["framework"]))
+            out.update(zip(keys, differing_keys(configs, ignore), strict=True))
+    return out
+
+
 def summarise(experiment: str, records: list[dict]) -> Setup:
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") == "failed"]
     if not ok and not failed:
         raise ValueError(f"{experiment}: no finished runs")
     config = (ok or failed)[0]["config"]
-    by_row: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for r in ok:
-        by_row[(r["dataset"], r["model"], r["framework"])].append(r)
+    # Pooled as seeds only when the configs differ in the seed alone (so scale=ci and
+    # scale=paper runs, or two sweeps of other sizes, are rows of their own), one run per seed.
+    by_row: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
+    for r in latest_per_run(ok):
+        by_row[(r["dataset"], r["model"], r["framework"], replicate_key(r))].append(r)
+    variants = row_variants(by_row)
     groups = [
         Group(
             dataset=dataset,
@@ -134,11 +158,13 @@ def summarise(experiment: str, records: list[dict]) -> Setup:
             framework=framework,
             metrics=run_metrics(runs),
             majority_accuracy=mean_ci([majority_accuracy(r) for r in runs]),
-            seeds=tuple(sorted(r["seed"] for r in runs)),
+            seeds=tuple(r["seed"] for r in runs),
             train_majority_accuracy=mean_ci([train_majority_accuracy(r) for r in runs]),
             alternative_roc_auc=alternative_roc_auc(runs),
+            variant=variants[key],
         )
-        for (dataset, model, framework), runs in sorted(by_row.items())
+        for key, runs in sorted((k, one_per_seed(v)) for k, v in by_row.items())
+        for dataset, model, framework, _ in [key]
     ]
     ev = config["evaluation"]
     return Setup(
@@ -168,7 +194,7 @@ def gap_facts(setup: Setup) -> list[str]:
     for g in setup.groups:
         acc, base = g.metrics["accuracy"].mean, g.majority_accuracy.mean
         facts.append(
-            f"{g.dataset} / {g.model} / {g.framework}: accuracy {acc:.3f} against "
+            f"{g.dataset} / {g.label} / {g.framework}: accuracy {acc:.3f} against "
             f"{base:.3f} for calling every sequence normal (class imbalance); ROC-AUC "
             f"{g.metrics['roc_auc'].mean:.3f} measures the ranking whatever the threshold."
         )
@@ -177,12 +203,12 @@ def gap_facts(setup: Setup) -> list[str]:
                 f"{name} {ci.mean:.3f}" for name, ci in g.alternative_roc_auc.items()
             )
             facts.append(
-                f"{g.dataset} / {g.model} / {g.framework}: ROC-AUC of the other scores "
+                f"{g.dataset} / {g.label} / {g.framework}: ROC-AUC of the other scores "
                 f"of the same runs: {others}."
             )
         if "train_accuracy_first_epoch" in g.metrics:
             facts.append(
-                f"{g.dataset} / {g.model} / {g.framework}: training accuracy "
+                f"{g.dataset} / {g.label} / {g.framework}: training accuracy "
                 f"{g.metrics['train_accuracy_first_epoch'].mean:.3f} in the first epoch and "
                 f"{g.metrics['train_accuracy_last_epoch'].mean:.3f} in the last, against "
                 f"{g.train_majority_accuracy.mean:.3f} for always answering the largest "
@@ -223,7 +249,7 @@ def setup_markdown(setup: Setup) -> str:
     else:
         lines.append("**Claimed:** no numbers (the article names its metrics only).")
     measured = [
-        [g.dataset, g.model, g.framework, ",".join(str(s) for s in g.seeds)]
+        [g.dataset, g.label, g.framework, ",".join(str(s) for s in g.seeds)]
         + [_cell(g.metrics.get(m), bounded=m not in UNBOUNDED) for m in shown]
         for g in setup.groups
     ]
@@ -236,7 +262,7 @@ def setup_markdown(setup: Setup) -> str:
         markdown_table(["dataset", "model", "framework", "seeds", *shown], measured),
     ]
     if claimed:
-        columns = [f"{g.dataset}/{g.model}/{g.framework}" for g in setup.groups]
+        columns = [f"{g.dataset}/{g.label}/{g.framework}" for g in setup.groups]
         verdicts = [
             [name, f"{value:g}"]
             + [

@@ -35,11 +35,13 @@ import numpy as np
 import psutil
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark import strict_json
 from benchmark.atomic import atomic_path, write_atomic
-from benchmark.config import NOISE_KEYS, Config, check_config
+from benchmark.config import Config, check_config, with_setting
 from benchmark.data import PreparedData, data_path, prepare_data
-from benchmark.detectors import BASELINES
+from benchmark.detectors import framework_of
 from benchmark.errors import ResultsWriteError
+from benchmark.identity import NOISE_KEYS, ignored_sections
 from benchmark.identity import run_id as make_run_id
 from benchmark.pipeline import detect, time_detector
 from benchmark.store import RECORD_FILE, StoreError, append, attempts, store_path
@@ -128,12 +130,6 @@ def plain_dict(cfg: DictConfig | Config) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
-def ignored_by(model: str) -> tuple[str, ...]:
-    """Config sections a model ignores, left out of its run id: a baseline run is the same
-    run whichever framework or objective the sweep around it names."""
-    return ("framework", "objective") if model in BASELINES else ()
-
-
 class Phase:
     """The stage a run is in, named in the record when it fails there."""
 
@@ -147,10 +143,11 @@ class Phase:
 def run(cfg: DictConfig | Config) -> RunResult:
     """One run. A failure is recorded (status, phase, error) and then re-raised with the
     written :class:`RunResult` attached as ``run_result``."""
-    config = as_config(cfg)
+    config = with_setting(as_config(cfg))
     check_config(config)
-    resolved = plain_dict(cfg)
-    rid = make_run_id(resolved, NOISE_KEYS + ignored_by(config.model.name.value))
+    resolved = {**plain_dict(cfg), "setting": config.setting.value}
+    model = config.model.name.value
+    rid = make_run_id(resolved, NOISE_KEYS + ignored_sections(framework_of(model, "torch")))
     run_dir = Path(config.results_dir) / config.experiment_name / rid
     previous = previous_record(run_dir, move_aside=not config.dry_run)
     decision = decide(previous, config.resume)
@@ -188,7 +185,13 @@ def run(cfg: DictConfig | Config) -> RunResult:
             phase("timing")  # the metrics are in the record already: a failure here keeps them
             batch = record.get("oom_retry", {}).get("retried_with")
             record["timing"].update(
-                time_detector(detector, prepared.arrays["test"], config, train_batch_size=batch)
+                time_detector(
+                    detector,
+                    prepared.arrays["test"],
+                    config,
+                    train_batch_size=batch,
+                    rss_before_mb=record.get("rss_before_detector_mb"),
+                )
             )
         record["status"] = "ok"
     except BaseException as err:
@@ -257,7 +260,7 @@ def data_files(dataset: Any) -> list[dict]:
 
 
 def write_record(run_dir: Path, record: dict) -> None:
-    write_atomic(run_dir / RECORD_FILE, json.dumps(record, indent=2, default=_json_default))
+    write_atomic(run_dir / RECORD_FILE, strict_json.dumps(record, indent=2))
 
 
 def earlier_attempts(config: Config, rid: str) -> int:
@@ -286,9 +289,7 @@ def publish(config: Config, record: dict, run_dir: Path) -> None:
     record["tracking"] = track(config.logger, record, run_dir, Path(config.results_dir))
     write_record(run_dir, record)
     try:
-        append(
-            store_path(config.results_dir), json.loads(json.dumps(record, default=_json_default))
-        )
+        append(store_path(config.results_dir), strict_json.loads(strict_json.dumps(record)))
     except StoreError as err:
         log.warning("%s; the run folder keeps the record", err)
 
@@ -304,6 +305,7 @@ def base_record(config: Config, rid: str, run_dir: Path) -> dict:
         "model": config.model.name.value,
         "framework": config.framework.name.value,
         "objective": config.objective.name.value,
+        "setting": config.setting.value,
         "dataset": config.dataset.name,
         "anomaly": config.anomaly.name,
         "seed": config.seed,
@@ -395,17 +397,9 @@ def save_arrays(prepared: PreparedData, run_dir: Path) -> None:
     for split, arrays in prepared.arrays.items():
         with atomic_path(run_dir / f"{split}.npz") as tmp:
             np.savez_compressed(tmp, **{k: v for k, v in asdict(arrays).items() if v is not None})
-        lines = [json.dumps(d, default=_json_default) for d in prepared.labelled[split].details]
+        lines = [strict_json.dumps(d) for d in prepared.labelled[split].details]
         write_atomic(run_dir / f"{split}_anomalies.jsonl", "\n".join(lines) + "\n")
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

@@ -8,14 +8,16 @@ severity). Seeds are the replicates. Higher ROC-AUC is better; lower latency and
 
 from __future__ import annotations
 
+import json
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmark.identity import run_id
+from benchmark.identity import NOISE_KEYS, ignored_sections, replicate_key, run_id
 from benchmark.stats import (
+    UNIT_INTERVAL,
     Friedman,
     friedman,
     holm,
@@ -55,40 +57,53 @@ class Row:
     rank: int = 0
     pareto_latency: bool | None = None
     pareto_memory: bool | None = None
-    variant: str = ""  # config hash, shown only when two rows would share a name
+    variant: str = ""  # the config keys it differs on, shown only when two rows share a name
+    records: list[dict] = field(default_factory=list, repr=False)  # its runs, one per seed
+    detection: str = ""  # the detection setting: supervised, semi_supervised, unsupervised
+    latency_spread: tuple[float, float] | None = None  # lowest and highest block p99 (ms)
+    latency_interference: bool = False  # a run's p99/p50 says the machine interfered
 
     @property
     def name(self) -> str:
         parts = [self.model, self.framework] + ([self.objective] if self.objective != "-" else [])
-        return "/".join(parts) + (f"#{self.variant}" if self.variant else "")
+        return "/".join(parts) + (f" [{self.variant}]" if self.variant else "")
 
 
-SETTING_SECTIONS = ("dataset", "anomaly")
-CANDIDATE_SECTIONS = ("model", "framework", "objective", "train", "evaluation", "checkpoint")
+# What makes a setting: the data, its anomalies, and the detection setting (which labels
+# training may use). Detectors are ranked within a setting only.
+SETTING_SECTIONS = ("dataset", "anomaly", "data_seed", "setting")
 
 
-def _variant(record: dict, sections: tuple[str, ...]) -> str:
-    """A short hash of the record's config ``sections``: runs pool as seeds of one row only
-    when everything but the seed agrees."""
+def setting_key(record: dict) -> str:
+    """A short hash of the record's setting sections."""
     config = record.get("config", {})
-    return run_id({k: config.get(k) for k in sections}, (), length=6)
+    return run_id({k: config.get(k) for k in SETTING_SECTIONS}, (), length=6)
+
+
+def detection_setting(record: dict) -> str:
+    """The record's detection setting (supervised, semi_supervised, unsupervised); records
+    written before settings existed are classed by their objective."""
+    if record.get("setting"):
+        return str(record["setting"])
+    if record["framework"] == "numpy":
+        return "unsupervised"
+    return (
+        "supervised"
+        if record.get("objective") in ("classify", "classify_type")
+        else ("unsupervised")
+    )
 
 
 def setting_of(record: dict) -> str:
     severity = record.get("config", {}).get("anomaly", {}).get("severity")
     label = f"{record['dataset']} / {record['anomaly']}"
-    return label if severity is None else f"{label} (severity {severity:g})"
+    label = label if severity is None else f"{label} (severity {severity:g})"
+    return f"{label} / {detection_setting(record)}"
 
 
 def candidate_of(record: dict) -> tuple[str, str, str]:
     baseline = record["framework"] == "numpy"
     return record["model"], record["framework"], "-" if baseline else record["objective"]
-
-
-def _candidate_variant(record: dict) -> str:
-    baseline = record["framework"] == "numpy"  # baselines ignore framework and objective
-    sections = ("model", "evaluation") if baseline else CANDIDATE_SECTIONS
-    return _variant(record, sections)
 
 
 def latest_per_run(records: list[dict]) -> list[dict]:
@@ -103,16 +118,41 @@ def latest_per_run(records: list[dict]) -> list[dict]:
 
 
 def latency_of(record: dict) -> tuple[float | None, str]:
-    """(milliseconds, what it measures): batch-1 p99 when the timing protocol recorded it,
-    else the mean time per sequence of the evaluation pass (batched, a throughput figure)."""
+    """(milliseconds, what it measures): batch-1 p99 when the timing protocol recorded it
+    (the median of its blocks' p99, stable between identical runs, where recorded), else the
+    mean time per sequence of the evaluation pass (batched, a throughput figure)."""
     timing = record.get("timing", {})
-    p99 = timing.get("latency_ms", {}).get("batch_1", {}).get("p99")
+    batch_1 = timing.get("latency_ms", {}).get("batch_1", {})
+    if batch_1.get("p99_block_median") is not None:
+        return float(batch_1["p99_block_median"]), "p99 batch-1 latency (median of 5 blocks)"
+    p99 = batch_1.get("p99")
     if p99 is not None:
         return float(p99), "p99 batch-1 latency"
     rate = timing.get("infer_seq_per_s")
     if rate:
         return 1000.0 / rate, "mean time per sequence in batched scoring"
     return None, "not measured"
+
+
+def latency_range(records: list[dict]) -> tuple[float, float] | None:
+    """The spread of the budget latency over a row's runs: the lowest and highest block p99
+    of any of them (None without block figures)."""
+    ranges = [
+        r.get("timing", {}).get("latency_ms", {}).get("batch_1", {}).get("p99_block_range")
+        for r in records
+    ]
+    ranges = [x for x in ranges if x]
+    if not ranges:
+        return None
+    return min(x[0] for x in ranges), max(x[1] for x in ranges)
+
+
+def interfered(records: list[dict]) -> bool:
+    """Any run's batch-1 latency flagged as interference (p99/p50 beyond the bound)."""
+    return any(
+        r.get("timing", {}).get("latency_ms", {}).get("batch_1", {}).get("interference")
+        for r in records
+    )
 
 
 def train_rate(timing: dict) -> float | None:
@@ -149,13 +189,15 @@ def failed_records(records: list[dict]) -> list[dict]:
 
 
 def aggregate(records: list[dict]) -> list[Row]:
-    """Rows per (setting, candidate), ranked within each setting, Pareto flags set."""
+    """Rows per (setting, candidate), ranked within each setting, Pareto flags set. Runs pool
+    as the seeds of one row only when their configs differ in the seed alone
+    (``replicate_key``), one run per seed."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in ok_records(latest_per_run(records)):
-        key = (setting_of(r), _variant(r, SETTING_SECTIONS), *candidate_of(r))
-        groups[(*key, _candidate_variant(r))].append(r)
-    rows = [_row(key, sorted(rs, key=lambda r: r["seed"])) for key, rs in groups.items()]
-    _disambiguate(rows, groups)
+        key = (setting_of(r), setting_key(r), *candidate_of(r), replicate_key(r))
+        groups[key].append(r)
+    rows = [_row(key, one_per_seed(rs)) for key, rs in groups.items()]
+    _disambiguate(rows, list(groups))
     by_setting: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_setting[row.setting].append(row)
@@ -169,16 +211,63 @@ def aggregate(records: list[dict]) -> list[Row]:
     return out
 
 
-def _disambiguate(rows: list[Row], groups: dict) -> None:
-    """Rows (or settings) that share a label but differ in config get the config hash added."""
-    settings = Counter((k[0], k[1]) for k in groups)
-    names = Counter((r.setting, r.name) for r in rows)
-    labels = Counter(label for label, _ in settings)
-    for row, key in zip(rows, groups, strict=True):
-        if names[(row.setting, row.name)] > 1:
-            row.variant = key[-1]
-        if labels[key[0]] > 1:
-            row.setting = f"{key[0]} [{key[1]}]"
+def one_per_seed(runs: list[dict]) -> list[dict]:
+    """The latest finished run of each seed, in seed order."""
+    latest: dict[int, dict] = {}
+    for r in sorted(runs, key=lambda r: str(r.get("finished_at"))):
+        latest[r["seed"]] = r
+    return [latest[seed] for seed in sorted(latest)]
+
+
+def flat_config(config: dict, prefix: str = "") -> dict[str, str]:
+    """Dotted key -> JSON value of every leaf of a nested config."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flat_config(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value, sort_keys=True, default=str)
+    return out
+
+
+def differing_keys(configs: list[dict], ignore: tuple[str, ...] = ()) -> list[str]:
+    """For each config, ``key=value`` of the keys on which the configs disagree (a key one of
+    them lacks reads ``absent``), ``ignore`` and their subkeys left out."""
+    flats = [flat_config(c) for c in configs]
+    keys = sorted(set().union(*flats))
+    varying = [
+        k
+        for k in keys
+        if len({f.get(k, "absent") for f in flats}) > 1
+        and not any(k == i or k.startswith(f"{i}.") for i in ignore)
+    ]
+    return [", ".join(f"{k}={f.get(k, 'absent')}" for k in varying) for f in flats]
+
+
+def _disambiguate(rows: list[Row], keys: list[tuple]) -> None:
+    """Rows (or settings) that share a label but differ in config get the keys they differ
+    on added to their name."""
+    by_label: dict[str, dict[str, dict]] = defaultdict(dict)
+    for row, key in zip(rows, keys, strict=True):
+        by_label[key[0]].setdefault(key[1], row.records[0].get("config", {}))
+    setting_names = {}
+    for label, configs in by_label.items():
+        if len(configs) > 1:
+            parts = [{k: c.get(k) for k in SETTING_SECTIONS} for c in configs.values()]
+            for skey, diff in zip(configs, differing_keys(parts), strict=True):
+                setting_names[(label, skey)] = f"{label} [{diff}]"
+    for row, key in zip(rows, keys, strict=True):
+        row.setting = setting_names.get((key[0], key[1]), row.setting)
+    clashes: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        clashes[(row.setting, row.name)].append(row)
+    for same in clashes.values():
+        if len(same) > 1:
+            configs = [r.records[0].get("config", {}) for r in same]
+            ignore = ("seed", *NOISE_KEYS, *ignored_sections(same[0].framework))
+            for row, diff in zip(same, differing_keys(configs, ignore), strict=True):
+                row.variant = diff
 
 
 def _key(x: float) -> float:
@@ -186,13 +275,13 @@ def _key(x: float) -> float:
 
 
 def _row(key: tuple, runs: list[dict]) -> Row:
-    setting, _, model, framework, objective, _ = key
+    setting, _, model, framework, objective, _ = key  # setting hash, replicate key unused
     aucs = [r["metrics"]["roc_auc"] for r in runs]
     if len(runs) == 1:  # no seed spread: the run's own bootstrap over its test sequences
         low, high = runs[0]["metrics"].get("roc_auc_ci", [math.nan, math.nan])
         mean, kind = aucs[0], "bootstrap over test sequences"
     else:
-        ci = mean_ci(aucs)
+        ci = mean_ci(aucs, bounds=UNIT_INTERVAL)
         mean, low, high, kind = ci.mean, ci.low, ci.high, "t over seeds"
     per_type: dict[str, list[float]] = defaultdict(list)
     for r in runs:
@@ -220,6 +309,10 @@ def _row(key: tuple, runs: list[dict]) -> Row:
         n_params=runs[0].get("n_params"),
         peak_memory_mb=_median([t.get("peak_memory_mb") for t in timing]),
         run_dirs=[r.get("run_dir", "") for r in runs],
+        records=runs,
+        detection=detection_setting(runs[0]),
+        latency_spread=latency_range(runs),
+        latency_interference=interfered(runs),
     )
 
 
@@ -300,12 +393,30 @@ def compare_top_two(rows: list[Row]) -> TopComparison | None:
     return TopComparison(a.name, b.name, len(seeds), diff, p, cmp.t_pvalue, sufficient, sentence)
 
 
+INVERSE_NOTE = "ranks anomalies inversely: undertrained or mis-signed; never recommended"
+
+
+def ranks_inversely(row: Row) -> bool:
+    """The ROC-AUC interval lies below 0.5: the detector puts normal sequences first."""
+    return not math.isnan(row.roc_auc_high) and row.roc_auc_high < 0.5
+
+
 def recommendations(rows: list[Row], hardware: str, latency: str = "latency") -> list[str]:
-    """Per budget, the best ROC-AUC that fits it, with its interval and the evidence."""
+    """Per budget, the best ROC-AUC that fits it, with its interval and the evidence; rows
+    that rank anomalies inversely are named and never recommended."""
     if not rows:
         return []
     ranked = sorted(rows, key=lambda r: r.rank)
-    best = ranked[0]
+    inverse = [
+        f"{r.name}: ROC-AUC {r.roc_auc_mean:.3f} [{r.roc_auc_low:.3f}, {r.roc_auc_high:.3f}] "
+        f"{INVERSE_NOTE}."
+        for r in ranked
+        if ranks_inversely(r)
+    ]
+    usable = [r for r in ranked if not ranks_inversely(r)]
+    if not usable:
+        return inverse
+    best = usable[0]
     lines = [
         f"Best ROC-AUC: **{best.name}**, {best.roc_auc_mean:.3f} "
         f"[{best.roc_auc_low:.3f}, {best.roc_auc_high:.3f}] ({best.ci_kind}, "
@@ -316,7 +427,7 @@ def recommendations(rows: list[Row], hardware: str, latency: str = "latency") ->
         lines.append(f"Evidence: {top.sentence}.")
     lines += _budget_lines(ranked, "latency_ms", latency, "ms", hardware)
     lines += _budget_lines(ranked, "peak_memory_mb", "peak memory", "MB", hardware)
-    return lines
+    return lines + inverse
 
 
 def better_than_chance(row: Row) -> bool:
@@ -326,7 +437,8 @@ def better_than_chance(row: Row) -> bool:
 
 def _budget_lines(ranked: list[Row], attr: str, what: str, unit: str, hardware: str) -> list[str]:
     """One line per Pareto point better than chance: the best quality within that cost,
-    cheapest first."""
+    cheapest first. Latency points whose block spreads overlap are one tie: the best of them
+    is named with the others beside it (which of them is faster is noise)."""
     if any(getattr(r, attr) is None for r in ranked):
         return []
     on_front = (r.pareto_latency if attr == "latency_ms" else r.pareto_memory for r in ranked)
@@ -334,12 +446,37 @@ def _budget_lines(ranked: list[Row], attr: str, what: str, unit: str, hardware: 
         (r for r, flag in zip(ranked, on_front, strict=True) if flag and better_than_chance(r)),
         key=lambda r: getattr(r, attr),
     )
-    return [
-        f"Best ROC-AUC with {what} <= {_ceil(getattr(r, attr))} {unit} on {hardware}: "
-        f"**{r.name}** ({r.roc_auc_mean:.3f} [{r.roc_auc_low:.3f}, {r.roc_auc_high:.3f}], "
-        f"{getattr(r, attr):.3g} {unit})."
-        for r in front
-    ]
+    groups = latency_ties(front) if attr == "latency_ms" else [[r] for r in front]
+    lines = []
+    for group in groups:
+        best = max(group, key=lambda r: r.roc_auc_mean)
+        cost = max(getattr(r, attr) for r in group)
+        tied = [r.name for r in group if r is not best]
+        note = f"; tied in {what} with {', '.join(tied)} (spreads overlap)" if tied else ""
+        flag = "; latency disturbed by other load" if best.latency_interference else ""
+        lines.append(
+            f"Best ROC-AUC with {what} <= {_ceil(cost)} {unit} on {hardware}: "
+            f"**{best.name}** ({best.roc_auc_mean:.3f} [{best.roc_auc_low:.3f}, "
+            f"{best.roc_auc_high:.3f}], {getattr(best, attr):.3g} {unit}{note}{flag})."
+        )
+    return lines
+
+
+def latency_ties(front: list[Row]) -> list[list[Row]]:
+    """Consecutive rows (cheapest first) whose latency spreads overlap, as groups."""
+    groups: list[list[Row]] = []
+    for row in front:
+        if groups and _overlap(groups[-1][-1], row):
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def _overlap(a: Row, b: Row) -> bool:
+    if a.latency_spread is None or b.latency_spread is None:
+        return False
+    return a.latency_spread[1] >= b.latency_spread[0] and b.latency_spread[1] >= a.latency_spread[0]
 
 
 def _ceil(x: float) -> str:
@@ -352,35 +489,95 @@ def _ceil(x: float) -> str:
 
 
 @dataclass(frozen=True)
-class CrossSetting:
-    """Friedman/Nemenyi over settings and Holm-corrected Wilcoxon tests against the best."""
+class SeenUnseen:
+    """One detector's per-type test ROC-AUC when the type was seen in training and when it
+    was held out (``anomaly.holdout``), each the mean over the runs of that kind."""
 
+    setting: str
+    name: str
+    seen: dict[str, float]  # type -> mean ROC-AUC over runs that trained on it
+    unseen: dict[str, float]  # type -> mean ROC-AUC over runs that held it out
+
+    @property
+    def types(self) -> list[str]:
+        return sorted(set(self.seen) & set(self.unseen))
+
+    def mean(self, which: str) -> float:
+        values = getattr(self, which)
+        return _mean([values[t] for t in self.types])
+
+
+def seen_vs_unseen(records: list[dict]) -> list[SeenUnseen]:
+    """Per setting and detector, for the types some run held out of training: per-type
+    ROC-AUC seen vs unseen (a leave-one-type-out sweep gives both for every type)."""
+    found: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = defaultdict(
+        lambda: {"seen": defaultdict(list), "unseen": defaultdict(list)}
+    )
+    for r in ok_records(latest_per_run(records)):
+        seen = r.get("data", {}).get("types_seen_in_training")
+        if not seen:
+            continue
+        model, framework, objective = candidate_of(r)
+        name = "/".join([model, framework] + ([objective] if objective != "-" else []))
+        for t, auc in r["metrics"].get("per_type", {}).items():
+            if auc is not None:
+                found[(setting_of(r), name)]["unseen" if t not in seen else "seen"][t].append(auc)
+    out = []
+    for (setting, name), kinds in sorted(found.items()):
+        entry = SeenUnseen(
+            setting,
+            name,
+            {t: _mean(v) for t, v in kinds["seen"].items()},
+            {t: _mean(v) for t, v in kinds["unseen"].items()},
+        )
+        if entry.types:
+            out.append(entry)
+    return out
+
+
+@dataclass(frozen=True)
+class CrossSetting:
+    """Within one detection setting: Friedman/Nemenyi over data settings and Holm-corrected
+    Wilcoxon tests against the best, one value (the mean over seeds) per detector and
+    setting."""
+
+    detection: str
     friedman: Friedman | None
     holm: list[tuple[str, float, float]]  # (candidate, raw p, Holm-adjusted p) vs the best
     n_blocks: int
     note: str
 
 
-def cross_setting(rows: list[Row]) -> CrossSetting:
-    """Blocks are settings (seed means); candidates must appear in every setting."""
+def cross_setting(rows: list[Row]) -> list[CrossSetting]:
+    """One comparison per detection setting (detectors of different settings are never
+    ranked together)."""
+    by_detection: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_detection[row.detection].append(row)
+    return [_cross(d, by_detection[d]) for d in sorted(by_detection)]
+
+
+def _cross(detection: str, rows: list[Row]) -> CrossSetting:
+    """Blocks are data settings (seed means); candidates must appear in every setting."""
     settings = sorted({r.setting for r in rows})
     names = sorted({r.name for r in rows})
-    table = {(r.setting, r.name): r for r in rows}
+    table = {(r.setting, r.name): r.roc_auc_mean for r in rows}
     common = [n for n in names if all((s, n) in table for s in settings)]
     n = len(settings)
     if len(common) < 3 or n < 2:
         return CrossSetting(
+            detection,
             None,
             [],
             n,
             f"{n} setting(s) with {len(common)} detector(s) present in all: "
             "the Friedman test needs at least 2 settings and 3 detectors",
         )
-    values = np.array([[table[(s, c)].roc_auc_mean for c in common] for s in settings])
+    values = np.array([[table[(s, c)] for c in common] for s in settings])
     result = friedman(values, common)
-    best = common[int(np.argmin(result.average_ranks))]
-    pairs = _paired_by_setting_and_seed(rows, best, common, settings)
-    raw = [(c, p) for c, p in pairs if not math.isnan(p)]
+    best = int(np.argmin(result.average_ranks))
+    raw = [(c, _wilcoxon(values[:, best], values[:, j])) for j, c in enumerate(common) if j != best]
+    raw = [(c, p) for c, p in raw if not math.isnan(p)]
     adjusted = holm([p for _, p in raw]) if raw else []
     note = (
         f"{n} settings: fewer than {MIN_BLOCKS_FOR_FRIEDMAN}, so the Friedman p-value and the "
@@ -389,6 +586,7 @@ def cross_setting(rows: list[Row]) -> CrossSetting:
         else f"{n} settings"
     )
     return CrossSetting(
+        detection,
         result,
         [(c, p, float(a)) for (c, p), a in zip(raw, adjusted, strict=True)],
         n,
@@ -396,23 +594,10 @@ def cross_setting(rows: list[Row]) -> CrossSetting:
     )
 
 
-def _paired_by_setting_and_seed(rows, best, common, settings) -> list[tuple[str, float]]:
-    """Wilcoxon p of each candidate vs ``best`` over (setting, seed) pairs."""
+def _wilcoxon(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided signed-rank p of paired setting means; NaN when every difference is 0."""
     from scipy import stats
 
-    table = {(r.setting, r.name): dict(zip(r.seeds, r.roc_auc, strict=True)) for r in rows}
-    out = []
-    for c in common:
-        if c == best:
-            continue
-        a, b = [], []
-        for s in settings:
-            shared = sorted(set(table[(s, best)]) & set(table[(s, c)]))
-            a += [table[(s, best)][k] for k in shared]
-            b += [table[(s, c)][k] for k in shared]
-        diff = np.subtract(a, b)
-        if len(diff) < 2 or np.all(diff == 0):
-            out.append((c, math.nan))
-        else:
-            out.append((c, float(stats.wilcoxon(a, b).pvalue)))
-    return out
+    if np.all(a == b):
+        return math.nan
+    return float(stats.wilcoxon(a, b).pvalue)

@@ -35,6 +35,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from benchmark import strict_json
 from benchmark.atomic import write_atomic
 from benchmark.config import register_configs
 from benchmark.detectors import DataInfo, DetectorSpec, create
@@ -473,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parse(sys.argv[1:] if argv is None else argv)
     if args.one or args.ceilings:
         found = measure_one(*args.one, overrides) if args.one else measure_ceilings(overrides)
-        args.json.write_text(json.dumps(found, indent=2))
+        args.json.write_text(strict_json.dumps(found, indent=2))
         return 0
     if args.merge:
         jobs = [json.loads(p.read_text()) for p in args.merge]
@@ -533,7 +534,7 @@ def write_outputs(
     out: Path, preset: str, overrides: list[str], entries: list[dict], roofs: dict | None = None
 ) -> str:
     payload = {"preset": preset, "overrides": overrides, "ceilings": roofs, "entries": entries}
-    write_atomic(out.with_suffix(".json"), json.dumps(payload, indent=2))
+    write_atomic(out.with_suffix(".json"), strict_json.dumps(payload, indent=2))
     text = f"# Speed ({preset})\n\n{describe(entries)}\n\n{table(entries)}\n"
     if any("timing" in e for e in entries):
         text += f"\n## Against the device's ceilings\n\n{roofline(entries, roofs)}\n"

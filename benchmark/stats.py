@@ -17,13 +17,20 @@ class MeanCI:
     n: int
 
 
-def mean_ci(values, confidence: float = 0.95) -> MeanCI:
-    """Mean with a Student-t interval (NaN bounds for fewer than two values)."""
+UNIT_INTERVAL = (0.0, 1.0)  # where a rate or an area under a curve lives
+
+
+def mean_ci(values, confidence: float = 0.95, bounds: tuple[float, float] | None = None) -> MeanCI:
+    """Mean with a Student-t interval (NaN bounds for fewer than two values), clipped to
+    ``bounds`` (e.g. ``UNIT_INTERVAL`` for a ROC-AUC, which cannot leave [0, 1])."""
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return MeanCI(float(x.mean()) if len(x) else math.nan, math.nan, math.nan, len(x))
     half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return MeanCI(float(x.mean()), float(x.mean() - half), float(x.mean() + half), len(x))
+    low, high = float(x.mean() - half), float(x.mean() + half)
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return MeanCI(float(x.mean()), low, high, len(x))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark import strict_json
 from benchmark.errors import UserError
 
 STORE_FILE = "runs.sqlite"
@@ -111,7 +112,7 @@ def append(path: Path, record: dict) -> bool:
         cur = conn.execute(
             f"INSERT OR IGNORE INTO runs ({', '.join(COLUMNS)}, attempt, record) "
             f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})",
-            [*values, attempt_of(record), json.dumps(record, default=str)],
+            [*values, attempt_of(record), strict_json.dumps(record)],
         )
         return cur.rowcount == 1
 

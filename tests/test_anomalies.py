@@ -8,9 +8,9 @@ from scipy.stats import mannwhitneyu
 
 from benchmark.anomalies import ANOMALY_TYPES, AnomalyConfig, InjectionError, inject
 from benchmark.anomalies.core import INJECTORS
-from benchmark.anomalies.inject import ContaminationConfig, MixConfig, check_anomaly_config
+from benchmark.anomalies.inject import ContaminationConfig, check_anomaly_config
 from benchmark.anomalies.profile import NormalProfile
-from datasets.schema import EventTable, map_event_types, session_offsets
+from datasets.schema import EventTable, EventType, map_event_types, session_offsets
 from datasets.sessions import limit_lengths
 
 from .anomaly_stats import per_session, statistic_for
@@ -22,7 +22,7 @@ MAX_LEN = 50
 
 
 def only(name: str, **kwargs) -> AnomalyConfig:
-    mix = MixConfig(**{t: float(t == name) for t in ANOMALY_TYPES})
+    mix = dict(**{t: float(t == name) for t in ANOMALY_TYPES})
     return AnomalyConfig(mix=mix, **kwargs)
 
 
@@ -102,9 +102,7 @@ def test_severity_zero_labels_sequences_without_changing_them(sessions, name):
 def test_contamination_rate_and_mix_are_honoured_exactly(sessions):
     n = len(session_offsets(sessions.session_id)) - 1
     cfg = AnomalyConfig(
-        mix=MixConfig(
-            click_flood=2.0, brushing=1.0, scraping=1.0, **{t: 0.0 for t in ANOMALY_TYPES[3:]}
-        )
+        mix=dict(click_flood=2.0, brushing=1.0, scraping=1.0, **{t: 0.0 for t in ANOMALY_TYPES[3:]})
     )
     out = inject(sessions, cfg, rate=0.1, seed=0, max_length=MAX_LEN)
     assert out.label.sum() == round(0.1 * n)
@@ -159,7 +157,8 @@ def test_severity_zero_looks_normal_and_one_is_blatant(sessions, name):
 
 def test_types_the_data_cannot_support_fail_with_the_fix(sessions):
     no_prices = sessions.with_columns(price=np.full(len(sessions), np.nan, dtype=np.float32))
-    with pytest.raises(InjectionError, match=r"price_outlier .* lower anomaly.mix.price_outlier"):
+    message = r"no sequence of the test split can host a type of the mix \['price_outlier'\]"
+    with pytest.raises(InjectionError, match=message):
         inject(
             no_prices, only("price_outlier"), rate=0.05, seed=0, max_length=MAX_LEN, split="test"
         )
@@ -173,7 +172,7 @@ def test_types_the_data_cannot_support_fail_with_the_fix(sessions):
         (AnomalyConfig(severity=1.2), r"anomaly.severity=1.2 is outside \[0, 1\]"),
         (AnomalyConfig(position="somewhere"), r"position='somewhere' is unknown; use one of"),
         (AnomalyConfig(mix={"bot": 1.0}), r"unknown anomaly type\(s\) \['bot'\]; known:"),
-        (AnomalyConfig(mix=MixConfig(**dict.fromkeys(ANOMALY_TYPES, 0.0))), r"weight 0"),
+        (AnomalyConfig(mix=dict(**dict.fromkeys(ANOMALY_TYPES, 0.0))), r"weight 0"),
     ],
 )
 def test_bad_anomaly_settings_name_the_key(cfg, message):
@@ -217,9 +216,9 @@ def test_injection_on_a_held_back_real_dataset_labels_what_it_changed(name):
     eligible = np.diff(offsets) >= INJECTORS[name].min_length
     if INJECTORS[name].eligible is not None:
         eligible &= INJECTORS[name].eligible(events, offsets)
-    rate = min(0.1, eligible.sum() / 2 / len(eligible))
-    assert rate > 0, f"the sample has no sequence {name} can use"
-    out = inject(events, only(name, severity=1.0), rate=rate, seed=0, max_length=MAX_LEN)
+    assert eligible.sum() >= 4, f"the sample has too few sequences {name} can use"
+    # the rate is a share of the sequences the type can use
+    out = inject(events, only(name, severity=1.0), rate=0.3, seed=0, max_length=MAX_LEN)
     assert out.label.sum() >= 1
     assert_labels_exact(events, out, strict_changed=True)
 
@@ -247,13 +246,26 @@ def test_inserted_blocks_keep_the_length_at_severity_zero_and_add_at_one(session
 
 
 def test_every_type_documents_its_generative_story_and_parameters():
+    from dataclasses import fields
+
     from benchmark.anomalies import describe_types
-    from benchmark.anomalies.types import PARAMS
 
     stories = describe_types()
-    assert tuple(stories) == ANOMALY_TYPES == tuple(PARAMS)
-    for name, story in stories.items():
-        assert len(story.split()) >= 20, name  # a real paragraph, not a label
+    assert tuple(stories)[: len(ANOMALY_TYPES)] == ANOMALY_TYPES
+    for name in ANOMALY_TYPES:
+        assert len(stories[name].split()) >= 20, name  # a real paragraph, not a label
+        params = INJECTORS[name].params
+        assert all(f.default is not None for f in fields(params)), name
+
+
+def test_type_knobs_are_set_by_name_and_a_misspelt_knob_names_the_known_ones(sessions):
+    cfg = only("click_flood", severity=1.0, params={"click_flood": {"max_events": 5}})
+    out = inject(sessions, cfg, rate=0.05, seed=0, max_length=MAX_LEN)
+    assert {d["params"]["max_events"] for d in out.details} == {5}
+    assert max(d["inserted"] for d in out.details) <= 5
+    bad = only("click_flood", params={"click_flood": {"max_event": 5}})
+    with pytest.raises(InjectionError, match=r"no field\(s\) \['max_event'\]; known: \['max_"):
+        inject(sessions, bad, rate=0.05, seed=0, max_length=MAX_LEN)
 
 
 def test_eligibility_marks_the_sequences_each_type_can_use(sessions):
@@ -264,3 +276,21 @@ def test_eligibility_marks_the_sequences_each_type_can_use(sessions):
     price = ANOMALY_TYPES.index("price_outlier")
     assert 0 < out.eligible[:, price].mean() < 1  # only sequences with a priced purchase
     assert out.eligible[:, ANOMALY_TYPES.index("click_flood")].all()
+
+
+def test_victims_are_a_uniform_sample_whatever_the_types_need(sessions):
+    """Types that need a purchase take their victims from the purchase sequences among the
+    victims, so the victims hold purchase sequences (and long ones) at the population's rate."""
+    offsets = session_offsets(sessions.session_id)
+    has_purchase = np.logical_or.reduceat(sessions.event_type == EventType.PURCHASE, offsets[:-1])
+    long = np.diff(offsets) >= 4
+    picked = {"purchase": 0, "long": 0, "all": 0}
+    for seed in range(20):
+        out = inject(sessions, AnomalyConfig(severity=0.0), rate=0.1, seed=seed, max_length=MAX_LEN)
+        picked["purchase"] += int(has_purchase[out.label].sum())
+        picked["long"] += int(long[out.label].sum())
+        picked["all"] += int(out.label.sum())
+    for name, flag in (("purchase", has_purchase), ("long", long)):
+        p, n = flag.mean(), picked["all"]
+        # victims of one draw are without replacement: the binomial spread is an upper bound
+        assert abs(picked[name] / n - p) < 4 * np.sqrt(p * (1 - p) / n), name

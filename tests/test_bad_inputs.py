@@ -48,14 +48,15 @@ def records_under(root: Path) -> list[dict]:
     ("args", "expected"),
     [
         (["model.hiden_dim=3"], "unknown config key 'model.hiden_dim'; allowed here: ["),
-        (["model=lsmt"], "Could not find 'model/lsmt'; available: ['gru', 'iforest', 'lstm'"),
+        (["model=lsmt"], "Could not find 'model/lsmt'; available: ['gru', 'hgb', 'iforest', 'lof'"),
         (["train.epochs=abc"], "bad value for 'train.epochs'"),
         (
             ["model.name=foo"],
-            "expected one of [lstm, gru, transformer, multimodal, random, iforest, markov]",
+            "expected one of [lstm, gru, transformer, multimodal, random, iforest, markov, lof",
         ),
         (["model.name=os.system"], "expected one of [lstm, gru"),  # a registry name, no import
-        (["anomaly.mix.clik_flood=1"], "allowed here: ['account_takeover', 'brushing'"),
+        (["anomaly.mix.clik_flood=1"], "set already here: ['account_takeover', 'brushing'"),
+        (["+anomaly.mix.clik_flood=1"], "unknown anomaly type(s) ['clik_flood']; known:"),
         (["anomaly.severity=1.5"], "anomaly.severity=1.5 is outside [0, 1]"),
         (["anomaly.contamination.test=1.0"], "anomaly.contamination.test=1.0 is outside [0, 1)"),
         (["experiment=nope"], "available: ['clean_train', 'default'"),

@@ -1,8 +1,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from benchmark.config import NOISE_KEYS, Config, check_config
-from benchmark.identity import run_id
+from benchmark.config import Config, NotApplicableError, check_config, with_setting
+from benchmark.identity import NOISE_KEYS, run_id
 from benchmark.run import as_config, plain_dict
 
 from .conftest import CONF_DIR, ROOT, cli
@@ -35,6 +35,56 @@ def test_every_config_in_conf_composes_and_validates(compose_config, override):
     config = as_config(cfg)
     assert isinstance(config, Config)
     check_config(config)
+
+
+@pytest.mark.parametrize(
+    ("setting", "objective"),
+    [("supervised", "classify"), ("semi_supervised", "next_event"), ("unsupervised", "next_event")],
+)
+def test_the_setting_picks_a_fitting_objective_unless_one_is_given(
+    compose_config, setting, objective
+):
+    config = as_config(compose_config([f"setting={setting}"]))
+    assert (config.setting.value, config.objective.name.value) == (setting, objective)
+    given = as_config(compose_config([f"setting={setting}", "objective=masked"]))
+    assert given.objective.name.value == "masked"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ([], "supervised"),
+        (["model=iforest"], "unsupervised"),
+        (["model=hgb"], "supervised"),
+        (["objective=masked"], "unsupervised"),
+    ],
+)
+def test_auto_resolves_to_the_detectors_own_setting(compose_config, overrides, setting):
+    config = with_setting(as_config(compose_config(overrides)))
+    assert config.setting.value == setting
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["model=iforest", "setting=supervised"],
+            r"model=iforest runs in the unsupervised and semi_supervised .*"
+            r"not setting=supervised: use setting=unsupervised",
+        ),
+        (["model=hgb", "setting=unsupervised"], r"model=hgb runs in the supervised setting"),
+        (
+            ["setting=unsupervised", "objective=classify"],
+            r"objective=classify runs in the "
+            r"supervised setting\(s\), not setting=unsupervised: use a self-supervised objective",
+        ),
+    ],
+)
+def test_a_detector_outside_its_settings_is_refused_with_the_fix(
+    compose_config, overrides, message
+):
+    with pytest.raises(NotApplicableError, match=message):
+        check_config(as_config(compose_config(overrides)))
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

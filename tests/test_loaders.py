@@ -348,11 +348,16 @@ def test_max_rows_reads_the_head_only():
 )
 @pytest.mark.parametrize("model", ["iforest", "lstm"])
 def test_each_shipped_sample_runs_end_to_end(compose_config, tmp_path, dataset, model):
-    result = run(
-        compose_config(
-            ["experiment=smoke", f"dataset={dataset}", f"model={model}", f"results_dir={tmp_path}"]
-        )
-    )
+    # The samples are small: larger evaluation splits and contamination keep at least 5
+    # anomalies in each split (the samples experiment does the same).
+    enough = [
+        "dataset.split.train=0.5",
+        "dataset.split.val=0.25",
+        "dataset.split.test=0.25",
+        "anomaly.contamination={train: 0.2, val: 0.3, test: 0.3}",
+    ]
+    overrides = ["experiment=smoke", f"dataset={dataset}", f"model={model}", *enough]
+    result = run(compose_config([*overrides, f"results_dir={tmp_path}"]))
     record = result.record
     assert record["status"] == "ok"
     assert record["dataset"] == dataset
@@ -436,7 +441,7 @@ def test_types_a_views_only_dataset_cannot_host_are_an_error_when_asked(compose_
             f"results_dir={tmp_path}",
         ]
     )
-    with pytest.raises(InjectionError, match="price_outlier"):
+    with pytest.raises(InjectionError, match=r"fit no sequence of this dataset \(\{'price_outl"):
         run(cfg)
 
 
@@ -474,11 +479,15 @@ def test_web_bots_sample_labels_and_leak_guard():
 
 
 def test_web_bots_runs_on_its_real_labels_only(compose_config, tmp_path):
-    from benchmark.errors import ConfigError
+    from benchmark.errors import ConfigError, EvaluationError
 
     base = ["experiment=smoke", "dataset=web_bots", "model=iforest", f"results_dir={tmp_path}"]
     with pytest.raises(ConfigError, match="run it with anomaly=none"):
         run(compose_config(base))
+    # 67 labelled sessions, 16 of them human: a 15% test split holds 2, too few to evaluate
+    small = ["dataset.split.train=0.7", "dataset.split.val=0.15", "dataset.split.test=0.15"]
+    with pytest.raises(EvaluationError, match=r"the test split has \d+ anomalous and 2 normal"):
+        run(compose_config([*base, "anomaly=none", *small]))
     record = run(compose_config([*base, "anomaly=none"])).record
     assert record["status"] == "ok"
     test = record["data"]["splits"]["test"]

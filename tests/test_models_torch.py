@@ -313,7 +313,7 @@ def small_spec(model: str, modalities: tuple[str, ...] = ("behaviour",), **frame
     return DetectorSpec(
         model=small_model(model),
         objective=ObjectiveConfig(name=ObjectiveName.classify, top_k=5),
-        train=TrainConfig(batch_size=4, warmup_steps=2),
+        train=TrainConfig(batch_size=4, warmup=0.2),
         framework=FrameworkConfig(name=FrameworkName.torch, device="cpu", **framework),
         data=DataInfo(**VOCABULARIES, modalities=modalities),
         seed=0,

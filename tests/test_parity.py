@@ -46,7 +46,7 @@ def world():
             "model.dropout=0",
             "train.batch_size=16",
             "train.lr=1e-3",
-            "train.warmup_steps=0",
+            "train.warmup=0",
             "model.standardize_inputs=true",  # the multimodal price input z-scored
         ]
     )

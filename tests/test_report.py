@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.report import build, console, main, write
+from benchmark.report import build, cells, console, main, write
 from benchmark.selection import (
+    INVERSE_NOTE,
     aggregate,
     compare_top_two,
     cross_setting,
     pareto_optimal,
+    ranks_inversely,
     recommendations,
 )
 from benchmark.stats import friedman, holm, mean_ci, nemenyi_critical_difference
@@ -30,22 +32,33 @@ from .conftest import ROOT
 TYPES = ["click_flood", "brushing"]
 
 
-def record(model, seed, auc, *, framework="torch", dataset="synthetic", latency=None, memory=None):
+def record(
+    model,
+    seed,
+    auc,
+    *,
+    framework="torch",
+    dataset="synthetic",
+    latency=None,
+    memory=None,
+    setting="supervised",
+):
     timing = {"train_seq_per_s": 100.0, "infer_seq_per_s": 1000.0, "train_seconds": 1.0}
     if latency is not None:
         timing["latency_ms"] = {"batch_1": {"p50": latency / 2, "p99": latency}}
     if memory is not None:
         timing["peak_memory_mb"] = memory
     return {
-        "run_id": f"{dataset}-{model}-{framework}-{seed}",
+        "run_id": f"{dataset}-{model}-{framework}-{seed}-{setting}",
         "status": "ok",
         "model": model,
         "framework": framework,
         "objective": "classify",
+        "setting": setting,
         "dataset": dataset,
         "anomaly": "mixed",
         "seed": seed,
-        "config": {"anomaly": {"severity": 0.7}},
+        "config": {"anomaly": {"severity": 0.7}, "setting": setting},
         "provenance": {"hardware": {"cpu": "Test CPU", "cpu_count": 2}},
         "metrics": {
             "roc_auc": auc,
@@ -100,9 +113,48 @@ def test_only_runs_of_one_config_pool_as_seeds():
     copy = {**small[0], "experiment": "other"}  # the same run id seen in a second folder
     rows = aggregate([*small, *big, copy])
     assert sorted(len(r.seeds) for r in rows) == [2, 2]
-    names = sorted(r.name for r in rows)
-    assert names[0].startswith("lstm/torch/classify#")
-    assert names[0] != names[1]
+    assert sorted(r.name for r in rows) == [
+        "lstm/torch/classify [model.hidden_dim=256]",
+        "lstm/torch/classify [model.hidden_dim=absent]",
+    ]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"save_arrays": True}, {"pca": {"components": 4}}, {"data_seed": 7}, {"train": {"epochs": 1}}],
+)
+def test_runs_that_differ_in_more_than_the_seed_never_pool(change):
+    """A rerun of seed 0 with one other key changed is a row of its own, named by that key; the
+    row of the unchanged runs keeps one run per seed."""
+    base = [record("lstm", s, 0.8) for s in range(3)]
+    other = {**record("lstm", 0, 0.6), "run_id": "changed", "finished_at": "z"}
+    other["config"] = {**other["config"], **change}
+    rows = aggregate([*base, other])
+    assert sorted(r.seeds for r in rows) == [[0], [0, 1, 2]]
+    key = next(iter(change))
+    changed = next(r for r in rows if r.seeds == [0])
+    assert f"[{key}" in changed.name + changed.setting
+    assert changed.roc_auc == [0.6]
+
+
+def test_settings_are_ranked_and_compared_apart():
+    records = [
+        record(m, s, auc + 0.01 * s, dataset=d, setting=setting)
+        for setting in ("supervised", "unsupervised")
+        for d in ("a", "b")
+        for m, auc in (("lstm", 0.9), ("gru", 0.8), ("transformer", 0.7))
+        for s in range(2)
+    ]
+    rows = aggregate(records)
+    assert {r.setting for r in rows} == {
+        f"{d} / mixed (severity 0.7) / {s}" for d in "ab" for s in ("supervised", "unsupervised")
+    }
+    assert sorted(r.rank for r in rows if r.setting.startswith("a") and "/ unsup" in r.setting) == [
+        1,
+        2,
+        3,
+    ]
+    assert [c.detection for c in cross_setting(rows)] == ["supervised", "unsupervised"]
 
 
 def test_pareto_front_of_a_constructed_set():
@@ -202,7 +254,7 @@ def test_holm_adjustment_by_hand():
 
 
 def test_cross_setting_statistics_need_enough_settings():
-    one = cross_setting(aggregate([record(m, 0, 0.8) for m in ("lstm", "gru", "transformer")]))
+    [one] = cross_setting(aggregate([record(m, 0, 0.8) for m in ("lstm", "gru", "transformer")]))
     assert one.friedman is None
     assert "needs at least 2 settings" in one.note
     records = [
@@ -211,7 +263,8 @@ def test_cross_setting_statistics_need_enough_settings():
         for m, auc in (("lstm", 0.9 + shift), ("gru", 0.85 + shift), ("transformer", 0.8))
         for s in range(2)
     ]
-    cross = cross_setting(aggregate(records))
+    [cross] = cross_setting(aggregate(records))
+    assert cross.detection == "supervised"
     assert cross.friedman.names == [
         "gru/torch/classify",
         "lstm/torch/classify",
@@ -309,7 +362,7 @@ def test_report_files_tables_and_plots(tmp_path):
         assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     plots = sorted(p.name for p in (tmp_path / "report" / "plots").iterdir())
     assert len([p for p in plots if p.endswith(".svg")]) == len(page.images)
-    assert "critical-difference.png" in plots
+    assert "critical-difference-supervised.png" in plots
 
     text = console(report, paths)
     assert "lstm/torch/classify" in text
@@ -330,7 +383,8 @@ def test_a_sweep_ends_with_the_report_and_the_ranked_table(tmp_path):
             "benchmark",
             "-m",
             "experiment=smoke",
-            "model=markov,random",  # NumPy baselines: the sweep path, in seconds
+            "model=markov,random,hgb",  # NumPy baselines: the sweep path, in seconds
+            "setting=unsupervised",  # hgb is supervised only: listed, not run
             f"results_dir={tmp_path}",
         ],
         capture_output=True,
@@ -342,6 +396,8 @@ def test_a_sweep_ends_with_the_report_and_the_ranked_table(tmp_path):
     report_dir = tmp_path / "smoke" / "report"
     assert f"report: {report_dir / 'selection.html'}" in result.stdout
     assert "markov/numpy" in result.stdout
+    assert "sweep: 3 jobs: 1 not applicable, 2 ok" in result.stdout
+    assert "not applicable: experiment=smoke model=hgb" in result.stdout
     with open(report_dir / "selection.csv", newline="") as f:
         table = {r["model"]: r for r in csv.DictReader(f)}
     assert set(table) == {"markov", "random"}
@@ -349,3 +405,41 @@ def test_a_sweep_ends_with_the_report_and_the_ranked_table(tmp_path):
         if run_dir.name != "report":
             rec = json.loads((run_dir / RECORD_FILE).read_text())
             assert float(table[rec["model"]]["roc_auc"]) == pytest.approx(rec["metrics"]["roc_auc"])
+
+
+def test_a_detector_ranking_anomalies_inversely_is_flagged_and_never_recommended():
+    rows = aggregate(
+        [
+            record("gru", 0, 0.3),  # its interval [0.25, 0.35] lies below chance
+            record("lstm", 0, 0.7, latency=1.0, memory=10),
+            record("random", 0, 0.5, framework="numpy", latency=0.1, memory=1),
+        ]
+    )
+    gru = next(r for r in rows if r.model == "gru")
+    assert ranks_inversely(gru)
+    assert cells(gru)["roc_auc"] == "0.300 (inverse)"
+    lines = recommendations(rows, "Test CPU")
+    assert lines[0].startswith("Best ROC-AUC: **lstm/torch/classify**")
+    assert [line for line in lines if "gru" in line] == [
+        f"gru/torch/classify: ROC-AUC 0.300 [0.250, 0.350] {INVERSE_NOTE}."
+    ]
+
+
+def test_detectors_whose_latency_spreads_overlap_are_called_tied():
+    """Two runs of identical configs must not flip a budget recommendation: the faster of two
+    detectors within each other's latency spread is no recommendation of its own."""
+    records = [record("lstm", 0, 0.8, latency=1.0, memory=10), record("gru", 0, 0.7, latency=0.9)]
+    records[1]["timing"]["peak_memory_mb"] = 20
+    for r, (median, low, high) in zip(records, [(1.0, 0.9, 1.4), (0.9, 0.8, 1.2)], strict=True):
+        r["timing"]["latency_ms"]["batch_1"].update(
+            p99_block_median=median, p99_block_range=[low, high], interference=False
+        )
+    lines = [line for line in recommendations(aggregate(records), "Test CPU") if "latency" in line]
+    assert lines == [
+        "Best ROC-AUC with latency <= 1.0 ms on Test CPU: **lstm/torch/classify** (0.800 "
+        "[0.750, 0.850], 1 ms; tied in latency with gru/torch/classify (spreads overlap))."
+    ]
+    records[1]["timing"]["latency_ms"]["batch_1"]["p99_block_range"] = [0.5, 0.6]
+    lines = [line for line in recommendations(aggregate(records), "Test CPU") if "latency" in line]
+    assert len(lines) == 2
+    assert "**gru/torch/classify**" in lines[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.reproduction import build, majority_accuracy, summarise, verdict
+from benchmark.reproduction import METRICS, build, majority_accuracy, summarise, verdict
 from benchmark.run import as_config, run
 from benchmark.stats import mean_ci
 
@@ -53,8 +53,8 @@ def test_paper_scale_uses_the_articles_numbers(compose_config):
     two = sizes(compose_config, "experiment=paper_2_lstm_classifier")
     assert (two.model.hidden_dim, two.model.num_layers) == (50, 1)
     assert (two.train.epochs, two.train.batch_size, two.train.lr) == (100, 1, 1e-3)
-    assert two.anomaly.mix.price_outlier == 1.0
-    assert sum(vars(two.anomaly.mix).values()) == 1.0
+    assert two.anomaly.mix["price_outlier"] == 1.0
+    assert sum(two.anomaly.mix.values()) == 1.0
     three = sizes(compose_config, "experiment=paper_3_lstm_forecast")
     assert (three.objective.name.value, three.train.epochs) == ("forecast", 10)
     assert three.evaluation.threshold == "balanced"
@@ -178,7 +178,7 @@ def test_majority_accuracy_is_the_share_of_normal_test_sequences():
 
 def test_a_real_run_lands_in_the_table_with_its_own_numbers(compose_config, tmp_path):
     common = ["experiment=paper_2_lstm_classifier", "framework=torch", f"results_dir={tmp_path}"]
-    small = ["dataset.generator.n_users=600", "train.epochs=1"]
+    small = ["dataset.generator.n_users=1000", "train.epochs=1"]
     runs = [run(compose_config([*common, *small, f"seed={s}"])).record for s in (0, 1)]
     setup = summarise("paper_2_lstm_classifier", runs)
     (group,) = setup.groups
@@ -187,3 +187,31 @@ def test_a_real_run_lands_in_the_table_with_its_own_numbers(compose_config, tmp_
     text = build(tmp_path)
     assert "## Article 2: LSTM sequence classifier (price outliers)" in text
     assert "**Claimed:** no numbers" in text
+
+
+def test_two_scales_of_a_setup_never_pool_as_seeds():
+    """scale is a noise key, but the values it selects differ: two rows, named by them."""
+    runs = []
+    for scale, epochs in (("ci", 10), ("paper", 100)):
+        for seed in (0, 1):
+            runs.append(
+                {
+                    "run_id": f"{scale}-{seed}",
+                    "status": "ok",
+                    "dataset": "synthetic",
+                    "model": "lstm",
+                    "framework": "torch",
+                    "seed": seed,
+                    "config": {
+                        "scale": scale,
+                        "seed": seed,
+                        "train": {"epochs": epochs},
+                        "evaluation": {"threshold": "fixed"},
+                    },
+                    "metrics": {**dict.fromkeys(METRICS, 0.5), "n_test": 10, "n_test_anomalies": 1},
+                    "data": {"splits": {"train": {"contamination": 0.1}}},
+                }
+            )
+    setup = summarise("paper_2_lstm_classifier", [*runs, {**runs[0], "run_id": "again"}])
+    assert {g.label for g in setup.groups} == {"lstm [train.epochs=10]", "lstm [train.epochs=100]"}
+    assert [g.seeds for g in setup.groups] == [(0, 1), (0, 1)]

@@ -8,6 +8,8 @@ from benchmark.anomalies import ANOMALY_TYPES, InjectionError
 from benchmark.data import prepare_data
 from benchmark.run import CONFIG_FILE, RECORD_FILE, as_config, run
 
+from .conftest import only_type
+
 
 @pytest.fixture
 def smoke(compose_config, tmp_path):
@@ -54,8 +56,8 @@ def test_data_seed_fixes_the_data_while_seed_varies(smoke):
 
 
 def test_a_failed_run_still_writes_its_record(smoke, tmp_path):
-    # Every sequence of the tiny world would need a priced purchase: injection cannot comply.
-    cfg = smoke("anomaly.contamination.test=0.9", "anomaly.mix.price_outlier=100")
+    # A views-only dataset and a mix of price outliers alone: injection cannot comply.
+    cfg = smoke("dataset=diginetica", "anomaly.skip_unsupported=false", *only_type("price_outlier"))
     with pytest.raises(InjectionError, match="price_outlier"):
         run(cfg)
     records = list(tmp_path.glob("smoke/*/record.json"))

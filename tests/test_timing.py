@@ -19,6 +19,7 @@ from benchmark.timing import (
     latency,
     peak_rss_mb,
     reset_peak_rss,
+    robust_tail,
     throughput,
 )
 
@@ -276,14 +277,20 @@ def test_a_run_records_the_protocol_and_the_report_shows_it(compose_config, tmp_
     from benchmark.run import run
 
     cfg = compose_config(["experiment=smoke", f"results_dir={tmp_path}", *TINY_TIMING])
-    timing = run(cfg).record["timing"]
+    record = run(cfg).record
+    timing = record["timing"]
     assert set(timing["inference"]) == {"batch_1", "batch_32"}
     assert timing["inference"]["batch_32"]["seq_per_s"] > 0
     assert timing["train"]["sequences_per_call"] == 32  # the smoke experiment's batch size
     latency_b1 = timing["latency_ms"]["batch_1"]
     assert latency_b1["requests"] == 20
     assert latency_b1["p50"] <= latency_b1["p99"]
-    assert timing["peak_memory_mb"] == max(p["cpu_peak_rss"] for p in timing["memory_mb"].values())
+    # the detector's own memory: the phases' peak over the RSS before it was built
+    phases = timing["memory_mb"].values()
+    assert timing["peak_memory_mb"] == max(p["cpu_peak_over_start"] for p in phases)
+    start = record["rss_before_detector_mb"]
+    for p in phases:
+        assert p["cpu_peak_over_start"] == pytest.approx(max(0.0, p["cpu_peak_rss"] - start))
     assert timing["protocol"]["allocator"].startswith(("malloc, thresholds pinned", "system"))
     env = timing["environment"]
     assert env["framework"] == "torch"
@@ -375,3 +382,18 @@ def test_speed_schedule_measures_pairs_back_to_back_and_flips_their_order():
         (1, "lstm", "jax", "reference"),
         (1, "lstm", "jax", "detector"),
     ]
+
+
+def test_a_burst_of_interference_moves_one_block_not_the_budget_figure():
+    """Two identical series but for a burst of slow requests in one of them: the plain p99
+    jumps, the median of the blocks' p99 stays, and the burst is flagged."""
+    rng = np.random.default_rng(0)
+    quiet = 1.0 + 0.1 * rng.random(1000)
+    burst = quiet.copy()
+    burst[300:315] = 500.0  # 1.5% of the requests, all inside the second block
+    a, b = robust_tail(quiet), robust_tail(burst)
+    assert np.percentile(burst, 99) > 100 * np.percentile(quiet, 99)
+    assert b["p99_block_median"] == pytest.approx(a["p99_block_median"], rel=0.05)
+    assert b["p99_block_range"][1] == 500.0
+    assert (a["interference"], b["interference"]) == (False, True)
+    assert a["p99_over_p50"] == pytest.approx(np.percentile(quiet, 99) / np.median(quiet))

@@ -118,6 +118,11 @@ def bucket_width(lengths: np.ndarray, buckets: tuple[int, ...]) -> int:
     return next(w for w in buckets if w >= longest)
 
 
+def warmup_steps(train, total_steps: int) -> int:
+    """Optimiser steps of linear warm-up: ``train.warmup`` of the run's ``total_steps``."""
+    return round(train.warmup * total_steps)
+
+
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     """Multiplier of the base learning rate at optimiser step ``step`` (0-based): linear
     warm-up, then cosine decay to 0 at ``total`` (or constant)."""

@@ -35,6 +35,7 @@ from benchmark.adapters.common import (
     length_buckets,
     numpy_batch,
     save_checkpoint,
+    warmup_steps,
 )
 from benchmark.detectors import DetectorSpec, Scores, register
 from benchmark.errors import ConfigError, TrainingDivergedError
@@ -94,7 +95,9 @@ def clip_like_torch(max_norm: float) -> optax.GradientTransformation:
 
 def optimizer(train, total_steps: int) -> optax.GradientTransformation:
     def learning_rate(count):
-        return train.lr * schedule_factor(count, train.warmup_steps, total_steps, train.schedule)
+        return train.lr * schedule_factor(
+            count, warmup_steps(train, total_steps), total_steps, train.schedule
+        )
 
     return optax.chain(
         clip_like_torch(train.grad_clip),

@@ -35,6 +35,7 @@ from benchmark.adapters.common import (
     lr_factor,
     numpy_batch,
     save_checkpoint,
+    warmup_steps,
 )
 from benchmark.detectors import DetectorSpec, Scores, register
 from benchmark.errors import TrainingDivergedError
@@ -158,7 +159,7 @@ class TorchDetector:
             fused=self.spec.framework.fused_optimizer or None,  # None: PyTorch's own choice
         )
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, t.warmup_steps, total_steps, t.schedule)
+            opt, lambda s: lr_factor(s, warmup_steps(t, total_steps), total_steps, t.schedule)
         )
         return opt, sched
 

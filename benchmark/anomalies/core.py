@@ -164,6 +164,11 @@ class Context:
 Injector = Callable[[Session, Context], Session]
 
 
+@dataclass
+class NoParams:
+    """A type without knobs of its own (severity, position and rate still apply)."""
+
+
 @dataclass(frozen=True)
 class InjectorSpec:
     name: str
@@ -173,6 +178,7 @@ class InjectorSpec:
         Callable[[EventTable, np.ndarray], np.ndarray] | None
     )  # (events, offsets) -> per session
     story: str
+    params: type = NoParams  # a dataclass of the type's knobs, set by anomaly.params.<name>
 
 
 INJECTORS: dict[str, InjectorSpec] = {}
@@ -181,13 +187,24 @@ INJECTORS: dict[str, InjectorSpec] = {}
 def injector(
     name: str,
     *,
+    params: type = NoParams,
     min_length: int = 1,
     eligible: Callable[[EventTable, np.ndarray], np.ndarray] | None = None,
 ):
-    """Register an injector under ``name``; its docstring is its generative story."""
+    """Register an anomaly type: the decorated function edits one session (``Session``,
+    ``Context`` -> ``Session``); its docstring is the type's generative story; ``params`` is the
+    dataclass of its knobs (``ctx.params``); ``min_length`` and ``eligible`` ((events, offsets)
+    -> (n_sessions,) bool) say which sequences it can work on. A module of the user's, named
+    in ``anomaly.plugins``, registers its own types this way without editing the package."""
+    if not name.isidentifier():
+        raise ValueError(f"anomaly type name {name!r} must be a Python identifier")
 
     def register(fn: Injector) -> Injector:
-        INJECTORS[name] = InjectorSpec(name, fn, min_length, eligible, (fn.__doc__ or "").strip())
+        known = INJECTORS.get(name)
+        if known is not None and known.fn.__qualname__ != fn.__qualname__:
+            raise ValueError(f"anomaly type {name!r} is registered already (by {known.fn})")
+        story = (fn.__doc__ or "").strip()
+        INJECTORS[name] = InjectorSpec(name, fn, min_length, eligible, story, params)
         return fn
 
     return register
@@ -226,6 +243,10 @@ class LabelledEvents:
     # metrics compare a type with the normal sessions it could have hit, so a type that needs
     # (say) a purchase is not credited for "purchase sessions look unusual".
     eligible: np.ndarray | None = None
+    # (n_sessions,) bool: could the sequence host any type of the mix? The reference
+    # population of the overall metrics: a sequence no type could have hit is never a victim,
+    # so comparing it with the victims would score eligibility, not detection.
+    population: np.ndarray | None = None
 
     @property
     def offsets(self) -> np.ndarray:
@@ -245,9 +266,16 @@ def eligibility(events: EventTable, offsets: np.ndarray, type_names: tuple[str, 
     return np.stack(columns, axis=1)
 
 
-def unlabelled(events: EventTable, type_names: tuple[str, ...]) -> LabelledEvents:
+def unlabelled(
+    events: EventTable, type_names: tuple[str, ...], active: tuple[str, ...] = ()
+) -> LabelledEvents:
+    """``events`` without anomalies; the population is the sequences that could host a type of
+    ``active`` (the mix), or every sequence when none is given."""
     offsets = session_offsets(events.session_id)
     n_sess = len(offsets) - 1
+    eligible = eligibility(events, offsets, type_names)
+    columns = [type_names.index(name) for name in active]
+    population = eligible[:, columns].any(axis=1) if columns else np.ones(n_sess, dtype=bool)
     return LabelledEvents(
         events=events,
         event_label=np.zeros(len(events), dtype=bool),
@@ -257,7 +285,8 @@ def unlabelled(events: EventTable, type_names: tuple[str, ...]) -> LabelledEvent
         severity=np.full(n_sess, np.nan, dtype=np.float32),
         details=(),
         type_names=type_names,
-        eligible=eligibility(events, offsets, type_names),
+        eligible=eligible,
+        population=population,
     )
 
 
@@ -280,6 +309,7 @@ def from_session_labels(events: EventTable, labels) -> LabelledEvents:
         details=(),
         type_names=tuple(labels.class_names),
         eligible=np.ones((n_sess, n_types), dtype=bool),
+        population=np.ones(n_sess, dtype=bool),
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 
-from benchmark.anomalies import types as anomaly_types
 from benchmark.anomalies.core import (
     INJECTORS,
     POSITIONS,
@@ -22,59 +23,21 @@ from benchmark.anomalies.core import (
     unlabelled,
 )
 from benchmark.anomalies.profile import NormalProfile
+from benchmark.anomalies.types import BUILTIN_TYPES
 from datasets.schema import EventTable, session_offsets
 
-ANOMALY_TYPES: tuple[str, ...] = tuple(anomaly_types.PARAMS)
+ANOMALY_TYPES: tuple[str, ...] = BUILTIN_TYPES  # the package's own; plugins add more
 
 
 @dataclass
 class ContaminationConfig:
-    """Share of sequences injected with an anomaly, per split (each in [0, 1))."""
+    """Share of sequences injected with an anomaly, per split (each in [0, 1)), among the
+    sequences that could host a type of the mix (with the default mix: all of them)."""
 
     train: float = 0.05
-    """0 keeps training data clean (the usual setting for self-supervised detectors)."""
+    """0 keeps training data clean."""
     val: float = 0.1
     test: float = 0.1
-
-
-@dataclass
-class MixConfig:
-    """Relative weight of each anomaly type among injected sequences (0 disables a type)."""
-
-    click_flood: float = 1.0
-    brushing: float = 1.0
-    scraping: float = 1.0
-    cart_abuse: float = 1.0
-    account_takeover: float = 1.0
-    price_outlier: float = 1.0
-    timing_bot: float = 1.0
-    session_hijack: float = 1.0
-    funnel_violation: float = 1.0
-
-
-@dataclass
-class AnomalyParamsConfig:
-    """Per-type parameters (see each injector's docstring)."""
-
-    click_flood: anomaly_types.ClickFloodParams = field(
-        default_factory=anomaly_types.ClickFloodParams
-    )
-    brushing: anomaly_types.BrushingParams = field(default_factory=anomaly_types.BrushingParams)
-    scraping: anomaly_types.ScrapingParams = field(default_factory=anomaly_types.ScrapingParams)
-    cart_abuse: anomaly_types.CartAbuseParams = field(default_factory=anomaly_types.CartAbuseParams)
-    account_takeover: anomaly_types.AccountTakeoverParams = field(
-        default_factory=anomaly_types.AccountTakeoverParams
-    )
-    price_outlier: anomaly_types.PriceOutlierParams = field(
-        default_factory=anomaly_types.PriceOutlierParams
-    )
-    timing_bot: anomaly_types.TimingBotParams = field(default_factory=anomaly_types.TimingBotParams)
-    session_hijack: anomaly_types.SessionHijackParams = field(
-        default_factory=anomaly_types.SessionHijackParams
-    )
-    funnel_violation: anomaly_types.FunnelViolationParams = field(
-        default_factory=anomaly_types.FunnelViolationParams
-    )
 
 
 @dataclass
@@ -84,39 +47,85 @@ class AnomalyConfig:
     name: str = "mixed"
     """Label of this anomaly setting in results tables."""
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)
-    mix: MixConfig = field(default_factory=MixConfig)
+    mix: dict[str, float] = field(default_factory=dict)
+    """Relative weight of each anomaly type among injected sequences; a type not listed gets 0
+    (a preset names every type it uses, so a newly registered type never joins one silently).
+    Empty: the package's nine types in equal shares."""
     severity: float = 0.7
     """0 = looks normal, 1 = blatant."""
     severity_jitter: float = 0.0
     """Each sequence's severity is drawn uniformly from severity +- jitter (clipped to [0, 1])."""
     position: str = "random"
     """Where in a sequence the anomaly goes: random, start, middle or end."""
-    params: AnomalyParamsConfig = field(default_factory=AnomalyParamsConfig)
+    params: dict[str, Any] = field(default_factory=dict)
+    """Per-type knobs, e.g. params.click_flood.max_events=60 (each type's parameter dataclass,
+    ``benchmark/anomalies/types.py``, documents its fields and defaults)."""
+    plugins: list[str] = field(default_factory=list)
+    """Modules to import before injecting (e.g. [my_types]): each registers anomaly types of
+    its own with ``benchmark.anomalies.injector`` (see docs/anomaly-types.md)."""
+    holdout: list[str] = field(default_factory=list)
+    """Types of the mix kept out of training and validation: injected into the test split
+    only, so the per-type metrics show how each detector meets a type it never saw."""
     skip_unsupported: bool = True
     """Leave out of the mix the types no sequence of the dataset can host (e.g. price outliers
     in a views-only dataset), recorded in the run record; false makes that an error."""
 
 
+def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
+    """Import the user's modules that register anomaly types (idempotent)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise InjectionError(
+                f"anomaly.plugins: cannot import {module!r} ({err}); put the module in the "
+                "working directory or on PYTHONPATH"
+            ) from err
+
+
+def type_names(cfg: AnomalyConfig) -> tuple[str, ...]:
+    """Every type list of a run: the package's types, then the mix's registered plugin types
+    (sorted), so that codes mean the same in every split of a run."""
+    extra = sorted(name for name in cfg.mix if name not in BUILTIN_TYPES)
+    return (*BUILTIN_TYPES, *extra)
+
+
+def type_params(cfg: AnomalyConfig, name: str) -> object:
+    """The type's parameter dataclass with ``anomaly.params.<name>`` applied."""
+    spec = INJECTORS[name]
+    given = dict(cfg.params.get(name) or {})
+    known = [f.name for f in fields(spec.params)]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise InjectionError(f"anomaly.params.{name} has no field(s) {unknown}; known: {known}")
+    return spec.params(**given)
+
+
 def supported_mix(cfg: AnomalyConfig, events: EventTable) -> tuple[AnomalyConfig, dict[str, str]]:
     """The config with types that fit no sequence of ``events`` taken out of the mix (when
     ``skip_unsupported``), and why each was taken out."""
-    weights = mix_weights(cfg.mix)
+    weights = mix_weights(cfg)
     offsets = session_offsets(events.session_id)
-    fits = eligibility(events, offsets, ANOMALY_TYPES).any(axis=0)
+    names = type_names(cfg)
+    fits = eligibility(events, offsets, names).any(axis=0)
     skipped = {
         name: _why_unsupported(name)
-        for name, ok in zip(ANOMALY_TYPES, fits, strict=True)
+        for name, ok in zip(names, fits, strict=True)
         if weights.get(name, 0) > 0 and not ok
     }
-    if not skipped or not cfg.skip_unsupported:
+    if not skipped:
         return cfg, {}
+    if not cfg.skip_unsupported:
+        raise InjectionError(
+            f"anomaly type(s) of the mix fit no sequence of this dataset ({skipped}); take "
+            "them out of anomaly.mix or set anomaly.skip_unsupported=true"
+        )
     if len(skipped) == sum(w > 0 for w in weights.values()):
         raise InjectionError(
             f"no anomaly type of the mix fits this dataset ({skipped}); choose other types "
             "in anomaly.mix"
         )
-    mix = replace(cfg.mix, **dict.fromkeys(skipped, 0.0))
-    return replace(cfg, mix=mix), skipped
+    return replace(cfg, mix={**weights, **dict.fromkeys(skipped, 0.0)}), skipped
 
 
 # What the eligibility rules of the types that have one ask of a sequence.
@@ -135,7 +144,9 @@ def _why_unsupported(name: str) -> str:
 
 
 def check_anomaly_config(cfg: AnomalyConfig) -> None:
-    """Raise :class:`InjectionError` with a one-line fix for any out-of-range value."""
+    """Raise :class:`InjectionError` with a one-line fix for any out-of-range value (after
+    importing ``anomaly.plugins``, whose types the mix may name)."""
+    load_plugins(cfg.plugins)
     for split in ("train", "val", "test"):
         rate = getattr(cfg.contamination, split)
         if not 0.0 <= rate < 1.0:
@@ -150,28 +161,53 @@ def check_anomaly_config(cfg: AnomalyConfig) -> None:
         raise InjectionError(
             f"anomaly.position={cfg.position!r} is unknown; use one of {list(POSITIONS)}"
         )
-    weights = mix_weights(cfg.mix)
+    weights = mix_weights(cfg)
     if any(w < 0 for w in weights.values()):
         raise InjectionError(f"anomaly.mix weights must be >= 0, got {weights}")
     rates = [getattr(cfg.contamination, s) for s in ("train", "val", "test")]
     if any(rates) and sum(weights.values()) <= 0:
         raise InjectionError(
             "anomaly.mix gives every type weight 0 but contamination is > 0; "
-            f"set a weight for one of {list(ANOMALY_TYPES)}"
+            f"set a weight for one of {list(INJECTORS)}"
+        )
+    for name in weights:
+        type_params(cfg, name)
+    unknown = sorted(set(cfg.params) - set(weights))
+    if unknown:
+        raise InjectionError(
+            f"anomaly.params names unknown type(s) {unknown}; known: {list(INJECTORS)}"
+        )
+    outside = sorted(set(cfg.holdout) - {n for n, w in weights.items() if w > 0})
+    if outside:
+        raise InjectionError(
+            f"anomaly.holdout={outside} names types outside the mix; hold out some of "
+            f"{[n for n, w in weights.items() if w > 0]}"
+        )
+    if cfg.holdout and all(w == 0 or n in cfg.holdout for n, w in weights.items()):
+        raise InjectionError(
+            "anomaly.holdout holds out every type of the mix: training would see none; keep "
+            "at least one type out of anomaly.holdout"
         )
 
 
-def mix_weights(mix: MixConfig | dict) -> dict[str, float]:
-    items = (
-        mix.items()
-        if isinstance(mix, dict)
-        else ((f.name, getattr(mix, f.name)) for f in fields(mix))
-    )
-    weights = {k: float(v) for k, v in items}
-    unknown = sorted(set(weights) - set(ANOMALY_TYPES))
+def mix_weights(cfg: AnomalyConfig) -> dict[str, float]:
+    """Weight per type of ``type_names(cfg)`` (0 where the mix is silent); an empty mix is
+    the package's types in equal shares. Unknown names fail, listing the registered ones."""
+    unknown = sorted(set(cfg.mix) - set(INJECTORS))
     if unknown:
-        raise InjectionError(f"unknown anomaly type(s) {unknown}; known: {list(ANOMALY_TYPES)}")
-    return weights
+        raise InjectionError(
+            f"unknown anomaly type(s) {unknown}; known: {list(INJECTORS)} (a type of your own "
+            "needs its module in anomaly.plugins)"
+        )
+    mix = cfg.mix or dict.fromkeys(BUILTIN_TYPES, 1.0)
+    return {name: float(mix.get(name, 0.0)) for name in type_names(cfg)}
+
+
+def without_holdout(cfg: AnomalyConfig) -> AnomalyConfig:
+    """The config for training and validation: the held-out types at weight 0."""
+    if not cfg.holdout:
+        return cfg
+    return replace(cfg, mix={**mix_weights(cfg), **dict.fromkeys(cfg.holdout, 0.0)}, holdout=[])
 
 
 def type_counts(total: int, weights: dict[str, float]) -> dict[str, int]:
@@ -195,19 +231,30 @@ def inject(
     max_length: int,
     split: str = "data",
 ) -> LabelledEvents:
-    """Inject anomalies into ``rate`` of the sessions of ``events`` (sorted by session, time).
+    """Inject anomalies into ``rate`` of the sessions of ``events`` (sorted by session, time)
+    that can host a type of the mix (the reference population; with the default mix, every
+    session).
 
     Returns new arrays: the source table is never modified.
     """
     check_anomaly_config(cfg)
     offsets = session_offsets(events.session_id)
     n_sess = len(offsets) - 1
-    counts = type_counts(round(rate * n_sess), mix_weights(cfg.mix))
+    weights = mix_weights(cfg)
+    names = type_names(cfg)
+    active = tuple(name for name, w in weights.items() if w > 0)
+    eligible = eligibility(events, offsets, names)
+    population = eligible[:, [names.index(n) for n in active]].any(axis=1)
+    if rate > 0 and active and not population.any():
+        raise InjectionError(
+            f"no sequence of the {split} split can host a type of the mix {list(active)}; "
+            f"choose other types in anomaly.mix or set anomaly.contamination.{split}=0"
+        )
+    counts = type_counts(round(rate * int(population.sum())), weights)
     if not counts:
-        return unlabelled(events, ANOMALY_TYPES)
+        return unlabelled(events, names, active)
     rng = np.random.default_rng(seed)
-    eligible = eligibility(events, offsets, ANOMALY_TYPES)
-    victims = _choose_victims(offsets, counts, eligible, rng, split)
+    victims = _choose_victims(counts, eligible, names, rng, split)
     profile = NormalProfile.from_events(events)
     donor = _donor_sampler(events, offsets, np.array(sorted(victims)), rng)
     edited: dict[int, tuple[Session, np.ndarray]] = {}
@@ -224,13 +271,13 @@ def inject(
             position=cfg.position,
             max_length=max_length,
             profile=profile,
-            params=getattr(cfg.params, name),
+            params=type_params(cfg, name),
             donor=lambda similar, index=index: donor(index, similar),
         )
         out = fit_to_length(INJECTORS[name].fn(source.copy(), ctx), max_length)
         label = changed_events(source, out)
         edited[index] = (out, label)
-        anomaly_type[index] = ANOMALY_TYPES.index(name)
+        anomaly_type[index] = names.index(name)
         severity[index] = sev
         details.append(
             {
@@ -251,37 +298,73 @@ def inject(
         anomaly_type=anomaly_type,
         severity=severity,
         details=tuple(details),
-        type_names=ANOMALY_TYPES,
+        type_names=names,
         eligible=eligible,
+        population=population,
     )
 
 
 def _choose_victims(
-    offsets: np.ndarray,
     counts: dict[str, int],
-    eligible: np.ndarray,
+    hosts: np.ndarray,
+    type_list: tuple[str, ...],
     rng: np.random.Generator,
     split: str,
 ) -> dict[int, str]:
-    free = np.ones(len(offsets) - 1, dtype=bool)
-    victims: dict[int, str] = {}
-    for code, name in enumerate(ANOMALY_TYPES):
-        if name not in counts:
-            continue
-        spec = INJECTORS[name]
-        ok = free & eligible[:, code]
-        pool = np.flatnonzero(ok)
-        if len(pool) < counts[name]:
-            raise InjectionError(
-                f"anomaly type {name} needs {counts[name]} eligible sequences in the {split} "
-                f"split but {len(pool)} qualify (length >= {spec.min_length}"
-                f"{', a priced purchase' if name == 'price_outlier' else ''}); lower "
-                f"anomaly.mix.{name} or anomaly.contamination.{split}"
-            )
-        chosen = rng.choice(pool, size=counts[name], replace=False)
-        free[chosen] = False
-        victims.update(dict.fromkeys(chosen.tolist(), name))
-    return victims
+    """Victims as a uniform random sample of the sequences that can host a type of the mix,
+    then a type for each (``assign_types``).
+
+    Choosing victims first and types second keeps the anomalous sequences, before injection,
+    distributed exactly like the normal ones: a type that needs (say) a purchase takes its
+    victims from the purchase sequences *among the victims*, so purchase presence, length or
+    any other eligibility feature cannot separate the classes by itself (at severity 0 every
+    detector sits at chance). The price: a type can get fewer victims than its mix weight asks
+    for when too few victims can host it (recorded in the split summary)."""
+    names = list(counts)
+    can = hosts[:, [type_list.index(n) for n in names]]
+    hostable = np.flatnonzero(can.any(axis=1))
+    total = sum(counts.values())
+    if len(hostable) < total:
+        raise InjectionError(
+            f"the {split} split needs {total} sequences that can host an anomaly of the mix "
+            f"{names} but {len(hostable)} can; lower anomaly.contamination.{split} or add "
+            "types that fit more sequences to anomaly.mix"
+        )
+    victims = np.sort(rng.choice(hostable, size=total, replace=False))
+    types = assign_types(can[victims], np.array([counts[n] for n in names]), rng)
+    return {int(v): names[t] for v, t in zip(victims, types, strict=True)}
+
+
+def assign_types(can: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(V,) type index per victim from ``can`` ((V, k) bool: victim v can host type t),
+    meeting ``target`` ((k,) victims per type) as far as eligibility allows.
+
+    Round by round, each type still short of its target takes one free victim it can host,
+    the scarcest type (fewest free hosts per victim still needed) first, preferring victims
+    that the fewest other short types could use; a type with no free host left stops. Victims
+    left over (their types' targets are met or out of reach) get a type they can host, drawn
+    in proportion to the targets."""
+    n_victims, k = can.shape
+    out = np.full(n_victims, -1)
+    need = target.astype(float).copy()
+    while True:
+        free = out < 0
+        short = (need > 0) & (can[free].sum(axis=0) > 0)
+        if not short.any():
+            break
+        hosts_free = (can & free[:, None]).sum(axis=0)
+        for t in sorted(np.flatnonzero(short), key=lambda t: hosts_free[t] / need[t]):
+            pool = np.flatnonzero((out < 0) & can[:, t])
+            if len(pool) == 0 or need[t] <= 0:
+                continue
+            other_uses = (can[pool] & (need > 0)).sum(axis=1)
+            best = pool[other_uses == other_uses.min()]
+            out[int(rng.choice(best))] = t
+            need[t] -= 1
+    for v in np.flatnonzero(out < 0):
+        weights = can[v] * np.maximum(target, 1e-9)
+        out[v] = int(rng.choice(k, p=weights / weights.sum()))
+    return out
 
 
 def _donor_sampler(
@@ -327,5 +410,5 @@ def _main_category(events: EventTable, offsets: np.ndarray) -> np.ndarray:
 
 
 def describe_types() -> dict[str, str]:
-    """Anomaly type -> its generative story (for docs and the run record)."""
-    return {name: INJECTORS[name].story for name in ANOMALY_TYPES}
+    """Anomaly type -> its generative story, for every registered type (docs, the record)."""
+    return {name: spec.story for name, spec in INJECTORS.items()}

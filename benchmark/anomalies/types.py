@@ -83,7 +83,7 @@ class FunnelViolationParams:
     pass
 
 
-@injector("click_flood", min_length=1)
+@injector("click_flood", params=ClickFloodParams, min_length=1)
 def click_flood(s: Session, ctx: Context) -> Session:
     """A bot opens many product pages in a burst: 2 (s=0) to ``max_events`` views, a few target
     items hammered repeatedly, with gaps shrinking from human dwell times to ``bot_gap_s``."""
@@ -99,7 +99,7 @@ def click_flood(s: Session, ctx: Context) -> Session:
     return ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
 
 
-@injector("brushing", min_length=1)
+@injector("brushing", params=BrushingParams, min_length=1)
 def brushing(s: Session, ctx: Context) -> Session:
     """A brushing farm fakes orders to push a seller's items up the rankings: search, little or
     no browsing, purchase of the same one or two obscure items, repeated. At s=0 an order is an
@@ -126,7 +126,7 @@ def brushing(s: Session, ctx: Context) -> Session:
     return ctx.place(s, at, _item_events(s, ctx, at, types_arr, items_arr), gap)
 
 
-@injector("scraping", min_length=1)
+@injector("scraping", params=ScrapingParams, min_length=1)
 def scraping(s: Session, ctx: Context) -> Session:
     """A scraper walks the catalogue in id order, category after category, at a steady pace. At
     s=0 the pages are popularity-drawn items at human gaps; at s=1 every page is the next item."""
@@ -145,7 +145,7 @@ def scraping(s: Session, ctx: Context) -> Session:
     return ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
 
 
-@injector("cart_abuse", min_length=1)
+@injector("cart_abuse", params=CartAbuseParams, min_length=1)
 def cart_abuse(s: Session, ctx: Context) -> Session:
     """Inventory hoarding or coupon probing: items added to and removed from the cart again and
     again, and the session's purchases abandoned (turned into removals). At s=0 the pairs are
@@ -167,7 +167,7 @@ def cart_abuse(s: Session, ctx: Context) -> Session:
     return with_session(out, event_type=etype)
 
 
-@injector("account_takeover", min_length=3)
+@injector("account_takeover", params=AccountTakeoverParams, min_length=3)
 def account_takeover(s: Session, ctx: Context) -> Session:
     """An intruder takes over mid-session: from the takeover point on, each item is replaced
     (with probability s) by one from another category (the whole tail switches category with
@@ -218,7 +218,7 @@ def _has_priced_purchase(events: EventTable, offsets: np.ndarray) -> np.ndarray:
     return any_per_session(flag, offsets)
 
 
-@injector("price_outlier", min_length=1, eligible=_has_priced_purchase)
+@injector("price_outlier", params=PriceOutlierParams, min_length=1, eligible=_has_priced_purchase)
 def price_outlier(s: Session, ctx: Context) -> Session:
     """A purchase at an amount far outside the item's usual price (card testing, a pricing
     exploit, laundering): one priced purchase is multiplied (or, with probability 1 - p_up,
@@ -234,7 +234,7 @@ def price_outlier(s: Session, ctx: Context) -> Session:
     return out
 
 
-@injector("timing_bot", min_length=4)
+@injector("timing_bot", params=TimingBotParams, min_length=4)
 def timing_bot(s: Session, ctx: Context) -> Session:
     """A script acts on a timer: from the takeover point on, every gap moves geometrically from
     the human one (s=0) to the session's median gap with ``jitter`` relative noise (s=1)."""
@@ -249,7 +249,7 @@ def timing_bot(s: Session, ctx: Context) -> Session:
     return out
 
 
-@injector("session_hijack", min_length=3)
+@injector("session_hijack", params=SessionHijackParams, min_length=3)
 def session_hijack(s: Session, ctx: Context) -> Session:
     """A segment of another user's session is spliced in place of part of this one (a stolen
     session cookie used in parallel). The donor is picked among ``candidates`` sessions by how
@@ -297,7 +297,9 @@ def _has_movable_purchase(events: EventTable, offsets: np.ndarray) -> np.ndarray
     return any_per_session((events.event_type == E.PURCHASE) & not_first, offsets)
 
 
-@injector("funnel_violation", min_length=2, eligible=_has_movable_purchase)
+@injector(
+    "funnel_violation", params=FunnelViolationParams, min_length=2, eligible=_has_movable_purchase
+)
 def funnel_violation(s: Session, ctx: Context) -> Session:
     """Events out of funnel order (an order API called directly, replayed requests): a purchase
     moves earlier, by a share s of the way to the session's start, so at s=1 it precedes every
@@ -351,14 +353,15 @@ def _fill_missing_item(items: np.ndarray, types: np.ndarray, ctx: Context) -> np
     return items
 
 
-PARAMS: dict[str, type] = {
-    "click_flood": ClickFloodParams,
-    "brushing": BrushingParams,
-    "scraping": ScrapingParams,
-    "cart_abuse": CartAbuseParams,
-    "account_takeover": AccountTakeoverParams,
-    "price_outlier": PriceOutlierParams,
-    "timing_bot": TimingBotParams,
-    "session_hijack": SessionHijackParams,
-    "funnel_violation": FunnelViolationParams,
-}
+# The package's own types, in the order of every type list (types registered by plugins follow).
+BUILTIN_TYPES: tuple[str, ...] = (
+    "click_flood",
+    "brushing",
+    "scraping",
+    "cart_abuse",
+    "account_takeover",
+    "price_outlier",
+    "timing_bot",
+    "session_hijack",
+    "funnel_violation",
+)
