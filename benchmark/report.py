@@ -289,13 +289,25 @@ def markdown_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+# The reference population of each metric, named on every page that shows it.
+POPULATIONS = (
+    "ROC-AUC, PR-AUC, F1 and recall are over the test sequences that could host an anomaly "
+    "type of the mix (with the default mix, every test sequence); F1 uses the threshold "
+    "fitted on validation scores of the same population."
+)
+PER_TYPE_POPULATION = (
+    "each type against the normal test sequences that could have hosted it, weighted to its "
+    "victims' mix of eligibility patterns; the severity plot uses the same reference"
+)
+
+
 def to_markdown(report: Report) -> str:
     out = [
         "# Model selection",
         "",
-        f"Records under `{report.root}`; hardware: {report.hardware}. ROC-AUC is on the test "
-        "split; F1 uses the threshold fitted on validation scores. Intervals are 95%: over seeds "
-        "(Student t) when a detector has several, else the run's bootstrap over test sequences.",
+        f"Records under `{report.root}`; hardware: {report.hardware}. {POPULATIONS} Intervals "
+        "are 95%: over seeds (Student t) when a detector has several, else the run's bootstrap "
+        "over test sequences. Detection settings are ranked apart.",
     ]
     for s in report.sections:
         out += ["", f"## {s.setting}", "", f"Latency column: {s.latency_measure}.", ""]
@@ -307,7 +319,7 @@ def to_markdown(report: Report) -> str:
         )
         types = type_names(s.rows)
         if types:
-            out += ["", "Per-type ROC-AUC (each type against the normal sequences it could hit):"]
+            out += ["", f"Per-type ROC-AUC ({PER_TYPE_POPULATION}):"]
             out += [
                 "",
                 markdown_table(
@@ -525,8 +537,9 @@ def to_html(report: Report) -> str:
         f"<style>{CSS}</style></head><body>",
         "<h1>Model selection</h1>",
         f"<p>Records under <code>{html.escape(str(report.root))}</code>; hardware: "
-        f"{html.escape(report.hardware)}. Intervals are 95%: over seeds (Student t) when a "
-        "detector has several, else the run's bootstrap over test sequences.</p>",
+        f"{html.escape(report.hardware)}. {html.escape(POPULATIONS)} Intervals are 95%: over "
+        "seeds (Student t) when a detector has several, else the run's bootstrap over test "
+        "sequences. Detection settings are ranked apart.</p>",
     ]
     labels = [label for _, label in COLUMNS]
     for s in report.sections:
@@ -539,6 +552,7 @@ def to_html(report: Report) -> str:
         if types:
             parts += [
                 "<h3>Per-type ROC-AUC</h3>",
+                f"<p>{html.escape(PER_TYPE_POPULATION)}.</p>",
                 _html_table(
                     ["model", *types],
                     [[r.name] + [fmt(r.per_type.get(t)) for t in types] for r in s.rows],
