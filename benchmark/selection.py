@@ -394,6 +394,8 @@ def compare_top_two(rows: list[Row]) -> TopComparison | None:
 
 
 INVERSE_NOTE = "ranks anomalies inversely: undertrained or mis-signed; never recommended"
+# Rows that check the benchmark rather than detect anything: ranked, never recommended.
+CHECKS: tuple[str, ...] = ("selection_probe",)
 
 
 def ranks_inversely(row: Row) -> bool:
@@ -413,7 +415,7 @@ def recommendations(rows: list[Row], hardware: str, latency: str = "latency") ->
         for r in ranked
         if ranks_inversely(r)
     ]
-    usable = [r for r in ranked if not ranks_inversely(r)]
+    usable = [r for r in ranked if not ranks_inversely(r) and r.model not in CHECKS]
     if not usable:
         return inverse
     best = usable[0]
@@ -422,11 +424,11 @@ def recommendations(rows: list[Row], hardware: str, latency: str = "latency") ->
         f"[{best.roc_auc_low:.3f}, {best.roc_auc_high:.3f}] ({best.ci_kind}, "
         f"{len(best.seeds)} seed{'s' * (len(best.seeds) > 1)})."
     ]
-    top = compare_top_two(rows)
+    top = compare_top_two(usable)
     if top is not None:
         lines.append(f"Evidence: {top.sentence}.")
-    lines += _budget_lines(ranked, "latency_ms", latency, "ms", hardware)
-    lines += _budget_lines(ranked, "peak_memory_mb", "peak memory", "MB", hardware)
+    lines += _budget_lines(usable, "latency_ms", latency, "ms", hardware)
+    lines += _budget_lines(usable, "peak_memory_mb", "peak memory", "MB", hardware)
     return lines + inverse
 
 

@@ -443,3 +443,16 @@ def test_detectors_whose_latency_spreads_overlap_are_called_tied():
     lines = [line for line in recommendations(aggregate(records), "Test CPU") if "latency" in line]
     assert len(lines) == 2
     assert "**gru/torch/classify**" in lines[0]
+
+
+def test_the_selection_probe_is_ranked_but_never_recommended():
+    rows = aggregate(
+        [
+            record("selection_probe", 0, 0.9, framework="numpy", latency=0.01, memory=1),
+            record("lstm", 0, 0.8, latency=1.0, memory=10),
+        ]
+    )
+    assert [r.model for r in sorted(rows, key=lambda r: r.rank)] == ["selection_probe", "lstm"]
+    lines = recommendations(rows, "Test CPU")
+    assert lines[0].startswith("Best ROC-AUC: **lstm/torch/classify**")
+    assert not any("selection_probe" in line for line in lines)
