@@ -419,11 +419,17 @@ def recommendations(rows: list[Row], hardware: str, latency: str = "latency") ->
     if not usable:
         return inverse
     best = usable[0]
-    lines = [
-        f"Best ROC-AUC: **{best.name}**, {best.roc_auc_mean:.3f} "
-        f"[{best.roc_auc_low:.3f}, {best.roc_auc_high:.3f}] ({best.ci_kind}, "
-        f"{len(best.seeds)} seed{'s' * (len(best.seeds) > 1)})."
-    ]
+    figure = (
+        f"{best.roc_auc_mean:.3f} [{best.roc_auc_low:.3f}, {best.roc_auc_high:.3f}] "
+        f"({best.ci_kind}, {len(best.seeds)} seed{'s' * (len(best.seeds) > 1)})"
+    )
+    if not better_than_chance(best):
+        return [
+            f"No detector is better than chance here: the best, {best.name}, has ROC-AUC "
+            f"{figure}, an interval that does not lie above 0.5.",
+            *inverse,
+        ]
+    lines = [f"Best ROC-AUC: **{best.name}**, {figure}."]
     top = compare_top_two(usable)
     if top is not None:
         lines.append(f"Evidence: {top.sentence}.")

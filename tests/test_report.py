@@ -456,3 +456,9 @@ def test_the_selection_probe_is_ranked_but_never_recommended():
     lines = recommendations(rows, "Test CPU")
     assert lines[0].startswith("Best ROC-AUC: **lstm/torch/classify**")
     assert not any("selection_probe" in line for line in lines)
+
+
+def test_no_recommendation_when_no_detector_beats_chance():
+    rows = aggregate([record("lstm", s, 0.5 + 0.02 * (s - 1)) for s in range(3)])
+    [line] = recommendations(rows, "Test CPU")
+    assert line.startswith("No detector is better than chance here: the best, lstm/torch/classify")
