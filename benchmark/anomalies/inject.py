@@ -254,7 +254,7 @@ def inject(
     if not counts:
         return unlabelled(events, names, active)
     rng = np.random.default_rng(seed)
-    victims = _choose_victims(counts, eligible, names, rng, split)
+    victims = _choose_victims(counts, eligible, names, active, rng)
     profile = NormalProfile.from_events(events)
     donor = _donor_sampler(events, offsets, np.array(sorted(victims)), rng)
     edited: dict[int, tuple[Session, np.ndarray]] = {}
@@ -308,11 +308,11 @@ def _choose_victims(
     counts: dict[str, int],
     hosts: np.ndarray,
     type_list: tuple[str, ...],
+    active: tuple[str, ...],
     rng: np.random.Generator,
-    split: str,
 ) -> dict[int, str]:
-    """Victims as a uniform random sample of the sequences that can host a type of the mix,
-    then a type for each (``assign_types``).
+    """Victims as a uniform random sample of the sequences that can host a type of the mix
+    (``active``: the types with a weight), then a type for each (``assign_types``).
 
     Choosing victims first and types second keeps the anomalous sequences, before injection,
     distributed exactly like the normal ones: a type that needs (say) a purchase takes its
@@ -320,19 +320,13 @@ def _choose_victims(
     any other eligibility feature cannot separate the classes by itself (at severity 0 every
     detector sits at chance). The price: a type can get fewer victims than its mix weight asks
     for when too few victims can host it (recorded in the split summary)."""
-    names = list(counts)
-    can = hosts[:, [type_list.index(n) for n in names]]
-    hostable = np.flatnonzero(can.any(axis=1))
+    can = hosts[:, [type_list.index(n) for n in active]]
+    hostable = np.flatnonzero(can.any(axis=1))  # the population: at least sum(counts) long
     total = sum(counts.values())
-    if len(hostable) < total:
-        raise InjectionError(
-            f"the {split} split needs {total} sequences that can host an anomaly of the mix "
-            f"{names} but {len(hostable)} can; lower anomaly.contamination.{split} or add "
-            "types that fit more sequences to anomaly.mix"
-        )
     victims = np.sort(rng.choice(hostable, size=total, replace=False))
-    types = assign_types(can[victims], np.array([counts[n] for n in names]), rng)
-    return {int(v): names[t] for v, t in zip(victims, types, strict=True)}
+    target = np.array([counts.get(n, 0) for n in active])
+    types = assign_types(can[victims], target, rng)
+    return {int(v): active[t] for v, t in zip(victims, types, strict=True)}
 
 
 def assign_types(can: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
