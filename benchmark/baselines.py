@@ -96,25 +96,6 @@ def session_features(data: SequenceArrays) -> np.ndarray:
     )
 
 
-class IsolationForestDetector:
-    modalities_used = ("behaviour",)
-
-    def __init__(self, seed: int, n_estimators: int = 200) -> None:
-        self.forest = IsolationForest(n_estimators=n_estimators, random_state=seed)
-
-    def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
-        start = time.perf_counter()
-        self.forest.fit(session_features(train))
-        return {"fit_seconds": time.perf_counter() - start}
-
-    def score(self, data: SequenceArrays) -> Scores:
-        return Scores(-self.forest.score_samples(session_features(data)))
-
-    @property
-    def n_params(self) -> int:
-        return int(sum(t.tree_.node_count for t in self.forest.estimators_))
-
-
 class MarkovDetector:
     modalities_used = ("behaviour",)
 
@@ -203,6 +184,8 @@ class SklearnDetector:
         final = self.estimator[-1] if isinstance(self.estimator, Pipeline) else self.estimator
         if hasattr(final, "coef_"):
             return int(final.coef_.size + final.intercept_.size)
+        if hasattr(final, "estimators_"):  # Isolation Forest: the nodes of its trees
+            return int(sum(t.tree_.node_count for t in final.estimators_))
         if hasattr(final, "_predictors"):  # gradient-boosted trees: their nodes
             return int(sum(len(p.nodes) for it in final._predictors for p in it))
         return int(getattr(final, "n_samples_fit_", 0) * getattr(final, "n_features_in_", 0))
@@ -214,8 +197,8 @@ def _random(spec: DetectorSpec) -> RandomDetector:
 
 
 @register("numpy", "iforest")
-def _iforest(spec: DetectorSpec) -> IsolationForestDetector:
-    return IsolationForestDetector(spec.seed)
+def _iforest(spec: DetectorSpec) -> SklearnDetector:
+    return SklearnDetector(IsolationForest(n_estimators=200, random_state=spec.seed))
 
 
 @register("numpy", "markov")

@@ -146,8 +146,8 @@ def run(cfg: DictConfig | Config) -> RunResult:
     config = with_setting(as_config(cfg))
     check_config(config)
     resolved = {**plain_dict(cfg), "setting": config.setting.value}
-    model = config.model.name.value
-    rid = make_run_id(resolved, NOISE_KEYS + ignored_sections(framework_of(model, "torch")))
+    framework = framework_of(config.model.name.value, config.framework.name.value)
+    rid = make_run_id(resolved, NOISE_KEYS + ignored_sections(framework))
     run_dir = Path(config.results_dir) / config.experiment_name / rid
     previous = previous_record(run_dir, move_aside=not config.dry_run)
     decision = decide(previous, config.resume)

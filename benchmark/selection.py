@@ -65,8 +65,13 @@ class Row:
 
     @property
     def name(self) -> str:
-        parts = [self.model, self.framework] + ([self.objective] if self.objective != "-" else [])
-        return "/".join(parts) + (f" [{self.variant}]" if self.variant else "")
+        base = display_name(self.model, self.framework, self.objective)
+        return base + (f" [{self.variant}]" if self.variant else "")
+
+
+def display_name(model: str, framework: str, objective: str) -> str:
+    """``model/framework/objective`` (a baseline, objective ``-``, has none)."""
+    return "/".join([model, framework] + ([objective] if objective != "-" else []))
 
 
 # What makes a setting: the data, its anomalies, and the detection setting (which labels
@@ -85,13 +90,11 @@ def detection_setting(record: dict) -> str:
     written before settings existed are classed by their objective."""
     if record.get("setting"):
         return str(record["setting"])
-    if record["framework"] == "numpy":
-        return "unsupervised"
-    return (
-        "supervised"
-        if record.get("objective") in ("classify", "classify_type")
-        else ("unsupervised")
+    supervised = record["framework"] != "numpy" and record.get("objective") in (
+        "classify",
+        "classify_type",
     )
+    return "supervised" if supervised else "unsupervised"
 
 
 def setting_of(record: dict) -> str:
@@ -122,7 +125,7 @@ def latency_of(record: dict) -> tuple[float | None, str]:
     (the median of its blocks' p99, stable between identical runs, where recorded), else the
     mean time per sequence of the evaluation pass (batched, a throughput figure)."""
     timing = record.get("timing", {})
-    batch_1 = timing.get("latency_ms", {}).get("batch_1", {})
+    batch_1 = _batch_1(record)
     if batch_1.get("p99_block_median") is not None:
         return float(batch_1["p99_block_median"]), "p99 batch-1 latency (median of 5 blocks)"
     p99 = batch_1.get("p99")
@@ -137,11 +140,7 @@ def latency_of(record: dict) -> tuple[float | None, str]:
 def latency_range(records: list[dict]) -> tuple[float, float] | None:
     """The spread of the budget latency over a row's runs: the lowest and highest block p99
     of any of them (None without block figures)."""
-    ranges = [
-        r.get("timing", {}).get("latency_ms", {}).get("batch_1", {}).get("p99_block_range")
-        for r in records
-    ]
-    ranges = [x for x in ranges if x]
+    ranges = [x for r in records if (x := _batch_1(r).get("p99_block_range"))]
     if not ranges:
         return None
     return min(x[0] for x in ranges), max(x[1] for x in ranges)
@@ -149,10 +148,12 @@ def latency_range(records: list[dict]) -> tuple[float, float] | None:
 
 def interfered(records: list[dict]) -> bool:
     """Any run's batch-1 latency flagged as interference (p99/p50 beyond the bound)."""
-    return any(
-        r.get("timing", {}).get("latency_ms", {}).get("batch_1", {}).get("interference")
-        for r in records
-    )
+    return any(_batch_1(r).get("interference") for r in records)
+
+
+def _batch_1(record: dict) -> dict:
+    """The record's batch-1 latency figures (empty when the timing protocol did not run)."""
+    return record.get("timing", {}).get("latency_ms", {}).get("batch_1", {})
 
 
 def train_rate(timing: dict) -> float | None:
@@ -517,21 +518,21 @@ class SeenUnseen:
 
 def seen_vs_unseen(records: list[dict]) -> list[SeenUnseen]:
     """Per setting and detector, for the types some run held out of training: per-type
-    ROC-AUC seen vs unseen (a leave-one-type-out sweep gives both for every type)."""
-    found: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = defaultdict(
+    ROC-AUC seen vs unseen (a leave-one-type-out sweep gives both for every type). Runs pool
+    only when their configs differ in the seed and ``anomaly.holdout`` alone."""
+    found: dict[tuple[str, str, str], dict[str, dict[str, list[float]]]] = defaultdict(
         lambda: {"seen": defaultdict(list), "unseen": defaultdict(list)}
     )
     for r in ok_records(latest_per_run(records)):
         seen = r.get("data", {}).get("types_seen_in_training")
         if not seen:
             continue
-        model, framework, objective = candidate_of(r)
-        name = "/".join([model, framework] + ([objective] if objective != "-" else []))
+        key = (setting_of(r), display_name(*candidate_of(r)), _key_without_holdout(r))
         for t, auc in r["metrics"].get("per_type", {}).items():
             if auc is not None:
-                found[(setting_of(r), name)]["unseen" if t not in seen else "seen"][t].append(auc)
+                found[key]["unseen" if t not in seen else "seen"][t].append(auc)
     out = []
-    for (setting, name), kinds in sorted(found.items()):
+    for (setting, name, _), kinds in sorted(found.items()):
         entry = SeenUnseen(
             setting,
             name,
@@ -541,6 +542,12 @@ def seen_vs_unseen(records: list[dict]) -> list[SeenUnseen]:
         if entry.types:
             out.append(entry)
     return out
+
+
+def _key_without_holdout(record: dict) -> str:
+    config = record.get("config", {})
+    anomaly = {k: v for k, v in config.get("anomaly", {}).items() if k != "holdout"}
+    return replicate_key({**record, "config": {**config, "anomaly": anomaly}})
 
 
 @dataclass(frozen=True)

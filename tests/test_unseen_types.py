@@ -83,3 +83,15 @@ def test_runs_without_held_out_types_make_no_table():
     plain = record("hgb", "none", {"click_flood": 0.9})
     plain["data"]["types_seen_in_training"] = ["click_flood", "brushing", "scraping"]
     assert seen_vs_unseen([plain]) == []
+
+
+def test_held_out_runs_of_other_configs_are_not_pooled():
+    records = [
+        record("hgb", "click_flood", {"click_flood": 0.6, "brushing": 0.9}),
+        record("hgb", "brushing", {"click_flood": 1.0, "brushing": 0.5}),
+    ]
+    other = record("hgb", "brushing", {"click_flood": 0.7, "brushing": 0.1}, seed=1)
+    other["run_id"] = "other-epochs"
+    other["config"] = {**other["config"], "train": {"epochs": 1}}
+    entries = seen_vs_unseen([*records, other])
+    assert [e.unseen for e in entries] == [{"click_flood": 0.6, "brushing": 0.5}]

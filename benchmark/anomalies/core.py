@@ -266,16 +266,27 @@ def eligibility(events: EventTable, offsets: np.ndarray, type_names: tuple[str, 
     return np.stack(columns, axis=1)
 
 
+def hosts_any(eligible: np.ndarray, type_names: tuple[str, ...], active: tuple[str, ...]):
+    """(n_sessions,) bool: sequences that can host a type of ``active`` (all, when empty)."""
+    if not active:
+        return np.ones(len(eligible), dtype=bool)
+    return eligible[:, [type_names.index(name) for name in active]].any(axis=1)
+
+
 def unlabelled(
-    events: EventTable, type_names: tuple[str, ...], active: tuple[str, ...] = ()
+    events: EventTable,
+    type_names: tuple[str, ...],
+    active: tuple[str, ...] = (),
+    eligible: np.ndarray | None = None,
 ) -> LabelledEvents:
     """``events`` without anomalies; the population is the sequences that could host a type of
-    ``active`` (the mix), or every sequence when none is given."""
+    ``active`` (the mix), or every sequence when none is given. ``eligible``: the table's
+    eligibility matrix when the caller has it already."""
     offsets = session_offsets(events.session_id)
     n_sess = len(offsets) - 1
-    eligible = eligibility(events, offsets, type_names)
-    columns = [type_names.index(name) for name in active]
-    population = eligible[:, columns].any(axis=1) if columns else np.ones(n_sess, dtype=bool)
+    if eligible is None:
+        eligible = eligibility(events, offsets, type_names)
+    population = hosts_any(eligible, type_names, active)
     return LabelledEvents(
         events=events,
         event_label=np.zeros(len(events), dtype=bool),

@@ -19,6 +19,7 @@ from benchmark.anomalies.core import (
     changed_events,
     eligibility,
     fit_to_length,
+    hosts_any,
     session_view,
     unlabelled,
 )
@@ -244,7 +245,7 @@ def inject(
     names = type_names(cfg)
     active = tuple(name for name, w in weights.items() if w > 0)
     eligible = eligibility(events, offsets, names)
-    population = eligible[:, [names.index(n) for n in active]].any(axis=1)
+    population = hosts_any(eligible, names, active)
     if rate > 0 and active and not population.any():
         raise InjectionError(
             f"no sequence of the {split} split can host a type of the mix {list(active)}; "
@@ -252,9 +253,10 @@ def inject(
         )
     counts = type_counts(round(rate * int(population.sum())), weights)
     if not counts:
-        return unlabelled(events, names, active)
+        return unlabelled(events, names, active, eligible)
     rng = np.random.default_rng(seed)
     victims = _choose_victims(counts, eligible, names, active, rng)
+    params = {name: type_params(cfg, name) for name in active}
     profile = NormalProfile.from_events(events)
     donor = _donor_sampler(events, offsets, np.array(sorted(victims)), rng)
     edited: dict[int, tuple[Session, np.ndarray]] = {}
@@ -271,7 +273,7 @@ def inject(
             position=cfg.position,
             max_length=max_length,
             profile=profile,
-            params=type_params(cfg, name),
+            params=params[name],
             donor=lambda similar, index=index: donor(index, similar),
         )
         out = fit_to_length(INJECTORS[name].fn(source.copy(), ctx), max_length)
@@ -321,7 +323,7 @@ def _choose_victims(
     detector sits at chance). The price: a type can get fewer victims than its mix weight asks
     for when too few victims can host it (recorded in the split summary)."""
     can = hosts[:, [type_list.index(n) for n in active]]
-    hostable = np.flatnonzero(can.any(axis=1))  # the population: at least sum(counts) long
+    hostable = np.flatnonzero(hosts_any(hosts, type_list, active))  # >= sum(counts) long
     total = sum(counts.values())
     victims = np.sort(rng.choice(hostable, size=total, replace=False))
     target = np.array([counts.get(n, 0) for n in active])
@@ -342,14 +344,13 @@ def assign_types(can: np.ndarray, target: np.ndarray, rng: np.random.Generator) 
     out = np.full(n_victims, -1)
     need = target.astype(float).copy()
     while True:
-        free = out < 0
-        short = (need > 0) & (can[free].sum(axis=0) > 0)
-        if not short.any():
+        hosts_free = (can & (out < 0)[:, None]).sum(axis=0)
+        short = np.flatnonzero((need > 0) & (hosts_free > 0))
+        if len(short) == 0:
             break
-        hosts_free = (can & free[:, None]).sum(axis=0)
-        for t in sorted(np.flatnonzero(short), key=lambda t: hosts_free[t] / need[t]):
+        for t in sorted(short, key=lambda t: hosts_free[t] / need[t]):
             pool = np.flatnonzero((out < 0) & can[:, t])
-            if len(pool) == 0 or need[t] <= 0:
+            if len(pool) == 0:  # a scarcer type took the last one this round
                 continue
             other_uses = (can[pool] & (need > 0)).sum(axis=1)
             best = pool[other_uses == other_uses.min()]
