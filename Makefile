@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-gpu run reproduce test test-slow test-gpu bench bench-compare speed lint format lock clean
+.PHONY: setup setup-gpu run reproduce test test-slow test-all test-gpu bench bench-compare speed lint format lock clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,7 @@ setup-gpu: setup
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,gpu]'
 
 # The default experiment: every detector of its sweep; the sweep ends by writing
-# results/<experiment>/report/ and printing the ranked table (benchmark/callbacks.py).
+# results/<experiment>/report/ and printing the ranked table (benchmark/run/callbacks.py).
 run: setup
 	$(PY) -m benchmark -m $(ARGS)
 
@@ -37,7 +37,7 @@ PAPERS := $(sort $(basename $(notdir $(wildcard conf/experiment/paper_*.yaml))))
 reproduce: setup
 	status=0; \
 	for e in $(PAPERS); do $(PY) -m benchmark -m experiment=$$e scale=$(SCALE) $(ARGS) || status=1; done; \
-	$(PY) -m benchmark.reproduction results || status=1; \
+	$(PY) -m benchmark.report.reproduction results || status=1; \
 	exit $$status
 
 test: setup lint
@@ -45,6 +45,10 @@ test: setup lint
 
 test-slow: setup
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Every CPU tier: fast, slow and the pytest-benchmark suite (each benchmark run once, untimed).
+test-all: setup lint
+	$(PY) -m pytest -m 'not gpu' $(PYTEST_ARGS)
 
 test-gpu: setup-gpu
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
@@ -59,7 +63,7 @@ bench: setup
 # This checkout against REF, measured alternately in one job: fails when >15% slower.
 REF ?= HEAD~1
 bench-compare: setup
-	$(PY) -m benchmark.bench_compare --ref $(REF) $(ARGS)
+	$(PY) -m benchmark.speed.compare --ref $(REF) $(ARGS)
 
 # The timing table (PRESET=cpu|gpu|quick): results/speed/*.{json,md}.
 PRESET ?= cpu
@@ -69,6 +73,7 @@ speed: setup
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format: setup
 	$(PY) -m ruff check --fix .

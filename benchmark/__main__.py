@@ -1,4 +1,5 @@
-"""``python -m benchmark [overrides]``: a thin Hydra entry over :func:`benchmark.run.run`.
+"""``python -m benchmark [overrides]``: a thin Hydra entry over
+:func:`benchmark.run.experiment.run`.
 
 Before Hydra runs, the overrides are composed once (``preflight``) so that a misspelt key, an
 unknown option or a value of the wrong type is reported in one line naming the key and what is
@@ -16,18 +17,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from benchmark.callbacks import OUTCOME_FILE, sweep_failed
+from benchmark import paths
 from benchmark.config import NotApplicableError, register_configs
 from benchmark.errors import user_error_types
-from benchmark.preflight import preflight
+from benchmark.run.callbacks import OUTCOME_FILE, sweep_failed
+from benchmark.run.preflight import preflight
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(paths.CONF_DIR)
 log = logging.getLogger("benchmark")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
-    from benchmark.run import run  # imported here so --help and errors stay fast
+    from benchmark.run.experiment import run  # imported here so --help and errors stay fast
 
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -73,9 +75,9 @@ def job_overrides() -> str:
 def write_outcome(result, err: BaseException | None = None, **extra: str) -> None:
     """``outcome.json`` in the Hydra job folder: what the sweep summary reads (it works the
     same whether the job ran here, on a Ray worker or under SLURM)."""
-    from benchmark import strict_json
-    from benchmark.atomic import write_atomic
-    from benchmark.run import one_line
+    from benchmark.records import strict_json
+    from benchmark.records.atomic import write_atomic
+    from benchmark.run.experiment import one_line
 
     outcome = {"overrides": job_overrides(), **extra}
     if result is not None:

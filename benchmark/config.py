@@ -14,10 +14,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from benchmark.anomalies import AnomalyConfig, check_anomaly_config
-from benchmark.detectors import BASELINES, supported_settings
+from benchmark.anomalies.inject import AnomalyConfig, check_anomaly_config
+from benchmark.detectors.pca import STATISTICS
+from benchmark.detectors.registry import BASELINES, supported_settings
 from benchmark.errors import ConfigError
-from benchmark.pca import STATISTICS
 from datasets.synthetic import SyntheticConfig
 
 
@@ -26,7 +26,7 @@ class ModelName(Enum):
     gru = "gru"
     transformer = "transformer"
     multimodal = "multimodal"
-    # Framework-neutral baselines (benchmark/baselines.py); they ignore `framework`.
+    # Framework-neutral baselines (benchmark/detectors/baselines.py); they ignore `framework`.
     random = "random"
     iforest = "iforest"
     markov = "markov"
@@ -42,7 +42,8 @@ class FrameworkName(Enum):
 
 
 class DetectionSetting(Enum):
-    """Which labels training may use (benchmark/detectors.py declares who supports which)."""
+    """Which labels training may use (``benchmark/detectors/registry.py`` declares who supports
+    which)."""
 
     unsupervised = "unsupervised"
     semi_supervised = "semi_supervised"
@@ -249,7 +250,8 @@ class TrainConfig:
 
 @dataclass
 class TimingConfig:
-    """The timing protocol (benchmark/timing.py), run on the test split after evaluation."""
+    """The timing protocol (``benchmark/timing/protocol.py``), run on the test split after
+    evaluation."""
 
     enabled: bool = True
     warmup_steps: int = 10
@@ -298,7 +300,7 @@ class EvaluationConfig:
 @dataclass
 class PCAConfig:
     """Scores from the detector's pooled sequence representation reduced by PCA (article 4's
-    setup; benchmark/pca.py), instead of the objective's own score."""
+    setup; benchmark/detectors/pca.py), instead of the objective's own score."""
 
     components: int = 0
     """Principal components kept (fitted on the training split only); 0: no PCA, the
@@ -447,7 +449,9 @@ def check_config(cfg: Config) -> None:
     _choice("scale", cfg.scale, ("ci", "paper"))
     _choice("train.schedule", cfg.train.schedule, ("cosine", "constant"))
     _choice("logger.name", cfg.logger.name, ("wandb_offline", "wandb", "none"))
-    from benchmark.metrics import THRESHOLD_RULES  # here: the CLI's error path skips SciPy
+    from benchmark.evaluation.metrics import (
+        THRESHOLD_RULES,  # here: the CLI's error path skips SciPy
+    )
 
     _choice("evaluation.threshold", cfg.evaluation.threshold, THRESHOLD_RULES)
     if not 0.0 <= cfg.evaluation.target_fpr < 1.0:
@@ -480,9 +484,9 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"model.dropout={cfg.model.dropout} is outside [0, 1)")
     if not 0.0 < cfg.objective.mask_prob < 1.0:
         raise ConfigError(f"objective.mask_prob={cfg.objective.mask_prob} is outside (0, 1)")
-    for key, value in (("train.lr", cfg.train.lr), ("train.pretrain_lr", cfg.train.pretrain_lr)):
-        if value <= 0:
-            raise ConfigError(f"{key}={value} must be > 0")
+    for key, rate in (("train.lr", cfg.train.lr), ("train.pretrain_lr", cfg.train.pretrain_lr)):
+        if rate <= 0:
+            raise ConfigError(f"{key}={rate} must be > 0")
     if not 0.0 <= cfg.train.warmup < 1.0:
         raise ConfigError(f"train.warmup={cfg.train.warmup} is outside [0, 1) (a share of steps)")
     if cfg.train.pretrain_epochs < 0:

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -94,7 +95,7 @@ def write(file: Path, dataset: Dataset) -> None:
     fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".npz")
     os.close(fd)
     try:
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **cast(dict[str, Any], arrays))  # the stub reads ** as allow_pickle
         os.replace(tmp, file)
     finally:
         Path(tmp).unlink(missing_ok=True)

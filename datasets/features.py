@@ -8,6 +8,7 @@ fitting and cannot leak anything from validation or test data.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -171,12 +172,11 @@ class SequenceArrays:
 
     def take(self, index: np.ndarray) -> SequenceArrays:
         """Rows ``index`` (a copy) as a split of their own."""
-        return SequenceArrays(
-            **{
-                f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
-                for f in fields(self)
-            }
-        )
+        columns: dict[str, Any] = {
+            f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
+            for f in fields(self)
+        }
+        return SequenceArrays(**columns)
 
     def __len__(self) -> int:
         return len(self.length)

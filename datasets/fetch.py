@@ -120,7 +120,9 @@ def instructions(source: Source) -> str:
     ]
     if source.url:
         lines.append(f"  direct: {source.url} ({source.size}); `--download` fetches it")
-    lines.append(f"  check:  python -m benchmark.describe dataset={source.name} dataset.path=...")
+    lines.append(
+        f"  check:  python -m benchmark.run.describe dataset={source.name} dataset.path=..."
+    )
     return "\n".join(lines)
 
 

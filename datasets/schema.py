@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -170,7 +171,7 @@ class EventTable:
         """Rows selected by an integer or boolean index, as a new table."""
         return replace(self, **{name: col[index] for name, col in self.columns().items()})
 
-    def with_columns(self, **columns: np.ndarray | None) -> EventTable:
+    def with_columns(self, **columns: Any) -> EventTable:
         return replace(self, **columns)
 
     def sorted(self) -> EventTable:

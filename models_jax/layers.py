@@ -100,7 +100,7 @@ class Dropout(nnx.Dropout):
         super().__init__(rate, rngs=rngs)
         self.fused = fused
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(self, inputs: jax.Array) -> jax.Array:  # type: ignore[override]  # no rngs=
         if not self.fused:
             return super().__call__(inputs)
         if self.rate == 0.0 or self.deterministic:

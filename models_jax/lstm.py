@@ -19,6 +19,8 @@ wiring is tested where no GPU is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -54,7 +56,10 @@ def cudnn_reference(x, h_0, c_0, weights, lengths, input_size, hidden_size, laye
     )
 
 
-LSTM_KERNELS = {"cudnn": rnn.lstm, "cudnn_reference": cudnn_reference}
+LSTM_KERNELS: dict[str, Callable[..., tuple]] = {
+    "cudnn": rnn.lstm,
+    "cudnn_reference": cudnn_reference,
+}
 
 
 class LSTMLayer(nnx.Module):

@@ -6,6 +6,8 @@ modality (see the PyTorch module for the equations). ``attention_weights`` (B, T
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -59,7 +61,8 @@ class MultimodalAttentionDetector(nnx.Module):
             price = (batch["log_price"] - self.cfg.price_mean) / self.cfg.price_std
             items = self.brand(batch["brand"]) + self.price(price[..., None])
         if self.has_profile:
-            profile = sum(e(batch["profile"][:, i]) for i, e in enumerate(self.profile))
+            fields = (e(batch["profile"][:, i]) for i, e in enumerate(self.profile))
+            profile = cast(jax.Array, sum(fields))  # a sum of arrays, never the start 0
         else:
             profile = jnp.broadcast_to(self.default_query[...], (b, h))
         query = self.query(profile)

@@ -21,7 +21,7 @@ from models_torch.layers import EventEmbedding, Heads, init_weights, last_valid
 
 
 class LSTMDetector(nn.Module):
-    rnn_type = nn.LSTM
+    rnn_type: type[nn.LSTM] | type[nn.GRU] = nn.LSTM
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__()

@@ -27,6 +27,8 @@ from models_torch.layers import (
 class TransformerEncoder(nn.Module):
     """Embedding, positions and blocks: per-event states (B, T, H)."""
 
+    positions: torch.Tensor  # a buffer
+
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -41,7 +41,7 @@ def sessions(small_world):
 
 def compose_typed(overrides: list[str]):
     """The typed Config of conf/config.yaml with ``overrides`` (for module-scoped fixtures)."""
-    from benchmark.run import as_config
+    from benchmark.run.experiment import as_config
 
     register_configs()
     GlobalHydra.instance().clear()
@@ -59,8 +59,8 @@ def detector_spec(
     ``objective`` replace the config's, ``framework`` overrides fields of its framework
     section (name, device, precision)."""
     from benchmark.config import ModelName, ObjectiveName
-    from benchmark.detectors import DetectorSpec
-    from benchmark.pipeline import data_info
+    from benchmark.detectors.registry import DetectorSpec
+    from benchmark.run.detect import data_info
 
     m, o = config.model, config.objective
     return DetectorSpec(
@@ -75,7 +75,7 @@ def detector_spec(
 
 def only_type(name: str) -> list[str]:
     """Overrides that inject anomalies of one type only."""
-    from benchmark.anomalies import ANOMALY_TYPES
+    from benchmark.anomalies.inject import ANOMALY_TYPES
 
     return [f"anomaly.mix.{t}={float(t == name)}" for t in ANOMALY_TYPES]
 

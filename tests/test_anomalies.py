@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from benchmark.anomalies import ANOMALY_TYPES, AnomalyConfig, InjectionError, inject
-from benchmark.anomalies.core import INJECTORS
-from benchmark.anomalies.inject import ContaminationConfig, check_anomaly_config
+from benchmark.anomalies.core import INJECTORS, InjectionError
+from benchmark.anomalies.inject import (
+    ANOMALY_TYPES,
+    AnomalyConfig,
+    ContaminationConfig,
+    check_anomaly_config,
+    inject,
+)
 from benchmark.anomalies.profile import NormalProfile
 from datasets.schema import EventTable, EventType, map_event_types, session_offsets
 from datasets.sessions import limit_lengths
@@ -248,7 +253,7 @@ def test_inserted_blocks_keep_the_length_at_severity_zero_and_add_at_one(session
 def test_every_type_documents_its_generative_story_and_parameters():
     from dataclasses import fields
 
-    from benchmark.anomalies import describe_types
+    from benchmark.anomalies.inject import describe_types
 
     stories = describe_types()
     assert tuple(stories)[: len(ANOMALY_TYPES)] == ANOMALY_TYPES

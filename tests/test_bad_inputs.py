@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import atomic
-from benchmark.atomic import write_atomic
 from benchmark.config import check_config
 from benchmark.errors import ConfigError, ResultsWriteError, user_error_types
-from benchmark.run import RECORD_FILE, as_config, run
-from benchmark.store import STORE_FILE
+from benchmark.records import atomic
+from benchmark.records.atomic import write_atomic
+from benchmark.records.store import STORE_FILE
+from benchmark.run.experiment import RECORD_FILE, as_config, run
 
 from .conftest import ROOT, cli
 
@@ -261,7 +261,7 @@ def test_an_unusable_results_store_is_a_warning_and_the_record_stays(smoke, tmp_
     assert result.status == "ok"
     assert json.loads((result.run_dir / RECORD_FILE).read_text())["status"] == "ok"
     assert "results store" in caplog.text
-    assert "python -m benchmark.store" in caplog.text
+    assert "python -m benchmark.records.store" in caplog.text
 
 
 def test_an_unreadable_record_is_quarantined_and_the_config_reruns(smoke, tmp_path):

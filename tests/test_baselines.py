@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from benchmark.anomalies import ANOMALY_TYPES
-from benchmark.baselines import RandomDetector, eligibility_features, session_features
-from benchmark.data import prepare_data
-from benchmark.detectors import create
+from benchmark.anomalies.inject import ANOMALY_TYPES
+from benchmark.detectors.baselines import RandomDetector, eligibility_features, session_features
+from benchmark.detectors.registry import create
 from benchmark.errors import ConfigError
-from benchmark.metrics import roc_auc
-from benchmark.pipeline import SCORES_FILE
-from benchmark.run import run
+from benchmark.evaluation.metrics import roc_auc
+from benchmark.run.data import prepare_data
+from benchmark.run.detect import SCORES_FILE
+from benchmark.run.experiment import run
 from datasets.features import FIRST_KNOWN
 from datasets.schema import EventType
 

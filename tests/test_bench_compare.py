@@ -1,4 +1,4 @@
-"""The speed gate (benchmark/bench_compare.py): ratios from alternating rounds, and a failure
+"""The speed gate (benchmark/speed/compare.py): ratios from alternating rounds, and a failure
 on an injected slowdown."""
 
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from benchmark.bench_compare import compare, figures_of
+from benchmark.speed.compare import compare, figures_of
 
 from .conftest import ROOT
 
@@ -52,7 +52,7 @@ def test_an_injected_slowdown_fails_the_gate(tmp_path):
     adapter.write_text(text.replace(marker, "        time.sleep(0.003)\n" + marker))
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     subprocess.run([*git, "commit", "-qam", "slower scoring"], cwd=clone, check=True)
-    gate = ["-m", "benchmark.bench_compare", "--ref", "HEAD~1", "--rounds", "2"]
+    gate = ["-m", "benchmark.speed.compare", "--ref", "HEAD~1", "--rounds", "2"]
     scope = ["--models", "lstm", "--frameworks", "torch"]
     short = ["timing.windows=2", "timing.min_window_s=0.2", "timing.latency_requests=50"]
     done = subprocess.run(

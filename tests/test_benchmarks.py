@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from benchmark.anomalies import AnomalyConfig, inject
+from benchmark.anomalies.inject import AnomalyConfig, inject
 from datasets.sessions import limit_lengths
 from datasets.synthetic import SyntheticConfig, generate
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.benchmark
 def test_generator_throughput(benchmark):
     cfg = SyntheticConfig(n_users=100_000)  # about 3.7M events
     data = benchmark.pedantic(generate, args=(cfg, 0), rounds=3, warmup_rounds=1)
-    events_per_s = len(data.events) / benchmark.stats.stats.median
+    events_per_s = len(data.events) / benchmark.evaluation.stats.stats.median
     benchmark.extra_info["events"] = len(data.events)
     benchmark.extra_info["events_per_s"] = events_per_s
     assert events_per_s >= 1_000_000
@@ -41,7 +41,9 @@ def test_injection_throughput(benchmark):
         rounds=3,
         warmup_rounds=1,
     )
-    benchmark.extra_info["injected_per_s"] = int(out.label.sum()) / benchmark.stats.stats.median
+    benchmark.extra_info["injected_per_s"] = (
+        int(out.label.sum()) / benchmark.evaluation.stats.stats.median
+    )
 
 
 MEMORY_PROBE = """
@@ -97,14 +99,15 @@ def write_taobao_file(path, rows: int, seed: int = 0) -> None:
 
 
 def test_loader_ingest_rows_per_second(benchmark, tmp_path):
-    from datasets.loaders import LOADERS, LoadOptions
+    from datasets.loaders.common import LoadOptions
+    from datasets.loaders.registry import LOADERS
 
     path = tmp_path / "UserBehavior.csv"
     write_taobao_file(path, 1_000_000)
     data = benchmark.pedantic(
         LOADERS["taobao"], args=(path, LoadOptions()), rounds=3, warmup_rounds=1
     )
-    rows_per_s = data.source["rows_read"] / benchmark.stats.stats.median
+    rows_per_s = data.source["rows_read"] / benchmark.evaluation.stats.stats.median
     benchmark.extra_info["rows_per_s"] = rows_per_s
     assert len(data.events) == 1_000_000 - data.source["quarantined"].get("duplicate_event", 0)
     assert rows_per_s >= 200_000
@@ -113,7 +116,8 @@ def test_loader_ingest_rows_per_second(benchmark, tmp_path):
 LOADER_PROBE = """
 import json, resource, sys
 from pathlib import Path
-from datasets.loaders import LOADERS, LoadOptions
+from datasets.loaders.common import LoadOptions
+from datasets.loaders.registry import LOADERS
 data = LOADERS["taobao"](Path(sys.argv[1]), LoadOptions())
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"rows": data.source["rows_read"], "peak_bytes": peak}))
@@ -142,7 +146,7 @@ def test_ten_million_rows_stream_under_2_gb(benchmark, tmp_path):
 
 
 # --- detectors x frameworks, each beside its plain reference ------------------------------
-# Sizes of benchmark.speed's "quick" preset (CPU-friendly); `python -m benchmark.speed
+# Sizes of benchmark.speed.table's "quick" preset (CPU-friendly); `python -m benchmark.speed
 # --preset gpu` gives the full protocol at the GPU sizes. Every timed call synchronises itself.
 
 SPEED_MODELS = ("lstm", "gru", "transformer", "multimodal")
@@ -157,13 +161,13 @@ ROUNDS = {
 @pytest.fixture(scope="module")
 def speed_setups():
     """(model, framework) -> (config, detector, data), built once per module."""
-    from benchmark.timing import pin_allocator
+    from benchmark.timing.protocol import pin_allocator
 
     pin_allocator()  # as the timing protocol does, so both measure the same way
     cache = {}
 
     def get(model: str, framework: str):
-        from benchmark.speed import PRESETS, build
+        from benchmark.speed.table import PRESETS, build
 
         key = (model, framework)
         if key not in cache:
@@ -190,10 +194,10 @@ def timed_call(probe, figure: str, train_batch: int):
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 @pytest.mark.parametrize("model", SPEED_MODELS)
 def test_detector_speed(benchmark, speed_setups, model, framework, figure, implementation):
-    from benchmark.speed import probe_for
+    from benchmark.detectors.registry import speed_probe
 
     config, detector, data = speed_setups(model, framework)
-    probe = probe_for(detector, data, framework, implementation)
+    probe = speed_probe(detector, data, framework, implementation)
     call = timed_call(probe, figure, config.train.batch_size)
     rounds, warmup = ROUNDS[figure]
     try:
@@ -208,5 +212,5 @@ def test_detector_speed(benchmark, speed_setups, model, framework, figure, imple
         else config.train.batch_size
     )
     benchmark.extra_info["sequences_per_call"] = sequences
-    benchmark.extra_info["seq_per_s"] = sequences / benchmark.stats.stats.median
-    assert benchmark.stats.stats.median > 0
+    benchmark.extra_info["seq_per_s"] = sequences / benchmark.evaluation.stats.stats.median
+    assert benchmark.evaluation.stats.stats.median > 0

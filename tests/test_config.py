@@ -2,8 +2,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from benchmark.config import Config, NotApplicableError, check_config, with_setting
-from benchmark.identity import NOISE_KEYS, run_id
-from benchmark.run import as_config, plain_dict
+from benchmark.records.identity import NOISE_KEYS, run_id
+from benchmark.run.experiment import as_config, plain_dict
 
 from .conftest import CONF_DIR, ROOT, cli
 

@@ -7,9 +7,9 @@ ROC-AUC 0.997-1.000 on blatant floods and 0.51-0.55 at severity 0.
 
 import pytest
 
-from benchmark.data import prepare_data
-from benchmark.detectors import create
-from benchmark.metrics import per_type_roc_auc, roc_auc
+from benchmark.detectors.registry import create
+from benchmark.evaluation.metrics import per_type_roc_auc, roc_auc
+from benchmark.run.data import prepare_data
 
 from .conftest import compose_typed, detector_spec, only_type
 
@@ -47,8 +47,17 @@ def trained_auc(config, prepared, model: str, objective: str) -> float:
     return roc_auc(test.label, detector.score(test).sequence)
 
 
-@pytest.mark.parametrize("objective", SELF_SUPERVISED)
-@pytest.mark.parametrize("model", DEEP)
+# The fast tier trains one pair (the quickest); the other eleven run with -m slow (7 min).
+@pytest.mark.parametrize(
+    ("model", "objective"),
+    [
+        (model, objective)
+        if (model, objective) == ("lstm", "forecast")
+        else pytest.param(model, objective, marks=pytest.mark.slow)
+        for model in DEEP
+        for objective in SELF_SUPERVISED
+    ],
+)
 def test_self_supervised_detectors_find_blatant_floods_and_miss_invisible_ones(
     flood_data, model, objective
 ):
@@ -78,7 +87,9 @@ def labelled_invisible_floods():
     return config, prepare_data(config.dataset, config.anomaly, 0)
 
 
-@pytest.mark.parametrize("model", DEEP)
+@pytest.mark.parametrize(
+    "model", ["lstm", *(pytest.param(m, marks=pytest.mark.slow) for m in DEEP[1:])]
+)
 def test_classifiers_stay_at_chance_on_labels_without_anomalies(labelled_invisible_floods, model):
     """A supervised detector trained on severity-0 labels has nothing to learn: anything far
     from 0.5 would be a leak (through padding, ordering, splits or preprocessing). Click floods
@@ -109,17 +120,8 @@ def blatant_mix():
     return config, prepare_data(config.dataset, config.anomaly, 0)
 
 
-# The LSTM stays in the fast tier; the Transformer, GRU and multimodal variants add 100 s and
-# run with -m slow (attention models stay in the fast tier through the self-supervised tests).
-@pytest.mark.parametrize(
-    "model",
-    [
-        "lstm",
-        pytest.param("transformer", marks=pytest.mark.slow),
-        pytest.param("gru", marks=pytest.mark.slow),
-        pytest.param("multimodal", marks=pytest.mark.slow),
-    ],
-)
+@pytest.mark.slow  # about 30 s per detector
+@pytest.mark.parametrize("model", DEEP)
 def test_classifiers_separate_a_blatant_mix(blatant_mix, model):
     """Measured on the reference CPU: LSTM 0.930, GRU 0.933, Transformer 0.949, multimodal
     0.948 (about 100 s for the four). The ceiling is about 0.95, not 1: with ~140 examples a

@@ -1,4 +1,4 @@
-"""Model-FLOP counts (benchmark.flops) against PyTorch's own operator-level counter, and the
+"""Model-FLOP counts (benchmark.timing.flops) against PyTorch's own operator-level counter, and the
 roofline table built from them."""
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from benchmark.flops import TRAIN_STEP_FACTOR, Sizes, achieved, forward_flops
-from benchmark.speed import PRESETS, build, flop_sizes, probe_for, roofline
+from benchmark.detectors.registry import speed_probe
+from benchmark.speed.table import PRESETS, build, flop_sizes, roofline
+from benchmark.timing.flops import TRAIN_STEP_FACTOR, Sizes, achieved, forward_flops
 
 # PyTorch's counter has no formula for the CPU attention kernel; the one it uses elsewhere.
 CPU_ATTENTION = {
@@ -32,7 +33,7 @@ def test_model_flops_equal_pytorchs_count_of_the_same_forward_pass(model):
     detector.model.eval()
     mine = counted_per_sequence(detector.model, (detector.batch(data, rows),), len(rows))
     assert mine == forward_flops(flop_sizes(config, model), "detector")
-    reference = probe_for(detector, data, "torch", "reference")
+    reference = speed_probe(detector, data, "torch", "reference")
     item, mask, _ = reference._inputs(rows)
     reference.net.train()  # eval mode takes a fused encoder kernel the counter cannot see into
     plain = counted_per_sequence(reference.net, (item, mask), len(rows))

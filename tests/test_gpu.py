@@ -12,10 +12,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from benchmark.data import prepare_data  # noqa: E402
-from benchmark.detectors import create  # noqa: E402
-from benchmark.metrics import roc_auc  # noqa: E402
-from benchmark.run import run  # noqa: E402
+from benchmark.detectors.registry import create  # noqa: E402
+from benchmark.evaluation.metrics import roc_auc  # noqa: E402
+from benchmark.run.data import prepare_data  # noqa: E402
+from benchmark.run.experiment import run  # noqa: E402
 
 from .conftest import compose_typed, detector_spec  # noqa: E402
 

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.run import run
-from datasets.loaders import LOADERS, DataFileError, LoadOptions
+from benchmark.run.experiment import run
+from datasets.loaders.common import DataFileError, LoadOptions
+from datasets.loaders.registry import LOADERS
 from datasets.schema import MISSING_ID, EventType, session_offsets
 
 from .conftest import ROOT
@@ -372,7 +373,7 @@ def test_each_shipped_sample_runs_end_to_end(compose_config, tmp_path, dataset, 
 
 
 def test_dataset_card_of_a_sample(capsys):
-    from benchmark.describe import main
+    from benchmark.run.describe import main
 
     assert main(["dataset=rees46"]) == 0
     out = capsys.readouterr().out
@@ -383,7 +384,7 @@ def test_dataset_card_of_a_sample(capsys):
 
 
 def test_dataset_card_of_a_missing_download_is_one_line(capsys, tmp_path):
-    from benchmark.describe import main
+    from benchmark.run.describe import main
 
     assert main(["dataset=taobao", f"dataset.path={tmp_path / 'UserBehavior.csv'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -431,7 +432,7 @@ def test_dedup_matches_a_reference_on_random_rows():
 
 
 def test_types_a_views_only_dataset_cannot_host_are_an_error_when_asked(compose_config, tmp_path):
-    from benchmark.anomalies import InjectionError
+    from benchmark.anomalies.core import InjectionError
 
     cfg = compose_config(
         [

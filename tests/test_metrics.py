@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from benchmark.metrics import (
+from benchmark.evaluation.metrics import (
     average_precision,
     best_f1,
     bootstrap_ci,

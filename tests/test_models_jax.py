@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from benchmark.adapters.common import lr_factor, numpy_batch
-from benchmark.adapters.jax_adapter import MODELS as MODEL_CLASSES
-from benchmark.adapters.jax_adapter import JaxDetector, length_buckets, schedule_factor
-from benchmark.data import prepare_data
+from benchmark.detectors.adapters.common import lr_factor, numpy_batch
+from benchmark.detectors.adapters.jax_adapter import MODELS as MODEL_CLASSES
+from benchmark.detectors.adapters.jax_adapter import JaxDetector, length_buckets, schedule_factor
 from benchmark.errors import ConfigError
-from benchmark.metrics import roc_auc
-from benchmark.run import run
+from benchmark.evaluation.metrics import roc_auc
+from benchmark.run.data import prepare_data
+from benchmark.run.experiment import run
 
 from .conftest import compose_typed, detector_spec
 
@@ -119,7 +119,7 @@ def test_a_baseline_run_is_the_same_run_under_either_framework(compose_config, t
 
 
 def test_checkpoint_errors_name_the_fix(compose_config, tmp_path):
-    from benchmark.adapters.common import CHECKPOINT, CheckpointError
+    from benchmark.detectors.adapters.common import CHECKPOINT, CheckpointError
 
     common = ["experiment=smoke", "model=gru", f"results_dir={tmp_path}"]
     trained = run(compose_config(common))

@@ -3,10 +3,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from benchmark.adapters import torch_objectives as objectives
-from benchmark.adapters.common import CHECKPOINT, lr_factor
-from benchmark.adapters.torch_adapter import MODELS, TorchDetector
-from benchmark.run import run
+from benchmark.detectors.adapters import torch_objectives as objectives
+from benchmark.detectors.adapters.common import CHECKPOINT, lr_factor
+from benchmark.detectors.adapters.torch_adapter import MODELS, TorchDetector
+from benchmark.run.experiment import run
 from models_common.config import OBJECTIVES, DetectorConfig
 from models_torch.multimodal import MultimodalAttentionDetector
 
@@ -178,9 +178,9 @@ def test_type_classifier_starts_at_ln_10_scores_one_minus_p_normal_and_counts_hi
 def test_zscore_of_the_price_input_uses_training_moments_only():
     from types import SimpleNamespace
 
-    from benchmark.adapters.common import detector_config
     from benchmark.config import ObjectiveName
-    from benchmark.pipeline import log_price_moments
+    from benchmark.detectors.adapters.common import detector_config
+    from benchmark.run.detect import log_price_moments
     from datasets.features import UNKNOWN
 
     def split(prices: list[float]):
@@ -308,7 +308,7 @@ def small_spec(model: str, modalities: tuple[str, ...] = ("behaviour",), **frame
         ObjectiveName,
         TrainConfig,
     )
-    from benchmark.detectors import DataInfo, DetectorSpec
+    from benchmark.detectors.registry import DataInfo, DetectorSpec
 
     return DetectorSpec(
         model=small_model(model),

@@ -17,10 +17,10 @@ import pytest
 import torch
 from flax import nnx
 
-from benchmark.adapters.common import numpy_batch
-from benchmark.adapters.jax_adapter import JaxDetector
-from benchmark.adapters.torch_adapter import TorchDetector, to_batch
-from benchmark.data import prepare_data
+from benchmark.detectors.adapters.common import numpy_batch
+from benchmark.detectors.adapters.jax_adapter import JaxDetector
+from benchmark.detectors.adapters.torch_adapter import TorchDetector, to_batch
+from benchmark.run.data import prepare_data
 from models_jax.convert import key_map, load_canonical, to_canonical
 
 from .conftest import compose_typed, detector_spec
@@ -121,7 +121,19 @@ def test_parity_outputs_states_and_carries(world, model, objective):
         np.testing.assert_allclose(np.asarray(got[name]), value.numpy(), **OUTPUT_TOL, err_msg=name)
 
 
-@CASES
+# The LSTM under every objective and every model under `classify` in the fast tier; the other
+# nine pairs with -m slow. Scores follow from the outputs, and the optimiser step is the same
+# AdamW whatever the model: output, loss and gradient parity cover all sixteen in the fast tier.
+FAST_CASES = pytest.mark.parametrize(
+    ("model", "objective"),
+    [
+        pytest.param(m, o, marks=() if m == "lstm" or o == "classify" else pytest.mark.slow)
+        for m, o in PAIRS
+    ],
+)
+
+
+@FAST_CASES
 def test_parity_sequence_and_event_scores(world, model, objective):
     torch_detector, jax_detector = twins(world, model, objective)
     test = world[1].arrays["test"]
@@ -184,19 +196,7 @@ def assert_same_loss_and_gradients(torch_detector, jax_detector, torch_batch, ja
         np.testing.assert_allclose(grads[name], expected, **GRAD_TOL, err_msg=name)
 
 
-# The optimiser step is the same AdamW whatever the model: the fast tier steps the LSTM under
-# every objective and every model under `classify`; the other nine pairs run with -m slow
-# (loss and gradient parity, which decide the step, cover all sixteen in the fast tier).
-STEP_CASES = pytest.mark.parametrize(
-    ("model", "objective"),
-    [
-        pytest.param(m, o, marks=() if m == "lstm" or o == "classify" else pytest.mark.slow)
-        for m, o in PAIRS
-    ],
-)
-
-
-@STEP_CASES
+@FAST_CASES
 def test_parity_one_optimiser_step(world, model, objective):
     """Parameters after one AdamW step agree within 1e-5, except where both frameworks find a
     gradient that is zero up to rounding (< 1e-6): there Adam's g / (|g| + eps) turns rounding
@@ -239,8 +239,8 @@ def test_parity_a_mismatched_checkpoint_is_refused(world):
 def test_parity_checkpoint_trained_in_one_framework_scores_the_same_in_the_other(
     compose_config, tmp_path, trained_by, scored_by
 ):
-    from benchmark.adapters.common import CHECKPOINT
-    from benchmark.run import run
+    from benchmark.detectors.adapters.common import CHECKPOINT
+    from benchmark.run.experiment import run
 
     common = ["experiment=smoke", "model=gru", "objective=next_event", f"results_dir={tmp_path}"]
     trained = run(compose_config([*common, f"framework={trained_by}"]))

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmark.detectors import Scores
-from benchmark.pca import fit_pca, pca_scores
-from benchmark.pipeline import fit_representation_pca, with_pca_scores
+from benchmark.detectors.pca import fit_pca, pca_scores
+from benchmark.detectors.registry import Scores
+from benchmark.run.detect import fit_representation_pca, with_pca_scores
 
 
 def correlated(n: int, seed: int) -> np.ndarray:

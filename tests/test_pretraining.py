@@ -8,10 +8,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from benchmark import pipeline
 from benchmark.config import ObjectiveName, check_config
 from benchmark.errors import ConfigError
-from benchmark.run import as_config, run
+from benchmark.run import detect
+from benchmark.run.experiment import as_config, run
 
 from .conftest import compose_typed, detector_spec
 
@@ -40,17 +40,26 @@ class FakeDetector:
         self.loaded = {k: v.copy() for k, v in weights.items()}
         self.weights = self.loaded
 
+    def score(self, data):
+        raise AssertionError("pretraining never scores")
+
+    def represent(self, data):
+        raise AssertionError("pretraining never reads representations")
+
+    n_params = 5
+    modalities_used = ("behaviour",)
+
 
 def test_pretraining_carries_the_encoder_not_the_heads(monkeypatch):
     config = compose_typed(["experiment=smoke", "train.pretrain_epochs=3", "train.pretrain_lr=0.5"])
-    from benchmark.data import prepare_data
+    from benchmark.run.data import prepare_data
 
     prepared = prepare_data(config.dataset, config.anomaly, 0)
     spec = replace(detector_spec(config, prepared, "transformer", "classify"), run_dir="somewhere")
     FakeDetector.made = []
-    monkeypatch.setattr(pipeline, "create", lambda model, framework, s: FakeDetector(s))
+    monkeypatch.setattr(detect, "create", lambda model, framework, s: FakeDetector(s))
     detector = FakeDetector(spec)
-    report = pipeline.train_detector(detector, spec, None, None)
+    report = detect.train_detector(detector, spec, None, None)
     pretrained = FakeDetector.made[1]
     assert pretrained.spec.objective.name == ObjectiveName.masked
     assert (pretrained.spec.train.epochs, pretrained.spec.train.lr) == (3, 0.5)
@@ -60,7 +69,7 @@ def test_pretraining_carries_the_encoder_not_the_heads(monkeypatch):
     np.testing.assert_array_equal(detector.loaded["heads.out"], np.zeros(2))  # fresh
     np.testing.assert_array_equal(detector.weights["encoder.w"], np.full(3, 3.0))  # fine-tuned
     assert report["pretraining"]["epochs"] == 3
-    assert pipeline.epochs_trained(report) == config.train.epochs + 3
+    assert detect.epochs_trained(report) == config.train.epochs + 3
 
 
 def test_article_4_pipeline_pretrains_fine_tunes_and_scores_by_pca(compose_config, tmp_path):

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.report import build, cells, console, main, write
-from benchmark.selection import (
+from benchmark.evaluation.stats import friedman, holm, mean_ci, nemenyi_critical_difference
+from benchmark.records.store import RECORD_FILE, SCORES_FILE
+from benchmark.report.page import build, cells, console, main, write
+from benchmark.report.selection import (
     INVERSE_NOTE,
     aggregate,
     compare_top_two,
@@ -24,8 +26,6 @@ from benchmark.selection import (
     ranks_inversely,
     recommendations,
 )
-from benchmark.stats import friedman, holm, mean_ci, nemenyi_critical_difference
-from benchmark.store import RECORD_FILE, SCORES_FILE
 
 from .conftest import ROOT
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.reproduction import METRICS, build, majority_accuracy, summarise, verdict
-from benchmark.run import as_config, run
-from benchmark.stats import mean_ci
+from benchmark.evaluation.stats import mean_ci
+from benchmark.report.reproduction import METRICS, build, majority_accuracy, summarise, verdict
+from benchmark.run.experiment import as_config, run
 
 from .conftest import CONF_DIR
 
@@ -176,6 +176,7 @@ def test_majority_accuracy_is_the_share_of_normal_test_sequences():
     assert majority_accuracy(record(0, 0.5, 0.5)) == pytest.approx(0.9)
 
 
+@pytest.mark.slow  # a real sweep of a setup
 def test_a_real_run_lands_in_the_table_with_its_own_numbers(compose_config, tmp_path):
     common = ["experiment=paper_2_lstm_classifier", "framework=torch", f"results_dir={tmp_path}"]
     small = ["dataset.generator.n_users=1000", "train.epochs=1"]

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from benchmark.anomalies import ANOMALY_TYPES, InjectionError
-from benchmark.data import prepare_data
-from benchmark.run import CONFIG_FILE, RECORD_FILE, as_config, run
+from benchmark.anomalies.core import InjectionError
+from benchmark.anomalies.inject import ANOMALY_TYPES
+from benchmark.run.data import prepare_data
+from benchmark.run.experiment import CONFIG_FILE, RECORD_FILE, as_config, run
 
 from .conftest import only_type
 
@@ -97,7 +98,7 @@ def test_save_arrays_keeps_inputs_labels_and_anomaly_metadata(smoke):
 
 
 def test_atomic_write_leaves_the_old_file_and_no_debris_on_failure(tmp_path):
-    from benchmark.atomic import atomic_path, write_atomic
+    from benchmark.records.atomic import atomic_path, write_atomic
 
     target = tmp_path / "record.json"
     write_atomic(target, "old")

@@ -5,12 +5,12 @@ the labelled sequences from the normal ones in the headline metrics."""
 import numpy as np
 import pytest
 
-from benchmark.anomalies import ANOMALY_TYPES
-from benchmark.data import prepare_data
-from benchmark.detectors import BASELINE_SETTINGS, SUPERVISED, UNSUPERVISED, create
-from benchmark.metrics import roc_auc
-from benchmark.pipeline import population, training_view
-from benchmark.stats import mean_ci
+from benchmark.anomalies.inject import ANOMALY_TYPES
+from benchmark.detectors.registry import BASELINE_SETTINGS, SUPERVISED, UNSUPERVISED, create
+from benchmark.evaluation.metrics import roc_auc
+from benchmark.evaluation.stats import mean_ci
+from benchmark.run.data import prepare_data
+from benchmark.run.detect import population, training_view
 
 from .conftest import compose_typed, detector_spec
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.frameworks import comparison_table, paired_auc
-from benchmark.stats import mean_ci, paired_comparison
+from benchmark.evaluation.stats import mean_ci, paired_comparison
+from benchmark.report.framework_comparison import comparison_table, paired_auc
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -77,9 +77,12 @@ def test_comparison_table_pairs_runs_by_seed_and_skips_failures_and_baselines():
 
 
 def test_framework_report_cli_names_a_bad_results_dir(tmp_path, capsys):
-    from benchmark.frameworks import main
+    from benchmark.report.framework_comparison import main
 
     assert main([]) == 2
-    assert "usage: python -m benchmark.frameworks <results dir>" in capsys.readouterr().err
+    assert (
+        "usage: python -m benchmark.report.framework_comparison <results dir>"
+        in capsys.readouterr().err
+    )
     assert main([str(tmp_path / "missing")]) == 2
     assert "is not a directory of run records" in capsys.readouterr().err

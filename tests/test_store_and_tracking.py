@@ -5,8 +5,7 @@ import sqlite3
 
 import pytest
 
-from benchmark.run import RECORD_FILE, run
-from benchmark.store import (
+from benchmark.records.store import (
     StoreError,
     append,
     attempts,
@@ -14,6 +13,7 @@ from benchmark.store import (
     records,
     store_path,
 )
+from benchmark.run.experiment import RECORD_FILE, run
 
 from .wandb_log import read_run
 

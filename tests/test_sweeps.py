@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark import pipeline
-from benchmark import run as run_module
-from benchmark.run import RECORD_FILE, decide, previous_record, run
-from benchmark.store import SCORES_FILE, records, store_path
+from benchmark.records.store import SCORES_FILE, records, store_path
+from benchmark.run import detect
+from benchmark.run import experiment as run_module
+from benchmark.run.experiment import RECORD_FILE, decide, previous_record, run
 
 from .conftest import only_type
 
@@ -140,13 +140,13 @@ class FlakyDetector:
 
 def flaky(monkeypatch, fail: str) -> list[int]:
     batch_sizes = []
-    real = pipeline.create
+    real = detect.create
 
     def create(model, framework, spec):
         batch_sizes.append(spec.train.batch_size)
         return FlakyDetector(real(model, framework, spec), spec, fail)
 
-    monkeypatch.setattr(pipeline, "create", create)
+    monkeypatch.setattr(detect, "create", create)
     return batch_sizes
 
 
@@ -280,6 +280,7 @@ def test_a_failed_run_does_not_stop_the_sweep_and_the_exit_code_says_so(tmp_path
 GRID = ("model=random,markov,iforest", "seed=0,1,2,3")
 
 
+@pytest.mark.slow  # a dozen killed processes
 def test_a_sweep_killed_at_random_moments_resumes_to_exactly_one_valid_record_per_run(tmp_path):
     rng = random.Random(7)
     for _ in range(2):
@@ -303,6 +304,7 @@ def test_a_sweep_killed_at_random_moments_resumes_to_exactly_one_valid_record_pe
     assert {r["attempt_id"] for r in found.values()} <= stored_attempts
 
 
+@pytest.mark.slow  # each launcher starts its own processes
 @pytest.mark.parametrize("launcher", ["ray_local", "submitit_local"])
 def test_a_tiny_sweep_completes_on_a_scale_out_launcher(tmp_path, launcher):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}

@@ -1,4 +1,4 @@
-from benchmark.table import main, markdown, rows
+from benchmark.report.table import main, markdown, rows
 
 
 def record(model: str, auc: float, status: str = "ok", framework: str = "torch") -> dict:

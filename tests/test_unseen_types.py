@@ -3,10 +3,11 @@ report's seen-vs-unseen table."""
 
 import pytest
 
-from benchmark.anomalies import InjectionError, check_anomaly_config
-from benchmark.data import prepare_data
-from benchmark.report import unseen_table
-from benchmark.selection import seen_vs_unseen
+from benchmark.anomalies.core import InjectionError
+from benchmark.anomalies.inject import check_anomaly_config
+from benchmark.report.page import unseen_table
+from benchmark.report.selection import seen_vs_unseen
+from benchmark.run.data import prepare_data
 
 from .conftest import compose_typed
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,7 @@ class Context:
     position: str
     max_length: int
     profile: NormalProfile
-    params: object  # the injector's own parameter dataclass
+    params: Any  # the injector's own parameter dataclass
     donor: Callable[[bool], Session]  # an untouched session of another user (same split);
     # with True, one sharing the victim's main category
     record: dict = field(default_factory=dict)  # what the injector chose, for the metadata

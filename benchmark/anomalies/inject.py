@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,7 @@ def supported_mix(cfg: AnomalyConfig, events: EventTable) -> tuple[AnomalyConfig
     weights = mix_weights(cfg)
     offsets = session_offsets(events.session_id)
     names = type_names(cfg)
-    fits = eligibility(events, offsets, names).any(axis=0)
+    fits = eligibility(events, offsets, names).sum(axis=0) > 0
     skipped = {
         name: _why_unsupported(name)
         for name, ok in zip(names, fits, strict=True)
@@ -274,7 +275,7 @@ def inject(
             max_length=max_length,
             profile=profile,
             params=params[name],
-            donor=lambda similar, index=index: donor(index, similar),
+            donor=partial(donor, index),
         )
         out = fit_to_length(INJECTORS[name].fn(source.copy(), ctx), max_length)
         label = changed_events(source, out)

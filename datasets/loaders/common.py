@@ -17,7 +17,7 @@ import functools
 import hashlib
 import io
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -535,7 +535,12 @@ def _one_iso(text: str) -> float:
         return float("nan")
 
 
-def reject_rows(mask: np.ndarray, quarantine: Quarantine, describe, kind: str) -> None:
+def reject_rows(
+    mask: np.ndarray,
+    quarantine: Quarantine,
+    describe: Callable[..., tuple[str, str]],
+    kind: str,
+) -> None:
     """Reject the rows of ``mask``: strict raises on the first (``describe(i)`` gives its
     place and reason); otherwise the first few become examples and all are counted."""
     index = np.flatnonzero(mask)
@@ -613,7 +618,7 @@ def _parse_line(raw: bytes, where: str, fmt, layout, quarantine) -> list | None:
             where, f"expected {width} fields, found {len(fields)}", "wrong_field_count"
         )
         return None
-    out = []
+    out: list[int | float | None] = []
     for col, value in zip(fmt.columns, (fields[i] for i in positions), strict=True):
         if value in fmt.null_values:
             out.append(None)  # missing: judged (nullable or not) in the block conversion

@@ -45,7 +45,8 @@ def jsonl_file(path: Path) -> Path:
 def load(path: Path, options: LoadOptions) -> Dataset:
     file = jsonl_file(Path(path))
     q = Quarantine(options.strict)
-    parts, lines = [], {"session": [], "line": [], "aid": [], "ts": [], "type": []}
+    parts: list = []
+    lines: dict[str, list] = {"session": [], "line": [], "aid": [], "ts": [], "type": []}
     n_lines = 0
     with open(file, "rb") as f:
         for line_no, raw in enumerate(f, start=1):

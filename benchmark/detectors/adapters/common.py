@@ -1,0 +1,210 @@
+"""What both framework adapters share, in NumPy: the detector config a spec implies, batch
+slicing, the learning-rate schedule and the framework-neutral checkpoint file.
+
+The checkpoint (``checkpoint.safetensors``) holds float32 arrays under PyTorch ``state_dict``
+names and layouts whichever framework trained the model, plus metadata (framework, model,
+objective); ``models_jax.convert`` maps those names onto the Flax twins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from benchmark.detectors.registry import DetectorSpec, Scores
+from benchmark.errors import UserError
+from benchmark.records.atomic import atomic_path
+from datasets.features import SequenceArrays
+from models_common.config import CLASSIFY_OBJECTIVES, DetectorConfig
+
+CHECKPOINT = "checkpoint.safetensors"
+ID_FIELDS = (
+    "event_type",
+    "item",
+    "category",
+    "gap_bucket",
+    "price_bucket",
+    "device",
+    "brand",
+    "profile",
+    "anomaly_class",
+)
+NOT_MODEL_INPUTS = ("user_id", "session_id", "length")
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that is missing, unreadable or for another model."""
+
+
+def detector_config(spec: DetectorSpec) -> DetectorConfig:
+    m, d = spec.model, spec.data
+    multimodal = m.name.value == "multimodal"
+    zscore = multimodal and m.standardize_inputs
+    return DetectorConfig(
+        n_event_types=d.n_event_types,
+        n_items=d.n_items,
+        n_categories=d.n_categories,
+        n_gap_buckets=d.n_gap_buckets,
+        n_price_buckets=d.n_price_buckets,
+        n_devices=d.n_devices,
+        max_length=d.max_length,
+        objective=spec.objective.name.value,
+        embed_dim=m.embed_dim,
+        hidden_dim=m.hidden_dim,
+        num_layers=m.num_layers,
+        share_layers=m.share_layers,
+        num_heads=m.num_heads,
+        ff_dim=m.ff_dim,
+        dropout=m.dropout,
+        profile_cardinalities=d.profile_cardinalities if multimodal else (),
+        n_brands=d.n_brands if multimodal else 0,
+        n_anomaly_types=d.n_anomaly_types,
+        price_mean=d.price_mean if zscore else 0.0,
+        price_std=d.price_std if zscore else 1.0,
+    )
+
+
+def epoch_entry(
+    epoch: int, train_loss: float, val_loss: float, hits, n_train: int, cfg: DetectorConfig
+) -> dict:
+    """One epoch of the training history. Classifiers add ``train_accuracy``: the share of
+    training sequences classified right while the epoch trained on them (as Keras logs it;
+    ``hits`` is the framework's on-device count, read once per epoch)."""
+    entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss}
+    if cfg.objective in CLASSIFY_OBJECTIVES:
+        entry["train_accuracy"] = int(hits) / max(1, n_train)
+    return entry
+
+
+def numpy_batch(
+    arrays: SequenceArrays, index: np.ndarray, width: int | None = None
+) -> dict[str, np.ndarray]:
+    """Rows ``index`` as contiguous arrays, per-event fields cut (or zero-padded) to ``width``
+    (default: the longest sequence among the rows; padding changes no score)."""
+    if width is None:
+        width = max(1, int(arrays.length[index].max()))
+    batch = {}
+    for f in fields(arrays):
+        value = getattr(arrays, f.name)
+        if value is None or f.name in NOT_MODEL_INPUTS:
+            continue
+        rows = value[index]
+        if rows.ndim == 2 and f.name != "profile":
+            rows = rows[:, :width]
+            if rows.shape[1] < width:
+                rows = np.pad(rows, ((0, 0), (0, width - rows.shape[1])))
+        batch[f.name] = np.ascontiguousarray(rows)
+    return batch
+
+
+def length_buckets(max_length: int) -> tuple[int, ...]:
+    """Padded widths a batch may take: powers of two from 8, and max_length itself (so a
+    compiled step sees a handful of shapes, not one per longest sequence)."""
+    widths = {max_length}
+    width = 8
+    while width < max_length:
+        widths.add(width)
+        width *= 2
+    return tuple(sorted(widths))
+
+
+def bucket_width(lengths: np.ndarray, buckets: tuple[int, ...]) -> int:
+    longest = int(lengths.max())
+    return next(w for w in buckets if w >= longest)
+
+
+def warmup_steps(train, total_steps: int) -> int:
+    """Optimiser steps of linear warm-up: ``train.warmup`` of the run's ``total_steps``."""
+    return round(train.warmup * total_steps)
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based): linear
+    warm-up, then cosine decay to 0 at ``total`` (or constant)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save_checkpoint(
+    run_dir: Path | None, weights: dict[str, np.ndarray], metadata: dict[str, str]
+) -> None:
+    if run_dir is None:
+        return
+    with atomic_path(Path(run_dir) / CHECKPOINT) as tmp:
+        save_file(weights, str(tmp), metadata=metadata)
+
+
+def load_checkpoint(
+    path: Path, model: str, objective: str
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Canonical weights and metadata of ``path``, checked to be for ``model`` trained with
+    ``objective``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist: give the path of a run's {CHECKPOINT}"
+        )
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+        weights = load_file(str(path))
+    except Exception as error:  # safetensors raises several types for a damaged file
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file ({error})"
+        ) from error
+    found = (metadata.get("model"), metadata.get("objective"))
+    if found != (model, objective):
+        raise CheckpointError(
+            f"checkpoint {path} holds model={found[0]} objective={found[1]}, but this run is "
+            f"model={model} objective={objective}: pick the matching model and objective"
+        )
+    return weights, metadata
+
+
+def reference_sizes(cfg: DetectorConfig, model: str) -> tuple[str, dict]:
+    """The plain reference timed beside ``model`` (``models_*/reference.py``) and its
+    constructor arguments at the detector's sizes: the same in both frameworks."""
+    if model in ("lstm", "gru"):
+        sizes = dict(embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, layers=cfg.num_layers)
+        return "PlainRNN", dict(cell=model, n_items=cfg.n_items, **sizes)
+    return "PlainTransformer", dict(
+        n_items=cfg.n_items,
+        width=cfg.hidden_dim,
+        heads=cfg.num_heads,
+        ff_dim=cfg.ff_dim,
+        layers=cfg.num_layers,
+        max_length=cfg.max_length,
+    )
+
+
+# One batch's scores in NumPy: row index, sequence scores, event scores (None when the objective
+# has none) and alternative sequence scores by name.
+BatchScores = tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, np.ndarray]]
+
+
+def gather_scores(n: int, event_shape: tuple[int, ...], batches: Iterable[BatchScores]) -> Scores:
+    """A whole split's scores from its batches' (each batch's event scores may be narrower than
+    the split's padded length: the rest stays 0, as on padding)."""
+    sequence = np.zeros(n)
+    event: np.ndarray | None = np.zeros(event_shape)
+    alternatives: dict[str, np.ndarray] = {}
+    for index, s, e, extra in batches:
+        sequence[index] = s
+        if e is None:
+            event = None
+        elif event is not None:
+            width = min(e.shape[1], event.shape[1])
+            event[index, :width] = e[:, :width]
+        for name, values in extra.items():
+            alternatives.setdefault(name, np.zeros(n))[index] = values
+    return Scores(sequence, event, alternatives)

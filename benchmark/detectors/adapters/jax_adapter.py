@@ -1,0 +1,409 @@
+"""JAX/Flax adapter: NumPy arrays in, NumPy scores out; the twin of ``torch_adapter``.
+
+Training matches the PyTorch loop step for step: the same batch order (NumPy permutation from
+the seed), AdamW with the same decay, learning-rate schedule and PyTorch's gradient-clipping
+rule, early stopping on validation loss with the best weights restored. The whole optimiser
+step is one ``jax.jit`` with donated parameter and optimiser buffers and no host
+synchronisation inside; the loss is read back once per epoch (and now and then for the
+progress bar on a terminal).
+
+Fixed shapes: batches are padded to the configured batch size (padding rows carry no loss)
+and to a length bucket (powers of two up to ``max_length``), so the step compiles once per
+bucket; the compile counts are reported. bf16 on GPU casts parameters and inputs to bfloat16
+inside the step while the optimiser keeps float32 weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm import tqdm
+
+from benchmark.detectors.adapters import jax_objectives as objectives
+from benchmark.detectors.adapters.common import (
+    BatchScores,
+    bucket_width,
+    detector_config,
+    epoch_entry,
+    gather_scores,
+    length_buckets,
+    numpy_batch,
+    save_checkpoint,
+    warmup_steps,
+)
+from benchmark.detectors.registry import DetectorSpec, Scores, register
+from benchmark.errors import ConfigError, TrainingDivergedError
+from datasets.features import SequenceArrays
+from models_jax.convert import load_canonical, to_canonical
+from models_jax.gru import GRUDetector
+from models_jax.layers import DEFAULT_SPEED, Speed
+from models_jax.lstm import LSTMDetector
+from models_jax.multimodal import MultimodalAttentionDetector
+from models_jax.transformer import TransformerDetector
+
+MODELS = {
+    "lstm": LSTMDetector,
+    "gru": GRUDetector,
+    "transformer": TransformerDetector,
+    "multimodal": MultimodalAttentionDetector,
+}
+FLOAT_FIELDS = ("log_price", "log_gap", "label", "event_label")
+
+
+def pick_device(name: str) -> jax.Device:
+    if name == "cpu":
+        return jax.devices("cpu")[0]
+    if name == "cuda":
+        try:
+            return jax.devices("gpu")[0]
+        except RuntimeError as error:
+            raise ConfigError(
+                "framework.device=cuda but JAX sees no GPU: install the gpu extra "
+                "(make setup-gpu) or use framework.device=auto"
+            ) from error
+    return jax.devices()[0]
+
+
+def schedule_factor(step: jax.Array, warmup: int, total: int, schedule: str) -> jax.Array:
+    """``common.lr_factor`` as a traceable function of the optimiser step count."""
+    step = jnp.asarray(step, jnp.float32)
+    warm = (step + 1) / max(1, warmup)
+    if schedule == "constant":
+        after = jnp.float32(1.0)
+    else:
+        progress = jnp.minimum(1.0, (step - warmup) / max(1, total - warmup))
+        after = 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+    return jnp.where(step < warmup, warm, after) if warmup > 0 else after
+
+
+def clip_like_torch(max_norm: float) -> optax.GradientTransformation:
+    """``torch.nn.utils.clip_grad_norm_``: scale by min(1, max_norm / (norm + 1e-6))."""
+
+    def update(updates, state, params=None):
+        del params
+        scale = jnp.minimum(1.0, max_norm / (optax.tree.norm(updates) + 1e-6))
+        return jax.tree.map(lambda g: g * scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def optimizer(train, total_steps: int) -> optax.GradientTransformation:
+    def learning_rate(count):
+        return train.lr * schedule_factor(
+            count, warmup_steps(train, total_steps), total_steps, train.schedule
+        )
+
+    return optax.chain(
+        clip_like_torch(train.grad_clip),
+        optax.adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=train.weight_decay),
+    )
+
+
+def _cast_floats(tree, dtype):
+    return jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
+
+
+def _to_bf16_outside_heads(path, x: jax.Array) -> jax.Array:
+    in_heads = any(getattr(key, "key", None) == "heads" for key in path)
+    return x if in_heads else _cast_floats(x, jnp.bfloat16)
+
+
+DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def request_deterministic_gpu_ops() -> None:
+    """XLA reads its flags when the GPU backend starts, i.e. at the first JAX run of a
+    process: a process that already ran JAX on the GPU without the flag keeps running
+    without it (start a fresh process, or export XLA_FLAGS yourself)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if DETERMINISTIC_FLAG not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_FLAG}".strip()
+
+
+def hoist_inputs(setting: bool | None, device: jax.Device) -> bool:
+    """``framework.hoist_inputs`` in force on ``device``: null means off on CPU only."""
+    return device.platform != "cpu" if setting is None else setting
+
+
+def dense_grad_rows(setting: int | None, device: jax.Device) -> int:
+    """``framework.dense_embedding_grad_rows`` in force on ``device``: null means one-hot
+    gradients for tables up to 4096 rows on accelerators, scatter-adds on CPU."""
+    if setting is not None:
+        return setting
+    return 0 if device.platform == "cpu" else DEFAULT_SPEED.dense_grad_rows
+
+
+def split_params(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+    """The model's structure, its trainable parameters and every other variable."""
+    graph, *states = nnx.split(model, nnx.Param, ...)
+    params, rest = states
+    return graph, params, rest
+
+
+class JaxDetector:
+    def __init__(self, spec: DetectorSpec) -> None:
+        self.spec = spec
+        self.cfg = detector_config(spec)
+        if spec.framework.deterministic:
+            request_deterministic_gpu_ops()
+        self.device = pick_device(spec.framework.device)
+        if spec.framework.lstm_kernel == "cudnn" and self.device.platform != "gpu":
+            raise ConfigError(
+                f"framework.lstm_kernel=cudnn needs an NVIDIA GPU (this run's device is "
+                f"{self.device.platform}): use framework.lstm_kernel=scan"
+            )
+        self.objective = spec.objective.name.value
+        self.bf16 = spec.framework.precision == "bf16" and self.device.platform == "gpu"
+        self.buckets = length_buckets(self.cfg.max_length)
+        self.compiles = {"train_step": 0, "eval_loss": 0, "score": 0}
+        self.epoch_hits = jnp.zeros((), jnp.int32)
+        with jax.default_device(self.device):
+            rngs = nnx.Rngs(params=spec.seed, dropout=spec.seed + 1)
+            f = spec.framework
+            self.speed = Speed(
+                unroll=f.scan_unroll,
+                hoist=hoist_inputs(f.hoist_inputs, self.device),
+                dense_grad_rows=dense_grad_rows(f.dense_embedding_grad_rows, self.device),
+                lstm_kernel=f.lstm_kernel,
+                fused_dropout=f.fused_dropout,
+            )
+            model = MODELS[spec.model.name.value](self.cfg, rngs, self.speed)
+        self.modalities = getattr(model, "modalities_used", ("behaviour",))
+        model.train()
+        self.train_graph = nnx.graphdef(model)
+        model.eval()
+        self.eval_graph, self.params, self.rest = split_params(model)
+        self._build_steps()
+
+    # --- the jitted pure functions -------------------------------------------------------
+    def _build_steps(self) -> None:
+        jit = jax.jit if self.spec.framework.compile else (lambda f, **_: f)
+        donate = (0, 1, 2) if self.spec.framework.donate else ()
+        self._train_step = jit(self._train_step_fn, donate_argnums=donate)
+        self._eval_loss = jit(self._eval_loss_fn)
+        self._score = jit(self._score_fn)
+        self._represent = jit(self._represent_fn)
+
+    def _model(self, graph, params, rest):
+        if self.bf16:  # the output heads stay float32 (see models_jax.layers.Heads)
+            params = jax.tree_util.tree_map_with_path(_to_bf16_outside_heads, params)
+            rest = _cast_floats(rest, jnp.bfloat16)
+        # copy: fresh Variables belong to this trace (NNX refuses to mutate the RNG counters
+        # of Variables rebuilt from an outer trace).
+        return nnx.merge(graph, params, rest, copy=True)
+
+    def _hide(self, batch: dict, key: jax.Array) -> jax.Array | None:
+        """The masked objective's training mask: ``batch["hide"]`` if given, else drawn."""
+        if self.objective != "masked":
+            return None
+        if "hide" in batch:
+            return batch["hide"]
+        draw = jax.random.uniform(key, batch["mask"].shape)
+        return batch["mask"] & (draw < self.spec.objective.mask_prob)
+
+    def _loss_fn(self, params, rest, batch, key):
+        model = self._model(self.train_graph, params, rest)
+        stats: dict = {}
+        loss = objectives.loss(model, batch, self.objective, self._hide(batch, key), stats)
+        hits = stats.get("hits", jnp.zeros((), jnp.int32))
+        return loss.astype(jnp.float32), (nnx.state(model, nnx.Not(nnx.Param)), hits)
+
+    def _train_step_fn(self, params, opt_state, rest, hits, batch, key):
+        """``hits`` (the epoch's running count of right answers) is carried through the step
+        so that counting costs no dispatch of its own."""
+        self.compiles["train_step"] += 1  # runs at trace time only
+        (loss, (rest, new_hits)), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(
+            params, rest, batch, key
+        )
+        updates, opt_state = self.tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, rest, hits + new_hits, loss
+
+    def _eval_loss_fn(self, params, rest, batch, key):
+        self.compiles["eval_loss"] += 1
+        model = self._model(self.eval_graph, params, rest)
+        return objectives.loss(model, batch, self.objective, self._hide(batch, key))
+
+    def _score_fn(self, params, rest, batch):
+        self.compiles["score"] += 1
+        model = self._model(self.eval_graph, params, rest)
+        o = self.spec.objective
+        seq, event, alt = objectives.sequence_scores(
+            model, batch, self.objective, o.mask_prob, o.top_k
+        )
+        return _cast_floats((seq, event, alt), jnp.float32)
+
+    def _represent_fn(self, params, rest, batch):
+        model = self._model(self.eval_graph, params, rest)
+        return model(batch)["pooled"].astype(jnp.float32)
+
+    # --- batches -------------------------------------------------------------------------
+    def _batch(self, data: SequenceArrays, index: np.ndarray, size: int | None = None) -> dict:
+        """Rows ``index`` padded to ``size`` rows (default: the training batch size; the
+        first row repeated, carrying no loss) and to the smallest length bucket."""
+        size = self.spec.train.batch_size if size is None else size
+        width = bucket_width(data.length[index], self.buckets)
+        n_real = len(index)
+        index = np.concatenate([index, np.repeat(index[:1], size - n_real)])
+        batch = numpy_batch(data, index, width)
+        batch["row_valid"] = np.arange(size) < n_real
+        for name, value in batch.items():
+            if name in FLOAT_FIELDS:
+                batch[name] = value.astype(np.float32)
+            elif value.dtype.kind in "iu":
+                batch[name] = value.astype(np.int32)
+        return jax.device_put(batch, self.device)
+
+    def _chunks(self, n: int, order: np.ndarray | None = None):
+        order = np.arange(n) if order is None else order
+        size = self.spec.train.batch_size
+        return [order[i : i + size] for i in range(0, n, size)]
+
+    # --- the Detector protocol -----------------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.params))
+
+    @property
+    def modalities_used(self) -> tuple[str, ...]:
+        return self.modalities
+
+    def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
+        t = self.spec.train
+        rng = np.random.default_rng(self.spec.seed)
+        opt_state = self.init_training(math.ceil(len(train) / t.batch_size) * t.epochs)
+        with jax.default_device(self.device):
+            key = jax.random.key(self.spec.seed)
+        history, best, best_params, waited = [], math.inf, None, 0
+        start = time.perf_counter()
+        for epoch in range(t.epochs):
+            order = rng.permutation(len(train))
+            key, epoch_key = jax.random.split(key)
+            opt_state, train_loss = self._epoch(train, order, opt_state, epoch_key, epoch)
+            val_loss = self.evaluate_loss(val)
+            history.append(
+                epoch_entry(epoch, train_loss, val_loss, self.epoch_hits, len(train), self.cfg)
+            )
+            if val_loss < best - 1e-4:
+                best, waited = val_loss, 0
+                best_params = jax.tree.map(np.asarray, self.params)
+            else:
+                waited += 1
+                if waited >= t.patience:
+                    break
+        if not math.isfinite(best):
+            raise TrainingDivergedError("validation loss was never finite")
+        self.params = jax.device_put(best_params, self.device)
+        self._save_checkpoint()
+        return {
+            "epochs": len(history),
+            "best_epoch": min(history, key=lambda h: h["val_loss"])["epoch"],
+            "best_val_loss": best,
+            "history": history,
+            "fit_seconds": time.perf_counter() - start,
+            "device": str(self.device),
+            "bf16": self.bf16,
+            "compiles": dict(self.compiles),
+            "length_buckets": list(self.buckets),
+        }
+
+    def init_training(self, total_steps: int):
+        """Build the optimiser for ``total_steps`` steps; returns its initial state."""
+        self.tx = optimizer(self.spec.train, total_steps)
+        self._build_steps()  # the jitted step closes over the optimiser
+        with jax.default_device(self.device):
+            return self.tx.init(self.params)
+
+    def train_step(self, batch: dict, opt_state, key: jax.Array):
+        """One optimiser step on a device batch; returns the new optimiser state and the
+        loss as a device array (no host sync). A classifier's right answers add up in
+        ``epoch_hits`` (on the device too)."""
+        self.params, opt_state, self.rest, self.epoch_hits, loss = self._train_step(
+            self.params, opt_state, self.rest, self.epoch_hits, batch, key
+        )
+        return opt_state, loss
+
+    def _epoch(self, data, order, opt_state, key, epoch: int):
+        chunks = self._chunks(len(data), order)
+        bar = tqdm(
+            chunks,
+            desc=f"epoch {epoch + 1}",
+            unit="batch",
+            leave=False,
+            disable=not sys.stderr.isatty(),
+        )
+        total, seen, start = jnp.zeros(()), 0, time.perf_counter()
+        self.epoch_hits = jnp.zeros((), jnp.int32)
+        for i, index in enumerate(bar):
+            opt_state, loss = self.train_step(
+                self._batch(data, index), opt_state, jax.random.fold_in(key, i)
+            )
+            total = total + loss
+            seen += len(index)
+            if i % 20 == 0 and not bar.disable:  # host sync for the progress bar only
+                bar.set_postfix(
+                    loss=f"{float(loss):.4f}", seq_s=f"{seen / (time.perf_counter() - start):.0f}"
+                )
+        loss_mean = float(total) / max(1, len(chunks))
+        if not math.isfinite(loss_mean):
+            raise TrainingDivergedError(f"training loss became {loss_mean} in epoch {epoch + 1}")
+        return opt_state, loss_mean
+
+    def evaluate_loss(self, data: SequenceArrays) -> float:
+        key = jax.random.key(self.spec.seed + 1)  # the same masks every epoch
+        losses = [
+            self._eval_loss(self.params, self.rest, self._batch(data, index), key) * len(index)
+            for index in self._chunks(len(data))
+        ]
+        return float(sum(losses)) / max(1, len(data))
+
+    def score(self, data: SequenceArrays) -> Scores:
+        return gather_scores(len(data), data.mask.shape, self._score_batches(data))
+
+    def _score_batches(self, data: SequenceArrays) -> Iterator[BatchScores]:
+        for index in self._chunks(len(data)):
+            s, e, extra = jax.device_get(
+                self._score(self.params, self.rest, self._batch(data, index))
+            )
+            n = len(index)  # the batch is padded to the batch size: drop the padding rows
+            event = None if e is None else e[:n]
+            yield index, s[:n], event, {name: values[:n] for name, values in extra.items()}
+
+    def represent(self, data: SequenceArrays) -> np.ndarray:
+        """(N, H) float32 pooled sequence representations (the heads' input summary)."""
+        parts = []
+        for index in self._chunks(len(data)):
+            pooled = self._represent(self.params, self.rest, self._batch(data, index))
+            parts.append(np.asarray(pooled)[: len(index)])  # without the padding rows
+        return np.concatenate(parts)
+
+    def canonical_weights(self) -> dict[str, np.ndarray]:
+        return to_canonical(nnx.merge(self.eval_graph, self.params, self.rest))
+
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        model = nnx.merge(self.eval_graph, self.params, self.rest)
+        load_canonical(model, weights)
+        _, self.params, self.rest = split_params(model)
+        self.params = jax.device_put(self.params, self.device)
+
+    def _save_checkpoint(self) -> None:
+        metadata = {
+            "framework": "jax",
+            "model": self.spec.model.name.value,
+            "objective": self.objective,
+        }
+        save_checkpoint(self.spec.run_dir, self.canonical_weights(), metadata)
+
+
+for _name in MODELS:
+    register("jax", _name)(JaxDetector)

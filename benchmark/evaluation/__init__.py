@@ -1,0 +1,1 @@
+"""Detection metrics and the statistics over runs (NumPy and SciPy only)."""

@@ -1,0 +1,653 @@
+"""The model-selection report: tables, recommendations, statistics and plots from run records.
+
+python -m benchmark.report results/default        # one experiment
+python -m benchmark.report results                # every experiment under results/
+
+Writes ``<dir>/report/selection.{md,csv,tex,html}`` and ``<dir>/report/plots/*.{png,svg}``,
+then prints a compact ranked table and the report's path. Reads records and saved scores only.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmark.report import plots
+from benchmark.report.selection import (
+    CrossSetting,
+    Row,
+    SeenUnseen,
+    aggregate,
+    cross_setting,
+    failed_records,
+    latency_of,
+    ok_records,
+    ranks_inversely,
+    recommendations,
+    seen_vs_unseen,
+)
+from benchmark.report.table import load_records, results_dir_arg
+from benchmark.timing.protocol import batch_size_of
+
+REPORT_DIR = "report"
+TOP_CURVES = 3  # ROC/PR curves drawn per setting
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("rank", "rank"),
+    ("model", "model"),
+    ("framework", "framework"),
+    ("objective", "objective"),
+    ("seeds", "seeds"),
+    ("roc_auc", "ROC-AUC"),
+    ("roc_auc_95ci", "95% CI"),
+    ("pr_auc", "PR-AUC"),
+    ("f1", "F1@val thr"),
+    ("recall_at_1pct_fpr", "recall@1%FPR"),
+    ("train_seq_per_s", "train seq/s"),
+    ("infer_seq_per_s", "infer seq/s"),
+    ("latency_ms", "latency ms"),
+    ("n_params", "params"),
+    ("peak_memory_mb", "peak MB"),
+    ("pareto_latency", "Pareto lat."),
+    ("pareto_memory", "Pareto mem."),
+)
+
+
+SPEED_NOTE = (
+    "Throughput: median of timed windows (>= timing.min_window_s each, one synchronisation "
+    "per window) on batches already on the device; latency: end-to-end requests (host rows in, "
+    "host scores out); first call: the slowest first call (compilation) over the batch sizes; "
+    "peak MB: device memory allocated on GPU, else the process's peak RSS."
+)
+
+
+@dataclass
+class Section:
+    """One setting's part of the report."""
+
+    setting: str
+    rows: list[Row]
+    latency_measure: str
+    recommendations: list[str]
+    plots: dict[str, Path] = field(default_factory=dict)
+    speed: tuple[list[str], list[list[str]]] = ([], [])
+
+
+@dataclass
+class Report:
+    root: Path
+    out_dir: Path
+    sections: list[Section]
+    cross: list[CrossSetting]  # one per detection setting
+    unseen: list[SeenUnseen]  # per-type ROC-AUC seen vs held out of training
+    cd_plots: dict[str, Path]  # detection setting -> critical-difference diagram
+    failures: list[dict]
+    hardware: str
+
+
+def fmt(value, digits: int = 3) -> str:
+    """Table cell text: '-' for missing, thousands separators for big numbers."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def cells(row: Row) -> dict[str, str]:
+    return {
+        "rank": str(row.rank),
+        "model": row.model + (f" [{row.variant}]" if row.variant else ""),
+        "framework": row.framework,
+        "objective": row.objective,
+        "seeds": str(len(row.seeds)),
+        "roc_auc": fmt(row.roc_auc_mean) + (" (inverse)" if ranks_inversely(row) else ""),
+        "roc_auc_95ci": f"[{fmt(row.roc_auc_low)}, {fmt(row.roc_auc_high)}]",
+        "pr_auc": fmt(row.pr_auc),
+        "f1": fmt(row.f1),
+        "recall_at_1pct_fpr": fmt(row.recall_at_1pct_fpr),
+        "train_seq_per_s": fmt(row.train_seq_per_s),
+        "infer_seq_per_s": fmt(row.infer_seq_per_s),
+        "latency_ms": "-" if row.latency_ms is None else f"{row.latency_ms:.3g}",
+        "n_params": fmt(row.n_params),
+        "peak_memory_mb": fmt(row.peak_memory_mb),
+        "pareto_latency": fmt(row.pareto_latency),
+        "pareto_memory": fmt(row.pareto_memory),
+    }
+
+
+def fast_paths_text(environment: dict) -> str:
+    """The switches that were on, as short text ('compile(default), bf16, sdpa')."""
+    on = []
+    for name, value in environment.get("fast_paths", {}).items():
+        if value is True:
+            on.append(name)
+        elif isinstance(value, str | int) and value not in (False, 0) and name != "recurrence":
+            on.append(f"{name}={value}")
+    return ", ".join(on) or "-"
+
+
+def speed_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The timing protocol's figures per candidate (first seed each): throughput per batch
+    size, latency percentiles, first-call time, peak memory, precision and fast paths."""
+    timed = [r for r in _first_seed_each(runs) if r.get("timing", {}).get("inference")]
+    batches = sorted({k for r in timed for k in r["timing"]["inference"]}, key=batch_size_of)
+    header = [
+        "model",
+        *[f"infer seq/s b{batch_size_of(b)}" for b in batches],
+        "train seq/s",
+        "p50 / p99 ms b1",
+        "p99 ms b32",
+        "first call s",
+        "peak MB",
+        "device",
+        "precision",
+        "fast paths",
+    ]
+    body = []
+    for r in sorted(timed, key=lambda r: (r["model"], r["framework"])):
+        t = r["timing"]
+        lat = t.get("latency_ms", {})
+        b1, b32 = lat.get("batch_1", {}), lat.get("batch_32", {})
+        env = t.get("environment", {})
+        first = max((v["first_call_s"] for v in t["inference"].values()), default=None)
+        body.append(
+            [
+                f"{r['model']}/{r['framework']}",
+                *[fmt(t["inference"].get(b, {}).get("seq_per_s")) for b in batches],
+                fmt(t.get("train", {}).get("seq_per_s")),
+                f"{fmt(b1.get('p50'))} / {fmt(b1.get('p99'))}",
+                fmt(b32.get("p99")),
+                fmt(first),
+                fmt(t.get("peak_memory_mb")),
+                str(env.get("device", "-")),
+                str(env.get("precision", {}).get("compute", "-")),
+                fast_paths_text(env),
+            ]
+        )
+    return header, body
+
+
+def hardware_of(records: list[dict]) -> str:
+    """The most common device description among the records (e.g. 'CPU: AMD EPYC ... x2')."""
+    names: Counter[str] = Counter()
+    for r in records:
+        hw = r.get("provenance", {}).get("hardware", {})
+        device = r.get("timing", {}).get("environment", {}).get("device")
+        gpu = device if device and device != "cpu" else None
+        names[gpu or f"CPU: {hw.get('cpu', '?')} x{hw.get('cpu_count', '?')}"] += 1
+    return names.most_common(1)[0][0] if names else "unknown hardware"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def build(root: Path, out_dir: Path | None = None) -> Report:
+    """Aggregate every record under ``root`` and draw the plots; writes nothing else."""
+    records = load_records(root)
+    out_dir = Path(out_dir or Path(root) / REPORT_DIR)
+    plot_dir = out_dir / "plots"
+    rows = aggregate(records)
+    hardware = hardware_of(ok_records(records))
+    sections = []
+    for setting in sorted({r.setting for r in rows}):
+        mine = [r for r in rows if r.setting == setting]
+        runs = [run for row in mine for run in row.records]
+        measure = " / ".join(sorted({latency_of(r)[1] for r in runs}))
+        section = Section(setting, mine, measure, recommendations(mine, hardware, measure))
+        section.speed = speed_table(runs)
+        section.plots = draw_section(section, runs, plot_dir / slug(setting))
+        sections.append(section)
+    cross = cross_setting(rows)
+    cd_plots = {
+        c.detection: plots.critical_difference(
+            c.friedman, plot_dir / f"critical-difference-{slug(c.detection)}"
+        )
+        for c in cross
+        if c.friedman is not None
+    }
+    unseen = seen_vs_unseen(records)
+    return Report(
+        Path(root), out_dir, sections, cross, unseen, cd_plots, failed_records(records), hardware
+    )
+
+
+def draw_section(section: Section, runs: list[dict], stem: Path) -> dict[str, Path]:
+    ranked = sorted(section.rows, key=lambda r: r.rank)
+    drawn = {
+        "pareto_latency": plots.pareto(
+            ranked,
+            "latency_ms",
+            f"{section.latency_measure}, ms (log scale; lower is better)",
+            f"Quality vs latency: {section.setting}",
+            stem.with_name(stem.name + "-pareto-latency"),
+        ),
+        "pareto_memory": plots.pareto(
+            ranked,
+            "peak_memory_mb",
+            "peak memory, MB (log scale; lower is better)",
+            f"Quality vs memory: {section.setting}",
+            stem.with_name(stem.name + "-pareto-memory"),
+        ),
+        "roc_pr": plots.roc_pr(
+            ranked[:TOP_CURVES],
+            f"Top {min(TOP_CURVES, len(ranked))} by ROC-AUC: {section.setting}",
+            stem.with_name(stem.name + "-roc-pr"),
+        ),
+        "severity": plots.severity(
+            ranked[0],
+            f"ROC-AUC by severity and type, {ranked[0].name}: {section.setting}",
+            stem.with_name(stem.name + "-severity"),
+        ),
+        "training": plots.training_curves(
+            _first_seed_each(runs),
+            f"Training curves (first seed of each detector): {section.setting}",
+            stem.with_name(stem.name + "-training"),
+        ),
+    }
+    return {k: v for k, v in drawn.items() if v is not None}
+
+
+def _first_seed_each(runs: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for r in sorted(runs, key=lambda r: (r["model"], r["framework"], r["objective"], r["seed"])):
+        key = (r["model"], r["framework"], r["objective"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+# ------------------------------------------------------------------------------------ writers
+
+
+def type_names(rows: list[Row]) -> list[str]:
+    names: list[str] = []
+    for r in rows:
+        names += [t for t in r.per_type if t not in names]
+    return names
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+# The reference population of each metric, named on every page that shows it.
+POPULATIONS = (
+    "ROC-AUC, PR-AUC, F1 and recall are over the test sequences that could host an anomaly "
+    "type of the mix (with the default mix, every test sequence); F1 uses the threshold "
+    "fitted on validation scores of the same population."
+)
+PER_TYPE_POPULATION = (
+    "each type against the normal test sequences that could have hosted it, weighted to its "
+    "victims' mix of eligibility patterns; the severity plot uses the same reference"
+)
+
+
+def to_markdown(report: Report) -> str:
+    out = [
+        "# Model selection",
+        "",
+        f"Records under `{report.root}`; hardware: {report.hardware}. {POPULATIONS} Intervals "
+        "are 95%: over seeds (Student t) when a detector has several, else the run's bootstrap "
+        "over test sequences. Detection settings are ranked apart.",
+    ]
+    for s in report.sections:
+        out += ["", f"## {s.setting}", "", f"Latency column: {s.latency_measure}.", ""]
+        out.append(
+            markdown_table(
+                [label for _, label in COLUMNS],
+                [[cells(r)[k] for k, _ in COLUMNS] for r in s.rows],
+            )
+        )
+        types = type_names(s.rows)
+        if types:
+            out += ["", f"Per-type ROC-AUC ({PER_TYPE_POPULATION}):"]
+            out += [
+                "",
+                markdown_table(
+                    ["model", *types],
+                    [[r.name] + [fmt(r.per_type.get(t)) for t in types] for r in s.rows],
+                ),
+            ]
+        if s.speed[1]:
+            out += ["", "### Speed (timing protocol)", "", SPEED_NOTE, "", markdown_table(*s.speed)]
+        out += ["", "### Recommendation", ""] + [f"- {line}" for line in s.recommendations]
+    if report.unseen:
+        out += [
+            "",
+            "## Unseen anomaly types",
+            "",
+            UNSEEN_NOTE,
+            "",
+            markdown_table(*unseen_table(report.unseen)),
+        ]
+    for c in report.cross:
+        out += ["", f"## Across settings: {c.detection}", "", cross_text(c)]
+    if report.failures:
+        out += ["", "## Failed runs", ""]
+        out += [failure_line(f) for f in report.failures]
+    return "\n".join(out) + "\n"
+
+
+def failure_line(record: dict) -> str:
+    """One markdown bullet for a failed run: which run, where it stopped and why."""
+    r = record
+    return (
+        f"- `{r.get('run_id')}` {r.get('dataset')} {r.get('model')}/{r.get('framework')}/"
+        f"{r.get('objective')} seed {r.get('seed')}: {r.get('failed_phase', '?')} phase, "
+        f"{r.get('error')}"
+    )
+
+
+UNSEEN_NOTE = (
+    "Per-type test ROC-AUC of each detector on the types it trained on (seen) and on the types "
+    "held out of its training and validation (anomaly.holdout; unseen), each the mean over the "
+    "runs of that kind, over the types that were both; gap = unseen - seen."
+)
+
+
+def unseen_table(entries: list[SeenUnseen]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the seen-vs-unseen table."""
+    types = sorted({t for e in entries for t in e.types})
+    body = [
+        [
+            e.setting,
+            e.name,
+            fmt(e.mean("seen")),
+            fmt(e.mean("unseen")),
+            f"{e.mean('unseen') - e.mean('seen'):+.3f}",
+            *(f"{fmt(e.seen[t])} / {fmt(e.unseen[t])}" if t in e.types else "-" for t in types),
+        ]
+        for e in entries
+    ]
+    per_type = (f"{t} (seen / unseen)" for t in types)
+    return ["setting", "detector", "seen", "unseen", "gap", *per_type], body
+
+
+def cross_text(cross: CrossSetting) -> str:
+    if cross.friedman is None:
+        return f"No cross-setting ranking of the {cross.detection} detectors: {cross.note}."
+    f = cross.friedman
+    lines = [
+        f"Friedman test over {f.n_blocks} settings: chi2 = {f.statistic:.3f}, p = {f.pvalue:.3g} "
+        f"({cross.note}). Nemenyi critical difference at alpha {f.alpha}: "
+        f"{f.critical_difference:.2f} ranks.",
+        "",
+        markdown_table(
+            ["detector", "average rank"],
+            [[n, f"{r:.2f}"] for r, n in sorted(zip(f.average_ranks, f.names, strict=True))],
+        ),
+    ]
+    if cross.holm:
+        lines += [
+            "",
+            "Wilcoxon signed-rank vs the best average rank over the settings' means (one "
+            "value per detector and setting), Holm-corrected:",
+            "",
+            markdown_table(
+                ["detector", "p", "Holm p"],
+                [[c, f"{p:.4f}", f"{a:.4f}"] for c, p, a in cross.holm],
+            ),
+        ]
+    return "\n".join(lines)
+
+
+CSV_FIELDS = (
+    "setting",
+    "rank",
+    "model",
+    "framework",
+    "objective",
+    "seeds",
+    "roc_auc",
+    "roc_auc_low",
+    "roc_auc_high",
+    "ci_kind",
+    "pr_auc",
+    "f1",
+    "recall_at_1pct_fpr",
+    "train_seq_per_s",
+    "infer_seq_per_s",
+    "latency_ms",
+    "n_params",
+    "peak_memory_mb",
+    "pareto_latency",
+    "pareto_memory",
+)
+
+
+def csv_value(row: Row, name: str):
+    """A CSV field of a row: its attribute, except the seed count and the mean ROC-AUC."""
+    if name == "seeds":
+        return len(row.seeds)
+    return row.roc_auc_mean if name == "roc_auc" else getattr(row, name)
+
+
+def to_csv(report: Report, path: Path) -> None:
+    """One row per detector and setting, raw numbers (no formatting), per-type columns."""
+    rows = [r for s in report.sections for r in s.rows]
+    types = type_names(rows)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([*CSV_FIELDS, *(f"roc_auc_{t}" for t in types)])
+        for r in rows:
+            values = [csv_value(r, name) for name in CSV_FIELDS]
+            writer.writerow(values + [r.per_type.get(t) for t in types])
+
+
+TEX_COLUMNS = (
+    "rank",
+    "model",
+    "framework",
+    "objective",
+    "seeds",
+    "roc_auc",
+    "roc_auc_95ci",
+    "pr_auc",
+    "f1",
+    "recall_at_1pct_fpr",
+    "infer_seq_per_s",
+    "latency_ms",
+    "n_params",
+)
+
+
+def tex_escape(text: str) -> str:
+    return re.sub(r"([_&%#$])", r"\\\1", text).replace("[", "{[}").replace("]", "{]}")
+
+
+def to_latex(report: Report) -> str:
+    """One booktabs table per setting, the best ROC-AUC in bold."""
+    labels = dict(COLUMNS)
+    out = ["% Generated by python -m benchmark.report; needs \\usepackage{booktabs}"]
+    for s in report.sections:
+        out += [
+            "\\begin{table}[t]",
+            "\\centering\\small",
+            f"\\caption{{Model selection: {tex_escape(s.setting)}}}",
+            "\\begin{tabular}{" + "l" * 5 + "r" * (len(TEX_COLUMNS) - 5) + "}",
+            "\\toprule",
+            " & ".join(tex_escape(labels[c]) for c in TEX_COLUMNS) + " \\\\",
+            "\\midrule",
+        ]
+        for r in s.rows:
+            c = cells(r)
+            values = [tex_escape(c[k]) for k in TEX_COLUMNS]
+            if r.rank == 1:
+                values[TEX_COLUMNS.index("roc_auc")] = f"\\textbf{{{values[5]}}}"
+            out.append(" & ".join(values) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+def _img(path: Path | None, alt: str) -> str:
+    if path is None:
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    svg = path.with_suffix(".svg").name
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        f'<figcaption>{html.escape(alt)} (<a href="plots/{svg}">SVG</a>)</figcaption></figure>'
+    )
+
+
+def _html_table(header: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _md_inline(text: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f3f3f3}td:nth-child(-n+4){text-align:left}
+figure{display:inline-block;margin:0.5em}img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:12px;color:#555}"""
+
+
+def to_html(report: Report) -> str:
+    """A self-contained page: tables, recommendations and the plots inlined as PNG."""
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>Model selection</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<h1>Model selection</h1>",
+        f"<p>Records under <code>{html.escape(str(report.root))}</code>; hardware: "
+        f"{html.escape(report.hardware)}. {html.escape(POPULATIONS)} Intervals are 95%: over "
+        "seeds (Student t) when a detector has several, else the run's bootstrap over test "
+        "sequences. Detection settings are ranked apart.</p>",
+    ]
+    labels = [label for _, label in COLUMNS]
+    for s in report.sections:
+        parts += [
+            f"<h2>{html.escape(s.setting)}</h2>",
+            f"<p>Latency column: {html.escape(s.latency_measure)}.</p>",
+            _html_table(labels, [[cells(r)[k] for k, _ in COLUMNS] for r in s.rows]),
+        ]
+        types = type_names(s.rows)
+        if types:
+            parts += [
+                "<h3>Per-type ROC-AUC</h3>",
+                f"<p>{html.escape(PER_TYPE_POPULATION)}.</p>",
+                _html_table(
+                    ["model", *types],
+                    [[r.name] + [fmt(r.per_type.get(t)) for t in types] for r in s.rows],
+                ),
+            ]
+        if s.speed[1]:
+            parts += [
+                "<h3>Speed (timing protocol)</h3>",
+                f"<p>{html.escape(SPEED_NOTE)}</p>",
+                _html_table(*s.speed),
+            ]
+        parts += ["<h3>Recommendation</h3><ul>"]
+        parts += [f"<li>{_md_inline(line)}</li>" for line in s.recommendations]
+        parts += ["</ul>"]
+        parts += [_img(p, name.replace("_", " ")) for name, p in s.plots.items()]
+    if report.unseen:
+        parts += [
+            "<h2>Unseen anomaly types</h2>",
+            f"<p>{html.escape(UNSEEN_NOTE)}</p>",
+            _html_table(*unseen_table(report.unseen)),
+        ]
+    for c in report.cross:
+        parts += [
+            f"<h2>Across settings: {html.escape(c.detection)}</h2>",
+            f"<pre>{html.escape(cross_text(c))}</pre>",
+        ]
+        parts.append(_img(report.cd_plots.get(c.detection), "critical difference diagram"))
+    if report.failures:
+        parts += ["<h2>Failed runs</h2><ul>"]
+        parts += [
+            f"<li><code>{html.escape(f['run_id'])}</code> {html.escape(f['model'])}: "
+            f"{html.escape(str(f.get('error')))}</li>"
+            for f in report.failures
+        ]
+        parts += ["</ul>"]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write(report: Report) -> dict[str, Path]:
+    """Write the four report files (each atomically); returns their paths."""
+    from benchmark.records.atomic import atomic_path, write_atomic
+
+    report.out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {ext: report.out_dir / f"selection.{ext}" for ext in ("md", "csv", "tex", "html")}
+    write_atomic(paths["md"], to_markdown(report))
+    with atomic_path(paths["csv"]) as tmp:
+        to_csv(report, tmp)
+    write_atomic(paths["tex"], to_latex(report))
+    write_atomic(paths["html"], to_html(report))
+    return paths
+
+
+def console(report: Report, paths: dict[str, Path]) -> str:
+    """A compact ranked table per setting (rich), then where the report is."""
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    term = Console(file=buffer, width=120, force_terminal=False)
+    for s in report.sections:
+        table = Table(title=s.setting, title_justify="left")
+        for col in ("#", "detector", "seeds", "ROC-AUC", "95% CI", "PR-AUC", "F1", "latency ms"):
+            table.add_column(col, justify="left" if col == "detector" else "right")
+        for r in s.rows:
+            c = cells(r)
+            table.add_row(
+                c["rank"],
+                r.name,
+                c["seeds"],
+                c["roc_auc"],
+                c["roc_auc_95ci"],
+                c["pr_auc"],
+                c["f1"],
+                c["latency_ms"],
+            )
+        term.print(table)
+        if s.recommendations:
+            term.print(re.sub(r"\*\*", "", s.recommendations[0]))
+    if report.failures:
+        term.print(f"{len(report.failures)} failed run(s): see the report")
+    term.print(f"report: {paths['html']} (also .md, .csv, .tex)")
+    return buffer.getvalue()
+
+
+def main(argv: list[str]) -> int:
+    root = results_dir_arg(argv, "benchmark.report")
+    if root is None:
+        return 2
+    report = build(root)
+    if not report.sections and not report.failures:
+        print(
+            f"error: no run records under {root}: run `python -m benchmark` first", file=sys.stderr
+        )
+        return 2
+    paths = write(report)
+    print(console(report, paths), end="")
+    return 0

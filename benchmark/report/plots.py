@@ -1,0 +1,259 @@
+"""Report figures (matplotlib, headless): each is written as PNG and SVG.
+
+Inputs are selection rows, records and the scores each run saved beside its record; nothing
+here touches a model. Every axis says what it measures and in which unit.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: reports are built on servers and in CI
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from benchmark.evaluation.metrics import per_type_roc_auc, pr_curve, roc_auc, roc_curve
+from benchmark.evaluation.stats import Friedman
+from benchmark.records.store import SCORES_FILE
+from benchmark.report.selection import Row, pareto_optimal
+
+SEVERITY_BINS = (0.0, 0.25, 0.5, 0.75, 1.0001)
+
+
+def save(fig, stem: Path) -> Path:
+    """Write ``stem``.png and ``stem``.svg; returns the PNG path."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(stem.with_suffix(".png"), dpi=130, bbox_inches="tight")
+    fig.savefig(stem.with_suffix(".svg"), bbox_inches="tight")
+    plt.close(fig)
+    return stem.with_suffix(".png")
+
+
+def pareto(rows: list[Row], cost: str, cost_label: str, title: str, stem: Path) -> Path | None:
+    """ROC-AUC against a cost (log axis), the Pareto front joined, every point named."""
+    points = [r for r in rows if getattr(r, cost) is not None]
+    if len(points) < 2:
+        return None
+    x = np.array([getattr(r, cost) for r in points])
+    y = np.array([r.roc_auc_mean for r in points])
+    front = np.array(pareto_optimal(list(y), list(x)))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    err = np.array(
+        [[r.roc_auc_mean - r.roc_auc_low, r.roc_auc_high - r.roc_auc_mean] for r in points]
+    )
+    ax.errorbar(x, y, yerr=np.nan_to_num(err.T), fmt="none", ecolor="0.75", capsize=2, zorder=1)
+    ax.scatter(x[~front], y[~front], color="0.5", label="dominated", zorder=2)
+    ax.scatter(x[front], y[front], color="C3", label="Pareto-optimal", zorder=3)
+    order = np.argsort(x[front])
+    ax.step(x[front][order], y[front][order], where="post", color="C3", alpha=0.6, zorder=2)
+    for (xi, yi), dy, r in zip(zip(x, y, strict=True), _label_offsets(x, y), points, strict=True):
+        ax.annotate(r.name, (xi, yi), textcoords="offset points", xytext=(5, dy), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel("ROC-AUC (test, higher is better)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    return save(fig, stem)
+
+
+def _label_offsets(x: np.ndarray, y: np.ndarray, gap_points: float = 9.0) -> list[float]:
+    """Vertical label offsets (points) that keep labels of nearby points from overlapping:
+    points within a factor 2 of each other's cost are stacked at least ``gap_points`` apart."""
+    span = max(float(np.ptp(y)), 1e-9)
+    to_points = 300.0 / span  # a 4.5-inch axis is about 300 points tall
+    offsets = [0.0] * len(x)
+    placed: list[tuple[float, float]] = []  # (log cost, label height in points)
+    for i in np.argsort(y):
+        height = y[i] * to_points
+        near = [h for c, h in placed if abs(c - math.log10(x[i])) < 0.3]
+        while any(abs(height + offsets[i] - h) < gap_points for h in near):
+            offsets[i] += gap_points / 2
+        placed.append((math.log10(x[i]), height + offsets[i]))
+    return [o - 3.0 for o in offsets]
+
+
+def _scores(row: Row) -> dict | None:
+    """The first seed's saved test scores of a row, if its run folder still has them."""
+    path = Path(row.run_dirs[0]) / SCORES_FILE if row.run_dirs else None
+    if path is None or not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as saved:
+        return {k: saved[k] for k in saved.files}
+
+
+def roc_pr(rows: list[Row], title: str, stem: Path) -> Path | None:
+    """ROC and precision-recall curves of the given rows (first seed of each)."""
+    loaded = [(r, s) for r in rows if (s := _scores(r)) is not None]
+    if not loaded:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for i, (row, s) in enumerate(loaded):
+        keep = s["test_population"].astype(bool) if "test_population" in s else slice(None)
+        labels, scores = s["test_label"].astype(bool)[keep], s["test_score"][keep]
+        fpr, tpr = roc_curve(labels, scores)
+        recall, precision = pr_curve(labels, scores)
+        auc = roc_auc(labels, scores)
+        left.plot(fpr, tpr, color=f"C{i}", label=f"{row.name} (AUC {auc:.3f})")
+        right.plot(recall, precision, color=f"C{i}", label=row.name)
+        base = labels.mean()
+    left.plot([0, 1], [0, 1], ls="--", color="0.6", label="chance")
+    right.axhline(base, ls="--", color="0.6", label=f"chance (prevalence {base:.2f})")
+    left.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+    right.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
+    right.set_ylim(0, 1.02)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right" if ax is left else "upper right")
+    fig.suptitle(title, fontsize=10)
+    return save(fig, stem)
+
+
+def auc_by_severity(scores: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per anomaly type: (bin centres, ROC-AUC of that type's sequences in each severity bin
+    against the type's reference normals, as in the per-type table: the normal sequences it
+    could have hit, matched to its victims' eligibility patterns); empty bins left out."""
+    labels, s = scores["test_label"].astype(bool), scores["test_score"]
+    types, severity = scores["test_type"], scores["test_severity"]
+    names = [str(n) for n in scores["type_names"]]
+    eligible = scores.get("test_eligible")
+    out = {}
+    for t, name in enumerate(names):
+        centres, aucs = [], []
+        for lo, hi in itertools.pairwise(SEVERITY_BINS):
+            hit = labels & (types == t) & (severity >= lo) & (severity < hi)
+            in_bin = np.where(hit, t, -1)
+            auc = per_type_roc_auc(labels, in_bin, s, tuple(names), eligible).get(name)
+            if auc is not None:
+                centres.append(min(hi, 1.0) / 2 + lo / 2)
+                aucs.append(auc)
+        if centres:
+            out[name] = (np.array(centres), np.array(aucs))
+    return out
+
+
+def severity(row: Row, title: str, stem: Path) -> Path | None:
+    """ROC-AUC against injected severity, one line per anomaly type (pooled over seeds)."""
+    pooled: dict[str, list] = {}
+    for run_dir in row.run_dirs:
+        path = Path(run_dir) / SCORES_FILE
+        if not path.exists():
+            continue
+        with np.load(path, allow_pickle=False) as saved:
+            for name, (c, a) in auc_by_severity({k: saved[k] for k in saved.files}).items():
+                pooled.setdefault(name, []).append((c, a))
+    if not pooled:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, parts) in enumerate(sorted(pooled.items())):
+        c = np.concatenate([p[0] for p in parts])
+        a = np.concatenate([p[1] for p in parts])
+        centres = np.unique(c)
+        means = [a[c == x].mean() for x in centres]
+        ax.plot(centres, means, marker="o", color=f"C{i % 10}", label=name)
+    ax.axhline(0.5, ls="--", color="0.6")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("injected severity (bin centre; 0 = looks normal, 1 = blatant)")
+    ax.set_ylabel("ROC-AUC vs the type's reference normals")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    return save(fig, stem)
+
+
+def critical_difference(result: Friedman, stem: Path) -> Path:
+    """Demsar's diagram: average ranks on a line; detectors closer than the Nemenyi critical
+    difference are joined by a bar (no significant difference)."""
+    ranks = np.array(result.average_ranks)
+    order = np.argsort(ranks)
+    k = len(ranks)
+    cliques = _cliques(ranks[order], result.critical_difference)
+    half = (k + 1) // 2
+    first_label = -0.5 - 0.3 * len(cliques)
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.35 * half + 0.15 * len(cliques)))
+    ax.set_xlim(0.8, k + 0.2)
+    ax.set_ylim(first_label - 0.6 * half, 1.8)
+    ax.axhline(0, xmin=0, xmax=1, color="k", lw=1)
+    for r in range(1, k + 1):
+        ax.plot([r, r], [0, 0.15], color="k", lw=1)
+        ax.text(r, 0.3, str(r), ha="center", fontsize=8)
+    for pos, j in enumerate(order):
+        left = pos < half
+        y = first_label - 0.6 * (pos if left else k - 1 - pos)
+        x_end = 0.8 if left else k + 0.2
+        ax.plot([ranks[j], ranks[j], x_end], [0, y, y], color="0.3", lw=0.8)
+        ax.text(
+            x_end + (-0.05 if left else 0.05),
+            y,
+            f"{result.names[j]} ({ranks[j]:.2f})",
+            ha="right" if left else "left",
+            va="center",
+            fontsize=8,
+            clip_on=False,
+        )
+    for depth, (lo, hi) in enumerate(cliques):
+        y = -0.3 - 0.3 * depth
+        ax.plot([ranks[order][lo] - 0.03, ranks[order][hi] + 0.03], [y, y], color="C3", lw=3)
+    ax.plot([1, 1 + result.critical_difference], [1.0, 1.0], color="k", lw=2)
+    ax.text(
+        1 + result.critical_difference / 2,
+        1.15,
+        f"CD = {result.critical_difference:.2f}",
+        ha="center",
+        fontsize=8,
+    )
+    ax.set_title(
+        f"Average rank by ROC-AUC over {result.n_blocks} settings (1 = best); Friedman p = "
+        f"{result.pvalue:.3g}; bars join detectors not significantly different (Nemenyi, "
+        f"alpha = {result.alpha})",
+        fontsize=9,
+    )
+    ax.axis("off")
+    return save(fig, stem)
+
+
+def _cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
+    """Maximal runs of consecutive detectors whose rank spread is below ``cd``."""
+    out: list[tuple[int, int]] = []
+    for lo in range(len(sorted_ranks)):
+        hi = lo
+        while hi + 1 < len(sorted_ranks) and sorted_ranks[hi + 1] - sorted_ranks[lo] < cd:
+            hi += 1
+        if hi > lo and not any(a <= lo and hi <= b for a, b in out):
+            out.append((lo, hi))
+    return out
+
+
+def training_curves(records: list[dict], title: str, stem: Path) -> Path | None:
+    """Training and validation loss per epoch of each deep run given (one panel per run)."""
+    runs = [r for r in records if r.get("training", {}).get("history")]
+    if not runs:
+        return None
+    cols = min(4, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, r in zip(axes.ravel(), runs, strict=False):
+        hist = r["training"]["history"]
+        epochs = [h["epoch"] for h in hist]
+        ax.plot(epochs, [h["train_loss"] for h in hist], marker=".", label="train")
+        ax.plot(epochs, [h["val_loss"] for h in hist], marker=".", label="validation")
+        best = r["training"].get("best_epoch")
+        if best:
+            ax.axvline(best, ls=":", color="0.5", label="restored")
+        ax.set_title(f"{r['model']}/{r['framework']}/{r['objective']}", fontsize=8)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(f"{r['objective']} loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(runs) :]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, stem)

@@ -1,0 +1,319 @@
+"""``python -m benchmark.report.reproduction [results dir]``: the claimed-vs-measured table of the
+article reproductions (``conf/experiment/paper_*.yaml``), built from their run records only.
+
+What each article claims lives in its experiment config (``reproduction.claimed``), which every
+run record carries in ``config``: this module holds no numbers of its own. A claimed number is
+called reproduced only when it lies inside the 95% interval of the measured mean over seeds;
+otherwise the table says by how much it differs, beside the facts that explain such gaps
+(the accuracy of always answering "normal", the threshold rule, the ranking quality).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.evaluation.stats import MeanCI, mean_ci
+from benchmark.records.atomic import write_atomic
+from benchmark.records.identity import NOISE_KEYS, ignored_sections, replicate_key
+from benchmark.records.store import RECORD_FILE
+from benchmark.report.page import failure_line, markdown_table
+from benchmark.report.selection import differing_keys, latest_per_run, one_per_seed
+
+PREFIX = "paper_"
+OUT_DIR = "reproduction"
+# The article metrics beside the threshold-free ranking metrics every setup gets.
+METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+# Figures of a training log (an article that claims its training curve): name -> (history
+# field, epoch index). Present for the runs whose history has the field (classifiers).
+TRAINING_LOG: dict[str, tuple[str, int]] = {
+    "train_loss_first_epoch": ("train_loss", 0),
+    "train_loss_last_epoch": ("train_loss", -1),
+    "train_accuracy_first_epoch": ("train_accuracy", 0),
+    "train_accuracy_last_epoch": ("train_accuracy", -1),
+}
+UNBOUNDED = ("train_loss_first_epoch", "train_loss_last_epoch")  # not clipped to [0, 1]
+THRESHOLD_WORDS = {
+    "fixed": "a fixed threshold ({value:g} on the score; for classifiers the logit, i.e. a "
+    "sigmoid output of 0.5), not fitted",
+    "balanced": "the validation threshold where false-positive and false-negative rates meet",
+    "max_f1": "the validation threshold of best F1",
+    "fpr": "the validation threshold at a target false-positive rate",
+}
+
+
+@dataclass(frozen=True)
+class Group:
+    """One row of a setup's table: the runs (seeds) of one dataset x model x framework."""
+
+    dataset: str
+    model: str
+    framework: str
+    metrics: dict[str, MeanCI]
+    majority_accuracy: MeanCI  # accuracy of calling every test sequence normal
+    seeds: tuple[int, ...]
+    train_majority_accuracy: MeanCI  # share of the largest class (normal) in training
+    alternative_roc_auc: dict[str, MeanCI]  # other scores of the same runs (e.g. beside PCA)
+    variant: str = ""  # config keys it differs on from a group of the same name, if any
+
+    @property
+    def label(self) -> str:
+        return self.model + (f" [{self.variant}]" if self.variant else "")
+
+
+@dataclass(frozen=True)
+class Setup:
+    experiment: str
+    meta: dict
+    threshold: str
+    fixed_threshold: float
+    groups: list[Group]
+    failed: list[dict]
+
+
+def load_records(root: Path) -> dict[str, list[dict]]:
+    """Run records of every ``paper_*`` experiment folder under ``root``, by experiment."""
+    found: dict[str, list[dict]] = defaultdict(list)
+    for folder in sorted(Path(root).glob(f"{PREFIX}*")):
+        for file in sorted(folder.glob(f"*/{RECORD_FILE}")):
+            record = json.loads(file.read_text(encoding="utf-8"))
+            found[folder.name].append(record)
+    return dict(found)
+
+
+def majority_accuracy(record: dict) -> float:
+    """Accuracy of a detector that calls everything normal, on this run's test split."""
+    m = record["metrics"]
+    return 1.0 - m["n_test_anomalies"] / m["n_test"]
+
+
+def training_log(record: dict) -> dict[str, float]:
+    """The TRAINING_LOG figures of one run (those its history has)."""
+    history = (record.get("training") or {}).get("history") or []
+    return {
+        name: float(history[epoch][field])
+        for name, (field, epoch) in TRAINING_LOG.items()
+        if history and field in history[epoch]
+    }
+
+
+def run_metrics(runs: list[dict]) -> dict[str, MeanCI]:
+    """Mean and interval over runs of each test metric and each training-log figure that
+    every run has."""
+    logs = [training_log(r) for r in runs]
+    found = {m: [r["metrics"][m] for r in runs] for m in METRICS}
+    for name in TRAINING_LOG:
+        if all(name in log for log in logs):
+            found[name] = [log[name] for log in logs]
+    return {name: mean_ci(values) for name, values in found.items()}
+
+
+def alternative_roc_auc(runs: list[dict]) -> dict[str, MeanCI]:
+    """ROC-AUC of each alternative score every run recorded (the objective's own score and
+    the other PCA statistic when a setup scores by PCA), mean over runs."""
+    found = [r["metrics"].get("alternative_roc_auc") or {} for r in runs]
+    names = set.intersection(*(set(f) for f in found)) if found else set()
+    return {name: mean_ci([f[name] for f in found]) for name in sorted(names)}
+
+
+def train_majority_accuracy(record: dict) -> float:
+    """Training accuracy of always answering "normal" (the largest class)."""
+    return 1.0 - record["data"]["splits"]["train"]["contamination"]
+
+
+def row_variants(by_row: dict[tuple, list[dict]]) -> dict[tuple, str]:
+    """For rows sharing dataset, model and framework: the config keys they differ on."""
+    out = dict.fromkeys(by_row, "")
+    names: dict[tuple, list[tuple]] = defaultdict(list)
+    for key in by_row:
+        names[key[:3]].append(key)
+    for keys in names.values():
+        if len(keys) > 1:
+            configs = [by_row[k][0].get("config", {}) for k in keys]
+            ignore = ("seed", *NOISE_KEYS, *ignored_sections(by_row[keys[0]][0]["framework"]))
+            out.update(zip(keys, differing_keys(configs, ignore), strict=True))
+    return out
+
+
+def summarise(experiment: str, records: list[dict]) -> Setup:
+    ok = [r for r in records if r.get("status") == "ok"]
+    failed = [r for r in records if r.get("status") == "failed"]
+    if not ok and not failed:
+        raise ValueError(f"{experiment}: no finished runs")
+    config = (ok or failed)[0]["config"]
+    # Pooled as seeds only when the configs differ in the seed alone (so scale=ci and
+    # scale=paper runs, or two sweeps of other sizes, are rows of their own), one run per seed.
+    by_row: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
+    for r in latest_per_run(ok):
+        by_row[(r["dataset"], r["model"], r["framework"], replicate_key(r))].append(r)
+    variants = row_variants(by_row)
+    groups = [
+        Group(
+            dataset=dataset,
+            model=model,
+            framework=framework,
+            metrics=run_metrics(runs),
+            majority_accuracy=mean_ci([majority_accuracy(r) for r in runs]),
+            seeds=tuple(r["seed"] for r in runs),
+            train_majority_accuracy=mean_ci([train_majority_accuracy(r) for r in runs]),
+            alternative_roc_auc=alternative_roc_auc(runs),
+            variant=variants[key],
+        )
+        for key, runs in sorted((k, one_per_seed(v)) for k, v in by_row.items())
+        for dataset, model, framework, _ in [key]
+    ]
+    ev = config["evaluation"]
+    return Setup(
+        experiment=experiment,
+        meta=config.get("reproduction") or {},
+        threshold=ev["threshold"],
+        fixed_threshold=ev.get("fixed_threshold", 0.0),
+        groups=groups,
+        failed=failed,
+    )
+
+
+def verdict(claimed: float, measured: MeanCI) -> str:
+    """'reproduced' only when the claim lies inside the measured 95% interval."""
+    if measured.n < 2 or math.isnan(measured.low):
+        return f"not comparable (one seed: {measured.mean:.3f})"
+    if measured.low <= claimed <= measured.high:
+        return "reproduced (inside the 95% interval)"
+    return f"not reproduced: measured {measured.mean - claimed:+.3f} from the claim"
+
+
+def gap_facts(setup: Setup) -> list[str]:
+    """Short, factual statements that bear on any gap between claims and measurements."""
+    facts = []
+    rule = THRESHOLD_WORDS.get(setup.threshold, setup.threshold)
+    facts.append("Decisions use " + rule.format(value=setup.fixed_threshold) + ".")
+    for g in setup.groups:
+        acc, base = g.metrics["accuracy"].mean, g.majority_accuracy.mean
+        facts.append(
+            f"{g.dataset} / {g.label} / {g.framework}: accuracy {acc:.3f} against "
+            f"{base:.3f} for calling every sequence normal (class imbalance); ROC-AUC "
+            f"{g.metrics['roc_auc'].mean:.3f} measures the ranking whatever the threshold."
+        )
+        if g.alternative_roc_auc:
+            others = ", ".join(
+                f"{name} {ci.mean:.3f}" for name, ci in g.alternative_roc_auc.items()
+            )
+            facts.append(
+                f"{g.dataset} / {g.label} / {g.framework}: ROC-AUC of the other scores "
+                f"of the same runs: {others}."
+            )
+        if "train_accuracy_first_epoch" in g.metrics:
+            facts.append(
+                f"{g.dataset} / {g.label} / {g.framework}: training accuracy "
+                f"{g.metrics['train_accuracy_first_epoch'].mean:.3f} in the first epoch and "
+                f"{g.metrics['train_accuracy_last_epoch'].mean:.3f} in the last, against "
+                f"{g.train_majority_accuracy.mean:.3f} for always answering the largest "
+                "class (normal) on the training split."
+            )
+    return facts
+
+
+def _cell(ci: MeanCI | None, bounded: bool = True) -> str:
+    """Mean [interval]; a ``bounded`` metric lies in [0, 1], so its interval is shown
+    clipped (a loss is not)."""
+    if ci is None or math.isnan(ci.mean):
+        return "n/a"
+    if ci.n < 2 or math.isnan(ci.low):
+        return f"{ci.mean:.3f}"
+    low, high = (max(ci.low, 0.0), min(ci.high, 1.0)) if bounded else (ci.low, ci.high)
+    return f"{ci.mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def setup_markdown(setup: Setup) -> str:
+    meta = setup.meta
+    claimed = meta.get("claimed") or {}
+    article_metrics = list(meta.get("article_metrics") or [])
+    shown = article_metrics + [m for m in ("roc_auc", "pr_auc") if m not in article_metrics]
+    lines = [
+        f"## Article {meta.get('article', '?')}: {meta.get('title', setup.experiment)}",
+        "",
+        f"`python -m benchmark -m experiment={setup.experiment}` "
+        "(`scale=paper` for the article's sizes).",
+        "",
+        f"**Setup (as the article describes it).** {meta.get('setup', '')}",
+        "",
+    ]
+    if claimed:
+        lines.append(
+            "**Claimed:** " + ", ".join(f"{k} {v:g}" for k, v in sorted(claimed.items())) + "."
+        )
+    else:
+        lines.append("**Claimed:** no numbers (the article names its metrics only).")
+    measured = [
+        [g.dataset, g.label, g.framework, ",".join(str(s) for s in g.seeds)]
+        + [_cell(g.metrics.get(m), bounded=m not in UNBOUNDED) for m in shown]
+        for g in setup.groups
+    ]
+    lines += [
+        "",
+        "Measured on the test split, training-log figures on the training split (mean "
+        "over seeds, Student t 95% interval, clipped to [0, 1] except for losses; with 3 "
+        "seeds the t factor is 4.3, so intervals are wide):",
+        "",
+        markdown_table(["dataset", "model", "framework", "seeds", *shown], measured),
+    ]
+    if claimed:
+        columns = [f"{g.dataset}/{g.label}/{g.framework}" for g in setup.groups]
+        verdicts = [
+            [name, f"{value:g}"]
+            + [
+                verdict(value, g.metrics[name]) if name in g.metrics else "not measured"
+                for g in setup.groups
+            ]
+            for name, value in sorted(claimed.items())
+        ]
+        lines += ["", markdown_table(["claim", "value", *columns], verdicts)]
+    lines += ["", "**What bears on the gap.**", ""]
+    lines += [f"- {fact}" for fact in gap_facts(setup)]
+    lines += [f"- {choice}" for choice in meta.get("open_choices") or []]
+    if setup.failed:
+        lines += ["", f"**Failed runs ({len(setup.failed)}):**", ""]
+        lines += [failure_line(r) for r in setup.failed]
+    return "\n".join(lines) + "\n"
+
+
+def build(root: Path) -> str:
+    records = load_records(root)
+    if not records:
+        raise FileNotFoundError(
+            f"no {PREFIX}* experiment folders with run records under {root}: "
+            "run `make reproduce` (or python -m benchmark -m experiment=paper_...) first"
+        )
+    setups = [summarise(name, recs) for name, recs in sorted(records.items())]
+    head = [
+        "# Reproducing the source articles",
+        "",
+        "Generated by `python -m benchmark.report.reproduction` from the run records under "
+        f"`{root}` (one section per `conf/experiment/paper_*.yaml`). Claimed numbers come "
+        "from the experiment configs (`reproduction.claimed`); a claim counts as reproduced "
+        "only inside the measured 95% interval.",
+        "",
+    ]
+    return "\n".join(head) + "\n" + "\n".join(setup_markdown(s) for s in setups)
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[0]) if argv else Path("results")
+    try:
+        text = build(root)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = root / OUT_DIR / "reproduction.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, text)
+    print(f"reproduction table: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

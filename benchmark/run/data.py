@@ -1,0 +1,239 @@
+"""The data stage of a run: load, sessionise, split, inject, encode.
+
+Order matters for soundness: entities are split *before* injection (each split is injected at its
+own contamination rate, and session-hijack donors come from the same split) and vocabularies are
+fitted on the training split only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.anomalies.core import LabelledEvents, from_session_labels
+from benchmark.anomalies.inject import (
+    AnomalyConfig,
+    inject,
+    mix_weights,
+    supported_mix,
+    type_counts,
+    without_holdout,
+)
+from benchmark.config import DatasetConfig, PublicDatasetConfig, SyntheticDatasetConfig
+from benchmark.errors import ConfigError
+from benchmark.paths import PROJECT_ROOT
+from datasets.cache import cached_load
+from datasets.features import (
+    SequenceArrays,
+    Vocabularies,
+    encode_profiles,
+    encode_sequences,
+    event_brands,
+)
+from datasets.loaders.common import LoadOptions
+from datasets.loaders.registry import LOADERS as PUBLIC_LOADERS
+from datasets.schema import Dataset
+from datasets.sessions import SPLITS, limit_lengths, sessionize, split_entities
+from datasets.synthetic import generate
+
+
+def _load_synthetic(cfg: DatasetConfig, seed: int) -> Dataset:
+    assert isinstance(cfg, SyntheticDatasetConfig)
+    return generate(cfg.generator, seed)
+
+
+def data_path(path: str) -> Path:
+    """A configured data path: as given when it exists (absolute, or relative to the working
+    directory), else relative to the project root (the shipped samples)."""
+    given = Path(path).expanduser()
+    if given.exists() or given.is_absolute():
+        return given
+    return PROJECT_ROOT / given
+
+
+def _load_public(cfg: DatasetConfig, seed: int) -> Dataset:
+    if not isinstance(cfg, PublicDatasetConfig):
+        raise ConfigError(
+            f"dataset={cfg.name} needs dataset.path: use conf/dataset/{cfg.name}.yaml"
+        )
+    options = LoadOptions(
+        strict=cfg.strict,
+        max_rows=cfg.max_rows,
+        on_unknown_event=cfg.on_unknown_event,
+        timestamp_unit=cfg.timestamp_unit,
+        window=cfg.window,
+        proxy_labels=cfg.proxy_labels,
+    )
+    loader, path = PUBLIC_LOADERS[cfg.name], data_path(cfg.path)
+    if not cfg.cache:
+        return loader(path, options)
+    min_bytes = int(cfg.cache_min_mb * 2**20)
+    return cached_load(cfg.name, path, options, loader, Path(cfg.cache_dir), min_bytes)
+
+
+LOADERS: dict[str, Callable[[DatasetConfig, int], Dataset]] = {
+    "synthetic": _load_synthetic,
+    **dict.fromkeys(PUBLIC_LOADERS, _load_public),
+}
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    dataset_name: str
+    modalities: tuple[str, ...]
+    labelled: dict[str, LabelledEvents]  # split -> events with labels
+    arrays: dict[str, SequenceArrays]  # split -> padded model inputs
+    vocabs: Vocabularies
+    summary: dict  # JSON-ready facts for the run record
+    profile_cardinalities: tuple[int, ...] = ()  # per profile field; empty without profiles
+
+
+def derive_seeds(seed: int, names: tuple[str, ...]) -> dict[str, int]:
+    """Independent, reproducible sub-seeds for each named stage."""
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {n: int(c.generate_state(1)[0]) for n, c in zip(names, children, strict=True)}
+
+
+def load_dataset(cfg: DatasetConfig, seed: int) -> Dataset:
+    if cfg.name not in LOADERS:
+        raise ConfigError(f"dataset.name={cfg.name!r} has no loader; known: {sorted(LOADERS)}")
+    dataset = LOADERS[cfg.name](cfg, seed)
+    dataset.events.validate()
+    return dataset
+
+
+def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> PreparedData:
+    seeds = derive_seeds(seed, ("load", "split", *(f"inject_{s}" for s in SPLITS)))
+    seq = cfg.sequence
+    t0 = time.perf_counter()
+    dataset = load_dataset(cfg, seeds["load"])
+    load_s = time.perf_counter() - t0
+    events = sessionize(dataset.events, by=seq.session_by, gap_seconds=seq.gap_minutes * 60)
+    events, lengths = limit_lengths(
+        events, min_length=seq.min_length, max_length=seq.max_length, keep=seq.truncate
+    )
+    real = dataset.session_labels
+    if real is not None:
+        _check_no_injection(cfg.name, anomaly)
+    skipped: dict[str, str] = {}
+    if real is None and _injects(anomaly):
+        anomaly, skipped = supported_mix(anomaly, events)
+    split_cfg = cfg.split
+    splits = split_entities(
+        events,
+        by=split_cfg.by,
+        method=split_cfg.method,
+        fractions=(split_cfg.train, split_cfg.val, split_cfg.test),
+        seed=seeds["split"],
+    )
+    t1 = time.perf_counter()
+    labelled = {
+        name: from_session_labels(splits[name], real)
+        if real is not None
+        else inject(
+            splits[name],
+            anomaly if name == "test" else without_holdout(anomaly),
+            rate=getattr(anomaly.contamination, name),
+            seed=seeds[f"inject_{name}"],
+            max_length=seq.max_length,
+            split=name,
+        )
+        for name in SPLITS
+    }
+    inject_s = time.perf_counter() - t1
+    brands = {
+        name: event_brands(dataset.items, lab.events.item_id) if dataset.items is not None else None
+        for name, lab in labelled.items()
+    }
+    vocabs = Vocabularies.fit(
+        labelled["train"].events,
+        min_count=seq.vocab_min_count,
+        max_items=seq.max_items,
+        train_brands=brands["train"],
+    )
+    arrays: dict = {}
+    cards: tuple[int, ...] = ()
+    for name, lab in labelled.items():
+        profile = None
+        if dataset.profiles is not None:
+            profile, cards = encode_profiles(dataset.profiles, lab.events.user_id[lab.offsets[:-1]])
+        encoded = encode_sequences(
+            lab.events,
+            vocabs,
+            max_length=seq.max_length,
+            event_label=lab.event_label,
+            label=lab.label,
+            brand_ids=brands[name],
+            profile=profile,
+        )
+        # The class of the type classifier (objective=classify_type): 0 normal, 1 + type.
+        arrays[name] = replace(encoded, anomaly_class=lab.anomaly_type.astype(np.int32) + 1)
+    summary = {
+        "dataset": dataset.name,
+        "source": dict(dataset.source),
+        "modalities": list(dataset.modalities),
+        "source_events": len(dataset.events),
+        "load_seconds": load_s,
+        "load_events_per_second": len(dataset.events) / max(load_s, 1e-9),
+        "inject_seconds": inject_s,
+        "anomaly_types_skipped": skipped,
+        "real_labels": real is not None,
+        # Types injected into training and validation: a test type not among them is unseen.
+        "types_seen_in_training": [] if real is not None else _seen_types(anomaly),
+        "lengths": asdict(lengths),
+        "vocab": {"items": len(vocabs.item), "categories": len(vocabs.category)},
+        "seeds": seeds,
+        "splits": {name: split_summary(lab, arrays[name]) for name, lab in labelled.items()},
+        "per_type_asked": {
+            name: _asked(anomaly if name == "test" else without_holdout(anomaly), name, lab)
+            for name, lab in labelled.items()
+            if real is None
+        },
+    }
+    return PreparedData(dataset.name, dataset.modalities, labelled, arrays, vocabs, summary, cards)
+
+
+def _asked(anomaly: AnomalyConfig, split: str, lab: LabelledEvents) -> dict[str, int]:
+    """Sequences per type the mix asked for in ``split``; a type that fewer victims could
+    host gets fewer (``splits.<split>.per_type``): victims are drawn first, types second."""
+    rate = getattr(anomaly.contamination, split)
+    hostable = len(lab.label) if lab.population is None else int(lab.population.sum())
+    return type_counts(round(rate * hostable), mix_weights(anomaly))
+
+
+def _seen_types(anomaly: AnomalyConfig) -> list[str]:
+    weights = mix_weights(without_holdout(anomaly))
+    return [name for name, w in weights.items() if w > 0]
+
+
+def _injects(anomaly: AnomalyConfig) -> bool:
+    c = anomaly.contamination
+    return max(c.train, c.val, c.test) > 0
+
+
+def _check_no_injection(name: str, anomaly: AnomalyConfig) -> None:
+    if _injects(anomaly):
+        raise ConfigError(
+            f"dataset={name} carries real labels: run it with anomaly=none (injected anomalies "
+            "would mix a second ground truth into the real one)"
+        )
+
+
+def split_summary(lab: LabelledEvents, arrays: SequenceArrays) -> dict:
+    names = lab.type_names
+    per_type = np.bincount(lab.anomaly_type[lab.anomaly_type >= 0], minlength=len(names))
+    return {
+        "sequences": len(arrays),
+        "events": len(lab.events),
+        "users": len(np.unique(lab.events.user_id)),
+        "anomalous_sequences": int(lab.label.sum()),
+        "contamination": float(lab.label.mean()) if len(lab.label) else 0.0,
+        "anomalous_events": int(lab.event_label.sum()),
+        "per_type": {name: int(c) for name, c in zip(names, per_type, strict=True)},
+        "unknown_item_share": float(np.mean(arrays.item[arrays.mask] == 1)),
+        "mean_length": float(arrays.length.mean()) if len(arrays) else 0.0,
+    }

@@ -1,0 +1,405 @@
+"""``run(cfg)``: one experiment from config to a run record on disk.
+
+Stages: data (load -> sessions -> splits -> injection -> encoding), then detect (build the
+detector from the registry, fit, score, fit the threshold on validation, evaluate on test).
+Whatever happens, the run directory ends up with ``config.yaml`` and a ``record.json`` whose
+``status`` is ``ok`` or ``failed`` (with the phase and the error): a result is never lost. A
+``running`` record is written first, so a run killed outright (SIGKILL, power loss) is seen as
+unfinished; every write is atomic (temporary file, fsync, rename).
+
+Rerunning a config (same hash, same folder) first reads the folder's record and decides
+(``resume``): skip what finished, rerun what failed or never finished (``decide``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.config import Config, check_config, resolved_setting, with_setting
+from benchmark.detectors.registry import framework_of
+from benchmark.errors import ResultsWriteError
+from benchmark.records import strict_json
+from benchmark.records.atomic import atomic_path, write_atomic
+from benchmark.records.identity import NOISE_KEYS, ignored_sections
+from benchmark.records.identity import run_id as make_run_id
+from benchmark.records.store import RECORD_FILE, StoreError, append, attempts, store_path
+from benchmark.records.tracking import track
+from benchmark.run.data import PreparedData, data_path, prepare_data
+from benchmark.run.detect import detect, time_detector
+from benchmark.timing.protocol import nvidia_smi
+from datasets.cache import input_files
+from datasets.loaders.common import cached_digest
+
+CONFIG_FILE = "config.yaml"
+log = logging.getLogger("benchmark")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    run_dir: Path
+    status: str
+    """'ok' or 'failed' for a run that ran; 'skipped' when ``resume`` kept an earlier
+    result; 'planned' under ``dry_run``."""
+    record: dict
+    decision: Decision | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a (re)run of a config does with the folder's earlier record, and why."""
+
+    action: str  # "run" (new config), "rerun" or "skip"
+    reason: str
+
+
+def decide(previous: dict | None, resume: str) -> Decision:
+    """``resume='ok'`` skips configs that finished ok; ``'finished'`` also skips failed ones;
+    ``'none'`` reruns everything. Unfinished (a ``running`` record left by a killed process)
+    and unreadable records are always rerun."""
+    if previous is None:
+        return Decision("run", "new config")
+    status = previous.get("status")
+    when = previous.get("finished_at") or previous.get("started_at")
+    if status == "ok":
+        if resume == "none":
+            return Decision("rerun", f"finished ok at {when}; rerun as resume=none")
+        return Decision("skip", f"finished ok at {when}; resume=none reruns it")
+    if status == "failed":
+        what = f"failed in phase {previous.get('failed_phase')}: {previous.get('error')}"
+        if resume == "finished":
+            return Decision("skip", f"{what}; resume=ok reruns it")
+        return Decision("rerun", what)
+    if status == "corrupt":
+        return Decision("rerun", f"its record was unreadable, kept as {previous['quarantined']}")
+    return Decision("rerun", f"unfinished: started at {previous.get('started_at')}, never ended")
+
+
+def previous_record(run_dir: Path, move_aside: bool = True) -> dict | None:
+    """The folder's record, or None. A record that is not valid JSON (written by something
+    other than this harness, whose writes are atomic) is moved aside (when ``move_aside``),
+    never overwritten."""
+    path = run_dir / RECORD_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        record = json.loads(text)
+        if isinstance(record, dict):
+            return record
+    except json.JSONDecodeError:
+        pass
+    if not move_aside:
+        return {"status": "corrupt", "quarantined": "record.json.corrupt-<time> (on a real run)"}
+    aside = path.with_name(f"{RECORD_FILE}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
+    os.replace(path, aside)
+    log.warning("unreadable record %s moved to %s; the config runs again", path, aside.name)
+    return {"status": "corrupt", "quarantined": aside.name}
+
+
+def as_config(cfg: DictConfig | Config) -> Config:
+    """The typed config object from a Hydra DictConfig (or pass a Config through)."""
+    if isinstance(cfg, Config):
+        return cfg
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def plain_dict(cfg: DictConfig | Config) -> dict[str, Any]:
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+class Phase:
+    """The stage a run is in, named in the record when it fails there."""
+
+    def __init__(self) -> None:
+        self.name = "setup"
+
+    def __call__(self, name: str) -> None:
+        self.name = name
+
+
+def run(cfg: DictConfig | Config) -> RunResult:
+    """One run. A failure is recorded (status, phase, error) and then re-raised with the
+    written :class:`RunResult` attached as ``run_result``."""
+    config = with_setting(as_config(cfg))
+    check_config(config)
+    resolved = {**plain_dict(cfg), "setting": resolved_setting(config)}
+    framework = framework_of(config.model.name.value, config.framework.name.value)
+    rid = make_run_id(resolved, NOISE_KEYS + ignored_sections(framework))
+    run_dir = Path(config.results_dir) / config.experiment_name / rid
+    previous = previous_record(run_dir, move_aside=not config.dry_run)
+    decision = decide(previous, config.resume)
+    if config.dry_run or decision.action == "skip":
+        status = "planned" if config.dry_run else "skipped"
+        log.debug("%s %s: %s (%s)", status, rid, decision.action, decision.reason)
+        if status == "skipped":
+            ensure_stored(config, previous)
+        return RunResult(rid, run_dir, status, previous or {}, decision)
+    if decision.action == "rerun":
+        log.info("rerun of %s: %s", rid, decision.reason)
+    started = time.perf_counter()
+    record = base_record(config, rid, run_dir)
+    record["config"] = resolved
+    record["previous_attempts"] = earlier_attempts(config, rid)
+    with writing(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(run_dir)
+        write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
+        write_record(run_dir, record)  # status "running": a killed run is seen as unfinished
+    phase, failure = Phase(), None
+    try:
+        phase("data")
+        data_seed = config.seed if config.data_seed is None else config.data_seed
+        prepared = prepare_data(config.dataset, config.anomaly, data_seed)
+        record["data"] = prepared.summary
+        record["provenance"]["data_files"] = data_files(config.dataset)
+        record["provenance"]["injection_seeds"] = {
+            k.removeprefix("inject_"): v for k, v in prepared.summary["seeds"].items() if "inj" in k
+        }
+        if config.save_arrays:
+            save_arrays(prepared, run_dir)
+        detector = detect(config, prepared, run_dir, record, phase)
+        if config.timing.enabled:
+            phase("timing")  # the metrics are in the record already: a failure here keeps them
+            batch = record.get("oom_retry", {}).get("retried_with")
+            record["timing"].update(
+                time_detector(
+                    detector,
+                    prepared.arrays["test"],
+                    config,
+                    train_batch_size=batch,
+                    rss_before_mb=record.get("rss_before_detector_mb"),
+                )
+            )
+        record["status"] = "ok"
+    except BaseException as err:
+        record.update(status="failed", failed_phase=phase.name, error=one_line(err))
+        failure = err
+    record["finished_at"] = now()
+    record["wall_seconds"] = time.perf_counter() - started
+    with writing(run_dir, failure):
+        write_record(run_dir, record)
+        publish(config, record, run_dir)
+    result = RunResult(rid, run_dir, record["status"], record, decision)
+    if failure is not None:
+        failure.run_result = result  # type: ignore[attr-defined]
+        raise failure
+    return result
+
+
+@contextlib.contextmanager
+def writing(run_dir: Path, failure: BaseException | None = None) -> Iterator[None]:
+    """File-system errors of the run folder as one-line user errors (the earlier record, if
+    any, is intact: writes are atomic); ``failure`` is the run's own error, kept as cause."""
+    try:
+        yield
+    except OSError as err:
+        raise ResultsWriteError(
+            f"cannot write the run folder {run_dir} ({err.strerror or err}): make results_dir "
+            "writable or free disk space, then rerun the same command (unfinished runs rerun)"
+        ) from (failure or err)
+
+
+def ensure_stored(config: Config, record: dict | None) -> None:
+    """A kept record is in the results store too (a process killed between writing the
+    record and appending it left it out; appending an attempt twice is a no-op)."""
+    if record is None:
+        return
+    try:
+        append(store_path(config.results_dir), record)
+    except StoreError as err:
+        log.warning("%s; the run folder keeps the record", err)
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Half-written temporary files (``.<name>.*``) that a killed process left behind."""
+    for path in run_dir.glob(".*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: message`` on one line (tracebacks and multi-line messages stay in the log)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def data_files(dataset: Any) -> list[dict]:
+    """Path, size and SHA-256 of every file the dataset was read from (none for synthetic
+    data: its generator config and seed are in the record)."""
+    path = getattr(dataset, "path", None)
+    if not path:
+        return []
+    root = data_path(path)
+    return [
+        {"path": str(f), "bytes": f.stat().st_size, "sha256": cached_digest(f)}
+        for f in input_files(root)
+    ]
+
+
+def write_record(run_dir: Path, record: dict) -> None:
+    write_atomic(run_dir / RECORD_FILE, strict_json.dumps(record, indent=2))
+
+
+def earlier_attempts(config: Config, rid: str) -> int:
+    """How often this config (run id = config hash) ran before; says so when it did."""
+    try:
+        earlier = attempts(store_path(config.results_dir), rid)
+    except StoreError as err:
+        log.warning("%s", err)
+        return 0
+    if earlier:
+        last = earlier[-1]
+        log.debug(
+            "rerun of config %s: %d earlier record(s), the last %s (started %s); "
+            "the results store keeps them all",
+            rid,
+            len(earlier),
+            last.status,
+            last.started_at,
+        )
+    return len(earlier)
+
+
+def publish(config: Config, record: dict, run_dir: Path) -> None:
+    """After the record is on disk: W&B, then the results store. Neither can fail the run
+    or touch its result; a failure is a warning (and ``tracking`` in the record)."""
+    record["tracking"] = track(config.logger, record, run_dir, Path(config.results_dir))
+    write_record(run_dir, record)
+    try:
+        append(store_path(config.results_dir), strict_json.loads(strict_json.dumps(record)))
+    except StoreError as err:
+        log.warning("%s; the run folder keeps the record", err)
+
+
+def base_record(config: Config, rid: str, run_dir: Path) -> dict:
+    return {
+        "run_id": rid,
+        "attempt_id": uuid.uuid4().hex,  # one per execution: reruns of a config differ here
+        "experiment": config.experiment_name,
+        "run_dir": str(run_dir),
+        "status": "running",
+        "error": None,
+        "model": config.model.name.value,
+        "framework": config.framework.name.value,
+        "objective": config.objective.name.value,
+        "setting": resolved_setting(config),
+        "dataset": config.dataset.name,
+        "anomaly": config.anomaly.name,
+        "seed": config.seed,
+        "data_seed": config.seed if config.data_seed is None else config.data_seed,
+        "started_at": now(),
+        "provenance": provenance(),
+    }
+
+
+VERSIONED = ("numpy", "scipy", "scikit-learn", "hydra-core", "torch", "jax", "flax", "optax")
+
+
+def provenance() -> dict:
+    """Code (git SHA, dirty flag), package versions, hardware and the command line; the
+    data files' hashes and the injection seeds are added once the data is loaded."""
+    sha, dirty = code_state()
+    hardware = _hardware()
+    return {
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "versions": {"python": platform.python_version(), **_versions()},
+        "hardware": hardware,
+        "hardware_fingerprint": hashlib.sha1(
+            json.dumps(hardware, sort_keys=True).encode()
+        ).hexdigest()[:12],
+        "argv": sys.argv[1:],
+    }
+
+
+@functools.cache
+def _hardware() -> dict:
+    return {
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "gpus": nvidia_smi("name,memory.total,driver_version"),
+    }
+
+
+def _versions() -> dict[str, str | None]:
+    """Installed package versions, read from metadata (imports nothing heavy)."""
+    out: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def code_state() -> tuple[str | None, bool]:
+    """Git SHA and dirty flag, read once per process: a sweep's runs all execute the code the
+    process imported at its first run, even if the checkout moves on meanwhile."""
+    return _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def save_arrays(prepared: PreparedData, run_dir: Path) -> None:
+    """Encoded splits as ``<split>.npz`` and each injected sequence's metadata as
+    ``<split>_anomalies.jsonl`` (type, severity, parameters, what the injector chose)."""
+    for split, arrays in prepared.arrays.items():
+        with atomic_path(run_dir / f"{split}.npz") as tmp:
+            np.savez_compressed(tmp, **{k: v for k, v in asdict(arrays).items() if v is not None})
+        lines = [strict_json.dumps(d) for d in prepared.labelled[split].details]
+        write_atomic(run_dir / f"{split}_anomalies.jsonl", "\n".join(lines) + "\n")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

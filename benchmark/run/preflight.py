@@ -1,0 +1,132 @@
+"""Compose the command line's config once, turning composition errors into one line."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+
+def command_overrides(argv: list[str]) -> list[str] | None:
+    """The overrides in ``argv``, or None when preflight should leave the call to Hydra
+    (multirun sweeps, another config name, help)."""
+    if any(
+        a in ("-m", "--multirun", "-h", "--help", "--hydra-help")
+        or a.startswith(("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir"))
+        for a in argv
+    ):
+        return None
+    return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+
+
+def preflight(argv: list[str], conf_dir: str) -> str | None:
+    """None if the config composes and its results directory is writable, else a one-line
+    description of the first problem."""
+    overrides = command_overrides(argv)
+    if overrides is None:
+        given = [a.split("=", 1)[1] for a in argv if a.startswith("results_dir=")]
+        return unwritable(given[-1]) if given and "," not in given[-1] else None
+    touches_hydra = any(o.lstrip("+~").startswith("hydra") for o in overrides)
+    cfg, problem = compose_config(overrides, conf_dir, with_hydra=touches_hydra)
+    return problem or unwritable(str(cfg.results_dir))
+
+
+def unwritable(results_dir: str) -> str | None:
+    """Why files cannot be written under ``results_dir`` (created if missing), or None."""
+    try:
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return (
+            f"results_dir={results_dir} is not a writable directory ({err.strerror or err}): "
+            "choose another results_dir=..."
+        )
+    return None
+
+
+def compose_config(overrides: list[str], conf_dir: str, with_hydra: bool = False):
+    """(the composed config, None), or (None, a one-line description of the first problem).
+    ``with_hydra`` composes Hydra's own config too, so that ``hydra/launcher=...`` and
+    ``hydra.*`` overrides are checked (the result is then for checking only)."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=with_hydra)
+            return cfg, None
+    except Exception as err:
+        return None, describe(err, overrides, conf_dir)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+# Config nodes whose keys are names the user picks (anomaly types of a plugin, their knobs).
+OPEN_NODES = ("anomaly.mix.", "anomaly.params.")
+
+
+def describe(err: BaseException, overrides: list[str], conf_dir: str) -> str:
+    """One line naming the key (or group) at fault and what it accepts."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    chain = _chain(err)
+    for e in chain:
+        if isinstance(e, MissingConfigException):
+            return _missing_option(e)
+    for e in chain:
+        key = getattr(e, "full_key", None)
+        if isinstance(e, ConfigKeyError | ConfigAttributeError) and key:
+            allowed = _sibling_keys(key, overrides, conf_dir)
+            if key.startswith(OPEN_NODES):  # keys of the user's choosing: new ones need a '+'
+                return (
+                    f"'{key}' is not set; set already here: {allowed} (a new key here, e.g. "
+                    f"a type of your own, takes a leading '+': +{key}=...)"
+                )
+            return f"unknown config key '{key}'; allowed here: {allowed}"
+        if isinstance(e, ValidationError) and key:
+            return f"bad value for '{key}': {_first_line(e)}"
+    return " ".join(_first_line(e) for e in chain[:2])
+
+
+def _missing_option(e: BaseException) -> str:
+    first = str(e).splitlines()[0]
+    # Schema nodes live in the same groups (e.g. dataset/synthetic_schema) but are not choices.
+    options = [o for o in (getattr(e, "options", None) or []) if not o.endswith("_schema")]
+    return f"{first}; available: {options}" if options else first
+
+
+def _sibling_keys(full_key: str, overrides: list[str], conf_dir: str) -> list[str]:
+    """Keys that exist beside ``full_key``, composed without the bad override."""
+    parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(full_key)]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=kept, return_hydra_config=True)
+        node = cfg
+        for part in filter(None, parent.split(".")):
+            node = node[part]
+        return sorted(str(k) for k in node)
+    except Exception:
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _chain(err: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        out.append(err)
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return out
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,1 @@
+"""The timing protocol (throughput, latency, compile time, memory) and FLOP counts."""

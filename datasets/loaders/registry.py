@@ -1,0 +1,32 @@
+"""Every public dataset's loader by its config name (``dataset=<name>``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from datasets.loaders import (
+    diginetica,
+    jd_micro,
+    otto,
+    rees46,
+    retailrocket,
+    talkingdata,
+    taobao,
+    web_bots,
+    yoochoose,
+)
+from datasets.loaders.common import LoadOptions
+from datasets.schema import Dataset
+
+LOADERS: dict[str, Callable[[Path, LoadOptions], Dataset]] = {
+    "diginetica": diginetica.load,
+    "yoochoose": yoochoose.load,
+    "retailrocket": retailrocket.load,
+    "taobao": taobao.load,
+    "rees46": rees46.load,
+    "otto": otto.load,
+    "jd_micro": jd_micro.load,
+    "web_bots": web_bots.load,
+    "talkingdata": talkingdata.load,
+}
