@@ -8,17 +8,17 @@ cannot express live in :func:`check_config`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from benchmark.anomalies.inject import AnomalyConfig, check_anomaly_config
-from benchmark.detectors.pca import STATISTICS
 from benchmark.detectors.registry import BASELINES, supported_settings
 from benchmark.errors import ConfigError
 from datasets.synthetic import SyntheticConfig
+from models_common.config import ModelSizes
 
 
 class ModelName(Enum):
@@ -58,11 +58,89 @@ class ObjectiveName(Enum):
     forecast = "forecast"
 
 
+# Choices a config value takes; OmegaConf refuses any other at composition, naming the allowed
+# ones. StrEnums compare equal to their values, so code and records read them as strings.
+class SessionBy(StrEnum):
+    session = "session"  # the dataset's session id
+    gap = "gap"  # a user's events split at inactivity gaps
+
+
+class Truncate(StrEnum):
+    last = "last"
+    first = "first"
+
+
+class SplitBy(StrEnum):
+    user = "user"
+    session = "session"
+
+
+class SplitMethod(StrEnum):
+    random = "random"
+    chronological = "chronological"
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class CompileMode(StrEnum):
+    default = "default"
+    reduce_overhead = "reduce-overhead"
+    max_autotune = "max-autotune"
+
+
+class Attention(StrEnum):
+    sdpa = "sdpa"
+    math = "math"
+
+
+class LstmKernel(StrEnum):
+    scan = "scan"
+    cudnn = "cudnn"
+
+
+class Schedule(StrEnum):
+    cosine = "cosine"
+    constant = "constant"
+
+
+class LoggerName(StrEnum):
+    wandb_offline = "wandb_offline"
+    wandb = "wandb"
+    none = "none"
+
+
+class ThresholdRule(StrEnum):
+    max_f1 = "max_f1"
+    fpr = "fpr"
+    balanced = "balanced"
+    fixed = "fixed"
+
+
+class PCAStatistic(StrEnum):
+    t2 = "t2"
+    spe = "spe"
+
+
+class Resume(StrEnum):
+    ok = "ok"
+    finished = "finished"
+    none = "none"
+
+
 @dataclass
 class SequenceConfig:
     """How events become sequences."""
 
-    session_by: str = "session"
+    session_by: SessionBy = SessionBy.session
     """'session': the dataset's session id; 'gap': split a user's events at inactivity gaps."""
     gap_minutes: float = 30.0
     """Inactivity gap that starts a new session when session_by='gap'."""
@@ -70,7 +148,7 @@ class SequenceConfig:
     """Sessions with fewer events are dropped."""
     max_length: int = 50
     """Longer sessions are truncated (see truncate)."""
-    truncate: str = "last"
+    truncate: Truncate = Truncate.last
     """Which events a truncated session keeps: 'last' (most recent) or 'first'."""
     vocab_min_count: int = 1
     """Items and categories seen fewer times in training map to the unknown bucket."""
@@ -82,9 +160,9 @@ class SequenceConfig:
 class SplitConfig:
     """Entity split: no user (or session) lands in two splits."""
 
-    by: str = "user"
+    by: SplitBy = SplitBy.user
     """'user' or 'session'."""
-    method: str = "random"
+    method: SplitMethod = SplitMethod.random
     """'random' or 'chronological' (by each entity's first event)."""
     train: float = 0.7
     val: float = 0.15
@@ -137,23 +215,10 @@ class PublicDatasetConfig(DatasetConfig):
 
 
 @dataclass
-class ModelConfig:
-    """Detector architecture and size (used by both framework implementations)."""
+class ModelConfig(ModelSizes):
+    """A detector and its sizes (``ModelSizes``, shared with both frameworks' models)."""
 
     name: ModelName = MISSING
-    embed_dim: int = 64
-    """Width of each event-field embedding after fusion."""
-    hidden_dim: int = 128
-    """Recurrent state size, or model width for attention models."""
-    num_layers: int = 2
-    share_layers: bool = False
-    """Transformer and multimodal: one attention block's weights used for all num_layers
-    (ALBERT-style parameter sharing)."""
-    num_heads: int = 4
-    """Attention heads (transformer, multimodal)."""
-    ff_dim: int = 256
-    """Feed-forward width in attention blocks."""
-    dropout: float = 0.1
     standardize_inputs: bool = False
     """Multimodal: z-score the numeric input (log price) with the training split's mean and
     standard deviation (validation and test reuse them: nothing leaks)."""
@@ -162,17 +227,17 @@ class ModelConfig:
 @dataclass
 class FrameworkConfig:
     name: FrameworkName = MISSING
-    device: str = "auto"
+    device: Device = Device.auto
     """'auto' (GPU when present), 'cpu' or 'cuda'."""
-    precision: str = "fp32"
+    precision: Precision = Precision.fp32
     """'fp32' or 'bf16' (bf16 only takes effect on GPU)."""
     compile: bool = False
     """torch.compile for PyTorch; for JAX, the whole train step under jax.jit (off: eager,
     for debugging only)."""
-    compile_mode: str = "default"
-    """PyTorch: torch.compile mode; 'reduce-overhead' replays CUDA graphs (small-batch
-    latency), 'max-autotune' also searches kernels."""
-    attention: str = "sdpa"
+    compile_mode: CompileMode = CompileMode.default
+    """PyTorch: torch.compile mode; 'reduce_overhead' replays CUDA graphs (small-batch
+    latency), 'max_autotune' also searches kernels."""
+    attention: Attention = Attention.sdpa
     """PyTorch: 'sdpa' (scaled_dot_product_attention picks flash / memory-efficient / cuDNN
     kernels) or 'math' (its unfused reference kernel, to show what the fused ones buy)."""
     tf32: bool = False
@@ -189,7 +254,7 @@ class FrameworkConfig:
     outside the scan (false: inside each step, as a textbook cell does). null (default): per
     device - on for GPUs, off on CPU, where XLA's scan over the hoisted (T, B, gates*H)
     projections measured 1.6x slower than projecting inside each step (README, "Speed")."""
-    lstm_kernel: str = "scan"
+    lstm_kernel: LstmKernel = LstmKernel.scan
     """JAX LSTM: 'scan' (lax.scan of the cell) or 'cudnn' (jax.experimental.rnn: NVIDIA
     cuDNN's fused recurrence, on a GPU only; states after a sequence's last event are zero,
     every score the same). PyTorch's nn.LSTM runs cuDNN on a GPU already."""
@@ -229,7 +294,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.01
-    schedule: str = "cosine"
+    schedule: Schedule = Schedule.cosine
     """'cosine' (with warm-up) or 'constant'."""
     warmup: float = 0.1
     """Share of the run's optimiser steps spent in linear warm-up (in [0, 1)): a fraction,
@@ -271,7 +336,7 @@ class TimingConfig:
 
 @dataclass
 class LoggerConfig:
-    name: str = "wandb_offline"
+    name: LoggerName = LoggerName.wandb_offline
     """'wandb_offline', 'wandb' or 'none'."""
     project: str = "clickstream-anomaly-bench"
     entity: str | None = None
@@ -284,7 +349,7 @@ class LoggerConfig:
 
 @dataclass
 class EvaluationConfig:
-    threshold: str = "max_f1"
+    threshold: ThresholdRule = ThresholdRule.max_f1
     """How the decision threshold is fitted on validation scores: 'max_f1', 'fpr' (see
     target_fpr), 'balanced' (false-positive rate = false-negative rate), or 'fixed' (not
     fitted: fixed_threshold)."""
@@ -305,7 +370,7 @@ class PCAConfig:
     components: int = 0
     """Principal components kept (fitted on the training split only); 0: no PCA, the
     objective's own score."""
-    statistic: str = "t2"
+    statistic: PCAStatistic = PCAStatistic.t2
     """'t2': Hotelling's T^2 inside the kept components; 'spe': the squared residual outside
     them. The other statistic and the objective's score are recorded as alternatives."""
 
@@ -340,7 +405,7 @@ class Config:
     checkpoint: str | None = None
     """Score with the weights of this checkpoint.safetensors (trained by either framework)
     instead of training: e.g. a PyTorch-trained model scored by its JAX twin."""
-    resume: str = "ok"
+    resume: Resume = Resume.ok
     """Which earlier results a rerun keeps (the run folder is keyed by the config hash):
     'ok' skips configs whose record says ok and reruns failed and unfinished ones, 'finished'
     also skips failed ones, 'none' runs everything again."""
@@ -353,16 +418,6 @@ class Config:
     reproduction: Any = None
     """A reproduction experiment's metadata: the article, what it claims (the one place
     claimed numbers live), the choices it leaves open, and ``sizes`` per scale."""
-
-
-RESUME_CHOICES: tuple[str, ...] = ("ok", "finished", "none")
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "sequence.session_by": ("session", "gap"),
-    "sequence.truncate": ("last", "first"),
-    "split.by": ("user", "session"),
-    "split.method": ("random", "chronological"),
-}
 
 
 def name_of(value: Any) -> str:
@@ -422,19 +477,6 @@ def check_config(cfg: Config) -> None:
     check_setting(cfg)
     ds = cfg.dataset
     seq, split = ds.sequence, ds.split
-    _choice("dataset.sequence.session_by", seq.session_by, CHOICES["sequence.session_by"])
-    _choice("dataset.sequence.truncate", seq.truncate, CHOICES["sequence.truncate"])
-    _choice("dataset.split.by", split.by, CHOICES["split.by"])
-    _choice("dataset.split.method", split.method, CHOICES["split.method"])
-    _choice("framework.device", cfg.framework.device, ("auto", "cpu", "cuda"))
-    _choice("framework.precision", cfg.framework.precision, ("fp32", "bf16"))
-    _choice(
-        "framework.compile_mode",
-        cfg.framework.compile_mode,
-        ("default", "reduce-overhead", "max-autotune"),
-    )
-    _choice("framework.attention", cfg.framework.attention, ("sdpa", "math"))
-    _choice("framework.lstm_kernel", cfg.framework.lstm_kernel, ("scan", "cudnn"))
     if cfg.framework.lstm_kernel == "cudnn" and (
         cfg.framework.name.value != "jax" or cfg.model.name.value != "lstm"
     ):
@@ -445,15 +487,7 @@ def check_config(cfg: Config) -> None:
     if cfg.framework.scan_unroll < 1:
         raise ConfigError(f"framework.scan_unroll={cfg.framework.scan_unroll} must be >= 1")
     check_timing(cfg.timing)
-    _choice("resume", cfg.resume, RESUME_CHOICES)
     _choice("scale", cfg.scale, ("ci", "paper"))
-    _choice("train.schedule", cfg.train.schedule, ("cosine", "constant"))
-    _choice("logger.name", cfg.logger.name, ("wandb_offline", "wandb", "none"))
-    from benchmark.evaluation.metrics import (
-        THRESHOLD_RULES,  # here: the CLI's error path skips SciPy
-    )
-
-    _choice("evaluation.threshold", cfg.evaluation.threshold, THRESHOLD_RULES)
     if not 0.0 <= cfg.evaluation.target_fpr < 1.0:
         raise ConfigError(f"evaluation.target_fpr={cfg.evaluation.target_fpr} is outside [0, 1)")
     if not 1 <= seq.min_length <= seq.max_length:
@@ -491,7 +525,6 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"train.warmup={cfg.train.warmup} is outside [0, 1) (a share of steps)")
     if cfg.train.pretrain_epochs < 0:
         raise ConfigError(f"train.pretrain_epochs={cfg.train.pretrain_epochs} must be >= 0")
-    _choice("pca.statistic", cfg.pca.statistic, STATISTICS)
     if cfg.pca.components < 0:
         raise ConfigError(f"pca.components={cfg.pca.components} must be >= 0 (0: no PCA)")
     for key, value in (

@@ -4,7 +4,8 @@ NumPy constants and tables both share."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -22,26 +23,12 @@ PRICE_SCALE = 5.0
 N_TYPES = 8
 
 
-@dataclass(frozen=True, kw_only=True)
-class DetectorConfig:
-    """Sizes of a detector. Vocabulary sizes include padding (0) and unknown (1)."""
+@dataclass(kw_only=True, unsafe_hash=True)
+class ModelSizes:
+    """Layer sizes of a detector: the schema of the ``model`` config group (which adds the
+    detector's name), read as is by both frameworks. Mutable, as Hydra needs its schemas, yet
+    hashed by value: JAX keys compiled programs on a model's static fields."""
 
-    n_event_types: int
-    """Event-type vocabulary (10: padding, unknown, eight types)."""
-    n_items: int
-    """Item vocabulary, fitted on training data."""
-    n_categories: int
-    """Category vocabulary, fitted on training data."""
-    n_gap_buckets: int
-    """Time-gap buckets (fixed log-spaced edges)."""
-    n_price_buckets: int
-    """Price buckets (fixed log-spaced edges)."""
-    n_devices: int
-    """Device/channel codes (fixed: padding, missing, 128 codes)."""
-    max_length: int
-    """Longest sequence (positions for attention models)."""
-    objective: str
-    """One of OBJECTIVES: decides the heads and whether attention is causal."""
     embed_dim: int = 64
     """Width of the summed event embedding."""
     hidden_dim: int = 128
@@ -57,6 +44,27 @@ class DetectorConfig:
     """Feed-forward width of attention blocks."""
     dropout: float = 0.1
     """Dropout on embeddings and between layers (off in eval mode)."""
+
+
+@dataclass(kw_only=True, unsafe_hash=True)
+class Vocabulary:
+    """What the data decides about a detector's inputs. Sizes include padding (0) and
+    unknown (1)."""
+
+    n_event_types: int
+    """Event-type vocabulary (10: padding, unknown, eight types)."""
+    n_items: int
+    """Item vocabulary, fitted on training data."""
+    n_categories: int
+    """Category vocabulary, fitted on training data."""
+    n_gap_buckets: int
+    """Time-gap buckets (fixed log-spaced edges)."""
+    n_price_buckets: int
+    """Price buckets (fixed log-spaced edges)."""
+    n_devices: int
+    """Device/channel codes (fixed: padding, missing, 128 codes)."""
+    max_length: int
+    """Longest sequence (positions for attention models)."""
     profile_cardinalities: tuple[int, ...] = ()
     """Multimodal: vocabulary of each user-profile field (empty: no profile modality)."""
     n_brands: int = 0
@@ -68,6 +76,21 @@ class DetectorConfig:
     with the mean and deviation fitted on the training split (0 and 1: the raw value)."""
     price_std: float = 1.0
 
+
+@dataclass(kw_only=True, unsafe_hash=True)
+class DetectorConfig(ModelSizes, Vocabulary):
+    """Everything a model's constructor takes: its sizes, the data's vocabularies and the
+    objective, which decides the heads and whether attention is causal."""
+
+    objective: str
+    """One of OBJECTIVES."""
+
+    @classmethod
+    def of(cls, sizes: ModelSizes, vocabulary: Vocabulary, objective: str) -> DetectorConfig:
+        return cls(
+            **values(sizes, ModelSizes), **values(vocabulary, Vocabulary), objective=objective
+        )
+
     @property
     def causal(self) -> bool:
         return self.objective in CAUSAL_OBJECTIVES
@@ -76,6 +99,11 @@ class DetectorConfig:
     def n_classes(self) -> int:
         """classify_type: "normal" (class 0) and each anomaly type (1 + its type index)."""
         return 1 + self.n_anomaly_types
+
+
+def values(obj: object, schema: type) -> dict[str, Any]:
+    """The fields of dataclass ``schema`` read from ``obj`` (an instance of it or a subclass)."""
+    return {f.name: getattr(obj, f.name) for f in fields(schema)}
 
 
 DROP_BITS = 16

@@ -180,6 +180,7 @@ def test_zscore_of_the_price_input_uses_training_moments_only():
 
     from benchmark.config import ObjectiveName
     from benchmark.detectors.adapters.common import detector_config
+    from benchmark.detectors.registry import DataInfo
     from benchmark.run.detect import log_price_moments
     from datasets.features import UNKNOWN
 
@@ -204,13 +205,12 @@ def test_zscore_of_the_price_input_uses_training_moments_only():
         spec = SimpleNamespace(
             model=small_model(model, standardize_inputs=standardize),
             objective=SimpleNamespace(name=ObjectiveName("classify")),
-            data=SimpleNamespace(
+            data=DataInfo(
                 **VOCABULARIES,
-                profile_cardinalities=(),
-                n_brands=0,
                 n_anomaly_types=9,
                 price_mean=4.0,
                 price_std=1.5,
+                modalities=("behaviour", "item_attributes"),
             ),
         )
         cfg = detector_config(spec)

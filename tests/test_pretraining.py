@@ -109,7 +109,6 @@ def test_article_4_pipeline_pretrains_fine_tunes_and_scores_by_pca(compose_confi
         (["train.pretrain_lr=0"], "must be > 0"),
         (["model=lstm", "model.share_layers=true"], "not lstm"),
         (["model=markov", "pca.components=8"], "not the baseline markov"),
-        (["pca.statistic=q"], "pca.statistic='q' is not allowed"),
         (["pca.components=-2"], "must be >= 0"),
     ],
 )

@@ -17,6 +17,7 @@ import numpy as np
 from benchmark.errors import ConfigError
 from benchmark.timing.protocol import ScoreProbe, SpeedProbe
 from datasets.features import SequenceArrays
+from models_common.config import Vocabulary
 
 # Where each framework's detectors register themselves (explicit: no directory scanning).
 ADAPTERS: dict[str, str] = {
@@ -81,23 +82,12 @@ class Scores:
     alternatives: dict[str, np.ndarray] = field(default_factory=dict)  # other (N,) scores
 
 
-@dataclass(frozen=True)
-class DataInfo:
-    """What a detector may know about the data before seeing it."""
+@dataclass(kw_only=True, unsafe_hash=True)
+class DataInfo(Vocabulary):
+    """What a detector may know about the data before seeing it: its vocabularies and which
+    modalities it holds."""
 
-    max_length: int
-    n_items: int  # item vocabulary size, padding and unknown included
-    n_categories: int
-    n_event_types: int
-    n_gap_buckets: int
-    n_price_buckets: int
-    n_devices: int
     modalities: tuple[str, ...]
-    profile_cardinalities: tuple[int, ...] = ()  # per profile field, padding included
-    n_brands: int = 0
-    n_anomaly_types: int = 0  # classes of the type classifier besides "normal"
-    price_mean: float = 0.0  # log price of the training split's priced events: mean, deviation
-    price_std: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,31 +43,14 @@ class CheckpointError(UserError):
 
 
 def detector_config(spec: DetectorSpec) -> DetectorConfig:
-    m, d = spec.model, spec.data
-    multimodal = m.name.value == "multimodal"
-    zscore = multimodal and m.standardize_inputs
-    return DetectorConfig(
-        n_event_types=d.n_event_types,
-        n_items=d.n_items,
-        n_categories=d.n_categories,
-        n_gap_buckets=d.n_gap_buckets,
-        n_price_buckets=d.n_price_buckets,
-        n_devices=d.n_devices,
-        max_length=d.max_length,
-        objective=spec.objective.name.value,
-        embed_dim=m.embed_dim,
-        hidden_dim=m.hidden_dim,
-        num_layers=m.num_layers,
-        share_layers=m.share_layers,
-        num_heads=m.num_heads,
-        ff_dim=m.ff_dim,
-        dropout=m.dropout,
-        profile_cardinalities=d.profile_cardinalities if multimodal else (),
-        n_brands=d.n_brands if multimodal else 0,
-        n_anomaly_types=d.n_anomaly_types,
-        price_mean=d.price_mean if zscore else 0.0,
-        price_std=d.price_std if zscore else 1.0,
-    )
+    """The model's sizes and the data's vocabularies; the profile, brand and price z-score
+    reach the multimodal detector only (the others read the behaviour stream)."""
+    vocabulary = spec.data
+    if spec.model.name.value != "multimodal":
+        vocabulary = replace(vocabulary, profile_cardinalities=(), n_brands=0)
+    if not (spec.model.name.value == "multimodal" and spec.model.standardize_inputs):
+        vocabulary = replace(vocabulary, price_mean=0.0, price_std=1.0)
+    return DetectorConfig.of(spec.model, vocabulary, spec.objective.name.value)
 
 
 def epoch_entry(
