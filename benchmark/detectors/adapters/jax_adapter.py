@@ -15,10 +15,7 @@ inside the step while the optimiser keeps float32 weights.
 
 from __future__ import annotations
 
-import math
 import os
-import sys
-import time
 from collections.abc import Iterator
 
 import jax
@@ -26,14 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm import tqdm
 
 from benchmark.detectors.adapters import jax_objectives as objectives
+from benchmark.detectors.adapters import training
 from benchmark.detectors.adapters.common import (
     BatchScores,
     bucket_width,
     detector_config,
-    epoch_entry,
     gather_scores,
     length_buckets,
     numpy_batch,
@@ -41,7 +37,7 @@ from benchmark.detectors.adapters.common import (
     warmup_steps,
 )
 from benchmark.detectors.registry import DetectorSpec, Scores, register
-from benchmark.errors import ConfigError, TrainingDivergedError
+from benchmark.errors import ConfigError
 from datasets.features import SequenceArrays
 from models_jax.convert import load_canonical, to_canonical
 from models_jax.gru import GRUDetector
@@ -279,38 +275,37 @@ class JaxDetector:
         return self.modalities
 
     def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
-        t = self.spec.train
-        rng = np.random.default_rng(self.spec.seed)
-        opt_state = self.init_training(math.ceil(len(train) / t.batch_size) * t.epochs)
+        return training.fit(self, train, val)
+
+    # --- the steps of the shared training loop (``training.Trainable``) ------------------
+    def begin_training(self, total_steps: int) -> None:
+        self.opt_state = self.init_training(total_steps)
         with jax.default_device(self.device):
-            key = jax.random.key(self.spec.seed)
-        history, best, best_params, waited = [], math.inf, None, 0
-        start = time.perf_counter()
-        for epoch in range(t.epochs):
-            order = rng.permutation(len(train))
-            key, epoch_key = jax.random.split(key)
-            opt_state, train_loss = self._epoch(train, order, opt_state, epoch_key, epoch)
-            val_loss = self.evaluate_loss(val)
-            history.append(
-                epoch_entry(epoch, train_loss, val_loss, self.epoch_hits, len(train), self.cfg)
-            )
-            if val_loss < best - 1e-4:
-                best, waited = val_loss, 0
-                best_params = jax.tree.map(np.asarray, self.params)
-            else:
-                waited += 1
-                if waited >= t.patience:
-                    break
-        if not math.isfinite(best):
-            raise TrainingDivergedError("validation loss was never finite")
-        self.params = jax.device_put(best_params, self.device)
+            self.key = jax.random.key(self.spec.seed)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.key, self.epoch_key = jax.random.split(self.key)
+        self.epoch_hits = jnp.zeros((), jnp.int32)
+
+    def train_batch(self, data: SequenceArrays, index: np.ndarray, step: int) -> jax.Array:
+        key = jax.random.fold_in(self.epoch_key, step)
+        self.opt_state, loss = self.train_step(self._batch(data, index), self.opt_state, key)
+        return loss
+
+    def validation_loss(self, data: SequenceArrays) -> float:
+        return self.evaluate_loss(data)
+
+    def snapshot(self):
+        return jax.tree.map(np.asarray, self.params)
+
+    def restore(self, snapshot) -> None:
+        self.params = jax.device_put(snapshot, self.device)
+
+    def save_checkpoint(self) -> None:
         self._save_checkpoint()
+
+    def fit_details(self) -> dict:
         return {
-            "epochs": len(history),
-            "best_epoch": min(history, key=lambda h: h["val_loss"])["epoch"],
-            "best_val_loss": best,
-            "history": history,
-            "fit_seconds": time.perf_counter() - start,
             "device": str(self.device),
             "bf16": self.bf16,
             "compiles": dict(self.compiles),
@@ -332,32 +327,6 @@ class JaxDetector:
             self.params, opt_state, self.rest, self.epoch_hits, batch, key
         )
         return opt_state, loss
-
-    def _epoch(self, data, order, opt_state, key, epoch: int):
-        chunks = self._chunks(len(data), order)
-        bar = tqdm(
-            chunks,
-            desc=f"epoch {epoch + 1}",
-            unit="batch",
-            leave=False,
-            disable=not sys.stderr.isatty(),
-        )
-        total, seen, start = jnp.zeros(()), 0, time.perf_counter()
-        self.epoch_hits = jnp.zeros((), jnp.int32)
-        for i, index in enumerate(bar):
-            opt_state, loss = self.train_step(
-                self._batch(data, index), opt_state, jax.random.fold_in(key, i)
-            )
-            total = total + loss
-            seen += len(index)
-            if i % 20 == 0 and not bar.disable:  # host sync for the progress bar only
-                bar.set_postfix(
-                    loss=f"{float(loss):.4f}", seq_s=f"{seen / (time.perf_counter() - start):.0f}"
-                )
-        loss_mean = float(total) / max(1, len(chunks))
-        if not math.isfinite(loss_mean):
-            raise TrainingDivergedError(f"training loss became {loss_mean} in epoch {epoch + 1}")
-        return opt_state, loss_mean
 
     def evaluate_loss(self, data: SequenceArrays) -> float:
         key = jax.random.key(self.spec.seed + 1)  # the same masks every epoch

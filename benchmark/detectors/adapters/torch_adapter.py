@@ -15,24 +15,20 @@ as 16-bit decisions (``models_torch.layers.Dropout``). Recurrent models run cuDN
 
 from __future__ import annotations
 
-import math
 import os
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from benchmark.detectors.adapters import torch_objectives as objectives
+from benchmark.detectors.adapters import training
 from benchmark.detectors.adapters.common import (
     ID_FIELDS,
     BatchScores,
     bucket_width,
     detector_config,
-    epoch_entry,
     gather_scores,
     length_buckets,
     lr_factor,
@@ -41,7 +37,6 @@ from benchmark.detectors.adapters.common import (
     warmup_steps,
 )
 from benchmark.detectors.registry import DetectorSpec, Scores, register
-from benchmark.errors import TrainingDivergedError
 from datasets.features import SequenceArrays
 from models_torch.gru import GRUDetector
 from models_torch.layers import use_fast_dropout
@@ -181,75 +176,35 @@ class TorchDetector:
         return loss
 
     def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
-        t = self.spec.train
-        rng = np.random.default_rng(self.spec.seed)
-        generator = torch.Generator().manual_seed(self.spec.seed)
-        opt, sched = self.optimizer(math.ceil(len(train) / t.batch_size) * t.epochs)
-        history, best, best_state, waited = [], math.inf, None, 0
-        start = time.perf_counter()
-        for epoch in range(t.epochs):
-            train_loss = self._epoch(train, rng, opt, sched, generator, epoch)
-            val_loss = self.evaluate_loss(val)
-            history.append(
-                epoch_entry(epoch, train_loss, val_loss, self.epoch_hits, len(train), self.cfg)
-            )
-            if val_loss < best - 1e-4:
-                best, waited = val_loss, 0
-                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= t.patience:
-                    break
-        if best_state is None or not math.isfinite(best):
-            raise TrainingDivergedError("validation loss was never finite")
-        self.model.load_state_dict(best_state)
-        self._save_checkpoint()
-        best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
-        return {
-            "epochs": len(history),
-            "best_epoch": best_epoch,
-            "best_val_loss": best,
-            "history": history,
-            "fit_seconds": time.perf_counter() - start,
-            "device": str(self.device),
-            "bf16": self.bf16,
-        }
+        return training.fit(self, train, val)
 
-    def _epoch(
-        self,
-        data: SequenceArrays,
-        rng: np.random.Generator,
-        opt,
-        sched,
-        generator: torch.Generator,
-        epoch: int,
-    ) -> float:
+    # --- the steps of the shared training loop (``training.Trainable``) ------------------
+    def begin_training(self, total_steps: int) -> None:
+        self.opt, self.sched = self.optimizer(total_steps)
+        self.generator = torch.Generator().manual_seed(self.spec.seed)
+
+    def begin_epoch(self, epoch: int) -> None:
         self.model.train()
-        order = rng.permutation(len(data))
-        size = self.spec.train.batch_size
-        total = torch.zeros((), device=self.device)
         self.epoch_hits = torch.zeros((), dtype=torch.long, device=self.device)
-        bar = tqdm(
-            range(0, len(order), size),
-            desc=f"epoch {epoch + 1}",
-            unit="batch",
-            leave=False,
-            disable=not sys.stderr.isatty(),
-        )
-        seen, start = 0, time.perf_counter()
-        for i, first in enumerate(bar):
-            batch = self.batch(data, order[first : first + size])
-            loss = self.train_step(batch, opt, sched, generator)
-            total += loss.detach()
-            seen += len(batch["mask"])
-            if i % 20 == 0:  # an occasional host sync for the progress bar only
-                bar.set_postfix(
-                    loss=f"{loss.item():.4f}", seq_s=f"{seen / (time.perf_counter() - start):.0f}"
-                )
-        loss_mean = float(total) / max(1, len(bar))
-        if not math.isfinite(loss_mean):
-            raise TrainingDivergedError(f"training loss became {loss_mean} in epoch {epoch + 1}")
-        return loss_mean
+
+    def train_batch(self, data: SequenceArrays, index: np.ndarray, step: int) -> torch.Tensor:
+        batch = self.batch(data, index)
+        return self.train_step(batch, self.opt, self.sched, self.generator).detach()
+
+    def validation_loss(self, data: SequenceArrays) -> float:
+        return self.evaluate_loss(data)
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def restore(self, snapshot: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(snapshot)
+
+    def save_checkpoint(self) -> None:
+        self._save_checkpoint()
+
+    def fit_details(self) -> dict:
+        return {"device": str(self.device), "bf16": self.bf16}
 
     @torch.no_grad()
     def evaluate_loss(self, data: SequenceArrays) -> float:
