@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per core of the 2-core reference machine.
+TEST_WORKERS ?= 2
 
 .PHONY: setup setup-gpu run reproduce test test-slow test-all test-gpu bench bench-compare speed lint format lock clean
 
@@ -41,14 +43,15 @@ reproduce: setup
 	exit $$status
 
 test: setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-slow: setup
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m slow $(PYTEST_ARGS)
 
-# Every CPU tier: fast, slow and the pytest-benchmark suite (each benchmark run once, untimed).
+# Every CPU tier: fast and slow in parallel, then the pytest-benchmark suite alone (timed).
 test-all: setup lint
-	$(PY) -m pytest -m 'not gpu' $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m 'not gpu and not benchmark' $(PYTEST_ARGS)
+	$(PY) -m pytest -m benchmark --benchmark-enable $(PYTEST_ARGS)
 
 test-gpu: setup-gpu
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)

@@ -26,6 +26,15 @@ CONF_DIR = ROOT / "conf"
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax-tests"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
+# Under pytest-xdist (`-n 2`, as `make test` runs), each worker takes one core: two workers with
+# two threads each would fight over a 2-core machine. Set before torch or JAX is imported.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    os.environ.setdefault(
+        "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    )
+
 
 @pytest.fixture(scope="session")
 def small_world():
