@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import roc_auc_score
+from sklearn import metrics as sk
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -31,17 +30,16 @@ def _both_classes(labels: np.ndarray) -> bool:
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); NaN if one class."""
+    """Area under the ROC curve (ties count half); NaN if one class."""
     labels, scores = _check(labels, scores)
     if not _both_classes(labels):
         return float("nan")
-    ranks = rankdata(scores)
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(sk.roc_auc_score(labels, scores))
 
 
 def _curve(labels: np.ndarray, scores: np.ndarray):
-    """True and false positive counts at each distinct threshold, highest score first."""
+    """True and false positive counts at each distinct threshold, highest score first (the
+    threshold rules' search space; scikit-learn keeps its own version of this private)."""
     order = np.argsort(-scores, kind="stable")
     s, y = scores[order], labels[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
@@ -55,10 +53,7 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     labels, scores = _check(labels, scores)
     if not labels.any():
         return float("nan")
-    tp, fp, _ = _curve(labels, scores)
-    precision = tp / (tp + fp)
-    recall = tp / labels.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(sk.average_precision_score(labels, scores))
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +61,8 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     labels, scores = _check(labels, scores)
     if not _both_classes(labels):
         raise ValueError("a ROC curve needs both anomalous and normal sequences")
-    tp, fp, _ = _curve(labels, scores)
-    return np.r_[0.0, fp / (~labels).sum()], np.r_[0.0, tp / labels.sum()]
+    fpr, tpr, _ = sk.roc_curve(labels, scores, drop_intermediate=False)
+    return fpr, tpr
 
 
 def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +70,8 @@ def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
     labels, scores = _check(labels, scores)
     if not labels.any():
         raise ValueError("a precision-recall curve needs anomalous sequences")
-    tp, fp, _ = _curve(labels, scores)
-    return tp / labels.sum(), tp / (tp + fp)
+    precision, recall, _ = sk.precision_recall_curve(labels, scores)
+    return recall[-2::-1], precision[-2::-1]  # without scikit-learn's closing (0, 1) point
 
 
 @dataclass(frozen=True)
@@ -223,7 +218,7 @@ def weighted_roc_auc(labels: np.ndarray, scores: np.ndarray, weight: np.ndarray 
     """ROC-AUC with per-sequence weights (scikit-learn's; NaN if one class)."""
     if not _both_classes(np.asarray(labels, dtype=bool)):
         return float("nan")
-    return float(roc_auc_score(labels, scores, sample_weight=weight))
+    return float(sk.roc_auc_score(labels, scores, sample_weight=weight))
 
 
 def bootstrap_ci(
