@@ -462,3 +462,16 @@ def test_no_recommendation_when_no_detector_beats_chance():
     rows = aggregate([record("lstm", s, 0.5 + 0.02 * (s - 1)) for s in range(3)])
     [line] = recommendations(rows, "Test CPU")
     assert line.startswith("No detector is better than chance here: the best, lstm/torch/classify")
+
+
+def test_records_know_the_folder_they_were_found_in(tmp_path):
+    """A results tree copied from another machine keeps its scores reachable: a record's
+    ``run_dir`` is where it lies now, not where it was written."""
+    import json
+
+    from benchmark.report.table import load_records
+
+    folder = tmp_path / "copied" / "default" / "abc123"
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(json.dumps({"run_id": "abc123", "run_dir": "gone/abc"}))
+    assert [r["run_dir"] for r in load_records(tmp_path / "copied")] == [str(folder)]

@@ -10,6 +10,7 @@ import sys
 from collections import defaultdict
 
 from benchmark.evaluation.stats import mean_ci, paired_comparison
+from benchmark.report import render
 from benchmark.report.table import load_records, results_dir_arg
 
 FRAMEWORKS = ("torch", "jax")
@@ -25,12 +26,20 @@ def paired_auc(records: list[dict]) -> dict[tuple[str, str], dict[str, dict[int,
     return out
 
 
+COMPARISON_HEADER = [
+    "model",
+    "objective",
+    "seeds",
+    "torch ROC-AUC (95% CI)",
+    "jax ROC-AUC (95% CI)",
+    "jax - torch (95% CI)",
+    "paired t p",
+    "Wilcoxon p",
+]
+
+
 def comparison_table(records: list[dict]) -> str:
-    lines = [
-        "| model | objective | seeds | torch ROC-AUC (95% CI) | jax ROC-AUC (95% CI) "
-        "| jax - torch (95% CI) | paired t p | Wilcoxon p |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for (model, objective), by_fw in sorted(paired_auc(records).items()):
         seeds = sorted(set(by_fw["torch"]) & set(by_fw["jax"]))
         if len(seeds) < 2:
@@ -39,15 +48,19 @@ def comparison_table(records: list[dict]) -> str:
         b = [by_fw["jax"][s] for s in seeds]
         ct, cj, cmp = mean_ci(a), mean_ci(b), paired_comparison(a, b)
         d = cmp.difference
-        lines.append(
-            f"| {model} | {objective} | {len(seeds)} "
-            f"| {ct.mean:.3f} [{ct.low:.3f}, {ct.high:.3f}] "
-            f"| {cj.mean:.3f} [{cj.low:.3f}, {cj.high:.3f}] "
-            f"| {d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}] "
-            f"| {cmp.t_pvalue:.3f} "
-            f"| {cmp.wilcoxon_pvalue:.3f} (min {cmp.min_wilcoxon_pvalue:.3f}) |"
+        rows.append(
+            [
+                model,
+                objective,
+                len(seeds),
+                f"{ct.mean:.3f} [{ct.low:.3f}, {ct.high:.3f}]",
+                f"{cj.mean:.3f} [{cj.low:.3f}, {cj.high:.3f}]",
+                f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]",
+                f"{cmp.t_pvalue:.3f}",
+                f"{cmp.wilcoxon_pvalue:.3f} (min {cmp.min_wilcoxon_pvalue:.3f})",
+            ]
         )
-    return "\n".join(lines)
+    return render.markdown(COMPARISON_HEADER, rows)
 
 
 def main(argv: list[str]) -> int:

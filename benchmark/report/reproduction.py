@@ -21,7 +21,8 @@ from benchmark.evaluation.stats import MeanCI, mean_ci
 from benchmark.records.atomic import write_atomic
 from benchmark.records.identity import NOISE_KEYS, ignored_sections, replicate_key
 from benchmark.records.store import RECORD_FILE
-from benchmark.report.page import failure_line, markdown_table
+from benchmark.report import render
+from benchmark.report.page import failure_line
 from benchmark.report.selection import differing_keys, latest_per_run, one_per_seed
 
 PREFIX = "paper_"
@@ -259,7 +260,7 @@ def setup_markdown(setup: Setup) -> str:
         "over seeds, Student t 95% interval, clipped to [0, 1] except for losses; with 3 "
         "seeds the t factor is 4.3, so intervals are wide):",
         "",
-        markdown_table(["dataset", "model", "framework", "seeds", *shown], measured),
+        render.markdown(["dataset", "model", "framework", "seeds", *shown], measured),
     ]
     if claimed:
         columns = [f"{g.dataset}/{g.label}/{g.framework}" for g in setup.groups]
@@ -271,7 +272,7 @@ def setup_markdown(setup: Setup) -> str:
             ]
             for name, value in sorted(claimed.items())
         ]
-        lines += ["", markdown_table(["claim", "value", *columns], verdicts)]
+        lines += ["", render.markdown(["claim", "value", *columns], verdicts)]
     lines += ["", "**What bears on the gap.**", ""]
     lines += [f"- {fact}" for fact in gap_facts(setup)]
     lines += [f"- {choice}" for choice in meta.get("open_choices") or []]

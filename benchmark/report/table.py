@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from benchmark.records.store import RECORD_FILE
+from benchmark.report import render
 
 COLUMNS = (
     ("rank", "{}"),
@@ -31,8 +32,13 @@ COLUMNS = (
 
 
 def load_records(root: Path) -> list[dict]:
-    """Every record.json under ``root`` (one experiment folder or a whole results tree)."""
-    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob(RECORD_FILE))]
+    """Every record.json under ``root`` (one experiment folder or a whole results tree), each
+    with ``run_dir`` where it was found: a tree copied from another machine, or read from
+    another directory, still finds its scores."""
+    return [
+        {**json.loads(p.read_text()), "run_dir": str(p.parent)}
+        for p in sorted(Path(root).rglob(RECORD_FILE))
+    ]
 
 
 def rows(records: list[dict]) -> list[dict]:
@@ -71,11 +77,9 @@ def _number(x) -> float:
 
 def markdown(table: list[dict]) -> str:
     header = [name for name, _ in COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table:
-        cells = [fmt.format(row[name]) for name, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return render.markdown(
+        header, [[fmt.format(row[name]) for name, fmt in COLUMNS] for row in table]
+    )
 
 
 def results_dir_arg(argv: list[str], command: str) -> Path | None:

@@ -41,6 +41,7 @@ from benchmark.errors import ConfigError
 from benchmark.paths import CONF_DIR
 from benchmark.records import strict_json
 from benchmark.records.atomic import write_atomic
+from benchmark.report import render
 from benchmark.run.detect import timing_plan
 from benchmark.timing.flops import TRAIN_STEP_FACTOR, Sizes, achieved, forward_flops
 from benchmark.timing.protocol import batch_size_of, largest_batch, measure
@@ -355,7 +356,7 @@ def table(entries: list[dict]) -> str:
         "infer JAX/PyTorch",
         "train JAX/PyTorch",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows: list[list[str]] = []
     models = sorted({e["model"] for e in entries}, key=lambda m: DEEP.index(m))
     for model in models:
         for framework in FRAMEWORKS:
@@ -366,7 +367,7 @@ def table(entries: list[dict]) -> str:
                 name = row_name(model, impl)
                 failed = next((e for e in runs if "error" in e), None)
                 if failed is not None:
-                    lines.append(f"| {name} | {framework} | failed: {failed['error']} |")
+                    rows.append([name, framework, f"failed: {failed['error']}"])
                     continue
                 h = median_headline(runs)
                 ref = by_key.get((model, framework, "reference"), [])
@@ -386,8 +387,8 @@ def table(entries: list[dict]) -> str:
                     _fmt_ratio(*paired_ratios(runs, peer, "infer")) if framework == "jax" else "",
                     _fmt_ratio(*paired_ratios(runs, peer, "train")) if framework == "jax" else "",
                 ]
-                lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+                rows.append(row)
+    return render.markdown(header, rows)
 
 
 def describe(entries: list[dict]) -> str:
@@ -555,10 +556,17 @@ def roofline(entries: list[dict], roofs: dict | None) -> str:
         f"{head} Model FLOPs: matrix products and attention contractions only (two per "
         "multiply-add, `benchmark/timing/flops.py`); a training step counts three forward passes.",
         "",
-        "| model | framework | fwd MFLOP/seq | infer GFLOP/s | infer % of ceiling "
-        "| train GFLOP/s | train % of ceiling |",
-        "|---|---|---|---|---|---|---|",
     ]
+    header = [
+        "model",
+        "framework",
+        "fwd MFLOP/seq",
+        "infer GFLOP/s",
+        "infer % of ceiling",
+        "train GFLOP/s",
+        "train % of ceiling",
+    ]
+    rows = []
     timed = group_runs([e for e in entries if "timing" in e])
     for (model, framework, impl), runs in sorted(timed.items(), key=_row_order):
         h, flops = median_headline(runs), entry_flops(runs[0])
@@ -567,8 +575,8 @@ def roofline(entries: list[dict], roofs: dict | None) -> str:
         cells = [row_name(model, impl), framework, _fmt(flops["forward"] / 1e6)]
         for rate in (infer, train):
             cells += [_fmt(rate and rate / 1e9), _fmt(rate and peak and 100 * rate / peak)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return "\n".join([*lines, render.markdown(header, rows)])
 
 
 def entry_flops(entry: dict) -> dict[str, float]:
