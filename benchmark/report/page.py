@@ -16,8 +16,10 @@ import math
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmark.report import plots, render
 from benchmark.report.selection import (
@@ -39,25 +41,75 @@ from benchmark.timing.protocol import batch_size_of
 REPORT_DIR = "report"
 TOP_CURVES = 3  # ROC/PR curves drawn per setting
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("rank", "rank"),
-    ("model", "model"),
-    ("framework", "framework"),
-    ("objective", "objective"),
-    ("seeds", "seeds"),
-    ("roc_auc", "ROC-AUC"),
-    ("roc_auc_95ci", "95% CI"),
-    ("pr_auc", "PR-AUC"),
-    ("f1", "F1@val thr"),
-    ("recall_at_1pct_fpr", "recall@1%FPR"),
-    ("train_seq_per_s", "train seq/s"),
-    ("infer_seq_per_s", "infer seq/s"),
-    ("latency_ms", "latency ms"),
-    ("n_params", "params"),
-    ("peak_memory_mb", "peak MB"),
-    ("pareto_latency", "Pareto lat."),
-    ("pareto_memory", "Pareto mem."),
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the selection tables, declared once: its label, its cell text (Markdown,
+    HTML, LaTeX), its raw CSV value, and which outputs show it."""
+
+    key: str
+    label: str
+    text: Callable[[Row], str] | None  # None: CSV only
+    raw: Callable[[Row], Any] | None = None  # None: not in the CSV
+    in_tex: bool = True
+
+
+def _attr(name: str) -> Callable[[Row], Any]:
+    return lambda row: getattr(row, name)
+
+
+def _figure(key: str, label: str, in_tex: bool = True) -> Column:
+    """A number of the row: formatted in tables, raw in the CSV."""
+    return Column(key, label, lambda row: fmt(getattr(row, key)), _attr(key), in_tex)
+
+
+def _model_text(row: Row) -> str:
+    return row.model + (f" [{row.variant}]" if row.variant else "")
+
+
+def _auc_text(row: Row) -> str:
+    return fmt(row.roc_auc_mean) + (" (inverse)" if ranks_inversely(row) else "")
+
+
+def _latency_text(row: Row) -> str:
+    return "-" if row.latency_ms is None else f"{row.latency_ms:.3g}"
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("setting", "setting", None, _attr("setting")),
+    Column("rank", "rank", lambda r: str(r.rank), _attr("rank")),
+    Column("model", "model", _model_text, _attr("model")),
+    Column("framework", "framework", _attr("framework"), _attr("framework")),
+    Column("objective", "objective", _attr("objective"), _attr("objective")),
+    Column("seeds", "seeds", lambda r: str(len(r.seeds)), lambda r: len(r.seeds)),
+    Column("roc_auc", "ROC-AUC", _auc_text, _attr("roc_auc_mean")),
+    Column("roc_auc_95ci", "95% CI", lambda r: f"[{fmt(r.roc_auc_low)}, {fmt(r.roc_auc_high)}]"),
+    Column("roc_auc_low", "", None, _attr("roc_auc_low")),
+    Column("roc_auc_high", "", None, _attr("roc_auc_high")),
+    Column("ci_kind", "", None, _attr("ci_kind")),
+    _figure("pr_auc", "PR-AUC"),
+    _figure("f1", "F1@val thr"),
+    _figure("recall_at_1pct_fpr", "recall@1%FPR"),
+    _figure("train_seq_per_s", "train seq/s", in_tex=False),
+    _figure("infer_seq_per_s", "infer seq/s"),
+    Column("latency_ms", "latency ms", _latency_text, _attr("latency_ms")),
+    _figure("n_params", "params"),
+    _figure("peak_memory_mb", "peak MB", in_tex=False),
+    _figure("pareto_latency", "Pareto lat.", in_tex=False),
+    _figure("pareto_memory", "Pareto mem.", in_tex=False),
 )
+TABLE_COLUMNS = tuple(c for c in COLUMNS if c.text is not None)
+TEX_COLUMNS = tuple(c for c in TABLE_COLUMNS if c.in_tex)
+CSV_COLUMNS = tuple(c for c in COLUMNS if c.raw is not None)
+
+
+def cells(row: Row) -> dict[str, str]:
+    """A row's cell text by column key."""
+    return {c.key: c.text(row) for c in TABLE_COLUMNS if c.text is not None}
+
+
+def table_rows(rows: list[Row], columns: tuple[Column, ...]) -> list[list[str]]:
+    return [[c.text(r) for c in columns if c.text is not None] for r in rows]
 
 
 SPEED_NOTE = (
@@ -105,28 +157,6 @@ def fmt(value, digits: int = 3) -> str:
             return f"{value:,.0f}"
         return f"{value:.{digits}f}"
     return str(value)
-
-
-def cells(row: Row) -> dict[str, str]:
-    return {
-        "rank": str(row.rank),
-        "model": row.model + (f" [{row.variant}]" if row.variant else ""),
-        "framework": row.framework,
-        "objective": row.objective,
-        "seeds": str(len(row.seeds)),
-        "roc_auc": fmt(row.roc_auc_mean) + (" (inverse)" if ranks_inversely(row) else ""),
-        "roc_auc_95ci": f"[{fmt(row.roc_auc_low)}, {fmt(row.roc_auc_high)}]",
-        "pr_auc": fmt(row.pr_auc),
-        "f1": fmt(row.f1),
-        "recall_at_1pct_fpr": fmt(row.recall_at_1pct_fpr),
-        "train_seq_per_s": fmt(row.train_seq_per_s),
-        "infer_seq_per_s": fmt(row.infer_seq_per_s),
-        "latency_ms": "-" if row.latency_ms is None else f"{row.latency_ms:.3g}",
-        "n_params": fmt(row.n_params),
-        "peak_memory_mb": fmt(row.peak_memory_mb),
-        "pareto_latency": fmt(row.pareto_latency),
-        "pareto_memory": fmt(row.pareto_memory),
-    }
 
 
 def fast_paths_text(environment: dict) -> str:
@@ -306,8 +336,8 @@ def to_markdown(report: Report) -> str:
         out += ["", f"## {s.setting}", "", f"Latency column: {s.latency_measure}.", ""]
         out.append(
             render.markdown(
-                [label for _, label in COLUMNS],
-                [[cells(r)[k] for k, _ in COLUMNS] for r in s.rows],
+                [c.label for c in TABLE_COLUMNS],
+                table_rows(s.rows, TABLE_COLUMNS),
             )
         )
         types = type_names(s.rows)
@@ -410,74 +440,25 @@ def cross_text(cross: CrossSetting) -> str:
     return "\n".join(lines)
 
 
-CSV_FIELDS = (
-    "setting",
-    "rank",
-    "model",
-    "framework",
-    "objective",
-    "seeds",
-    "roc_auc",
-    "roc_auc_low",
-    "roc_auc_high",
-    "ci_kind",
-    "pr_auc",
-    "f1",
-    "recall_at_1pct_fpr",
-    "train_seq_per_s",
-    "infer_seq_per_s",
-    "latency_ms",
-    "n_params",
-    "peak_memory_mb",
-    "pareto_latency",
-    "pareto_memory",
-)
-
-
-def csv_value(row: Row, name: str):
-    """A CSV field of a row: its attribute, except the seed count and the mean ROC-AUC."""
-    if name == "seeds":
-        return len(row.seeds)
-    return row.roc_auc_mean if name == "roc_auc" else getattr(row, name)
-
-
 def to_csv(report: Report, path: Path) -> None:
     """One row per detector and setting, raw numbers (no formatting), per-type columns."""
     rows = [r for s in report.sections for r in s.rows]
     types = type_names(rows)
-    header = [*CSV_FIELDS, *(f"roc_auc_{t}" for t in types)]
+    header = [*(c.key for c in CSV_COLUMNS), *(f"roc_auc_{t}" for t in types)]
     body = [
-        [*(csv_value(r, name) for name in CSV_FIELDS), *(r.per_type.get(t) for t in types)]
+        [*(c.raw(r) for c in CSV_COLUMNS if c.raw), *(r.per_type.get(t) for t in types)]
         for r in rows
     ]
     path.write_text(render.csv_text(header, body), encoding="utf-8")
 
 
-TEX_COLUMNS = (
-    "rank",
-    "model",
-    "framework",
-    "objective",
-    "seeds",
-    "roc_auc",
-    "roc_auc_95ci",
-    "pr_auc",
-    "f1",
-    "recall_at_1pct_fpr",
-    "infer_seq_per_s",
-    "latency_ms",
-    "n_params",
-)
-
-
 def to_latex(report: Report) -> str:
     """One booktabs table per setting, the best ROC-AUC in bold."""
-    labels = dict(COLUMNS)
-    header = [labels[c] for c in TEX_COLUMNS]
-    auc = TEX_COLUMNS.index("roc_auc")
+    header = [c.label for c in TEX_COLUMNS]
+    auc = [c.key for c in TEX_COLUMNS].index("roc_auc")
     out = ["% Generated by python -m benchmark.report; needs \\usepackage{booktabs}"]
     for s in report.sections:
-        body = [[cells(r)[k] for k in TEX_COLUMNS] for r in s.rows]
+        body = table_rows(s.rows, TEX_COLUMNS)
         bold = frozenset((i, auc) for i, r in enumerate(s.rows) if r.rank == 1)
         caption = f"Model selection: {s.setting}"
         out += [render.latex(header, body, caption, left_columns=5, bold=bold), ""]
@@ -519,12 +500,12 @@ def to_html(report: Report) -> str:
         "seeds (Student t) when a detector has several, else the run's bootstrap over test "
         "sequences. Detection settings are ranked apart.</p>",
     ]
-    labels = [label for _, label in COLUMNS]
+    labels = [c.label for c in TABLE_COLUMNS]
     for s in report.sections:
         parts += [
             f"<h2>{html.escape(s.setting)}</h2>",
             f"<p>Latency column: {html.escape(s.latency_measure)}.</p>",
-            render.html_table(labels, [[cells(r)[k] for k, _ in COLUMNS] for r in s.rows]),
+            render.html_table(labels, table_rows(s.rows, TABLE_COLUMNS)),
         ]
         types = type_names(s.rows)
         if types:
