@@ -45,11 +45,12 @@ def test_the_median_ratio_decides_and_the_spread_is_kept():
 def test_an_injected_slowdown_fails_the_gate(tmp_path):
     clone = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    adapter = clone / "benchmark" / "adapters" / "torch_adapter.py"
+    adapter = clone / "benchmark" / "detectors" / "adapters" / "torch_adapter.py"
     text = adapter.read_text()
     marker = "        o = self.spec.objective\n        with self._context():"
     assert text.count(marker) == 1
-    adapter.write_text(text.replace(marker, "        time.sleep(0.003)\n" + marker))
+    slower = "        __import__('time').sleep(0.003)\n"
+    adapter.write_text(text.replace(marker, slower + marker))
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     subprocess.run([*git, "commit", "-qam", "slower scoring"], cwd=clone, check=True)
     gate = ["-m", "benchmark.speed.compare", "--ref", "HEAD~1", "--rounds", "2"]

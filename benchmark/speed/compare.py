@@ -68,10 +68,12 @@ def git(*args: str, cwd: Path = PROJECT_ROOT) -> str:
 def add_worktree(ref: str, where: Path) -> Path:
     sha = git("rev-parse", "--verify", f"{ref}^{{commit}}")
     git("worktree", "add", "--detach", str(where), sha)
-    if not (where / "benchmark" / "speed.py").exists():
+    # `python -m benchmark.speed` is a module before the package layout, a package after it.
+    speed = where / "benchmark" / "speed"
+    if not (speed.with_suffix(".py").exists() or (speed / "__main__.py").exists()):
         git("worktree", "remove", "--force", str(where))
         raise CompareError(
-            f"{ref} ({sha[:10]}) predates benchmark/speed/table.py: pick a later reference"
+            f"{ref} ({sha[:10]}) predates `python -m benchmark.speed`: pick a later reference"
         )
     return where
 
