@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +60,8 @@ def _load_public(cfg: DatasetConfig, seed: int) -> Dataset:
         raise ConfigError(
             f"dataset={cfg.name} needs dataset.path: use conf/dataset/{cfg.name}.yaml"
         )
-    options = LoadOptions(
-        strict=cfg.strict,
-        max_rows=cfg.max_rows,
-        on_unknown_event=cfg.on_unknown_event,
-        timestamp_unit=cfg.timestamp_unit,
-        window=cfg.window,
-        proxy_labels=cfg.proxy_labels,
-    )
+    # Every load option has a dataset config field of the same name.
+    options = LoadOptions(**{f.name: getattr(cfg, f.name) for f in fields(LoadOptions)})
     loader, path = PUBLIC_LOADERS[cfg.name], data_path(cfg.path)
     if not cfg.cache:
         return loader(path, options)

@@ -292,17 +292,11 @@ class JaxDetector:
         self.opt_state, loss = self.train_step(self._batch(data, index), self.opt_state, key)
         return loss
 
-    def validation_loss(self, data: SequenceArrays) -> float:
-        return self.evaluate_loss(data)
-
     def snapshot(self):
         return jax.tree.map(np.asarray, self.params)
 
     def restore(self, snapshot) -> None:
         self.params = jax.device_put(snapshot, self.device)
-
-    def save_checkpoint(self) -> None:
-        self._save_checkpoint()
 
     def fit_details(self) -> dict:
         return {
@@ -328,7 +322,7 @@ class JaxDetector:
         )
         return opt_state, loss
 
-    def evaluate_loss(self, data: SequenceArrays) -> float:
+    def validation_loss(self, data: SequenceArrays) -> float:
         key = jax.random.key(self.spec.seed + 1)  # the same masks every epoch
         losses = [
             self._eval_loss(self.params, self.rest, self._batch(data, index), key) * len(index)
@@ -365,7 +359,7 @@ class JaxDetector:
         _, self.params, self.rest = split_params(model)
         self.params = jax.device_put(self.params, self.device)
 
-    def _save_checkpoint(self) -> None:
+    def save_checkpoint(self) -> None:
         metadata = {
             "framework": "jax",
             "model": self.spec.model.name.value,

@@ -191,23 +191,17 @@ class TorchDetector:
         batch = self.batch(data, index)
         return self.train_step(batch, self.opt, self.sched, self.generator).detach()
 
-    def validation_loss(self, data: SequenceArrays) -> float:
-        return self.evaluate_loss(data)
-
     def snapshot(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def restore(self, snapshot: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(snapshot)
 
-    def save_checkpoint(self) -> None:
-        self._save_checkpoint()
-
     def fit_details(self) -> dict:
         return {"device": str(self.device), "bf16": self.bf16}
 
     @torch.no_grad()
-    def evaluate_loss(self, data: SequenceArrays) -> float:
+    def validation_loss(self, data: SequenceArrays) -> float:
         self.model.eval()
         generator = torch.Generator().manual_seed(self.spec.seed + 1)  # same masks every epoch
         size = self.spec.train.batch_size
@@ -264,7 +258,7 @@ class TorchDetector:
         state = {k: torch.as_tensor(v) for k, v in weights.items()}
         self.model.load_state_dict(state, strict=True)
 
-    def _save_checkpoint(self) -> None:
+    def save_checkpoint(self) -> None:
         metadata = {
             "framework": "torch",
             "model": self.spec.model.name.value,
