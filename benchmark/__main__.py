@@ -84,8 +84,8 @@ def write_outcome(result, err: BaseException | None = None, **extra: str) -> Non
         outcome.update(run_id=result.run_id, status=result.status, run_dir=str(result.run_dir))
         if result.decision is not None:
             outcome.update(action=result.decision.action, reason=result.decision.reason)
-        if result.status == "failed":
-            outcome.update(failed_phase=result.record.get("failed_phase"))
+        if result.status == "failed" and result.record is not None:
+            outcome.update(failed_phase=result.record.failed_phase)
     if err is not None:
         outcome.update(status="failed", error=one_line(err))
     out_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -1,7 +1,8 @@
 """A type registered from outside the package: the example of docs/anomaly-types.md, run."""
 
-import json
 import re
+
+from benchmark.records.record import load
 
 from .conftest import ROOT, cli
 
@@ -26,11 +27,11 @@ def test_the_documented_type_registers_injects_and_is_scored(tmp_path):
         cwd=tmp_path,  # where the module is
     )
     assert result.returncode == 0, result.stderr
-    record = json.loads(next((tmp_path / "results").glob("smoke/*/record.json")).read_text())
-    test = record["data"]["splits"]["test"]["per_type"]
+    record = load(next((tmp_path / "results").glob("smoke/*/record.json")))
+    test = record.data["splits"]["test"]["per_type"]
     assert test["search_storm"] > 0
     assert test["search_storm"] > test["click_flood"]  # weight 2 against 1
-    assert "search_storm" in record["metrics"]["per_type"]
+    assert "search_storm" in record.result.per_type
 
 
 def test_an_unknown_type_or_module_is_one_line_naming_the_fix(tmp_path):

@@ -18,6 +18,7 @@ from benchmark.config import check_config
 from benchmark.errors import ConfigError, ResultsWriteError, user_error_types
 from benchmark.records import atomic
 from benchmark.records.atomic import write_atomic
+from benchmark.records.record import RunRecord, load
 from benchmark.records.store import STORE_FILE
 from benchmark.run.experiment import RECORD_FILE, as_config, run
 
@@ -36,9 +37,9 @@ def one_line(err: BaseException) -> str:
     return text
 
 
-def records_under(root: Path) -> list[dict]:
+def records_under(root: Path) -> list[RunRecord]:
     """Every record under ``root``, each parsed (a half-written one would fail here)."""
-    return [json.loads(p.read_text()) for p in root.rglob(RECORD_FILE)]
+    return [load(p) for p in root.rglob(RECORD_FILE)]
 
 
 # --- the command line: one line on stderr, exit code 2 ------------------------------------
@@ -170,7 +171,7 @@ def test_a_bad_data_file_fails_the_run_in_one_line_with_the_file_named(
     text = one_line(caught.value)
     assert message in text
     (record,) = records_under(tmp_path / "results")
-    assert (record["status"], record["failed_phase"]) == ("failed", "data")
+    assert (record.status, record.failed_phase) == ("failed", "data")
 
 
 def test_a_bad_row_can_be_quarantined_instead(compose_config, tmp_path):
@@ -180,7 +181,7 @@ def test_a_bad_row_can_be_quarantined_instead(compose_config, tmp_path):
     cfg = compose_config(
         [*DIGINETICA, f"dataset.path={path}", "dataset.strict=false", f"results_dir={tmp_path}"]
     )
-    source = run(cfg).record["data"]["source"]
+    source = run(cfg).record.data["source"]
     assert source["quarantined"] == {"bad_value": 1}
     assert ":3: column 'item_id'" in source["examples"][0]
 
@@ -250,12 +251,12 @@ def test_disk_full_mid_run_leaves_a_valid_unfinished_record_that_resumes(
     with pytest.raises(ResultsWriteError):
         run(smoke())
     (record,) = records_under(tmp_path)
-    assert record["status"] == "running"
+    assert record.status == "running"
     monkeypatch.undo()
     resumed = run(smoke())
     assert resumed.decision.action == "rerun"
     assert "unfinished" in resumed.decision.reason
-    assert [r["status"] for r in records_under(tmp_path)] == ["ok"]
+    assert [r.status for r in records_under(tmp_path)] == ["ok"]
 
 
 def half_write(target: Path) -> None:
@@ -333,7 +334,7 @@ def test_a_bad_checkpoint_is_refused_in_one_line_without_running_its_code(
     one_line(caught.value)
     assert not (tmp_path / "MARK").exists()
     (record,) = records_under(tmp_path)
-    assert (record["status"], record["failed_phase"]) == ("failed", "train")
+    assert (record.status, record.failed_phase) == ("failed", "train")
 
 
 # --- nothing in the project loads a file in a way that can run code ----------------------

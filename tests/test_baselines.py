@@ -99,21 +99,21 @@ def test_record_metrics_match_an_independent_computation(compose_config, tmp_pat
     overrides = ["experiment=smoke", "model=iforest", "setting=unsupervised"]
     result = run(compose_config([*overrides, f"results_dir={tmp_path}", *only_type("timing_bot")]))
     saved = np.load(result.run_dir / SCORES_FILE)
-    metrics = result.record["metrics"]
-    assert result.record["framework"] == "numpy"
-    assert result.record["setting"] == "unsupervised"
+    metrics = result.record.result
+    assert result.record.framework == "numpy"
+    assert result.record.setting == "unsupervised"
     # timing_bot needs 4 events: shorter sequences are outside the reference population
     keep = saved["test_population"]
-    assert 0 < metrics["n_test_outside_population"] == (~keep).sum()
+    assert 0 < metrics.n_test_outside_population == (~keep).sum()
     labels, scores = saved["test_label"][keep], saved["test_score"][keep]
-    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(labels, scores))
-    assert metrics["pr_auc"] == pytest.approx(average_precision_score(labels, scores))
+    assert metrics.roc_auc == pytest.approx(roc_auc_score(labels, scores))
+    assert metrics.pr_auc == pytest.approx(average_precision_score(labels, scores))
     record_text = (result.run_dir / "record.json").read_text()
     assert "NaN" not in record_text
     assert "Infinity" not in record_text
-    assert metrics["roc_auc_ci"][0] <= metrics["roc_auc"] <= metrics["roc_auc_ci"][1]
-    flagged = scores >= metrics["threshold"]
-    assert metrics["recall"] == pytest.approx(flagged[labels].mean())
-    assert set(metrics["per_type"]) <= set(ANOMALY_TYPES)
-    assert result.record["n_params"] > 0
-    assert result.record["timing"]["infer_seq_per_s"] > 0
+    assert metrics.roc_auc_ci[0] <= metrics.roc_auc <= metrics.roc_auc_ci[1]
+    flagged = scores >= metrics.threshold
+    assert metrics.recall == pytest.approx(flagged[labels].mean())
+    assert set(metrics.per_type) <= set(ANOMALY_TYPES)
+    assert result.record.n_params > 0
+    assert result.record.timing.infer_seq_per_s > 0

@@ -67,10 +67,10 @@ def test_bf16_smoke_run_on_cuda_ends_ok(compose_config, tmp_path, model, objecti
     )
     result = run(cfg)
     assert result.status == "ok"
-    fit = result.record["training"]
+    fit = result.record.training
     assert fit["device"].lower().startswith("cuda")
     assert fit["bf16"] is True
-    assert 0.0 <= result.record["metrics"]["roc_auc"] <= 1.0
+    assert 0.0 <= result.record.result.roc_auc <= 1.0
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)

@@ -360,13 +360,13 @@ def test_each_shipped_sample_runs_end_to_end(compose_config, tmp_path, dataset, 
     overrides = ["experiment=smoke", f"dataset={dataset}", f"model={model}", *enough]
     result = run(compose_config([*overrides, f"results_dir={tmp_path}"]))
     record = result.record
-    assert record["status"] == "ok"
-    assert record["dataset"] == dataset
-    assert record["data"]["source"]["files"][0]["sha256"]
-    assert 0.0 <= record["metrics"]["roc_auc"] <= 1.0
-    assert record["data"]["splits"]["test"]["anomalous_sequences"] > 0
+    assert record.status == "ok"
+    assert record.dataset == dataset
+    assert record.data["source"]["files"][0]["sha256"]
+    assert 0.0 <= record.result.roc_auc <= 1.0
+    assert record.data["splits"]["test"]["anomalous_sequences"] > 0
     if dataset in ("diginetica", "yoochoose"):  # views only: no purchase to tamper with
-        assert set(record["data"]["anomaly_types_skipped"]) == {"price_outlier", "funnel_violation"}
+        assert set(record.data["anomaly_types_skipped"]) == {"price_outlier", "funnel_violation"}
 
 
 # ------------------------------------------------------------------ dataset card and fetch
@@ -490,11 +490,11 @@ def test_web_bots_runs_on_its_real_labels_only(compose_config, tmp_path):
     with pytest.raises(EvaluationError, match=r"the test split has \d+ anomalous and 2 normal"):
         run(compose_config([*base, "anomaly=none", *small]))
     record = run(compose_config([*base, "anomaly=none"])).record
-    assert record["status"] == "ok"
-    test = record["data"]["splits"]["test"]
+    assert record.status == "ok"
+    test = record.data["splits"]["test"]
     assert set(test["per_type"]) == {"moderate_bot", "advanced_bot"}
     assert test["anomalous_sequences"] == sum(test["per_type"].values()) > 0
-    assert set(record["metrics"]["per_type"]) <= {"moderate_bot", "advanced_bot"}
+    assert set(record.result.per_type) <= {"moderate_bot", "advanced_bot"}
 
 
 def test_talkingdata_sample_entities_and_downloads():
@@ -564,6 +564,6 @@ def test_talkingdata_proxy_labels_mark_entities_that_never_downloaded(compose_co
             ]
         )
     ).record
-    test = record["data"]["splits"]["test"]
+    test = record.data["splits"]["test"]
     assert test["per_type"] == {"no_download": test["anomalous_sequences"]}
     assert 0 < test["anomalous_sequences"] < test["sequences"]

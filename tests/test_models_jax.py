@@ -100,10 +100,10 @@ def test_jax_smoke_run_ends_ok_and_reports_compiles(compose_config, tmp_path):
     )
     assert result.status == "ok"
     record = result.record
-    assert record["framework"] == "jax"
-    assert 1 <= record["training"]["compiles"]["train_step"] <= 3  # one per length bucket
+    assert record.framework == "jax"
+    assert 1 <= record.training["compiles"]["train_step"] <= 3  # one per length bucket
     assert (result.run_dir / "checkpoint.safetensors").is_file()
-    assert 0.0 <= record["metrics"]["roc_auc"] <= 1.0
+    assert 0.0 <= record.result.roc_auc <= 1.0
 
 
 def test_a_baseline_run_is_the_same_run_under_either_framework(compose_config, tmp_path):
@@ -155,8 +155,8 @@ def test_every_jax_detector_and_objective_runs_end_to_end(
         )
     )
     assert result.status == "ok"
-    assert np.isfinite(result.record["metrics"]["roc_auc"])
-    assert result.record["training"]["compiles"]["train_step"] <= len(length_buckets(30))
+    assert np.isfinite(result.record.result.roc_auc)
+    assert result.record.training["compiles"]["train_step"] <= len(length_buckets(30))
 
 
 def lstm_pair(smoke, objective: str = "classify"):

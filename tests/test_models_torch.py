@@ -289,13 +289,13 @@ def test_checkpoint_is_safetensors_and_restores_the_scores(compose_config, tmp_p
         )
     )
     assert result.status == "ok"
-    assert result.record["training"]["epochs"] >= 1
+    assert result.record.training["epochs"] >= 1
     state = load_file(str(result.run_dir / CHECKPOINT))
     saved = np.load(result.run_dir / "scores.npz")
     assert "embed.item.weight" in state
-    assert result.record["n_params"] == sum(v.numel() for v in state.values())
+    assert result.record.n_params == sum(v.numel() for v in state.values())
     assert np.isfinite(saved["test_score"]).all()
-    assert 0.0 <= result.record["metrics"]["alternative_roc_auc"]["top_k_miss_rate"] <= 1.0
+    assert 0.0 <= result.record.result.alternative_roc_auc["top_k_miss_rate"] <= 1.0
 
 
 def small_spec(model: str, modalities: tuple[str, ...] = ("behaviour",), **framework):

@@ -247,11 +247,9 @@ def test_parity_checkpoint_trained_in_one_framework_scores_the_same_in_the_other
     checkpoint = trained.run_dir / CHECKPOINT
     scored = run(compose_config([*common, f"framework={scored_by}", f"checkpoint={checkpoint}"]))
     assert scored.status == "ok"
-    assert scored.record["training"]["trained_by"] == trained_by
+    assert scored.record.training["trained_by"] == trained_by
     expected = np.load(trained.run_dir / "scores.npz")
     got = np.load(scored.run_dir / "scores.npz")
     np.testing.assert_allclose(got["test_score"], expected["test_score"], **OUTPUT_TOL)
     np.testing.assert_allclose(got["test_event_score"], expected["test_event_score"], **OUTPUT_TOL)
-    assert scored.record["metrics"]["roc_auc"] == pytest.approx(
-        trained.record["metrics"]["roc_auc"], abs=1e-6
-    )
+    assert scored.record.result.roc_auc == pytest.approx(trained.record.result.roc_auc, abs=1e-6)

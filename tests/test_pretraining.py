@@ -10,6 +10,7 @@ import pytest
 
 from benchmark.config import ObjectiveName, check_config
 from benchmark.errors import ConfigError
+from benchmark.records.record import RunRecord
 from benchmark.run import detect
 from benchmark.run.experiment import as_config, run
 
@@ -69,7 +70,7 @@ def test_pretraining_carries_the_encoder_not_the_heads(monkeypatch):
     np.testing.assert_array_equal(detector.loaded["heads.out"], np.zeros(2))  # fresh
     np.testing.assert_array_equal(detector.weights["encoder.w"], np.full(3, 3.0))  # fine-tuned
     assert report["pretraining"]["epochs"] == 3
-    assert detect.epochs_trained(report) == config.train.epochs + 3
+    assert RunRecord("r", training=report).epochs_trained() == config.train.epochs + 3
 
 
 def test_article_4_pipeline_pretrains_fine_tunes_and_scores_by_pca(compose_config, tmp_path):
@@ -84,19 +85,19 @@ def test_article_4_pipeline_pretrains_fine_tunes_and_scores_by_pca(compose_confi
     ]
     result = run(compose_config(overrides))
     record = result.record
-    assert record["status"] == "ok"
-    training = record["training"]
+    assert record.status == "ok"
+    training = record.training
     assert len(training["pretraining"]["history"]) == 1
     assert training["pretraining"]["history"][0]["train_loss"] > 0  # masked NLL, not BCE
     assert [h["epoch"] for h in training["history"]] == [1, 2]
-    assert record["pca"]["components"] == 4
-    assert record["pca"]["fit_on"] == "normal training sequences"
+    assert record.pca["components"] == 4
+    assert record.pca["fit_on"] == "normal training sequences"
     assert (
-        record["pca"]["n_fit"]
-        == record["data"]["splits"]["train"]["sequences"]
-        - (record["data"]["splits"]["train"]["anomalous_sequences"])
+        record.pca["n_fit"]
+        == record.data["splits"]["train"]["sequences"]
+        - (record.data["splits"]["train"]["anomalous_sequences"])
     )
-    assert set(record["metrics"]["alternative_roc_auc"]) == {"objective_score", "pca_spe"}
+    assert set(record.result.alternative_roc_auc) == {"objective_score", "pca_spe"}
     with np.load(result.run_dir / "scores.npz") as saved:  # the PCA statistic is the score
         assert np.all(saved["test_score"] >= 0)
 

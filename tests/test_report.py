@@ -8,6 +8,7 @@ import math
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from scipy import stats
 
 from benchmark.evaluation.stats import friedman, holm, mean_ci, nemenyi_critical_difference
+from benchmark.records.record import RunRecord, dumps, from_dict
 from benchmark.records.store import RECORD_FILE, SCORES_FILE
 from benchmark.report.page import build, cells, console, main, write
 from benchmark.report.selection import (
@@ -42,42 +44,44 @@ def record(
     latency=None,
     memory=None,
     setting="supervised",
-):
-    timing = {"train_seq_per_s": 100.0, "infer_seq_per_s": 1000.0, "train_seconds": 1.0}
+) -> RunRecord:
+    timing: dict = {"train_seq_per_s": 100.0, "infer_seq_per_s": 1000.0, "train_seconds": 1.0}
     if latency is not None:
         timing["latency_ms"] = {"batch_1": {"p50": latency / 2, "p99": latency}}
     if memory is not None:
         timing["peak_memory_mb"] = memory
-    return {
-        "run_id": f"{dataset}-{model}-{framework}-{seed}-{setting}",
-        "status": "ok",
-        "model": model,
-        "framework": framework,
-        "objective": "classify",
-        "setting": setting,
-        "dataset": dataset,
-        "anomaly": "mixed",
-        "seed": seed,
-        "config": {"anomaly": {"severity": 0.7}, "setting": setting},
-        "provenance": {"hardware": {"cpu": "Test CPU", "cpu_count": 2}},
-        "metrics": {
-            "roc_auc": auc,
-            "roc_auc_ci": [auc - 0.05, auc + 0.05],
-            "pr_auc": auc / 2,
-            "f1": auc / 3,
-            "recall_at_1pct_fpr": auc / 4,
-            "per_type": {"click_flood": 1.0, "brushing": auc},
-        },
-        "n_params": 1000,
-        "timing": timing,
-        "training": {"history": [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1}]},
-    }
+    return from_dict(
+        {
+            "run_id": f"{dataset}-{model}-{framework}-{seed}-{setting}",
+            "status": "ok",
+            "model": model,
+            "framework": framework,
+            "objective": "classify",
+            "setting": setting,
+            "dataset": dataset,
+            "anomaly": "mixed",
+            "seed": seed,
+            "config": {"anomaly": {"severity": 0.7}, "setting": setting},
+            "provenance": {"hardware": {"cpu": "Test CPU", "cpu_count": 2}},
+            "metrics": {
+                "roc_auc": auc,
+                "roc_auc_ci": [auc - 0.05, auc + 0.05],
+                "pr_auc": auc / 2,
+                "f1": auc / 3,
+                "recall_at_1pct_fpr": auc / 4,
+                "per_type": {"click_flood": 1.0, "brushing": auc},
+            },
+            "n_params": 1000,
+            "timing": timing,
+            "training": {"history": [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1}]},
+        }
+    )
 
 
 def test_rows_aggregate_seeds_rank_and_use_the_right_interval():
     records = [record("lstm", s, a) for s, a in enumerate((0.80, 0.82, 0.84))]
     records += [record("gru", 0, 0.90), record("random", 0, 0.5, framework="numpy")]
-    records.append({**record("transformer", 0, 0.99), "status": "failed"})
+    records.append(replace(record("transformer", 0, 0.99), status="failed"))
     rows = {r.name: r for r in aggregate(records)}
     assert set(rows) == {"lstm/torch/classify", "gru/torch/classify", "random/numpy"}
     lstm = rows["lstm/torch/classify"]
@@ -108,9 +112,9 @@ def test_only_runs_of_one_config_pool_as_seeds():
     small = [record("lstm", s, 0.8) for s in range(2)]
     big = [record("lstm", s, 0.9) for s in range(2)]
     for r in big:
-        r["run_id"] += "-big"
-        r["config"]["model"] = {"hidden_dim": 256}
-    copy = {**small[0], "experiment": "other"}  # the same run id seen in a second folder
+        r.run_id += "-big"
+        r.config["model"] = {"hidden_dim": 256}
+    copy = replace(small[0], experiment="other")  # the same run id seen in a second folder
     rows = aggregate([*small, *big, copy])
     assert sorted(len(r.seeds) for r in rows) == [2, 2]
     assert sorted(r.name for r in rows) == [
@@ -127,8 +131,8 @@ def test_runs_that_differ_in_more_than_the_seed_never_pool(change):
     """A rerun of seed 0 with one other key changed is a row of its own, named by that key; the
     row of the unchanged runs keeps one run per seed."""
     base = [record("lstm", s, 0.8) for s in range(3)]
-    other = {**record("lstm", 0, 0.6), "run_id": "changed", "finished_at": "z"}
-    other["config"] = {**other["config"], **change}
+    other = replace(record("lstm", 0, 0.6), run_id="changed", finished_at="z")
+    other.config = {**other.config, **change}
     rows = aggregate([*base, other])
     assert sorted(r.seeds for r in rows) == [[0], [0, 1, 2]]
     key = next(iter(change))
@@ -283,16 +287,16 @@ def test_cross_setting_statistics_need_enough_settings():
 def write_runs(root, records, with_scores=True):
     rng = np.random.default_rng(1)
     for r in records:
-        run_dir = root / r.get("experiment", "exp") / r["run_id"]
+        run_dir = root / (r.experiment or "exp") / r.run_id
         run_dir.mkdir(parents=True)
-        r["run_dir"] = str(run_dir)
-        (run_dir / RECORD_FILE).write_text(json.dumps(r))
-        if with_scores and r["status"] == "ok":
+        r.run_dir = str(run_dir)
+        (run_dir / RECORD_FILE).write_text(dumps(r))
+        if with_scores and r.status == "ok":
             labels = rng.random(200) < 0.2
             types = np.where(labels, rng.integers(0, 2, 200), -1)
             np.savez(
                 run_dir / SCORES_FILE,
-                test_score=rng.normal(size=200) + labels * 2 * r["metrics"]["roc_auc"],
+                test_score=rng.normal(size=200) + labels * 2 * r.result.roc_auc,
                 test_label=labels,
                 test_type=types,
                 test_severity=np.where(labels, rng.random(200), 0.0),
@@ -329,8 +333,12 @@ def test_report_files_tables_and_plots(tmp_path):
         )
         for s in range(2)
     ]
-    failed = {**record("multimodal", 0, 0.0), "status": "failed", "error": "RuntimeError: boom"}
-    failed["failed_phase"] = "detect"
+    failed = replace(
+        record("multimodal", 0, 0.0),
+        status="failed",
+        error="RuntimeError: boom",
+        failed_phase="detect",
+    )
     write_runs(tmp_path, [*records, failed])
     report = build(tmp_path)
     paths = write(report)
@@ -429,9 +437,9 @@ def test_detectors_whose_latency_spreads_overlap_are_called_tied():
     """Two runs of identical configs must not flip a budget recommendation: the faster of two
     detectors within each other's latency spread is no recommendation of its own."""
     records = [record("lstm", 0, 0.8, latency=1.0, memory=10), record("gru", 0, 0.7, latency=0.9)]
-    records[1]["timing"]["peak_memory_mb"] = 20
+    records[1].timing.peak_memory_mb = 20
     for r, (median, low, high) in zip(records, [(1.0, 0.9, 1.4), (0.9, 0.8, 1.2)], strict=True):
-        r["timing"]["latency_ms"]["batch_1"].update(
+        r.timing.latency_ms["batch_1"].update(
             p99_block_median=median, p99_block_range=[low, high], interference=False
         )
     lines = [line for line in recommendations(aggregate(records), "Test CPU") if "latency" in line]
@@ -439,7 +447,7 @@ def test_detectors_whose_latency_spreads_overlap_are_called_tied():
         "Best ROC-AUC with latency <= 1.0 ms on Test CPU: **lstm/torch/classify** (0.800 "
         "[0.750, 0.850], 1 ms; tied in latency with gru/torch/classify (spreads overlap))."
     ]
-    records[1]["timing"]["latency_ms"]["batch_1"]["p99_block_range"] = [0.5, 0.6]
+    records[1].timing.latency_ms["batch_1"]["p99_block_range"] = [0.5, 0.6]
     lines = [line for line in recommendations(aggregate(records), "Test CPU") if "latency" in line]
     assert len(lines) == 2
     assert "**gru/torch/classify**" in lines[0]
@@ -474,4 +482,4 @@ def test_records_know_the_folder_they_were_found_in(tmp_path):
     folder = tmp_path / "copied" / "default" / "abc123"
     folder.mkdir(parents=True)
     (folder / "record.json").write_text(json.dumps({"run_id": "abc123", "run_dir": "gone/abc"}))
-    assert [r["run_dir"] for r in load_records(tmp_path / "copied")] == [str(folder)]
+    assert [r.run_dir for r in load_records(tmp_path / "copied")] == [str(folder)]

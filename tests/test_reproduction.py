@@ -3,12 +3,13 @@ metadata with every open choice) and the claimed-vs-measured table built from ru
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from benchmark.evaluation.stats import mean_ci
+from benchmark.records.record import RunRecord, dumps, from_dict
 from benchmark.report.reproduction import METRICS, build, majority_accuracy, summarise, verdict
 from benchmark.run.experiment import as_config, run
 
@@ -81,39 +82,41 @@ def test_scale_ci_is_smaller_and_a_command_line_value_still_wins(compose_config)
 # --- the table --------------------------------------------------------------------------
 
 
-def record(seed: int, accuracy: float, recall: float, model: str = "lstm", **extra) -> dict:
+def record(seed: int, accuracy: float, recall: float, model: str = "lstm", **extra) -> RunRecord:
     metrics = dict(accuracy=accuracy, precision=0.5, recall=recall, f1=0.6, roc_auc=0.8)
     metrics.update(pr_auc=0.4, n_test=200, n_test_anomalies=20)
     metrics["alternative_roc_auc"] = {"objective_score": 0.7}
-    return {
-        "run_id": f"r{seed}{model}",
-        "status": "ok",
-        "dataset": "synthetic",
-        "model": model,
-        "framework": "torch",
-        "seed": seed,
-        "metrics": metrics,
-        "data": {"splits": {"train": {"contamination": 0.05}}},
-        "config": {
-            "evaluation": {"threshold": "fixed", "fixed_threshold": 0.0},
-            "reproduction": {
-                "article": 9,
-                "title": "A test article",
-                "setup": "as described",
-                "article_metrics": ["accuracy", "recall"],
-                "claimed": {"accuracy": 0.9, "recall": 0.95},
-                "open_choices": ["data: not named"],
+    return from_dict(
+        {
+            "run_id": f"r{seed}{model}",
+            "status": "ok",
+            "dataset": "synthetic",
+            "model": model,
+            "framework": "torch",
+            "seed": seed,
+            "metrics": metrics,
+            "data": {"splits": {"train": {"contamination": 0.05}}},
+            "config": {
+                "evaluation": {"threshold": "fixed", "fixed_threshold": 0.0},
+                "reproduction": {
+                    "article": 9,
+                    "title": "A test article",
+                    "setup": "as described",
+                    "article_metrics": ["accuracy", "recall"],
+                    "claimed": {"accuracy": 0.9, "recall": 0.95},
+                    "open_choices": ["data: not named"],
+                },
             },
-        },
-        **extra,
-    }
+            **extra,
+        }
+    )
 
 
-def write_records(root: Path, records: list[dict]) -> None:
+def write_records(root: Path, records: list[RunRecord]) -> None:
     for r in records:
-        folder = root / "paper_9_test" / r["run_id"]
+        folder = root / "paper_9_test" / r.run_id
         folder.mkdir(parents=True)
-        (folder / "record.json").write_text(json.dumps(r))
+        (folder / "record.json").write_text(dumps(r))
 
 
 def test_the_table_shows_the_records_means_and_judges_claims_by_the_interval(tmp_path):
@@ -121,7 +124,7 @@ def test_the_table_shows_the_records_means_and_judges_claims_by_the_interval(tmp
     write_records(
         tmp_path, [record(s, a, r) for s, a, r in zip(range(3), accuracies, recalls, strict=True)]
     )
-    failed = {**record(3, 0, 0), "status": "failed", "failed_phase": "train", "error": "E: x"}
+    failed = replace(record(3, 0, 0), status="failed", failed_phase="train", error="E: x")
     write_records(tmp_path, [failed])
     text = build(tmp_path)
     acc, rec = mean_ci(accuracies), mean_ci(recalls)
@@ -152,7 +155,7 @@ def test_training_log_claims_are_judged_on_the_records_first_and_last_epochs(tmp
             {"epoch": 2, "train_loss": 2.15, "train_accuracy": last},
         ]
         runs.append(record(seed, 0.9, 0.5, training={"history": history}))
-        claimed = runs[-1]["config"]["reproduction"]
+        claimed = runs[-1].config["reproduction"]
         claimed["article_metrics"] = ["train_loss_first_epoch", "train_accuracy_last_epoch"]
         claimed["claimed"] = {"train_accuracy_last_epoch": 0.6356, "train_loss_first_epoch": 1.0}
     write_records(tmp_path, runs)
@@ -183,7 +186,7 @@ def test_a_real_run_lands_in_the_table_with_its_own_numbers(compose_config, tmp_
     runs = [run(compose_config([*common, *small, f"seed={s}"])).record for s in (0, 1)]
     setup = summarise("paper_2_lstm_classifier", runs)
     (group,) = setup.groups
-    assert group.metrics["f1"].mean == pytest.approx(sum(r["metrics"]["f1"] for r in runs) / 2)
+    assert group.metrics["f1"].mean == pytest.approx(sum(r.result.f1 for r in runs) / 2)
     assert setup.threshold == "fixed"
     text = build(tmp_path)
     assert "## Article 2: LSTM sequence classifier (price outliers)" in text
@@ -196,23 +199,29 @@ def test_two_scales_of_a_setup_never_pool_as_seeds():
     for scale, epochs in (("ci", 10), ("paper", 100)):
         for seed in (0, 1):
             runs.append(
-                {
-                    "run_id": f"{scale}-{seed}",
-                    "status": "ok",
-                    "dataset": "synthetic",
-                    "model": "lstm",
-                    "framework": "torch",
-                    "seed": seed,
-                    "config": {
-                        "scale": scale,
+                from_dict(
+                    {
+                        "run_id": f"{scale}-{seed}",
+                        "status": "ok",
+                        "dataset": "synthetic",
+                        "model": "lstm",
+                        "framework": "torch",
                         "seed": seed,
-                        "train": {"epochs": epochs},
-                        "evaluation": {"threshold": "fixed"},
-                    },
-                    "metrics": {**dict.fromkeys(METRICS, 0.5), "n_test": 10, "n_test_anomalies": 1},
-                    "data": {"splits": {"train": {"contamination": 0.1}}},
-                }
+                        "config": {
+                            "scale": scale,
+                            "seed": seed,
+                            "train": {"epochs": epochs},
+                            "evaluation": {"threshold": "fixed"},
+                        },
+                        "metrics": {
+                            **dict.fromkeys(METRICS, 0.5),
+                            "n_test": 10,
+                            "n_test_anomalies": 1,
+                        },
+                        "data": {"splits": {"train": {"contamination": 0.1}}},
+                    }
+                )
             )
-    setup = summarise("paper_2_lstm_classifier", [*runs, {**runs[0], "run_id": "again"}])
+    setup = summarise("paper_2_lstm_classifier", [*runs, replace(runs[0], run_id="again")])
     assert {g.label for g in setup.groups} == {"lstm [train.epochs=10]", "lstm [train.epochs=100]"}
     assert [g.seeds for g in setup.groups] == [(0, 1), (0, 1)]

@@ -6,6 +6,7 @@ from omegaconf import OmegaConf
 
 from benchmark.anomalies.core import InjectionError
 from benchmark.anomalies.inject import ANOMALY_TYPES
+from benchmark.records.record import load
 from benchmark.run.data import prepare_data
 from benchmark.run.experiment import CONFIG_FILE, RECORD_FILE, as_config, run
 
@@ -27,19 +28,19 @@ def test_run_writes_config_and_record_under_experiment_and_run_id(smoke, tmp_pat
     saved = OmegaConf.load(result.run_dir / CONFIG_FILE)
     assert saved["experiment_name"] == "smoke"
     assert saved["model"]["name"] == "lstm"
-    record = json.loads((result.run_dir / RECORD_FILE).read_text())
-    assert record["status"] == "ok"
-    assert record["run_id"] == result.run_id
-    splits = record["data"]["splits"]
+    record = load(result.run_dir / RECORD_FILE)
+    assert record.status == "ok"
+    assert record.run_id == result.run_id
+    splits = record.data["splits"]
     assert set(splits) == {"train", "val", "test"}
     assert splits["test"]["anomalous_sequences"] == round(0.1 * splits["test"]["sequences"])
     assert sum(splits["test"]["per_type"].values()) == splits["test"]["anomalous_sequences"]
     assert set(splits["test"]["per_type"]) == set(ANOMALY_TYPES)
-    assert record["provenance"]["versions"]["python"].startswith("3.11")
-    assert record["provenance"]["versions"]["numpy"] == np.__version__
-    assert record["provenance"]["hardware"]["cpu_count"] >= 1
-    assert record["error"] is None
-    assert record["config"]["experiment_name"] == "smoke"
+    assert record.provenance.versions["python"].startswith("3.11")
+    assert record.provenance.versions["numpy"] == np.__version__
+    assert record.provenance.hardware["cpu_count"] >= 1
+    assert record.error is None
+    assert record.config["experiment_name"] == "smoke"
 
 
 def test_rerun_of_the_same_config_lands_in_the_same_place(smoke):
@@ -53,7 +54,7 @@ def test_data_seed_fixes_the_data_while_seed_varies(smoke):
         as_config(smoke("seed=1", "data_seed=9")).dataset, as_config(smoke()).anomaly, 9
     )
     b = run(smoke("seed=2", "data_seed=9"))
-    assert b.record["data"]["splits"]["test"]["events"] == len(a.labelled["test"].events)
+    assert b.record.data["splits"]["test"]["events"] == len(a.labelled["test"].events)
 
 
 def test_a_failed_run_still_writes_its_record(smoke, tmp_path):
@@ -63,10 +64,10 @@ def test_a_failed_run_still_writes_its_record(smoke, tmp_path):
         run(cfg)
     records = list(tmp_path.glob("smoke/*/record.json"))
     assert len(records) == 1
-    record = json.loads(records[0].read_text())
-    assert record["status"] == "failed"
-    assert record["failed_phase"] == "data"
-    assert "price_outlier" in record["error"]
+    record = load(records[0])
+    assert record.status == "failed"
+    assert record.failed_phase == "data"
+    assert "price_outlier" in record.error
 
 
 def test_splits_share_no_user_and_vocab_comes_from_train(smoke):
@@ -87,7 +88,7 @@ def test_save_arrays_keeps_inputs_labels_and_anomaly_metadata(smoke):
     result = run(smoke("save_arrays=true"))
     test = np.load(result.run_dir / "test.npz")
     assert test["item"].shape == test["mask"].shape
-    assert test["label"].sum() == result.record["data"]["splits"]["test"]["anomalous_sequences"]
+    assert test["label"].sum() == result.record.data["splits"]["test"]["anomalous_sequences"]
     lines = (result.run_dir / "test_anomalies.jsonl").read_text().splitlines()
     meta = [json.loads(line) for line in lines]
     assert len(meta) == test["label"].sum()

@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from benchmark.evaluation.stats import mean_ci, paired_comparison
+from benchmark.records.record import RunRecord, from_dict
 from benchmark.report.framework_comparison import comparison_table, paired_auc
 
 
@@ -43,15 +44,19 @@ def test_paired_comparison_of_identical_samples_finds_no_difference():
         paired_comparison([0.7], [0.8])
 
 
-def record(model, framework, seed, auc, status="ok"):
-    return {
-        "status": status,
-        "model": model,
-        "framework": framework,
-        "objective": "classify",
-        "config": {"seed": seed},
-        "metrics": {"roc_auc": auc},
-    }
+def record(model, framework, seed, auc, status="ok") -> RunRecord:
+    return from_dict(
+        {
+            "run_id": f"{model}-{framework}-{seed}",
+            "status": status,
+            "model": model,
+            "framework": framework,
+            "objective": "classify",
+            "seed": seed,
+            "config": {"seed": seed},
+            "metrics": {"roc_auc": auc},
+        }
+    )
 
 
 def test_comparison_table_pairs_runs_by_seed_and_skips_failures_and_baselines():

@@ -5,6 +5,7 @@ import sqlite3
 
 import pytest
 
+from benchmark.records.record import RunRecord, from_dict, to_dict
 from benchmark.records.store import (
     StoreError,
     append,
@@ -26,22 +27,24 @@ def smoke(compose_config, tmp_path):
     return _smoke
 
 
-def fake_record(run_id: str, started: str, status: str = "ok", auc: float = 0.5) -> dict:
-    return {
-        "run_id": run_id,
-        "attempt_id": f"{run_id}-{started}",
-        "experiment": "e",
-        "status": status,
-        "model": "lstm",
-        "framework": "torch",
-        "objective": "classify",
-        "dataset": "synthetic",
-        "anomaly": "mixed",
-        "seed": 0,
-        "started_at": started,
-        "finished_at": started,
-        "metrics": {"roc_auc": auc},
-    }
+def fake_record(run_id: str, started: str, status: str = "ok", auc: float = 0.5) -> RunRecord:
+    return from_dict(
+        {
+            "run_id": run_id,
+            "attempt_id": f"{run_id}-{started}",
+            "experiment": "e",
+            "status": status,
+            "model": "lstm",
+            "framework": "torch",
+            "objective": "classify",
+            "dataset": "synthetic",
+            "anomaly": "mixed",
+            "seed": 0,
+            "started_at": started,
+            "finished_at": started,
+            "metrics": {"roc_auc": auc},
+        }
+    )
 
 
 def test_store_keeps_every_attempt_and_serves_the_latest(tmp_path):
@@ -52,8 +55,8 @@ def test_store_keeps_every_attempt_and_serves_the_latest(tmp_path):
     assert not append(path, fake_record("b", "t1")), "the same attempt is stored once"
     assert [a.status for a in attempts(path, "a")] == ["failed", "ok"]
     assert attempts(path, "missing") == []
-    latest = {r["run_id"]: r for r in records(path)}
-    assert latest["a"]["metrics"]["roc_auc"] == 0.8
+    latest = {r.run_id: r for r in records(path)}
+    assert latest["a"].result.roc_auc == 0.8
     assert len(records(path, latest_only=False)) == 3
 
 
@@ -90,11 +93,11 @@ def test_runs_land_in_the_store_and_a_rerun_is_detected(smoke, tmp_path):
     assert run(smoke()).status == "skipped"  # resume=ok: a finished config is not rerun
     second = run(smoke("resume=none"))
     assert second.run_id == first.run_id
-    assert first.record["previous_attempts"] == 0
-    assert second.record["previous_attempts"] == 1
+    assert first.record.previous_attempts == 0
+    assert second.record.previous_attempts == 1
     stored = records(store_path(tmp_path), latest_only=False)
-    assert [r["run_id"] for r in stored] == [first.run_id] * 2
-    assert stored[-1]["metrics"]["roc_auc"] == pytest.approx(second.record["metrics"]["roc_auc"])
+    assert [r.run_id for r in stored] == [first.run_id] * 2
+    assert stored[-1].result.roc_auc == pytest.approx(second.record.result.roc_auc)
 
 
 def test_ingest_rebuilds_a_store_from_run_folders(smoke, tmp_path):
@@ -103,32 +106,32 @@ def test_ingest_rebuilds_a_store_from_run_folders(smoke, tmp_path):
     assert ingest(tmp_path) == (1, 0)
     assert ingest(tmp_path) == (0, 1)
     (stored,) = records(store_path(tmp_path))
-    assert stored == json.loads((result.run_dir / RECORD_FILE).read_text())
+    assert to_dict(stored) == json.loads((result.run_dir / RECORD_FILE).read_text())
 
 
 def test_offline_wandb_run_holds_config_curves_and_metrics(smoke, tmp_path):
     result = run(smoke("logger=wandb_offline", "train.epochs=3"))
     record = result.record
-    assert record["tracking"]["status"] == "ok", record["tracking"]
-    (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{record['tracking']['id']}")
+    assert record.tracking["status"] == "ok", record.tracking
+    (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{record.tracking['id']}")
     logged = read_run(run_dir)
     assert logged["run"].run_group == "smoke"
     assert logged["run"].display_name == f"smoke/{result.run_id}"
     assert {"model:lstm", "framework:torch", "objective:classify"} <= set(logged["run"].tags)
     assert logged["config"]["model"]["name"] == "lstm"
-    assert logged["config"]["provenance"]["git_sha"] == record["provenance"]["git_sha"]
+    assert logged["config"]["provenance"]["git_sha"] == record.provenance.git_sha
     epochs = [h for h in logged["history"] if "epoch/train_loss" in h]
     assert [h["epoch/train_loss"] for h in epochs] == pytest.approx(
-        [e["train_loss"] for e in record["training"]["history"]]
+        [e["train_loss"] for e in record.training["history"]]
     )
     summary = logged["summary"]
-    assert summary["metrics/roc_auc"] == pytest.approx(record["metrics"]["roc_auc"])
+    assert summary["metrics/roc_auc"] == pytest.approx(record.result.roc_auc)
     assert summary["metrics/per_type/click_flood"] == pytest.approx(
-        record["metrics"]["per_type"]["click_flood"]
+        record.result.per_type["click_flood"]
     )
-    assert summary["timing/train_seconds"] == pytest.approx(record["timing"]["train_seconds"])
+    assert summary["timing/train_seconds"] == pytest.approx(record.timing.train_seconds)
     per_type = json.loads((run_dir / "files" / summary["per_type_roc_auc/path"]).read_text())
-    assert dict(per_type["data"]) == pytest.approx(record["metrics"]["per_type"])
+    assert dict(per_type["data"]) == pytest.approx(record.result.per_type)
     roc = json.loads((run_dir / "files" / summary["roc_curve_table/path"]).read_text())
     assert roc["columns"] == ["fpr", "tpr"]
     assert roc["data"][0] == [0.0, 0.0]
@@ -155,9 +158,9 @@ def test_a_wandb_failure_leaves_the_record_intact(smoke, tmp_path, monkeypatch, 
         monkeypatch.setattr(wandb, "init", init)
     result = run(smoke("logger=wandb_offline"))
     assert result.status == "ok"
-    assert result.record["tracking"]["status"] == "failed"
-    assert "No space left on device" in result.record["tracking"]["error"]
+    assert result.record.tracking["status"] == "failed"
+    assert "No space left on device" in result.record.tracking["error"]
     on_disk = json.loads((result.run_dir / RECORD_FILE).read_text())
     assert on_disk["status"] == "ok"
-    assert on_disk["metrics"]["roc_auc"] == pytest.approx(result.record["metrics"]["roc_auc"])
-    assert records(store_path(tmp_path))[0]["tracking"]["status"] == "failed"
+    assert on_disk["metrics"]["roc_auc"] == pytest.approx(result.record.result.roc_auc)
+    assert records(store_path(tmp_path))[0].tracking["status"] == "failed"

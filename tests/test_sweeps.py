@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.records.record import RunRecord, RunStatus
 from benchmark.records.store import SCORES_FILE, records, store_path
 from benchmark.run import detect
 from benchmark.run import experiment as run_module
-from benchmark.run.experiment import RECORD_FILE, decide, previous_record, run
+from benchmark.run.experiment import RECORD_FILE, Quarantined, decide, previous_record, run
 
 from .conftest import only_type
 
@@ -37,22 +38,24 @@ def smoke(compose_config, tmp_path):
 # --- what a rerun does ------------------------------------------------------------------
 
 
-FAILED = {"status": "failed", "failed_phase": "train", "error": "boom"}
+FAILED = RunRecord("r", RunStatus.failed, failed_phase="train", error="boom")
+OK = RunRecord("r", RunStatus.ok)
+RUNNING = RunRecord("r", RunStatus.running, started_at="t")
 
 
 @pytest.mark.parametrize(
     ("previous", "resume", "action"),
     [
         (None, "ok", "run"),
-        ({"status": "ok"}, "ok", "skip"),
-        ({"status": "ok"}, "finished", "skip"),
-        ({"status": "ok"}, "none", "rerun"),
+        (OK, "ok", "skip"),
+        (OK, "finished", "skip"),
+        (OK, "none", "rerun"),
         (FAILED, "ok", "rerun"),
         (FAILED, "finished", "skip"),
         (FAILED, "none", "rerun"),
-        ({"status": "running", "started_at": "t"}, "ok", "rerun"),
-        ({"status": "running", "started_at": "t"}, "finished", "rerun"),
-        ({"status": "corrupt", "quarantined": "x"}, "finished", "rerun"),
+        (RUNNING, "ok", "rerun"),
+        (RUNNING, "finished", "rerun"),
+        (Quarantined("x"), "finished", "rerun"),
     ],
 )
 def test_decide(previous, resume, action):
@@ -66,10 +69,19 @@ def test_a_failed_record_is_rerun_with_its_reason():
 def test_an_unreadable_record_is_moved_aside_not_overwritten(tmp_path):
     (tmp_path / RECORD_FILE).write_text('{"status": "ok", "metr')
     previous = previous_record(tmp_path)
-    assert previous["status"] == "corrupt"
-    aside = tmp_path / previous["quarantined"]
+    assert isinstance(previous, Quarantined)
+    aside = tmp_path / previous.name
     assert aside.read_text() == '{"status": "ok", "metr'
     assert not (tmp_path / RECORD_FILE).exists()
+
+
+def test_a_json_file_that_is_no_run_record_is_moved_aside_too(tmp_path, caplog):
+    """Valid JSON of the wrong shape (another tool's file) is not trusted as a record."""
+    (tmp_path / RECORD_FILE).write_text('{"run_id": "x", "status": "done", "seed": "one"}')
+    previous = previous_record(tmp_path)
+    assert isinstance(previous, Quarantined)
+    assert "not a run record: status" in caplog.text
+    assert decide(previous, "ok").action == "rerun"
 
 
 PRICE_ONLY = tuple(only_type("price_outlier"))  # on a views-only dataset: fails in phase data
@@ -79,7 +91,7 @@ def test_resume_skips_ok_and_reruns_failed_runs(smoke, tmp_path):
     first = run(smoke("model=random"))
     again = run(smoke("model=random"))
     assert (first.status, again.status) == ("ok", "skipped")
-    assert again.record["attempt_id"] == first.record["attempt_id"]
+    assert again.record.attempt_id == first.record.attempt_id
     assert run(smoke("model=random", "resume=none")).status == "ok"
     bad = ("model=random", "dataset=diginetica", "anomaly.skip_unsupported=false", *PRICE_ONLY)
     with pytest.raises(Exception, match="price_outlier"):
@@ -111,8 +123,8 @@ def test_a_running_record_is_on_disk_before_the_run_starts(smoke, monkeypatch):
     monkeypatch.setattr(run_module, "prepare_data", spy)
     result = run(cfg)
     assert seen["record"]["status"] == "running"
-    assert seen["record"]["attempt_id"] == result.record["attempt_id"]
-    assert result.record["status"] == "ok"
+    assert seen["record"]["attempt_id"] == result.record.attempt_id
+    assert result.record.status == "ok"
 
 
 # --- failures name their phase; out of memory is retried once ---------------------------
@@ -155,8 +167,8 @@ def test_a_failure_names_its_phase(smoke, monkeypatch):
     with pytest.raises(RuntimeError, match="scoring broke") as caught:
         run(smoke("model=markov"))
     record = caught.value.run_result.record
-    assert (record["status"], record["failed_phase"]) == ("failed", "score")
-    assert record["error"] == "RuntimeError: scoring broke"
+    assert (record.status, record.failed_phase) == ("failed", "score")
+    assert record.error == "RuntimeError: scoring broke"
 
 
 def test_out_of_memory_retries_once_at_half_the_batch(smoke, monkeypatch):
@@ -164,9 +176,9 @@ def test_out_of_memory_retries_once_at_half_the_batch(smoke, monkeypatch):
     result = run(smoke("model=markov"))  # smoke trains at batch 32
     assert result.status == "ok"
     assert batch_sizes == [32, 16]
-    assert result.record["oom_retry"]["batch_size"] == 32
-    assert result.record["oom_retry"]["retried_with"] == 16
-    assert "out of memory" in result.record["oom_retry"]["error"]
+    assert result.record.oom_retry.batch_size == 32
+    assert result.record.oom_retry.retried_with == 16
+    assert "out of memory" in result.record.oom_retry.error
 
 
 def test_out_of_memory_twice_fails_and_no_retry_when_disabled(smoke, monkeypatch):
@@ -184,7 +196,7 @@ def test_divergence_is_a_failed_run_with_the_fix_named(smoke):
     with pytest.raises(FloatingPointError, match=r"lower train\.lr") as caught:
         run(smoke("model=gru", "train.lr=1e30", "train.warmup=0", "train.epochs=1"))
     record = caught.value.run_result.record
-    assert (record["status"], record["failed_phase"]) == ("failed", "train")
+    assert (record.status, record.failed_phase) == ("failed", "train")
 
 
 # --- determinism ------------------------------------------------------------------------
@@ -211,11 +223,9 @@ def test_two_identical_cpu_runs_give_identical_metrics_and_scores(
     with np.load(first.run_dir / SCORES_FILE) as saved:
         first_scores = saved["test_score"].copy()
     second = run(smoke(*args, "resume=none"))
-    assert second.record["attempt_id"] != first.record["attempt_id"]
-    assert json.dumps(second.record["metrics"], sort_keys=True) == json.dumps(
-        first.record["metrics"], sort_keys=True
-    )
-    assert second.record["training"]["history"] == first.record["training"]["history"]
+    assert second.record.attempt_id != first.record.attempt_id
+    assert second.record.result == first.record.result
+    assert second.record.training["history"] == first.record.training["history"]
     with np.load(second.run_dir / SCORES_FILE) as saved:
         np.testing.assert_array_equal(saved["test_score"], first_scores)
 
@@ -225,19 +235,19 @@ def test_two_identical_cpu_runs_give_identical_metrics_and_scores(
 
 def test_provenance_names_code_data_files_seeds_and_hardware(smoke):
     record = run(smoke("dataset=diginetica", "model=random")).record
-    prov = record["provenance"]
+    prov = record.provenance
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    assert prov["git_sha"] == (head.stdout.strip() if head.returncode == 0 else None)
-    assert isinstance(prov["git_dirty"], bool)
-    assert prov["versions"]["hydra-core"] == "1.3.8"
-    files = prov["data_files"]
+    assert prov.git_sha == (head.stdout.strip() if head.returncode == 0 else None)
+    assert isinstance(prov.git_dirty, bool)
+    assert prov.versions["hydra-core"] == "1.3.8"
+    files = prov.data_files
     assert files, "the sample's files are listed"
     for f in files:
         assert hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest() == f["sha256"]
         assert Path(f["path"]).stat().st_size == f["bytes"]
-    assert set(prov["injection_seeds"]) == {"train", "val", "test"}
-    assert len(prov["hardware_fingerprint"]) == 12
-    assert prov["hardware"]["memory_gb"] > 0
+    assert set(prov.injection_seeds) == {"train", "val", "test"}
+    assert len(prov.hardware_fingerprint) == 12
+    assert prov.hardware["memory_gb"] > 0
 
 
 # --- sweeps from the command line -------------------------------------------------------
@@ -299,8 +309,8 @@ def test_a_sweep_killed_at_random_moments_resumes_to_exactly_one_valid_record_pe
     }
     assert not [p for p in tmp_path.glob("smoke/*/.*")], "temporary files left behind"
     latest = records(store_path(tmp_path))
-    assert sorted(r["run_id"] for r in latest if r["status"] == "ok") == sorted(found)
-    stored_attempts = {r["attempt_id"] for r in records(store_path(tmp_path), latest_only=False)}
+    assert sorted(r.run_id for r in latest if r.status == "ok") == sorted(found)
+    stored_attempts = {r.attempt_id for r in records(store_path(tmp_path), latest_only=False)}
     assert {r["attempt_id"] for r in found.values()} <= stored_attempts
 
 

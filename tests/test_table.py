@@ -1,7 +1,8 @@
+from benchmark.records.record import RunRecord, dumps, from_dict
 from benchmark.report.table import main, markdown, rows
 
 
-def record(model: str, auc: float, status: str = "ok", framework: str = "torch") -> dict:
+def record(model: str, auc: float, status: str = "ok", framework: str = "torch") -> RunRecord:
     rec = {
         "status": status,
         "model": model,
@@ -22,7 +23,7 @@ def record(model: str, auc: float, status: str = "ok", framework: str = "torch")
         }
         rec["timing"] = {"train_seconds": 1.0, "infer_seq_per_s": 100.0}
         rec["n_params"] = 10
-    return rec
+    return from_dict(rec)
 
 
 def test_rows_rank_by_roc_auc_and_skip_failures():
@@ -48,11 +49,9 @@ def test_baselines_show_no_objective():
 
 
 def test_cli_reads_records_and_lists_failures(tmp_path, capsys):
-    import json
-
     for rec in (record("a", 0.7), record("c", 0.0, status="failed")):
-        (tmp_path / rec["run_id"]).mkdir()
-        (tmp_path / rec["run_id"] / "record.json").write_text(json.dumps(rec))
+        (tmp_path / rec.run_id).mkdir()
+        (tmp_path / rec.run_id / "record.json").write_text(dumps(rec))
     assert main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| 1 | a | torch | classify | 0.700 |" in out

@@ -283,21 +283,23 @@ def test_a_run_records_the_protocol_and_the_report_shows_it(compose_config, tmp_
 
     cfg = compose_config(["experiment=smoke", f"results_dir={tmp_path}", *TINY_TIMING])
     record = run(cfg).record
-    timing = record["timing"]
-    assert set(timing["inference"]) == {"batch_1", "batch_32"}
-    assert timing["inference"]["batch_32"]["seq_per_s"] > 0
-    assert timing["train"]["sequences_per_call"] == 32  # the smoke experiment's batch size
-    latency_b1 = timing["latency_ms"]["batch_1"]
+    timing = record.timing
+    assert set(timing.inference) == {"batch_1", "batch_32"}
+    assert timing.inference["batch_32"]["seq_per_s"] > 0
+    assert timing.train is not None
+    assert timing.train["sequences_per_call"] == 32  # the smoke experiment's batch size
+    latency_b1 = timing.batch_1_latency()
     assert latency_b1["requests"] == 20
     assert latency_b1["p50"] <= latency_b1["p99"]
     # the detector's own memory: the phases' peak over the RSS before it was built
-    phases = timing["memory_mb"].values()
-    assert timing["peak_memory_mb"] == max(p["cpu_peak_over_start"] for p in phases)
-    start = record["rss_before_detector_mb"]
+    phases = timing.memory_mb.values()
+    assert timing.peak_memory_mb == max(p["cpu_peak_over_start"] for p in phases)
+    start = record.rss_before_detector_mb
     for p in phases:
         assert p["cpu_peak_over_start"] == pytest.approx(max(0.0, p["cpu_peak_rss"] - start))
-    assert timing["protocol"]["allocator"].startswith(("malloc, thresholds pinned", "system"))
-    env = timing["environment"]
+    assert timing.protocol is not None
+    assert timing.protocol["allocator"].startswith(("malloc, thresholds pinned", "system"))
+    env = timing.environment
     assert env["framework"] == "torch"
     assert env["precision"]["compute"] == "fp32"
     assert "compile" in env["fast_paths"]

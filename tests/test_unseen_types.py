@@ -5,6 +5,7 @@ import pytest
 
 from benchmark.anomalies.core import InjectionError
 from benchmark.anomalies.inject import check_anomaly_config
+from benchmark.records.record import RunRecord, from_dict
 from benchmark.report.page import unseen_table
 from benchmark.report.selection import seen_vs_unseen
 from benchmark.run.data import prepare_data
@@ -44,22 +45,24 @@ def test_a_holdout_that_leaves_nothing_to_learn_is_refused(holdout, message):
         check_anomaly_config(config)
 
 
-def record(model: str, holdout: str, per_type: dict[str, float], seed: int = 0) -> dict:
+def record(model: str, holdout: str, per_type: dict[str, float], seed: int = 0) -> RunRecord:
     types = ["click_flood", "brushing", "scraping"]
-    return {
-        "run_id": f"{model}-{holdout}-{seed}",
-        "status": "ok",
-        "model": model,
-        "framework": "numpy",
-        "objective": "classify",
-        "setting": "supervised",
-        "dataset": "synthetic",
-        "anomaly": "mixed",
-        "seed": seed,
-        "config": {"anomaly": {"severity": 0.7, "holdout": [holdout]}},
-        "data": {"types_seen_in_training": [t for t in types if t != holdout]},
-        "metrics": {"roc_auc": 0.8, "per_type": per_type},
-    }
+    return from_dict(
+        {
+            "run_id": f"{model}-{holdout}-{seed}",
+            "status": "ok",
+            "model": model,
+            "framework": "numpy",
+            "objective": "classify",
+            "setting": "supervised",
+            "dataset": "synthetic",
+            "anomaly": "mixed",
+            "seed": seed,
+            "config": {"anomaly": {"severity": 0.7, "holdout": [holdout]}},
+            "data": {"types_seen_in_training": [t for t in types if t != holdout]},
+            "metrics": {"roc_auc": 0.8, "per_type": per_type},
+        }
+    )
 
 
 def test_seen_and_unseen_per_type_auc_from_a_leave_one_out_sweep():
@@ -82,7 +85,7 @@ def test_seen_and_unseen_per_type_auc_from_a_leave_one_out_sweep():
 
 def test_runs_without_held_out_types_make_no_table():
     plain = record("hgb", "none", {"click_flood": 0.9})
-    plain["data"]["types_seen_in_training"] = ["click_flood", "brushing", "scraping"]
+    plain.data["types_seen_in_training"] = ["click_flood", "brushing", "scraping"]
     assert seen_vs_unseen([plain]) == []
 
 
@@ -92,7 +95,7 @@ def test_held_out_runs_of_other_configs_are_not_pooled():
         record("hgb", "brushing", {"click_flood": 1.0, "brushing": 0.5}),
     ]
     other = record("hgb", "brushing", {"click_flood": 0.7, "brushing": 0.1}, seed=1)
-    other["run_id"] = "other-epochs"
-    other["config"] = {**other["config"], "train": {"epochs": 1}}
+    other.run_id = "other-epochs"
+    other.config = {**other.config, "train": {"epochs": 1}}
     entries = seen_vs_unseen([*records, other])
     assert [e.unseen for e in entries] == [{"click_flood": 0.6, "brushing": 0.5}]

@@ -34,12 +34,12 @@ def ignored_sections(framework: str) -> tuple[str, ...]:
     return ("framework", "objective") if framework == BASELINE_FRAMEWORK else ()
 
 
-def replicate_key(record: Mapping[str, Any], length: int = 10) -> str:
-    """The hash of a run record's config without its seed (and noise keys, and the sections
-    its detector ignores): runs with equal keys differ in the seed alone, so they are
-    replicates of one configuration and only they may be pooled over seeds."""
-    ignored = ignored_sections(str(record.get("framework")))
-    return run_id(record.get("config", {}), (*NOISE_KEYS, *ignored, "seed"), length)
+def replicate_key(config: Mapping[str, Any], framework: str, length: int = 10) -> str:
+    """The hash of a run's config without its seed (and noise keys, and the sections its
+    detector, of ``framework``, ignores): runs with equal keys differ in the seed alone, so
+    they are replicates of one configuration and only they may be pooled over seeds."""
+    ignored = ignored_sections(framework)
+    return run_id(config, (*NOISE_KEYS, *ignored, "seed"), length)
 
 
 def run_id(config: Mapping[str, Any], noise_keys: tuple[str, ...], length: int = 10) -> str:

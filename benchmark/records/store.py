@@ -14,7 +14,6 @@ runs on another machine or a file system where SQLite locking is unsafe) and lis
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.records import strict_json
+from benchmark.records.record import RecordError, RunRecord, RunStatus, dumps, load, loads
 
 STORE_FILE = "runs.sqlite"
 # What every run folder holds (results/<experiment>/<run_id>/).
@@ -97,23 +96,23 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
             ) from err
 
 
-def attempt_of(record: dict) -> str:
+def attempt_of(record: RunRecord) -> str:
     """What makes one attempt unique: its random ``attempt_id`` (records written before it
     existed fall back to run id, start, end and wall time)."""
-    if record.get("attempt_id"):
-        return str(record["attempt_id"])
-    parts = (record.get(k) for k in ("run_id", "started_at", "finished_at", "wall_seconds"))
+    if record.attempt_id:
+        return record.attempt_id
+    parts = (record.run_id, record.started_at, record.finished_at, record.wall_seconds)
     return "|".join(str(p) for p in parts)
 
 
-def append(path: Path, record: dict) -> bool:
+def append(path: Path, record: RunRecord) -> bool:
     """Add ``record``; False if this exact attempt is already there."""
-    values = [record.get(c) for c in COLUMNS]
+    values = [getattr(record, c) for c in COLUMNS]
     with connect(path) as conn:
         cur = conn.execute(
             f"INSERT OR IGNORE INTO runs ({', '.join(COLUMNS)}, attempt, record) "
             f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})",
-            [*values, attempt_of(record), strict_json.dumps(record)],
+            [*values, attempt_of(record), dumps(record, indent=None)],
         )
         return cur.rowcount == 1
 
@@ -130,7 +129,7 @@ def attempts(path: Path, run_id: str) -> list[Attempt]:
     return [Attempt(*row) for row in rows]
 
 
-def records(path: Path, latest_only: bool = True) -> list[dict]:
+def records(path: Path, latest_only: bool = True) -> list[RunRecord]:
     """Stored records, oldest first; with ``latest_only`` the last attempt of each run id."""
     if not path.exists():
         return []
@@ -138,7 +137,7 @@ def records(path: Path, latest_only: bool = True) -> list[dict]:
     if latest_only:
         query += " WHERE id IN (SELECT MAX(id) FROM runs GROUP BY run_id)"
     with connect(path) as conn:
-        return [json.loads(row[0]) for row in conn.execute(query + " ORDER BY id")]
+        return [loads(row[0]) for row in conn.execute(query + " ORDER BY id")]
 
 
 def ingest(results_dir: Path) -> tuple[int, int]:
@@ -147,11 +146,11 @@ def ingest(results_dir: Path) -> tuple[int, int]:
     added = present = 0
     for file in sorted(Path(results_dir).rglob(RECORD_FILE)):
         try:
-            record = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+            record = load(file)
+        except (OSError, RecordError) as err:
             print(f"warning: skipped {file}: {err}", file=sys.stderr)
             continue
-        if record.get("status") == "running":
+        if record.status == RunStatus.running:
             continue
         if append(store_path(results_dir), record):
             added += 1

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.evaluation.metrics import pr_curve, roc_curve
+from benchmark.records.record import RunRecord, RunStatus, to_dict
 from benchmark.records.store import SCORES_FILE
 
 log = logging.getLogger("benchmark")
@@ -39,21 +40,22 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def summary_of(record: dict) -> dict[str, Any]:
+def summary_of(record: RunRecord) -> dict[str, Any]:
     """The scalar results of a record as W&B summary keys (metrics/..., timing/..., ...)."""
-    keep = {k: record[k] for k in ("metrics", "timing", "training", "n_params") if k in record}
-    keep["status"] = record["status"]
-    if record.get("error"):
-        keep["error"] = record["error"]
-    flat = flatten({k: v for k, v in keep.items() if k != "training"})
-    training = {k: v for k, v in record.get("training", {}).items() if k != "history"}
+    values = to_dict(record)
+    keep = {k: values[k] for k in ("metrics", "timing", "n_params") if values[k] is not None}
+    keep["status"] = record.status.value
+    if record.error:
+        keep["error"] = record.error
+    flat = flatten(keep)
+    training = {k: v for k, v in values["training"].items() if k != "history"}
     flat.update(flatten(training, "training/"))
     return flat
 
 
-def tags_of(record: dict, extra: list[str]) -> list[str]:
+def tags_of(record: RunRecord, extra: list[str]) -> list[str]:
     fields = ("model", "framework", "objective", "dataset", "anomaly")
-    return [f"{f}:{record.get(f)}" for f in fields] + list(extra)
+    return [f"{f}:{getattr(record, f)}" for f in fields] + list(extra)
 
 
 def _downsample(*curves: np.ndarray, points: int = CURVE_POINTS) -> list[np.ndarray]:
@@ -62,7 +64,7 @@ def _downsample(*curves: np.ndarray, points: int = CURVE_POINTS) -> list[np.ndar
     return [c[index] for c in curves]
 
 
-def track(logger_cfg, record: dict, run_dir: Path, results_dir: Path) -> dict:
+def track(logger_cfg, record: RunRecord, run_dir: Path, results_dir: Path) -> dict:
     """Log ``record`` (and its run folder's scores) to W&B as configured. Never raises:
     returns ``{"status": "ok"|"failed"|"off", ...}`` for the record."""
     if logger_cfg.name == "none":
@@ -91,7 +93,7 @@ def _mode(logger_cfg) -> str:
     return "offline" if logger_cfg.name == "wandb_offline" else "online"
 
 
-def init_kwargs(logger_cfg, record: dict, results_dir: Path) -> dict:
+def init_kwargs(logger_cfg, record: RunRecord, results_dir: Path) -> dict:
     import wandb
 
     wandb_dir = Path(results_dir)
@@ -101,28 +103,28 @@ def init_kwargs(logger_cfg, record: dict, results_dir: Path) -> dict:
         project=logger_cfg.project or os.environ.get("WANDB_PROJECT"),
         entity=logger_cfg.entity or os.environ.get("WANDB_ENTITY"),
         dir=str(wandb_dir),
-        name=f"{record['experiment']}/{record['run_id']}",
-        group=logger_cfg.group or record["experiment"],
-        job_type=record.get("objective"),
+        name=f"{record.experiment}/{record.run_id}",
+        group=logger_cfg.group or record.experiment,
+        job_type=record.objective,
         tags=tags_of(record, list(logger_cfg.tags)),
-        config={**record.get("config", {}), "provenance": record.get("provenance", {})},
+        config={**record.config, "provenance": to_dict(record)["provenance"]},
         reinit="create_new",
         settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
     )
 
 
-def log_run(wandb, run, record: dict, run_dir: Path) -> None:
+def log_run(wandb, run, record: RunRecord, run_dir: Path) -> None:
     """Per-epoch curves as history, results as summary, per-type metrics and curves as tables."""
-    for row in record.get("training", {}).get("history", []):
+    for row in record.training.get("history", []):
         run.log({f"epoch/{k}": v for k, v in row.items()}, step=int(row["epoch"]))
     for key, value in summary_of(record).items():
         run.summary[key] = value
-    per_type = record.get("metrics", {}).get("per_type", {})
+    per_type = record.metrics.per_type if record.metrics else {}
     if per_type:
         table = wandb.Table(columns=["anomaly_type", "roc_auc"], data=list(per_type.items()))
         run.log({"per_type_roc_auc": table})
     scores = Path(run_dir) / SCORES_FILE
-    if record["status"] == "ok" and scores.exists():
+    if record.status == RunStatus.ok and scores.exists():
         log_curves(wandb, run, scores)
 
 

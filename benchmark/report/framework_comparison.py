@@ -10,19 +10,19 @@ import sys
 from collections import defaultdict
 
 from benchmark.evaluation.stats import mean_ci, paired_comparison
+from benchmark.records.record import RunRecord
 from benchmark.report import render
 from benchmark.report.table import load_records, results_dir_arg
 
 FRAMEWORKS = ("torch", "jax")
 
 
-def paired_auc(records: list[dict]) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
+def paired_auc(records: list[RunRecord]) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
     """(model, objective) -> framework -> seed -> ROC-AUC, over successful deep runs."""
     out: dict = defaultdict(lambda: defaultdict(dict))
     for r in records:
-        if r.get("status") == "ok" and r.get("framework") in FRAMEWORKS:
-            key = (r["model"], r["objective"])
-            out[key][r["framework"]][r["config"]["seed"]] = r["metrics"]["roc_auc"]
+        if r.metrics is not None and r.is_ok and r.framework in FRAMEWORKS:
+            out[(r.model, r.objective)][r.framework][r.seed] = r.metrics.roc_auc
     return out
 
 
@@ -38,7 +38,7 @@ COMPARISON_HEADER = [
 ]
 
 
-def comparison_table(records: list[dict]) -> str:
+def comparison_table(records: list[RunRecord]) -> str:
     rows = []
     for (model, objective), by_fw in sorted(paired_auc(records).items()):
         seeds = sorted(set(by_fw["torch"]) & set(by_fw["jax"]))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.records.record import RunRecord
 from benchmark.report import plots, render
 from benchmark.report.selection import (
     CrossSetting,
@@ -140,7 +141,7 @@ class Report:
     cross: list[CrossSetting]  # one per detection setting
     unseen: list[SeenUnseen]  # per-type ROC-AUC seen vs held out of training
     cd_plots: dict[str, Path]  # detection setting -> critical-difference diagram
-    failures: list[dict]
+    failures: list[RunRecord]
     hardware: str
 
 
@@ -170,11 +171,11 @@ def fast_paths_text(environment: dict) -> str:
     return ", ".join(on) or "-"
 
 
-def speed_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+def speed_table(runs: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
     """The timing protocol's figures per candidate (first seed each): throughput per batch
     size, latency percentiles, first-call time, peak memory, precision and fast paths."""
-    timed = [r for r in _first_seed_each(runs) if r.get("timing", {}).get("inference")]
-    batches = sorted({k for r in timed for k in r["timing"]["inference"]}, key=batch_size_of)
+    timed = [r for r in _first_seed_each(runs) if r.timing.inference]
+    batches = sorted({k for r in timed for k in r.timing.inference}, key=batch_size_of)
     header = [
         "model",
         *[f"infer seq/s b{batch_size_of(b)}" for b in batches],
@@ -188,21 +189,20 @@ def speed_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
         "fast paths",
     ]
     body = []
-    for r in sorted(timed, key=lambda r: (r["model"], r["framework"])):
-        t = r["timing"]
-        lat = t.get("latency_ms", {})
-        b1, b32 = lat.get("batch_1", {}), lat.get("batch_32", {})
-        env = t.get("environment", {})
-        first = max((v["first_call_s"] for v in t["inference"].values()), default=None)
+    for r in sorted(timed, key=lambda r: (r.model, r.framework)):
+        t = r.timing
+        b1, b32 = t.batch_1_latency(), t.latency_ms.get("batch_32", {})
+        env = t.environment
+        first = max((v["first_call_s"] for v in t.inference.values()), default=None)
         body.append(
             [
-                f"{r['model']}/{r['framework']}",
-                *[fmt(t["inference"].get(b, {}).get("seq_per_s")) for b in batches],
-                fmt(t.get("train", {}).get("seq_per_s")),
+                f"{r.model}/{r.framework}",
+                *[fmt(t.inference.get(b, {}).get("seq_per_s")) for b in batches],
+                fmt((t.train or {}).get("seq_per_s")),
                 f"{fmt(b1.get('p50'))} / {fmt(b1.get('p99'))}",
                 fmt(b32.get("p99")),
                 fmt(first),
-                fmt(t.get("peak_memory_mb")),
+                fmt(t.peak_memory_mb),
                 str(env.get("device", "-")),
                 str(env.get("precision", {}).get("compute", "-")),
                 fast_paths_text(env),
@@ -211,12 +211,12 @@ def speed_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def hardware_of(records: list[dict]) -> str:
+def hardware_of(records: list[RunRecord]) -> str:
     """The most common device description among the records (e.g. 'CPU: AMD EPYC ... x2')."""
     names: Counter[str] = Counter()
     for r in records:
-        hw = r.get("provenance", {}).get("hardware", {})
-        device = r.get("timing", {}).get("environment", {}).get("device")
+        hw = r.provenance.hardware
+        device = r.timing.environment.get("device")
         gpu = device if device and device != "cpu" else None
         names[gpu or f"CPU: {hw.get('cpu', '?')} x{hw.get('cpu_count', '?')}"] += 1
     return names.most_common(1)[0][0] if names else "unknown hardware"
@@ -256,7 +256,7 @@ def build(root: Path, out_dir: Path | None = None) -> Report:
     )
 
 
-def draw_section(section: Section, runs: list[dict], stem: Path) -> dict[str, Path]:
+def draw_section(section: Section, runs: list[RunRecord], stem: Path) -> dict[str, Path]:
     ranked = sorted(section.rows, key=lambda r: r.rank)
     drawn = {
         "pareto_latency": plots.pareto(
@@ -292,10 +292,10 @@ def draw_section(section: Section, runs: list[dict], stem: Path) -> dict[str, Pa
     return {k: v for k, v in drawn.items() if v is not None}
 
 
-def _first_seed_each(runs: list[dict]) -> list[dict]:
+def _first_seed_each(runs: list[RunRecord]) -> list[RunRecord]:
     seen, out = set(), []
-    for r in sorted(runs, key=lambda r: (r["model"], r["framework"], r["objective"], r["seed"])):
-        key = (r["model"], r["framework"], r["objective"])
+    for r in sorted(runs, key=lambda r: (r.model, r.framework, r.objective, r.seed)):
+        key = (r.model, r.framework, r.objective)
         if key not in seen:
             seen.add(key)
             out.append(r)
@@ -377,13 +377,11 @@ def to_markdown(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def failure_line(record: dict) -> str:
+def failure_line(r: RunRecord) -> str:
     """One markdown bullet for a failed run: which run, where it stopped and why."""
-    r = record
     return (
-        f"- `{r.get('run_id')}` {r.get('dataset')} {r.get('model')}/{r.get('framework')}/"
-        f"{r.get('objective')} seed {r.get('seed')}: {r.get('failed_phase', '?')} phase, "
-        f"{r.get('error')}"
+        f"- `{r.run_id}` {r.dataset} {r.model}/{r.framework}/{r.objective} seed {r.seed}: "
+        f"{r.failed_phase or '?'} phase, {r.error}"
     )
 
 
@@ -542,8 +540,8 @@ def to_html(report: Report) -> str:
     if report.failures:
         parts += ["<h2>Failed runs</h2><ul>"]
         parts += [
-            f"<li><code>{html.escape(f['run_id'])}</code> {html.escape(f['model'])}: "
-            f"{html.escape(str(f.get('error')))}</li>"
+            f"<li><code>{html.escape(f.run_id)}</code> {html.escape(f.model)}: "
+            f"{html.escape(str(f.error))}</li>"
             for f in report.failures
         ]
         parts += ["</ul>"]

@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmark.evaluation.metrics import per_type_roc_auc, pr_curve, roc_auc, roc_curve
 from benchmark.evaluation.stats import Friedman
+from benchmark.records.record import RunRecord
 from benchmark.records.store import SCORES_FILE
 from benchmark.report.selection import Row, pareto_optimal
 
@@ -230,25 +231,25 @@ def _cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
     return out
 
 
-def training_curves(records: list[dict], title: str, stem: Path) -> Path | None:
+def training_curves(records: list[RunRecord], title: str, stem: Path) -> Path | None:
     """Training and validation loss per epoch of each deep run given (one panel per run)."""
-    runs = [r for r in records if r.get("training", {}).get("history")]
+    runs = [r for r in records if r.training.get("history")]
     if not runs:
         return None
     cols = min(4, len(runs))
     rows = math.ceil(len(runs) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for ax, r in zip(axes.ravel(), runs, strict=False):
-        hist = r["training"]["history"]
+        hist = r.training["history"]
         epochs = [h["epoch"] for h in hist]
         ax.plot(epochs, [h["train_loss"] for h in hist], marker=".", label="train")
         ax.plot(epochs, [h["val_loss"] for h in hist], marker=".", label="validation")
-        best = r["training"].get("best_epoch")
+        best = r.training.get("best_epoch")
         if best:
             ax.axvline(best, ls=":", color="0.5", label="restored")
-        ax.set_title(f"{r['model']}/{r['framework']}/{r['objective']}", fontsize=8)
+        ax.set_title(f"{r.model}/{r.framework}/{r.objective}", fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
-        ax.set_ylabel(f"{r['objective']} loss", fontsize=8)
+        ax.set_ylabel(f"{r.objective} loss", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(runs) :]:

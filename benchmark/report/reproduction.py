@@ -10,7 +10,6 @@ otherwise the table says by how much it differs, beside the facts that explain s
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections import defaultdict
@@ -20,8 +19,8 @@ from pathlib import Path
 from benchmark.evaluation.stats import MeanCI, mean_ci
 from benchmark.records.atomic import write_atomic
 from benchmark.records.identity import NOISE_KEYS, ignored_sections, replicate_key
-from benchmark.records.store import RECORD_FILE
-from benchmark.report import render
+from benchmark.records.record import RunRecord, RunStatus
+from benchmark.report import render, table
 from benchmark.report.page import failure_line
 from benchmark.report.selection import differing_keys, latest_per_run, one_per_seed
 
@@ -73,28 +72,28 @@ class Setup:
     threshold: str
     fixed_threshold: float
     groups: list[Group]
-    failed: list[dict]
+    failed: list[RunRecord]
 
 
-def load_records(root: Path) -> dict[str, list[dict]]:
+def load_records(root: Path) -> dict[str, list[RunRecord]]:
     """Run records of every ``paper_*`` experiment folder under ``root``, by experiment."""
-    found: dict[str, list[dict]] = defaultdict(list)
-    for folder in sorted(Path(root).glob(f"{PREFIX}*")):
-        for file in sorted(folder.glob(f"*/{RECORD_FILE}")):
-            record = json.loads(file.read_text(encoding="utf-8"))
-            found[folder.name].append(record)
-    return dict(found)
+    found = {
+        folder.name: table.load_records(folder)
+        for folder in sorted(Path(root).glob(f"{PREFIX}*"))
+        if folder.is_dir()
+    }
+    return {name: records for name, records in found.items() if records}
 
 
-def majority_accuracy(record: dict) -> float:
+def majority_accuracy(record: RunRecord) -> float:
     """Accuracy of a detector that calls everything normal, on this run's test split."""
-    m = record["metrics"]
-    return 1.0 - m["n_test_anomalies"] / m["n_test"]
+    m = record.result
+    return 1.0 - m.n_test_anomalies / m.n_test
 
 
-def training_log(record: dict) -> dict[str, float]:
+def training_log(record: RunRecord) -> dict[str, float]:
     """The TRAINING_LOG figures of one run (those its history has)."""
-    history = (record.get("training") or {}).get("history") or []
+    history = record.training.get("history") or []
     return {
         name: float(history[epoch][field])
         for name, (field, epoch) in TRAINING_LOG.items()
@@ -102,31 +101,31 @@ def training_log(record: dict) -> dict[str, float]:
     }
 
 
-def run_metrics(runs: list[dict]) -> dict[str, MeanCI]:
+def run_metrics(runs: list[RunRecord]) -> dict[str, MeanCI]:
     """Mean and interval over runs of each test metric and each training-log figure that
     every run has."""
     logs = [training_log(r) for r in runs]
-    found = {m: [r["metrics"][m] for r in runs] for m in METRICS}
+    found = {m: [getattr(r.result, m) for r in runs] for m in METRICS}
     for name in TRAINING_LOG:
         if all(name in log for log in logs):
             found[name] = [log[name] for log in logs]
     return {name: mean_ci(values) for name, values in found.items()}
 
 
-def alternative_roc_auc(runs: list[dict]) -> dict[str, MeanCI]:
+def alternative_roc_auc(runs: list[RunRecord]) -> dict[str, MeanCI]:
     """ROC-AUC of each alternative score every run recorded (the objective's own score and
     the other PCA statistic when a setup scores by PCA), mean over runs."""
-    found = [r["metrics"].get("alternative_roc_auc") or {} for r in runs]
+    found = [r.result.alternative_roc_auc for r in runs]
     names = set.intersection(*(set(f) for f in found)) if found else set()
     return {name: mean_ci([f[name] for f in found]) for name in sorted(names)}
 
 
-def train_majority_accuracy(record: dict) -> float:
+def train_majority_accuracy(record: RunRecord) -> float:
     """Training accuracy of always answering "normal" (the largest class)."""
-    return 1.0 - record["data"]["splits"]["train"]["contamination"]
+    return 1.0 - record.data["splits"]["train"]["contamination"]
 
 
-def row_variants(by_row: dict[tuple, list[dict]]) -> dict[tuple, str]:
+def row_variants(by_row: dict[tuple, list[RunRecord]]) -> dict[tuple, str]:
     """For rows sharing dataset, model and framework: the config keys they differ on."""
     out = dict.fromkeys(by_row, "")
     names: dict[tuple, list[tuple]] = defaultdict(list)
@@ -134,23 +133,23 @@ def row_variants(by_row: dict[tuple, list[dict]]) -> dict[tuple, str]:
         names[key[:3]].append(key)
     for keys in names.values():
         if len(keys) > 1:
-            configs = [by_row[k][0].get("config", {}) for k in keys]
-            ignore = ("seed", *NOISE_KEYS, *ignored_sections(by_row[keys[0]][0]["framework"]))
+            configs = [by_row[k][0].config for k in keys]
+            ignore = ("seed", *NOISE_KEYS, *ignored_sections(by_row[keys[0]][0].framework))
             out.update(zip(keys, differing_keys(configs, ignore), strict=True))
     return out
 
 
-def summarise(experiment: str, records: list[dict]) -> Setup:
-    ok = [r for r in records if r.get("status") == "ok"]
-    failed = [r for r in records if r.get("status") == "failed"]
+def summarise(experiment: str, records: list[RunRecord]) -> Setup:
+    ok = [r for r in records if r.is_ok]
+    failed = [r for r in records if r.status == RunStatus.failed]
     if not ok and not failed:
         raise ValueError(f"{experiment}: no finished runs")
-    config = (ok or failed)[0]["config"]
+    config = (ok or failed)[0].config
     # Pooled as seeds only when the configs differ in the seed alone (so scale=ci and
     # scale=paper runs, or two sweeps of other sizes, are rows of their own), one run per seed.
-    by_row: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
+    by_row: dict[tuple[str, str, str, str], list[RunRecord]] = defaultdict(list)
     for r in latest_per_run(ok):
-        by_row[(r["dataset"], r["model"], r["framework"], replicate_key(r))].append(r)
+        by_row[(r.dataset, r.model, r.framework, replicate_key(r.config, r.framework))].append(r)
     variants = row_variants(by_row)
     groups = [
         Group(
@@ -159,7 +158,7 @@ def summarise(experiment: str, records: list[dict]) -> Setup:
             framework=framework,
             metrics=run_metrics(runs),
             majority_accuracy=mean_ci([majority_accuracy(r) for r in runs]),
-            seeds=tuple(r["seed"] for r in runs),
+            seeds=tuple(r.seed for r in runs),
             train_majority_accuracy=mean_ci([train_majority_accuracy(r) for r in runs]),
             alternative_roc_auc=alternative_roc_auc(runs),
             variant=variants[key],

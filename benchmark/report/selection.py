@@ -1,7 +1,7 @@
 """Model selection from run records: one row per detector and setting, aggregated over seeds,
 with ranks, Pareto flags, budget recommendations and the statistics behind them.
 
-Pure functions of records (dicts as written by ``benchmark.run.experiment``); NumPy and SciPy only.
+Pure functions of run records (``benchmark.records.record``); NumPy and SciPy only.
 A *candidate* is (model, framework, objective); a *setting* is (dataset, anomaly setting,
 severity). Seeds are the replicates. Higher ROC-AUC is better; lower latency and memory are.
 """
@@ -24,6 +24,7 @@ from benchmark.evaluation.stats import (
     paired_comparison,
 )
 from benchmark.records.identity import NOISE_KEYS, ignored_sections, replicate_key, run_id
+from benchmark.records.record import RunRecord, RunStatus, Timing
 from benchmark.timing.protocol import largest_batch
 
 MIN_SEEDS_FOR_TESTS = 6  # fewer pairs cannot give an exact signed-rank p below 0.05
@@ -58,7 +59,7 @@ class Row:
     pareto_latency: bool | None = None
     pareto_memory: bool | None = None
     variant: str = ""  # the config keys it differs on, shown only when two rows share a name
-    records: list[dict] = field(default_factory=list, repr=False)  # its runs, one per seed
+    records: list[RunRecord] = field(default_factory=list, repr=False)  # its runs, one per seed
     detection: str = ""  # the detection setting: supervised, semi_supervised, unsupervised
     latency_spread: tuple[float, float] | None = None  # lowest and highest block p99 (ms)
     latency_interference: bool = False  # a run's p99/p50 says the machine interfered
@@ -79,96 +80,88 @@ def display_name(model: str, framework: str, objective: str) -> str:
 SETTING_SECTIONS = ("dataset", "anomaly", "data_seed", "setting")
 
 
-def setting_key(record: dict) -> str:
+def setting_key(record: RunRecord) -> str:
     """A short hash of the record's setting sections."""
-    config = record.get("config", {})
-    return run_id({k: config.get(k) for k in SETTING_SECTIONS}, (), length=6)
+    return run_id({k: record.config.get(k) for k in SETTING_SECTIONS}, (), length=6)
 
 
-def detection_setting(record: dict) -> str:
+def detection_setting(record: RunRecord) -> str:
     """The record's detection setting (supervised, semi_supervised, unsupervised); records
     written before settings existed are classed by their objective."""
-    if record.get("setting"):
-        return str(record["setting"])
-    supervised = record["framework"] != "numpy" and record.get("objective") in (
-        "classify",
-        "classify_type",
-    )
+    if record.setting:
+        return record.setting
+    supervised = not record.is_baseline and record.objective in ("classify", "classify_type")
     return "supervised" if supervised else "unsupervised"
 
 
-def setting_of(record: dict) -> str:
-    severity = record.get("config", {}).get("anomaly", {}).get("severity")
-    label = f"{record['dataset']} / {record['anomaly']}"
+def setting_of(record: RunRecord) -> str:
+    severity = record.config.get("anomaly", {}).get("severity")
+    label = f"{record.dataset} / {record.anomaly}"
     label = label if severity is None else f"{label} (severity {severity:g})"
     return f"{label} / {detection_setting(record)}"
 
 
-def candidate_of(record: dict) -> tuple[str, str, str]:
-    baseline = record["framework"] == "numpy"
-    return record["model"], record["framework"], "-" if baseline else record["objective"]
+def candidate_of(record: RunRecord) -> tuple[str, str, str]:
+    return record.model, record.framework, "-" if record.is_baseline else record.objective
 
 
-def latest_per_run(records: list[dict]) -> list[dict]:
+def latest_per_run(records: list[RunRecord]) -> list[RunRecord]:
     """One record per run id (the config hash): the last finished, so a config that appears
     in two experiment folders counts once."""
-    latest: dict[str, dict] = {}
+    latest: dict[str, RunRecord] = {}
     for r in records:
-        rid = str(r.get("run_id"))
-        if rid not in latest or str(r.get("finished_at")) >= str(latest[rid].get("finished_at")):
-            latest[rid] = r
+        if r.run_id not in latest or str(r.finished_at) >= str(latest[r.run_id].finished_at):
+            latest[r.run_id] = r
     return list(latest.values())
 
 
-def latency_of(record: dict) -> tuple[float | None, str]:
+def latency_of(record: RunRecord) -> tuple[float | None, str]:
     """(milliseconds, what it measures): batch-1 p99 when the timing protocol recorded it
     (the median of its blocks' p99, stable between identical runs, where recorded), else the
     mean time per sequence of the evaluation pass (batched, a throughput figure)."""
-    timing = record.get("timing", {})
-    batch_1 = _batch_1(record)
+    batch_1 = record.timing.batch_1_latency()
     if batch_1.get("p99_block_median") is not None:
         return float(batch_1["p99_block_median"]), "p99 batch-1 latency (median of 5 blocks)"
     p99 = batch_1.get("p99")
     if p99 is not None:
         return float(p99), "p99 batch-1 latency"
-    rate = timing.get("infer_seq_per_s")
+    rate = record.timing.infer_seq_per_s
     if rate:
         return 1000.0 / rate, "mean time per sequence in batched scoring"
     return None, "not measured"
 
 
-def latency_range(records: list[dict]) -> tuple[float, float] | None:
+def latency_range(records: list[RunRecord]) -> tuple[float, float] | None:
     """The spread of the budget latency over a row's runs: the lowest and highest block p99
     of any of them (None without block figures)."""
-    ranges = [x for r in records if (x := _batch_1(r).get("p99_block_range"))]
+    ranges = [x for r in records if (x := r.timing.batch_1_latency().get("p99_block_range"))]
     if not ranges:
         return None
     return min(x[0] for x in ranges), max(x[1] for x in ranges)
 
 
-def interfered(records: list[dict]) -> bool:
+def interfered(records: list[RunRecord]) -> bool:
     """Any run's batch-1 latency flagged as interference (p99/p50 beyond the bound)."""
-    return any(_batch_1(r).get("interference") for r in records)
+    return any(r.timing.batch_1_latency().get("interference") for r in records)
 
 
-def _batch_1(record: dict) -> dict:
-    """The record's batch-1 latency figures (empty when the timing protocol did not run)."""
-    return record.get("timing", {}).get("latency_ms", {}).get("batch_1", {})
-
-
-def train_rate(timing: dict) -> float | None:
+def train_rate(timing: Timing) -> float | None:
     """Training sequences/s: the timing protocol's figure (full optimiser steps, no host
     sync), else the fit's average (which includes validation and data handling)."""
-    return timing.get("train", {}).get("seq_per_s") or timing.get("train_seq_per_s")
+    return (timing.train or {}).get("seq_per_s") or timing.train_seq_per_s
 
 
-def infer_rate(timing: dict) -> float | None:
+def infer_rate(timing: Timing) -> float | None:
     """Inference sequences/s: the protocol's figure at its largest batch size, else the
     evaluation pass's average."""
-    by_batch = timing.get("inference", {})
-    if by_batch:
-        return by_batch[largest_batch(by_batch)]["seq_per_s"]
-    return timing.get("infer_seq_per_s")
+    if timing.inference:
+        return timing.inference[str(largest_batch(timing.inference))]["seq_per_s"]
+    return timing.infer_seq_per_s
+
+
+def _number(value: float | None) -> float:
+    """NaN for a metric that was undefined (``None`` in the record)."""
+    return math.nan if value is None else float(value)
 
 
 def _median(values: list) -> float | None:
@@ -181,21 +174,22 @@ def _mean(values: list) -> float:
     return float(np.mean(kept)) if kept else math.nan
 
 
-def ok_records(records: list[dict]) -> list[dict]:
-    return [r for r in records if r.get("status") == "ok" and "metrics" in r]
+def ok_records(records: list[RunRecord]) -> list[RunRecord]:
+    return [r for r in records if r.is_ok]
 
 
-def failed_records(records: list[dict]) -> list[dict]:
-    return [r for r in records if r.get("status") == "failed"]
+def failed_records(records: list[RunRecord]) -> list[RunRecord]:
+    return [r for r in records if r.status == RunStatus.failed]
 
 
-def aggregate(records: list[dict]) -> list[Row]:
+def aggregate(records: list[RunRecord]) -> list[Row]:
     """Rows per (setting, candidate), ranked within each setting, Pareto flags set. Runs pool
     as the seeds of one row only when their configs differ in the seed alone
     (``replicate_key``), one run per seed."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for r in ok_records(latest_per_run(records)):
-        key = (setting_of(r), setting_key(r), *candidate_of(r), replicate_key(r))
+        replicates = replicate_key(r.config, r.framework)
+        key = (setting_of(r), setting_key(r), *candidate_of(r), replicates)
         groups[key].append(r)
     rows = [_row(key, one_per_seed(rs)) for key, rs in groups.items()]
     _disambiguate(rows, list(groups))
@@ -212,11 +206,11 @@ def aggregate(records: list[dict]) -> list[Row]:
     return out
 
 
-def one_per_seed(runs: list[dict]) -> list[dict]:
+def one_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
     """The latest finished run of each seed, in seed order."""
-    latest: dict[int, dict] = {}
-    for r in sorted(runs, key=lambda r: str(r.get("finished_at"))):
-        latest[r["seed"]] = r
+    latest: dict[int, RunRecord] = {}
+    for r in sorted(runs, key=lambda r: str(r.finished_at)):
+        latest[r.seed] = r
     return [latest[seed] for seed in sorted(latest)]
 
 
@@ -251,7 +245,7 @@ def _disambiguate(rows: list[Row], keys: list[tuple]) -> None:
     on added to their name."""
     by_label: dict[str, dict[str, dict]] = defaultdict(dict)
     for row, key in zip(rows, keys, strict=True):
-        by_label[key[0]].setdefault(key[1], row.records[0].get("config", {}))
+        by_label[key[0]].setdefault(key[1], row.records[0].config)
     setting_names = {}
     for label, configs in by_label.items():
         if len(configs) > 1:
@@ -265,7 +259,7 @@ def _disambiguate(rows: list[Row], keys: list[tuple]) -> None:
         clashes[(row.setting, row.name)].append(row)
     for same in clashes.values():
         if len(same) > 1:
-            same_configs = [r.records[0].get("config", {}) for r in same]
+            same_configs = [r.records[0].config for r in same]
             ignore = ("seed", *NOISE_KEYS, *ignored_sections(same[0].framework))
             for row, diff in zip(same, differing_keys(same_configs, ignore), strict=True):
                 row.variant = diff
@@ -275,41 +269,42 @@ def _key(x: float) -> float:
     return -math.inf if math.isnan(x) else x
 
 
-def _row(key: tuple, runs: list[dict]) -> Row:
+def _row(key: tuple, runs: list[RunRecord]) -> Row:
     setting, _, model, framework, objective, _ = key  # setting hash, replicate key unused
-    aucs = [r["metrics"]["roc_auc"] for r in runs]
+    metrics = [r.metrics for r in runs if r.metrics is not None]
+    aucs = [_number(m.roc_auc) for m in metrics]
     if len(runs) == 1:  # no seed spread: the run's own bootstrap over its test sequences
-        low, high = runs[0]["metrics"].get("roc_auc_ci", [math.nan, math.nan])
+        low, high = (_number(x) for x in metrics[0].roc_auc_ci)
         mean, kind = aucs[0], "bootstrap over test sequences"
     else:
         ci = mean_ci(aucs, bounds=UNIT_INTERVAL)
         mean, low, high, kind = ci.mean, ci.low, ci.high, "t over seeds"
-    per_type: dict[str, list[float]] = defaultdict(list)
-    for r in runs:
-        for t, v in r["metrics"].get("per_type", {}).items():
+    per_type: dict[str, list[float | None]] = defaultdict(list)
+    for m in metrics:
+        for t, v in m.per_type.items():
             per_type[t].append(v)
-    timing = [r.get("timing", {}) for r in runs]
+    timing = [r.timing for r in runs]
     return Row(
         setting=setting,
         model=model,
         framework=framework,
         objective=objective,
-        seeds=[r["seed"] for r in runs],
+        seeds=[r.seed for r in runs],
         roc_auc=aucs,
         roc_auc_mean=mean,
         roc_auc_low=low,
         roc_auc_high=high,
         ci_kind=kind,
-        pr_auc=_mean([r["metrics"]["pr_auc"] for r in runs]),
-        f1=_mean([r["metrics"]["f1"] for r in runs]),
-        recall_at_1pct_fpr=_mean([r["metrics"]["recall_at_1pct_fpr"] for r in runs]),
+        pr_auc=_mean([m.pr_auc for m in metrics]),
+        f1=_mean([m.f1 for m in metrics]),
+        recall_at_1pct_fpr=_mean([m.recall_at_1pct_fpr for m in metrics]),
         per_type={t: _mean(v) for t, v in per_type.items()},
         train_seq_per_s=_median([train_rate(t) for t in timing]),
         infer_seq_per_s=_median([infer_rate(t) for t in timing]),
         latency_ms=_median([latency_of(r)[0] for r in runs]),
-        n_params=runs[0].get("n_params"),
-        peak_memory_mb=_median([t.get("peak_memory_mb") for t in timing]),
-        run_dirs=[r.get("run_dir", "") for r in runs],
+        n_params=runs[0].n_params,
+        peak_memory_mb=_median([t.peak_memory_mb for t in timing]),
+        run_dirs=[r.run_dir for r in runs],
         records=runs,
         detection=detection_setting(runs[0]),
         latency_spread=latency_range(runs),
@@ -516,7 +511,7 @@ class SeenUnseen:
         return _mean([values[t] for t in self.types])
 
 
-def seen_vs_unseen(records: list[dict]) -> list[SeenUnseen]:
+def seen_vs_unseen(records: list[RunRecord]) -> list[SeenUnseen]:
     """Per setting and detector, for the types some run held out of training: per-type
     ROC-AUC seen vs unseen (a leave-one-type-out sweep gives both for every type). Runs pool
     only when their configs differ in the seed and ``anomaly.holdout`` alone."""
@@ -524,11 +519,11 @@ def seen_vs_unseen(records: list[dict]) -> list[SeenUnseen]:
         lambda: {"seen": defaultdict(list), "unseen": defaultdict(list)}
     )
     for r in ok_records(latest_per_run(records)):
-        seen = r.get("data", {}).get("types_seen_in_training")
-        if not seen:
+        seen = r.data.get("types_seen_in_training")
+        if not seen or r.metrics is None:
             continue
         key = (setting_of(r), display_name(*candidate_of(r)), _key_without_holdout(r))
-        for t, auc in r["metrics"].get("per_type", {}).items():
+        for t, auc in r.metrics.per_type.items():
             if auc is not None:
                 found[key]["unseen" if t not in seen else "seen"][t].append(auc)
     out = []
@@ -544,10 +539,10 @@ def seen_vs_unseen(records: list[dict]) -> list[SeenUnseen]:
     return out
 
 
-def _key_without_holdout(record: dict) -> str:
-    config = record.get("config", {})
+def _key_without_holdout(record: RunRecord) -> str:
+    config = record.config
     anomaly = {k: v for k, v in config.get("anomaly", {}).items() if k != "holdout"}
-    return replicate_key({**record, "config": {**config, "anomaly": anomaly}})
+    return replicate_key({**config, "anomaly": anomaly}, record.framework)
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,12 @@ python -m benchmark.report.table results/default      # print the table for one 
 
 from __future__ import annotations
 
-import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from benchmark.records.record import RecordError, RunRecord, load
 from benchmark.records.store import RECORD_FILE
 from benchmark.report import render
 
@@ -31,48 +32,54 @@ COLUMNS = (
 )
 
 
-def load_records(root: Path) -> list[dict]:
+def load_records(root: Path) -> list[RunRecord]:
     """Every record.json under ``root`` (one experiment folder or a whole results tree), each
     with ``run_dir`` where it was found: a tree copied from another machine, or read from
-    another directory, still finds its scores."""
-    return [
-        {**json.loads(p.read_text()), "run_dir": str(p.parent)}
-        for p in sorted(Path(root).rglob(RECORD_FILE))
-    ]
-
-
-def rows(records: list[dict]) -> list[dict]:
-    """One row per successful run with metrics, best ROC-AUC first."""
-    done = [r for r in records if r.get("status") == "ok" and "metrics" in r]
-    done.sort(key=lambda r: -_number(r["metrics"]["roc_auc"]))
+    another directory, still finds its scores. A file that is no run record is named on
+    stderr and left out."""
     out = []
-    for rank, r in enumerate(done, start=1):
-        m, t = r["metrics"], r["timing"]
-        low, high = m["roc_auc_ci"]
-        event = m.get("event_roc_auc")
+    for path in sorted(Path(root).rglob(RECORD_FILE)):
+        try:
+            out.append(replace(load(path), run_dir=str(path.parent)))
+        except (OSError, RecordError) as err:
+            print(f"warning: skipped {err}", file=sys.stderr)
+    return out
+
+
+def rows(records: list[RunRecord]) -> list[dict]:
+    """One row per successful run with metrics, best ROC-AUC first."""
+    done = [(r, r.metrics) for r in records if r.metrics is not None and r.is_ok]
+    done.sort(key=lambda pair: -_number(pair[1].roc_auc))
+    out = []
+    for rank, (r, m) in enumerate(done, start=1):
+        low, high = (_text(x) for x in m.roc_auc_ci)
         out.append(
             {
                 "rank": rank,
-                "model": r["model"],
-                "framework": r["framework"],
-                "objective": r["objective"] if r["framework"] != "numpy" else "-",
-                "roc_auc": m["roc_auc"],
-                "roc_auc_95ci": f"[{low:.3f}, {high:.3f}]",
-                "pr_auc": m["pr_auc"],
-                "f1@val_thr": m["f1"],
-                "best_f1_oracle": m["best_f1_oracle"],
-                "recall@1%fpr": m["recall_at_1pct_fpr"],
-                "event_auc": "-" if event is None else f"{event:.3f}",
-                "params": r["n_params"],
-                "train_s": t["train_seconds"],
-                "infer_seq/s": t["infer_seq_per_s"],
+                "model": r.model,
+                "framework": r.framework,
+                "objective": "-" if r.is_baseline else r.objective,
+                "roc_auc": m.roc_auc,
+                "roc_auc_95ci": f"[{low}, {high}]",
+                "pr_auc": m.pr_auc,
+                "f1@val_thr": m.f1,
+                "best_f1_oracle": m.best_f1_oracle,
+                "recall@1%fpr": m.recall_at_1pct_fpr,
+                "event_auc": _text(m.event_roc_auc),
+                "params": r.n_params,
+                "train_s": r.timing.train_seconds,
+                "infer_seq/s": r.timing.infer_seq_per_s,
             }
         )
     return out
 
 
-def _number(x) -> float:
+def _number(x: float | None) -> float:
     return x if isinstance(x, int | float) and not math.isnan(x) else -math.inf
+
+
+def _text(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def markdown(table: list[dict]) -> str:
@@ -103,10 +110,10 @@ def main(argv: list[str]) -> int:
     if root is None:
         return 2
     records = load_records(root)
-    failed = [r for r in records if r.get("status") != "ok"]
+    failed = [r for r in records if r.status != "ok"]
     print(markdown(rows(records)))
     for r in failed:
-        print(f"failed: {r.get('model')} {r.get('run_id')}: {r.get('error')}")
+        print(f"{r.status}: {r.model} {r.run_id}: {r.error}")
     return 0
 
 

@@ -34,6 +34,7 @@ from benchmark.detectors.registry import (
 from benchmark.errors import ConfigError, EvaluationError
 from benchmark.evaluation.metrics import evaluate, fit_threshold, roc_auc
 from benchmark.records.atomic import atomic_path
+from benchmark.records.record import Metrics, OomRetry, RunRecord, Timing
 from benchmark.records.store import SCORES_FILE
 from benchmark.run.data import PreparedData
 from benchmark.timing.protocol import Plan, TimingProtocol, current_rss_mb, measure
@@ -81,14 +82,14 @@ def detect(
     config,
     prepared: PreparedData,
     run_dir: Path,
-    record: dict,
+    record: RunRecord,
     phase: Callable[[str], None] = lambda _: None,
 ):
     """Fill ``record`` with the detector's training report and metrics; returns the fitted
     detector (for the timing phase). ``phase`` is told each stage (build, train, score,
     evaluate) so that a failure names where it happened."""
     model, framework = config.model.name.value, config.framework.name.value
-    record["framework"] = framework_of(model, framework)
+    record.framework = framework_of(model, framework)
     spec = DetectorSpec(
         model=config.model,
         objective=config.objective,
@@ -102,17 +103,17 @@ def detect(
     check_evaluable(prepared, setting)
     phase("build")
     importlib.import_module(ADAPTERS[framework_of(model, framework)])  # before the baseline
-    record["rss_before_detector_mb"] = current_rss_mb()
+    record.rss_before_detector_mb = current_rss_mb()
     detector = create(model, framework, spec)
     val, test = prepared.arrays["val"], prepared.arrays["test"]
     train = training_view(prepared.arrays["train"], setting)
-    record["training_sequences"] = len(train)
+    record.training_sequences = len(train)
     phase("train")
     start = time.perf_counter()
     if config.checkpoint:
-        record["training"] = load_weights(detector, config.checkpoint, model, config)
+        record.training = load_weights(detector, config.checkpoint, model, config)
     else:
-        detector, record["training"] = fit_or_halve(detector, spec, train, val, record)
+        detector, record.training = fit_or_halve(detector, spec, train, val, record)
     train_seconds = time.perf_counter() - start
     phase("score")
     val_scores = detector.score(val)
@@ -121,7 +122,7 @@ def detect(
     infer_seconds = time.perf_counter() - start
     if config.pca.components:
         neural = as_neural(detector, "pca.components")
-        pca, record["pca"] = fit_representation_pca(neural, train, config)
+        pca, record.pca = fit_representation_pca(neural, train, config)
         val_scores = with_pca_scores(val_scores, pca, neural.represent(val), config.pca)
         start = time.perf_counter()
         test_scores = with_pca_scores(test_scores, pca, neural.represent(test), config.pca)
@@ -137,7 +138,7 @@ def detect(
         ev.fixed_threshold,
     )
     lab = prepared.labelled["test"]
-    record["metrics"] = evaluate(
+    metrics = evaluate(
         population=population(prepared, "test"),
         threshold=threshold,
         labels=test.label,
@@ -151,19 +152,20 @@ def detect(
         n_boot=ev.bootstrap,
         seed=config.seed,
     )
-    record["metrics"]["alternative_roc_auc"] = {
+    alternatives: dict[str, float | None] = {
         name: roc_auc(test.label, values) for name, values in test_scores.alternatives.items()
     }
-    record["n_params"] = detector.n_params
-    record["modalities_used"] = list(detector.modalities_used)
-    record["timing"] = {
-        "train_seconds": train_seconds,
-        "train_seq_per_s": None
+    record.metrics = Metrics(**metrics, alternative_roc_auc=alternatives)
+    record.n_params = detector.n_params
+    record.modalities_used = list(detector.modalities_used)
+    record.timing = Timing(
+        train_seconds=train_seconds,
+        train_seq_per_s=None
         if config.checkpoint
-        else len(train) * max(1, epochs_trained(record["training"])) / max(train_seconds, 1e-9),
-        "infer_seconds": infer_seconds,
-        "infer_seq_per_s": len(test) / max(infer_seconds, 1e-9),
-    }
+        else len(train) * max(1, record.epochs_trained()) / max(train_seconds, 1e-9),
+        infer_seconds=infer_seconds,
+        infer_seq_per_s=len(test) / max(infer_seconds, 1e-9),
+    )
     save_scores(run_dir / SCORES_FILE, prepared, val_scores, test_scores)
     return detector
 
@@ -256,11 +258,6 @@ def with_pca_scores(scores: Scores, pca: PCAModel, representations, cfg) -> Scor
     return Scores(statistics[cfg.statistic], scores.event, alternatives)
 
 
-def epochs_trained(training: dict) -> int:
-    """Passes over the training split: the objective's epochs plus any pretraining epochs."""
-    return training.get("epochs", 1) + (training.get("pretraining") or {}).get("epochs", 0)
-
-
 def train_detector(detector, spec: DetectorSpec, train, val) -> dict:
     """``detector.fit``, after masked-event pretraining of its encoder when
     ``train.pretrain_epochs`` asks for it (the report then has ``pretraining``)."""
@@ -292,9 +289,9 @@ def pretrain_encoder(spec: DetectorSpec, train, val) -> tuple[dict[str, np.ndarr
     return {k: v for k, v in weights.items() if not k.startswith(HEADS)}, report
 
 
-def fit_or_halve(detector, spec: DetectorSpec, train, val, record: dict):
+def fit_or_halve(detector, spec: DetectorSpec, train, val, record: RunRecord):
     """``train_detector``; on a device out-of-memory (and ``train.oom_retry``), once more with
-    a fresh detector at half the batch size, noted in ``record['oom_retry']``."""
+    a fresh detector at half the batch size, noted in ``record.oom_retry``."""
     try:
         return detector, train_detector(detector, spec, train, val)
     except Exception as err:
@@ -302,11 +299,7 @@ def fit_or_halve(detector, spec: DetectorSpec, train, val, record: dict):
             raise
         message = " ".join(str(err).split())[:300]
     half = max(1, spec.train.batch_size // 2)
-    record["oom_retry"] = {
-        "error": message,
-        "batch_size": spec.train.batch_size,
-        "retried_with": half,
-    }
+    record.oom_retry = OomRetry(message, spec.train.batch_size, half)
     log.warning("out of memory at batch size %d; retrying once at %d", spec.train.batch_size, half)
     del detector
     release_device_memory(spec.framework.name.value)

@@ -25,7 +25,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +42,9 @@ from benchmark.records import strict_json
 from benchmark.records.atomic import atomic_path, write_atomic
 from benchmark.records.identity import NOISE_KEYS, ignored_sections
 from benchmark.records.identity import run_id as make_run_id
+from benchmark.records.record import Provenance, RecordError, RunRecord, RunStatus
+from benchmark.records.record import dumps as record_json
+from benchmark.records.record import load as load_record
 from benchmark.records.store import RECORD_FILE, StoreError, append, attempts, store_path
 from benchmark.records.tracking import track
 from benchmark.run.data import PreparedData, data_path, prepare_data
@@ -61,7 +64,7 @@ class RunResult:
     status: str
     """'ok' or 'failed' for a run that ran; 'skipped' when ``resume`` kept an earlier
     result; 'planned' under ``dry_run``."""
-    record: dict
+    record: RunRecord | None  # None: a planned run, or a skipped one without a record
     decision: Decision | None = None
 
 
@@ -73,49 +76,51 @@ class Decision:
     reason: str
 
 
-def decide(previous: dict | None, resume: str) -> Decision:
+@dataclass(frozen=True)
+class Quarantined:
+    """A record file that was no run record, moved aside under ``name``."""
+
+    name: str
+
+
+def decide(previous: RunRecord | Quarantined | None, resume: str) -> Decision:
     """``resume='ok'`` skips configs that finished ok; ``'finished'`` also skips failed ones;
     ``'none'`` reruns everything. Unfinished (a ``running`` record left by a killed process)
     and unreadable records are always rerun."""
     if previous is None:
         return Decision("run", "new config")
-    status = previous.get("status")
-    when = previous.get("finished_at") or previous.get("started_at")
-    if status == "ok":
+    if isinstance(previous, Quarantined):
+        return Decision("rerun", f"its record was unreadable, kept as {previous.name}")
+    when = previous.finished_at or previous.started_at
+    if previous.status == RunStatus.ok:
         if resume == "none":
             return Decision("rerun", f"finished ok at {when}; rerun as resume=none")
         return Decision("skip", f"finished ok at {when}; resume=none reruns it")
-    if status == "failed":
-        what = f"failed in phase {previous.get('failed_phase')}: {previous.get('error')}"
+    if previous.status == RunStatus.failed:
+        what = f"failed in phase {previous.failed_phase}: {previous.error}"
         if resume == "finished":
             return Decision("skip", f"{what}; resume=ok reruns it")
         return Decision("rerun", what)
-    if status == "corrupt":
-        return Decision("rerun", f"its record was unreadable, kept as {previous['quarantined']}")
-    return Decision("rerun", f"unfinished: started at {previous.get('started_at')}, never ended")
+    return Decision("rerun", f"unfinished: started at {previous.started_at}, never ended")
 
 
-def previous_record(run_dir: Path, move_aside: bool = True) -> dict | None:
-    """The folder's record, or None. A record that is not valid JSON (written by something
+def previous_record(run_dir: Path, move_aside: bool = True) -> RunRecord | Quarantined | None:
+    """The folder's record, or None. A file that is no run record (written by something
     other than this harness, whose writes are atomic) is moved aside (when ``move_aside``),
     never overwritten."""
     path = run_dir / RECORD_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, NotADirectoryError):
+    if not path.exists():
         return None
     try:
-        record = json.loads(text)
-        if isinstance(record, dict):
-            return record
-    except json.JSONDecodeError:
-        pass
+        return load_record(path)
+    except RecordError as err:
+        reason = str(err)
     if not move_aside:
-        return {"status": "corrupt", "quarantined": "record.json.corrupt-<time> (on a real run)"}
+        return Quarantined("record.json.corrupt-<time> (on a real run)")
     aside = path.with_name(f"{RECORD_FILE}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
     os.replace(path, aside)
-    log.warning("unreadable record %s moved to %s; the config runs again", path, aside.name)
-    return {"status": "corrupt", "quarantined": aside.name}
+    log.warning("%s; moved to %s, the config runs again", reason, aside.name)
+    return Quarantined(aside.name)
 
 
 def as_config(cfg: DictConfig | Config) -> Config:
@@ -154,15 +159,16 @@ def run(cfg: DictConfig | Config) -> RunResult:
     if config.dry_run or decision.action == "skip":
         status = "planned" if config.dry_run else "skipped"
         log.debug("%s %s: %s (%s)", status, rid, decision.action, decision.reason)
+        kept = previous if isinstance(previous, RunRecord) else None
         if status == "skipped":
-            ensure_stored(config, previous)
-        return RunResult(rid, run_dir, status, previous or {}, decision)
+            ensure_stored(config, kept)
+        return RunResult(rid, run_dir, status, kept, decision)
     if decision.action == "rerun":
         log.info("rerun of %s: %s", rid, decision.reason)
     started = time.perf_counter()
     record = base_record(config, rid, run_dir)
-    record["config"] = resolved
-    record["previous_attempts"] = earlier_attempts(config, rid)
+    record.config = resolved
+    record.previous_attempts = earlier_attempts(config, rid)
     with writing(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_temporaries(run_dir)
@@ -173,9 +179,9 @@ def run(cfg: DictConfig | Config) -> RunResult:
         phase("data")
         data_seed = config.seed if config.data_seed is None else config.data_seed
         prepared = prepare_data(config.dataset, config.anomaly, data_seed)
-        record["data"] = prepared.summary
-        record["provenance"]["data_files"] = data_files(config.dataset)
-        record["provenance"]["injection_seeds"] = {
+        record.data = prepared.summary
+        record.provenance.data_files = data_files(config.dataset)
+        record.provenance.injection_seeds = {
             k.removeprefix("inject_"): v for k, v in prepared.summary["seeds"].items() if "inj" in k
         }
         if config.save_arrays:
@@ -183,26 +189,26 @@ def run(cfg: DictConfig | Config) -> RunResult:
         detector = detect(config, prepared, run_dir, record, phase)
         if config.timing.enabled:
             phase("timing")  # the metrics are in the record already: a failure here keeps them
-            batch = record.get("oom_retry", {}).get("retried_with")
-            record["timing"].update(
-                time_detector(
-                    detector,
-                    prepared.arrays["test"],
-                    config,
-                    train_batch_size=batch,
-                    rss_before_mb=record.get("rss_before_detector_mb"),
-                )
+            batch = record.oom_retry.retried_with if record.oom_retry else None
+            figures = time_detector(
+                detector,
+                prepared.arrays["test"],
+                config,
+                train_batch_size=batch,
+                rss_before_mb=record.rss_before_detector_mb,
             )
-        record["status"] = "ok"
+            record.timing = replace(record.timing, **figures)
+        record.status = RunStatus.ok
     except BaseException as err:
-        record.update(status="failed", failed_phase=phase.name, error=one_line(err))
+        record.status, record.failed_phase = RunStatus.failed, phase.name
+        record.error = one_line(err)
         failure = err
-    record["finished_at"] = now()
-    record["wall_seconds"] = time.perf_counter() - started
+    record.finished_at = now()
+    record.wall_seconds = time.perf_counter() - started
     with writing(run_dir, failure):
         write_record(run_dir, record)
         publish(config, record, run_dir)
-    result = RunResult(rid, run_dir, record["status"], record, decision)
+    result = RunResult(rid, run_dir, record.status.value, record, decision)
     if failure is not None:
         failure.run_result = result  # type: ignore[attr-defined]
         raise failure
@@ -222,7 +228,7 @@ def writing(run_dir: Path, failure: BaseException | None = None) -> Iterator[Non
         ) from (failure or err)
 
 
-def ensure_stored(config: Config, record: dict | None) -> None:
+def ensure_stored(config: Config, record: RunRecord | None) -> None:
     """A kept record is in the results store too (a process killed between writing the
     record and appending it left it out; appending an attempt twice is a no-op)."""
     if record is None:
@@ -259,8 +265,8 @@ def data_files(dataset: Any) -> list[dict]:
     ]
 
 
-def write_record(run_dir: Path, record: dict) -> None:
-    write_atomic(run_dir / RECORD_FILE, strict_json.dumps(record, indent=2))
+def write_record(run_dir: Path, record: RunRecord) -> None:
+    write_atomic(run_dir / RECORD_FILE, record_json(record))
 
 
 def earlier_attempts(config: Config, rid: str) -> int:
@@ -283,56 +289,54 @@ def earlier_attempts(config: Config, rid: str) -> int:
     return len(earlier)
 
 
-def publish(config: Config, record: dict, run_dir: Path) -> None:
+def publish(config: Config, record: RunRecord, run_dir: Path) -> None:
     """After the record is on disk: W&B, then the results store. Neither can fail the run
     or touch its result; a failure is a warning (and ``tracking`` in the record)."""
-    record["tracking"] = track(config.logger, record, run_dir, Path(config.results_dir))
+    record.tracking = track(config.logger, record, run_dir, Path(config.results_dir))
     write_record(run_dir, record)
     try:
-        append(store_path(config.results_dir), strict_json.loads(strict_json.dumps(record)))
+        append(store_path(config.results_dir), record)
     except StoreError as err:
         log.warning("%s; the run folder keeps the record", err)
 
 
-def base_record(config: Config, rid: str, run_dir: Path) -> dict:
-    return {
-        "run_id": rid,
-        "attempt_id": uuid.uuid4().hex,  # one per execution: reruns of a config differ here
-        "experiment": config.experiment_name,
-        "run_dir": str(run_dir),
-        "status": "running",
-        "error": None,
-        "model": config.model.name.value,
-        "framework": config.framework.name.value,
-        "objective": config.objective.name.value,
-        "setting": resolved_setting(config),
-        "dataset": config.dataset.name,
-        "anomaly": config.anomaly.name,
-        "seed": config.seed,
-        "data_seed": config.seed if config.data_seed is None else config.data_seed,
-        "started_at": now(),
-        "provenance": provenance(),
-    }
+def base_record(config: Config, rid: str, run_dir: Path) -> RunRecord:
+    return RunRecord(
+        run_id=rid,
+        attempt_id=uuid.uuid4().hex,
+        experiment=config.experiment_name,
+        run_dir=str(run_dir),
+        model=config.model.name.value,
+        framework=config.framework.name.value,
+        objective=config.objective.name.value,
+        setting=resolved_setting(config),
+        dataset=config.dataset.name,
+        anomaly=config.anomaly.name,
+        seed=config.seed,
+        data_seed=config.seed if config.data_seed is None else config.data_seed,
+        started_at=now(),
+        provenance=provenance(),
+    )
 
 
 VERSIONED = ("numpy", "scipy", "scikit-learn", "hydra-core", "torch", "jax", "flax", "optax")
 
 
-def provenance() -> dict:
+def provenance() -> Provenance:
     """Code (git SHA, dirty flag), package versions, hardware and the command line; the
     data files' hashes and the injection seeds are added once the data is loaded."""
     sha, dirty = code_state()
     hardware = _hardware()
-    return {
-        "git_sha": sha,
-        "git_dirty": dirty,
-        "versions": {"python": platform.python_version(), **_versions()},
-        "hardware": hardware,
-        "hardware_fingerprint": hashlib.sha1(
+    return Provenance(
+        git_sha=sha,
+        git_dirty=dirty,
+        versions={"python": platform.python_version(), **_versions()},
+        hardware=hardware,
+        hardware_fingerprint=hashlib.sha1(
             json.dumps(hardware, sort_keys=True).encode()
         ).hexdigest()[:12],
-        "argv": sys.argv[1:],
-    }
+        argv=sys.argv[1:],
+    )
 
 
 @functools.cache
