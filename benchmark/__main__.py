@@ -8,8 +8,10 @@ allowed, with exit code 2, instead of a multi-line Hydra report.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -21,7 +23,7 @@ from benchmark import paths
 from benchmark.config import NotApplicableError, register_configs
 from benchmark.errors import user_error_types
 from benchmark.run.callbacks import OUTCOME_FILE, sweep_failed
-from benchmark.run.preflight import preflight
+from benchmark.run.preflight import is_dry_run, preflight
 
 CONF_DIR = str(paths.CONF_DIR)
 log = logging.getLogger("benchmark")
@@ -62,10 +64,10 @@ def main(cfg: DictConfig) -> None:
         what = f"planned: {d.action:<5}" if result.status == "planned" else "skipped:"
         print(f"{what} {result.run_id}  {job_overrides()}  ({d.reason})")
         return
-    print(
-        f"status: {result.status}  run_id: {result.run_id}  record: "
-        f"{result.run_dir / 'record.json'}"
-    )
+    from benchmark.report.table import headline
+
+    metrics = f"  {headline(result.record)}" if result.record is not None else ""
+    print(f"{result.status}: {result.run_id}{metrics}\n  record: {result.run_dir / 'record.json'}")
 
 
 def job_overrides() -> str:
@@ -94,14 +96,31 @@ def write_outcome(result, err: BaseException | None = None, **extra: str) -> Non
 
 
 def cli() -> None:
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        from benchmark.usage import help_text
+
+        print(help_text(paths.CONF_DIR))
+        return
     register_configs()
     problem = preflight(sys.argv[1:], CONF_DIR)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
-    main()
+    with contextlib.ExitStack() as stack:
+        if is_dry_run(sys.argv[1:]):
+            sys.argv += scratch_hydra_dirs(stack, sys.argv[1:])
+        main()
     if sweep_failed():
         sys.exit(1)
+
+
+def scratch_hydra_dirs(stack: contextlib.ExitStack, argv: list[str]) -> list[str]:
+    """A dry run writes nothing: Hydra's job folders (its config copies, logs and the job
+    outcomes the sweep summary reads) go to a temporary folder, removed when the run ends."""
+    if any(a.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for a in argv):
+        return []  # the user chose where Hydra writes
+    scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="benchmark-dry-run-"))
+    return [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}"]
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ def test_the_documented_type_registers_injects_and_is_scored(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     record = load(next((tmp_path / "results").glob("smoke/*/record.json")))
+    roc_auc = f"{record.result.roc_auc:.3f}"  # a single run ends with its headline metrics
+    assert f"ok: {record.run_id}  markov/numpy  ROC-AUC {roc_auc} [" in result.stdout
     test = record.data["splits"]["test"]["per_type"]
     assert test["search_storm"] > 0
     assert test["search_storm"] > test["click_flood"]  # weight 2 against 1

@@ -69,6 +69,10 @@ def records_under(root: Path) -> list[RunRecord]:
         (["dataset=rees46", "dataset.path=nowhere.csv"], "python -m datasets.fetch rees46"),
         (["resume=maybe"], "'resume': Invalid value 'maybe', expected one of [ok, finished, none]"),
         (["results_dir=README.md"], "results_dir=README.md is not a writable directory"),
+        # inside a sweep: every swept value is checked before the first job starts
+        (["-m", "model=random,markov", "model.hiden_dim=3"], "unknown config key 'model.hid"),
+        (["-m", "model=random,lsmt"], "Could not find 'model/lsmt'; available: ['gru'"),
+        (["-m", "seed=0,1", "train.epochs=1,x"], "bad value for 'train.epochs'"),
     ],
 )
 def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expected):

@@ -1,6 +1,7 @@
 import pytest
 from omegaconf import OmegaConf
 
+from benchmark import usage
 from benchmark.config import Config, NotApplicableError, check_config, with_setting
 from benchmark.records.identity import NOISE_KEYS, run_id
 from benchmark.run.experiment import as_config, plain_dict
@@ -108,6 +109,21 @@ def test_run_id_ignores_noise_and_tracks_everything_else(compose_config):
     assert run_id(base, NOISE_KEYS) == run_id(same, NOISE_KEYS)
     assert run_id(base, NOISE_KEYS) != run_id(other, NOISE_KEYS)
     assert len(run_id(base, NOISE_KEYS)) == 10
+
+
+def test_help_says_what_the_tool_does_and_lists_every_group_with_examples():
+    result = cli("--help", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Anomaly detection on e-commerce clickstreams")
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+    assert sorted(usage.GROUPS) == groups, "every config group has its line in benchmark.usage"
+    for group in groups:
+        assert f"  {group} " in result.stdout
+    for option in ("synthetic_small", "paper_5_multimodal_fusion", "launcher/ray_local"):
+        assert option in result.stdout
+    assert "_schema" not in result.stdout  # registered schemas are no options
+    assert result.stdout.count("python -m benchmark") >= 5
+    assert "defaults:" not in result.stdout  # no config dump
 
 
 def test_cli_prints_the_composed_job_config():

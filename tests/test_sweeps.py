@@ -282,9 +282,11 @@ def test_a_failed_run_does_not_stop_the_sweep_and_the_exit_code_says_so(tmp_path
     assert "in phase data: SyntheticConfigError: generator.n_users=-5 must be >= 1" in out
     statuses = sorted(r["status"] for r in run_records(tmp_path).values())
     assert statuses == ["failed", "failed", "ok", "ok"]
+    before = sorted(tmp_path.rglob("*"))
     code, out = finish(sweep(tmp_path, "model=random,markov", "seed=0,1", "dry_run=true"))
     assert code == 0, out
     assert "sweep: 4 jobs: 4 planned, would run 2, skip 2" in out
+    assert sorted(tmp_path.rglob("*")) == before, "a dry run writes nothing, Hydra included"
 
 
 GRID = ("model=random,markov,iforest", "seed=0,1,2,3")

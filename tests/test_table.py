@@ -56,4 +56,11 @@ def test_cli_reads_records_and_lists_failures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| 1 | a | torch | classify | 0.700 |" in out
     assert "failed: c c: boom" in out
+    running = from_dict({"run_id": "r", "model": "gru", "started_at": "2026-12-01T10:00:00"})
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "record.json").write_text(dumps(running))
+    assert main([str(tmp_path)]) == 0
+    assert "running (or killed before it ended): gru r, since 2026-12-01T10:00:00" in (
+        capsys.readouterr().out
+    )
     assert main([str(tmp_path / "missing")]) == 2

@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from benchmark.records.record import RecordError, RunRecord, load
+from benchmark.records.record import RecordError, RunRecord, RunStatus, load
 from benchmark.records.store import RECORD_FILE
 from benchmark.report import render
 
@@ -74,6 +74,21 @@ def rows(records: list[RunRecord]) -> list[dict]:
     return out
 
 
+def headline(record: RunRecord) -> str:
+    """The run's detector and headline metrics on one line (its error when it failed)."""
+    name = "/".join(
+        [record.model, record.framework, *([] if record.is_baseline else [record.objective])]
+    )
+    if record.metrics is None:
+        return f"{name}  {record.error or 'no metrics'}"
+    m = record.metrics
+    low, high = (_text(x) for x in m.roc_auc_ci)
+    return (
+        f"{name}  ROC-AUC {_text(m.roc_auc)} [{low}, {high}]  PR-AUC {_text(m.pr_auc)}  "
+        f"F1 {_text(m.f1)} (threshold fitted on validation)"
+    )
+
+
 def _number(x: float | None) -> float:
     return x if isinstance(x, int | float) and not math.isnan(x) else -math.inf
 
@@ -110,10 +125,14 @@ def main(argv: list[str]) -> int:
     if root is None:
         return 2
     records = load_records(root)
-    failed = [r for r in records if r.status != "ok"]
     print(markdown(rows(records)))
-    for r in failed:
-        print(f"{r.status}: {r.model} {r.run_id}: {r.error}")
+    for r in records:
+        if r.status == RunStatus.failed:
+            print(f"failed: {r.model} {r.run_id}: {r.error}")
+        elif r.status == RunStatus.running:
+            print(
+                f"running (or killed before it ended): {r.model} {r.run_id}, since {r.started_at}"
+            )
     return 0
 
 

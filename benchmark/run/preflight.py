@@ -12,9 +12,9 @@ from hydra.core.global_hydra import GlobalHydra
 
 def command_overrides(argv: list[str]) -> list[str] | None:
     """The overrides in ``argv``, or None when preflight should leave the call to Hydra
-    (multirun sweeps, another config name, help)."""
+    (another config name, help)."""
     if any(
-        a in ("-m", "--multirun", "-h", "--help", "--hydra-help")
+        a in ("-h", "--help", "--hydra-help")
         or a.startswith(("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir"))
         for a in argv
     ):
@@ -22,16 +22,57 @@ def command_overrides(argv: list[str]) -> list[str] | None:
     return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
 
 
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """Override lists that together use every value of every swept key once (the first
+    values of all, then each other value of one key at a time): a misspelt key or a bad
+    value anywhere in a sweep fails one of them, without composing the whole product.
+    Sweeps Hydra cannot list here (``glob``, intervals) are checked at their first value
+    by Hydra itself."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices: list[list[str]] = []
+    for override in parsed:
+        values = [override.input_line]
+        if override.is_sweep_override():
+            try:
+                key = override.get_key_element()
+                values = [f"{key}={v}" for v in override.sweep_string_iterator()]
+            except Exception:  # a sweep only Hydra's sweeper can expand
+                values = []
+        choices.append(values)
+    first = [values[0] for values in choices if values]
+    variants = [first]
+    for i, values in enumerate(choices):
+        for value in values[1:]:
+            variants.append([value if j == i else v[0] for j, v in enumerate(choices) if v])
+    return variants
+
+
+def is_dry_run(argv: list[str]) -> bool:
+    """``dry_run=true`` among the overrides (a dry run creates no folder, not even results_dir)."""
+    return any(a.lower() in ("dry_run=true", "dry_run=yes", "dry_run=1") for a in argv)
+
+
 def preflight(argv: list[str], conf_dir: str) -> str | None:
     """None if the config composes and its results directory is writable, else a one-line
     description of the first problem."""
     overrides = command_overrides(argv)
     if overrides is None:
-        given = [a.split("=", 1)[1] for a in argv if a.startswith("results_dir=")]
-        return unwritable(given[-1]) if given and "," not in given[-1] else None
+        return None
     touches_hydra = any(o.lstrip("+~").startswith("hydra") for o in overrides)
-    cfg, problem = compose_config(overrides, conf_dir, with_hydra=touches_hydra)
-    return problem or unwritable(str(cfg.results_dir))
+    cfg = None
+    for variant in sweep_variants(overrides) if is_multirun(argv) else [overrides]:
+        cfg, problem = compose_config(variant, conf_dir, with_hydra=touches_hydra)
+        if problem:
+            return problem
+    if cfg is None or is_dry_run(argv):
+        return None
+    return unwritable(str(cfg.results_dir))
+
+
+def is_multirun(argv: list[str]) -> bool:
+    return any(a in ("-m", "--multirun") for a in argv)
 
 
 def unwritable(results_dir: str) -> str | None:
