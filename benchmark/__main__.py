@@ -32,8 +32,11 @@ log = logging.getLogger("benchmark")
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     from benchmark.run.experiment import run  # imported here so --help and errors stay fast
+    from benchmark.run.threads import launcher_threads
 
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
+    if cfg.threads == 0:  # jobs side by side share the CPUs (benchmark/run/threads.py)
+        cfg.threads = launcher_threads(HydraConfig.get().launcher)
     try:
         result = run(cfg)
     except NotApplicableError as err:

@@ -411,6 +411,10 @@ class Config:
     also skips failed ones, 'none' runs everything again."""
     dry_run: bool = False
     """Print what each run would do (run, rerun, skip) and why, without running anything."""
+    threads: int = 0
+    """CPU threads of the detector; 0 chooses (OMP_NUM_THREADS if set, else the CPUs this
+    process may use, shared among a parallel launcher's jobs): see benchmark/run/threads.py.
+    Left out of the run id, like the hardware; the record keeps the count used."""
     scale: str = "ci"
     """Size set of a reproduction experiment (conf/experiment/paper_*.yaml): 'ci' fits a
     2-core CPU in minutes, 'paper' is the article's sizes and epochs (for a GPU). The
@@ -487,6 +491,8 @@ def check_config(cfg: Config) -> None:
     if cfg.framework.scan_unroll < 1:
         raise ConfigError(f"framework.scan_unroll={cfg.framework.scan_unroll} must be >= 1")
     check_timing(cfg.timing)
+    if cfg.threads < 0:
+        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 chooses for you)")
     _choice("scale", cfg.scale, ("ci", "paper"))
     if not 0.0 <= cfg.evaluation.target_fpr < 1.0:
         raise ConfigError(f"evaluation.target_fpr={cfg.evaluation.target_fpr} is outside [0, 1)")

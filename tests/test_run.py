@@ -40,6 +40,7 @@ def test_run_writes_config_and_record_under_experiment_and_run_id(smoke, tmp_pat
     assert record.provenance.versions["numpy"] == np.__version__
     assert record.provenance.hardware["cpu_count"] >= 1
     assert record.error is None
+    assert record.threads >= 1  # the CPU threads chosen for the detector
     assert record.config["experiment_name"] == "smoke"
 
 

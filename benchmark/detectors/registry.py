@@ -101,6 +101,7 @@ class DetectorSpec:
     data: DataInfo
     seed: int
     run_dir: Any = None  # where checkpoints may be written
+    threads: int = 0  # CPU threads the framework may use (0: its own default)
     extra: dict = field(default_factory=dict)
 
 

@@ -24,6 +24,7 @@ NOISE_KEYS: tuple[str, ...] = (
     "dry_run",
     "scale",  # its effect is in the values it selects, which stay in the id
     "reproduction",
+    "threads",  # like the hardware: recorded, not part of what the run is
 )
 BASELINE_FRAMEWORK = "numpy"
 

@@ -127,6 +127,7 @@ class RunRecord:
     provenance: Provenance = field(default_factory=Provenance)
     config: dict[str, Any] = field(default_factory=dict)
     previous_attempts: int = 0
+    threads: int = 0  # CPU threads the detector was given (see benchmark.run.threads)
     data: dict[str, Any] = field(default_factory=dict)
     rss_before_detector_mb: float | None = None
     training_sequences: int | None = None

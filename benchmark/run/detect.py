@@ -98,6 +98,7 @@ def detect(
         data=data_info(prepared, config.dataset.sequence.max_length),
         seed=config.seed,
         run_dir=run_dir,
+        threads=record.threads,
     )
     setting = config.setting.value
     check_evaluable(prepared, setting)

@@ -49,6 +49,7 @@ from benchmark.records.store import RECORD_FILE, StoreError, append, attempts, s
 from benchmark.records.tracking import track
 from benchmark.run.data import PreparedData, data_path, prepare_data
 from benchmark.run.detect import detect, time_detector
+from benchmark.run.threads import resolve_threads
 from benchmark.timing.protocol import nvidia_smi
 from datasets.cache import input_files
 from datasets.loaders.common import cached_digest
@@ -169,6 +170,8 @@ def run(cfg: DictConfig | Config) -> RunResult:
     record = base_record(config, rid, run_dir)
     record.config = resolved
     record.previous_attempts = earlier_attempts(config, rid)
+    record.threads, why = resolve_threads(config.threads)
+    log.info("%s: %d CPU thread(s) (%s)", rid, record.threads, why)
     with writing(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_temporaries(run_dir)

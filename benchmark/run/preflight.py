@@ -33,7 +33,7 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides(overrides)
     choices: list[list[str]] = []
     for override in parsed:
-        values = [override.input_line]
+        values: list[str] = [override.input_line or ""]
         if override.is_sweep_override():
             try:
                 key = override.get_key_element()

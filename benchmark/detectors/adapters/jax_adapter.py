@@ -147,10 +147,24 @@ def split_params(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]
     return graph, params, rest
 
 
+ONE_CPU_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """One CPU thread for XLA when asked for one, if its backend has not started yet (XLA
+    takes its thread pool once per process; it has no other count than one or all)."""
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if threads == 1 and ONE_CPU_THREAD not in flags and not xla_bridge.backends_are_initialized():
+        os.environ["XLA_FLAGS"] = f"{flags} {ONE_CPU_THREAD}".strip()
+
+
 class JaxDetector:
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
         self.cfg = detector_config(spec)
+        limit_cpu_threads(spec.threads)
         if spec.framework.deterministic:
             request_deterministic_gpu_ops()
         self.device = pick_device(spec.framework.device)

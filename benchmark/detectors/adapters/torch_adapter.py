@@ -93,6 +93,8 @@ class TorchDetector:
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
         self.cfg = detector_config(spec)
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
         self.device = pick_device(spec.framework.device)
         set_determinism(spec.framework.deterministic)
         torch.manual_seed(spec.seed)
