@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import hydra
@@ -23,20 +24,43 @@ from benchmark import paths
 from benchmark.config import NotApplicableError, register_configs
 from benchmark.errors import user_error_types
 from benchmark.run.callbacks import OUTCOME_FILE, sweep_failed
-from benchmark.run.preflight import is_dry_run, preflight
+from benchmark.run.preflight import (
+    command_overrides,
+    is_dry_run,
+    is_multirun,
+    preflight,
+    sweep_size,
+)
+from benchmark.run.progress import SweepClock
 
 CONF_DIR = str(paths.CONF_DIR)
 log = logging.getLogger("benchmark")
+_CLOCK: list[SweepClock] = []  # the sweep this process runs, if any
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
-    from benchmark.run.experiment import run  # imported here so --help and errors stay fast
     from benchmark.run.threads import launcher_threads
 
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     if cfg.threads == 0:  # jobs side by side share the CPUs (benchmark/run/threads.py)
         cfg.threads = launcher_threads(HydraConfig.get().launcher)
+    clock = _CLOCK[0] if sweeping and _CLOCK else None
+    if clock is not None:
+        print(clock.job_line(HydraConfig.get().job.num, job_overrides()), flush=True)
+    started, ran = time.perf_counter(), False
+    try:
+        ran = run_and_report(cfg, sweeping)
+    finally:
+        if clock is not None:
+            clock.job_done(time.perf_counter() - started, ran)
+
+
+def run_and_report(cfg: DictConfig, sweeping: bool) -> bool:
+    """One job: run it, leave its outcome for the sweep summary, print what happened.
+    Returns whether it ran (not skipped, planned or inapplicable)."""
+    from benchmark.run.experiment import run  # imported here so --help and errors stay fast
+
     try:
         result = run(cfg)
     except NotApplicableError as err:
@@ -46,7 +70,7 @@ def main(cfg: DictConfig) -> None:
         # A sweep's product of settings and detectors: this pair does not exist, no record.
         write_outcome(None, status="not applicable", reason=str(err))
         print(f"not applicable: {job_overrides()}  ({err})")
-        return
+        return False
     except Exception as err:
         # The record (status failed, phase, error) is on disk already. In a sweep the other
         # runs go on; the sweep's summary lists this one and the exit code says so.
@@ -60,17 +84,18 @@ def main(cfg: DictConfig) -> None:
             if user_error:
                 sys.exit(2)
             raise
-        return
+        return True
     write_outcome(result)
     if result.decision is not None and result.status in ("planned", "skipped"):
         d = result.decision
         what = f"planned: {d.action:<5}" if result.status == "planned" else "skipped:"
         print(f"{what} {result.run_id}  {job_overrides()}  ({d.reason})")
-        return
+        return False
     from benchmark.report.table import headline
 
     metrics = f"  {headline(result.record)}" if result.record is not None else ""
     print(f"{result.status}: {result.run_id}{metrics}\n  record: {result.run_dir / 'record.json'}")
+    return True
 
 
 def job_overrides() -> str:
@@ -109,9 +134,12 @@ def cli() -> None:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
+    argv = sys.argv[1:]
+    if is_multirun(argv):
+        _CLOCK.append(SweepClock(sweep_size(command_overrides(argv) or [])))
     with contextlib.ExitStack() as stack:
-        if is_dry_run(sys.argv[1:]):
-            sys.argv += scratch_hydra_dirs(stack, sys.argv[1:])
+        if is_dry_run(argv):
+            sys.argv += scratch_hydra_dirs(stack, argv)
         main()
     if sweep_failed():
         sys.exit(1)

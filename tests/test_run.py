@@ -21,9 +21,19 @@ def smoke(compose_config, tmp_path):
     return _smoke
 
 
-def test_run_writes_config_and_record_under_experiment_and_run_id(smoke, tmp_path):
+def test_run_writes_config_and_record_under_experiment_and_run_id(smoke, tmp_path, caplog):
+    caplog.set_level("INFO", logger="benchmark")
     result = run(smoke())
     assert result.status == "ok"
+    # progress: every phase announced and timed, every epoch a line of its own
+    phases = ["setup", "data", "build", "train", "score", "evaluate"]
+    assert list(result.record.phase_seconds) == phases
+    assert all(s >= 0 for s in result.record.phase_seconds.values())
+    assert [f"{p} ..." for p in phases[1:]] == [m for m in caplog.messages if m.endswith(" ...")]
+    epochs = result.record.training["epochs"]
+    epoch_lines = [m for m in caplog.messages if m.startswith("epoch ")]
+    assert len(epoch_lines) == epochs
+    assert epoch_lines[0].startswith(f"epoch 1/{smoke().train.epochs}: train loss ")
     assert result.run_dir == tmp_path / "smoke" / result.run_id
     saved = OmegaConf.load(result.run_dir / CONFIG_FILE)
     assert saved["experiment_name"] == "smoke"

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -279,6 +280,8 @@ def test_a_failed_run_does_not_stop_the_sweep_and_the_exit_code_says_so(tmp_path
     code, out = finish(sweep(tmp_path, "model=random,markov", "dataset.generator.n_users=300,-5"))
     assert code == 1, out
     assert "sweep: 4 jobs: 2 failed, 2 ok" in out
+    assert "job 1/4 (" in out  # where the sweep is, before each job
+    assert re.search(r"job 4/4 \(\d+ s elapsed, about \d+ s left\): ", out)
     assert "in phase data: SyntheticConfigError: generator.n_users=-5 must be >= 1" in out
     statuses = sorted(r["status"] for r in run_records(tmp_path).values())
     assert statuses == ["failed", "failed", "ok", "ok"]

@@ -124,6 +124,7 @@ class RunRecord:
     started_at: str | None = None
     finished_at: str | None = None
     wall_seconds: float | None = None
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # setup, data, ..., timing
     provenance: Provenance = field(default_factory=Provenance)
     config: dict[str, Any] = field(default_factory=dict)
     previous_attempts: int = 0

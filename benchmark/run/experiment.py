@@ -137,13 +137,20 @@ def plain_dict(cfg: DictConfig | Config) -> dict[str, Any]:
 
 
 class Phase:
-    """The stage a run is in, named in the record when it fails there."""
+    """The stage a run is in: named in the record when the run fails there, announced when
+    it starts, its duration logged and recorded (``phase_seconds``) when the next begins."""
 
-    def __init__(self) -> None:
-        self.name = "setup"
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.name, self.seconds = "setup", seconds
+        self.began = time.perf_counter()
 
     def __call__(self, name: str) -> None:
-        self.name = name
+        self.end()
+        log.info("%s ...", name)
+        self.name, self.began = name, time.perf_counter()
+
+    def end(self) -> None:
+        self.seconds[self.name] = time.perf_counter() - self.began
 
 
 def run(cfg: DictConfig | Config) -> RunResult:
@@ -177,7 +184,7 @@ def run(cfg: DictConfig | Config) -> RunResult:
         remove_temporaries(run_dir)
         write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
         write_record(run_dir, record)  # status "running": a killed run is seen as unfinished
-    phase, failure = Phase(), None
+    phase, failure = Phase(record.phase_seconds), None
     try:
         phase("data")
         data_seed = config.seed if config.data_seed is None else config.data_seed
@@ -206,8 +213,10 @@ def run(cfg: DictConfig | Config) -> RunResult:
         record.status, record.failed_phase = RunStatus.failed, phase.name
         record.error = one_line(err)
         failure = err
+    phase.end()
     record.finished_at = now()
     record.wall_seconds = time.perf_counter() - started
+    log.info("%s: %s", record.status.value, phase_summary(record.phase_seconds))
     with writing(run_dir, failure):
         write_record(run_dir, record)
         publish(config, record, run_dir)
@@ -216,6 +225,11 @@ def run(cfg: DictConfig | Config) -> RunResult:
         failure.run_result = result  # type: ignore[attr-defined]
         raise failure
     return result
+
+
+def phase_summary(seconds: dict[str, float]) -> str:
+    """'data 3.1 s, train 74.2 s, ...' in the order the phases ran."""
+    return ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items())
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -22,17 +23,14 @@ def command_overrides(argv: list[str]) -> list[str] | None:
     return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
 
 
-def sweep_variants(overrides: list[str]) -> list[list[str]]:
-    """Override lists that together use every value of every swept key once (the first
-    values of all, then each other value of one key at a time): a misspelt key or a bad
-    value anywhere in a sweep fails one of them, without composing the whole product.
-    Sweeps Hydra cannot list here (``glob``, intervals) are checked at their first value
-    by Hydra itself."""
+def swept_values(overrides: list[str]) -> list[list[str]]:
+    """Each override as the list of single overrides it stands for (one for a plain value,
+    one per value of a sweep; empty for a sweep only Hydra's sweeper can expand: ``glob``,
+    intervals)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
     choices: list[list[str]] = []
-    for override in parsed:
+    for override in OverridesParser.create().parse_overrides(overrides):
         values: list[str] = [override.input_line or ""]
         if override.is_sweep_override():
             try:
@@ -41,6 +39,24 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
             except Exception:  # a sweep only Hydra's sweeper can expand
                 values = []
         choices.append(values)
+    return choices
+
+
+def sweep_size(overrides: list[str]) -> int | None:
+    """Jobs in the sweep (None when a sweep cannot be listed here or does not parse)."""
+    try:
+        choices = swept_values(overrides)
+    except Exception:
+        return None
+    return math.prod(len(c) for c in choices) if all(choices) else None
+
+
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """Override lists that together use every value of every swept key once (the first
+    values of all, then each other value of one key at a time): a misspelt key or a bad
+    value anywhere in a sweep fails one of them, without composing the whole product.
+    Sweeps Hydra cannot list here are checked at their first value by Hydra itself."""
+    choices = swept_values(overrides)
     first = [values[0] for values in choices if values]
     variants = [first]
     for i, values in enumerate(choices):

@@ -5,6 +5,7 @@ module holds no framework code, so the two frameworks cannot drift apart here.""
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -18,6 +19,8 @@ from benchmark.detectors.registry import DetectorSpec
 from benchmark.errors import TrainingDivergedError
 from datasets.features import SequenceArrays
 from models_common.config import DetectorConfig
+
+log = logging.getLogger("benchmark")
 
 # An epoch's validation loss must beat the best so far by this much to count as better.
 MIN_IMPROVEMENT = 1e-4
@@ -69,10 +72,22 @@ def fit(trainer: Trainable, train: SequenceArrays, val: SequenceArrays) -> dict:
     best, best_weights, waited = math.inf, None, 0
     start = time.perf_counter()
     for epoch in range(t.epochs):
+        began = time.perf_counter()
         train_loss = run_epoch(trainer, train, rng.permutation(len(train)), epoch)
+        rate = len(train) / max(time.perf_counter() - began, 1e-9)
         val_loss = trainer.validation_loss(val)
         hits, n = trainer.epoch_hits, len(train)
         history.append(epoch_entry(epoch, train_loss, val_loss, hits, n, trainer.cfg))
+        seconds = time.perf_counter() - began
+        log.info(
+            "epoch %d/%d: train loss %.4f, validation loss %.4f, %.0f training seq/s, %.1f s",
+            epoch + 1,
+            t.epochs,
+            train_loss,
+            val_loss,
+            rate,
+            seconds,
+        )
         if val_loss < best - MIN_IMPROVEMENT:
             best, best_weights, waited = val_loss, trainer.snapshot(), 0
         else:
@@ -99,7 +114,7 @@ def run_epoch(trainer: Trainable, data: SequenceArrays, order: np.ndarray, epoch
     batches = [order[i : i + size] for i in range(0, len(order), size)]
     bar = tqdm(
         batches,
-        desc=f"epoch {epoch + 1}",
+        desc=f"epoch {epoch + 1}/{trainer.spec.train.epochs}",
         unit="batch",
         leave=False,
         disable=not sys.stderr.isatty(),
