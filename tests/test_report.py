@@ -18,7 +18,7 @@ from scipy import stats
 from benchmark.evaluation.stats import friedman, holm, mean_ci, nemenyi_critical_difference
 from benchmark.records.record import RunRecord, dumps, from_dict
 from benchmark.records.store import RECORD_FILE, SCORES_FILE
-from benchmark.report.page import build, cells, console, main, write
+from benchmark.report.page import build, cells, console, magnitude, main, write
 from benchmark.report.selection import (
     INVERSE_NOTE,
     aggregate,
@@ -352,7 +352,11 @@ def test_report_files_tables_and_plots(tmp_path):
     assert float(lstm_a["roc_auc_brushing"]) == pytest.approx(0.905)
 
     md = paths["md"].read_text()
-    assert md.index("| 1 | lstm |") < md.index("| 2 | gru |") < md.index("| 3 | transformer |")
+    first = md.index("| 1 | lstm/torch/classify |")
+    assert first < md.index("| 2 | gru/torch/classify |") < md.index("| 3 | transformer/torch/")
+    assert md.index("### Recommendation") < md.index("### Ranking") < first  # advice first
+    header = next(line for line in md.splitlines() if line.startswith("| rank |"))
+    assert header.count("|") - 1 == 9, "the first table keeps the columns a reader needs"
     assert "Friedman test over 2 settings" in md
     assert "RuntimeError: boom" in md
 
@@ -362,6 +366,7 @@ def test_report_files_tables_and_plots(tmp_path):
 
     page = _Page()
     page.feed(paths["html"].read_text())
+    assert "<details><summary>All columns</summary>" in paths["html"].read_text()
     assert page.tables >= 4
     assert "Failed runs" in page.headings
     assert len(page.images) == 2 * 5 + 1  # 5 plots per setting, the CD diagram
@@ -413,6 +418,27 @@ def test_a_sweep_ends_with_the_report_and_the_ranked_table(tmp_path):
         if run_dir.name != "report":
             rec = json.loads((run_dir / RECORD_FILE).read_text())
             assert float(table[rec["model"]]["roc_auc"]) == pytest.approx(rec["metrics"]["roc_auc"])
+
+
+def test_severity_bins_follow_the_injected_spread():
+    from benchmark.report.plots import severity_edges
+
+    spread = np.random.default_rng(0).uniform(0.5, 0.9, 400)
+    edges = severity_edges(spread)
+    assert len(edges) == 5
+    assert edges[0] == spread.min()
+    assert edges[-1] > spread.max()  # the last edge includes the largest severity
+    counts = np.histogram(spread, edges)[0]
+    assert counts.min() >= 90  # quantile bins: every bin holds about a quarter
+    assert list(severity_edges(np.full(7, 0.7))) == [0.7, np.nextafter(0.7, 1)]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(24.403, "24.4"), (1015.2, "1,015"), (0.000621, "0.000621"), (None, "-"), (math.inf, "-")],
+)
+def test_measured_quantities_read_by_magnitude(value, text):
+    assert magnitude(value) == text
 
 
 def test_a_detector_ranking_anomalies_inversely_is_flagged_and_never_recommended():

@@ -1,7 +1,9 @@
 """The results store (append-only SQLite) and W&B logging (offline, read back from its log)."""
 
 import json
+import logging
 import sqlite3
+import sys
 
 import pytest
 
@@ -109,7 +111,10 @@ def test_ingest_rebuilds_a_store_from_run_folders(smoke, tmp_path):
     assert to_dict(stored) == json.loads((result.run_dir / RECORD_FILE).read_text())
 
 
-def test_offline_wandb_run_holds_config_curves_and_metrics(smoke, tmp_path):
+def test_offline_wandb_run_holds_config_curves_and_metrics(smoke, tmp_path, monkeypatch):
+    console = logging.StreamHandler(sys.stderr)  # as the command line logs (Hydra's setup)
+    monkeypatch.setattr(logging.getLogger("benchmark"), "handlers", [console])
+    monkeypatch.setattr(logging.getLogger("benchmark"), "level", logging.INFO)
     result = run(smoke("logger=wandb_offline", "train.epochs=3"))
     record = result.record
     assert record.tracking["status"] == "ok", record.tracking
@@ -136,6 +141,40 @@ def test_offline_wandb_run_holds_config_curves_and_metrics(smoke, tmp_path):
     assert roc["columns"] == ["fpr", "tpr"]
     assert roc["data"][0] == [0.0, 0.0]
     assert roc["data"][-1] == [1.0, 1.0]
+    # what its users expect besides: scores and weights as an artifact, the console kept, a
+    # plain summary beside the run, nothing written outside the results folder
+    assert logged["artifacts"][f"run-{result.run_id}"] == (
+        "run-output",
+        ["checkpoint.safetensors", "scores.npz"],
+    )
+    console = (run_dir / "files" / "output.log").read_text()
+    assert "epoch 3/3: train loss" in console
+    plain = json.loads((run_dir / "summary.json").read_text())
+    assert plain["metrics/roc_auc"] == pytest.approx(record.result.roc_auc)
+    assert plain["run_id"] == result.run_id
+    assert record.tracking["dir"] == str(run_dir)
+
+
+def test_epochs_reach_wandb_while_the_run_trains(smoke, monkeypatch):
+    """Live curves: each epoch is logged when it ends, before the run's results."""
+    from benchmark.records import tracking
+
+    seen: list[tuple[str, int]] = []
+    real_log, real_finish = tracking.LiveRun.log_epoch, tracking.LiveRun.finish
+
+    def log_epoch(self, entry):
+        seen.append(("epoch", int(entry["epoch"])))
+        real_log(self, entry)
+
+    def finish(self, record, run_dir):
+        seen.append(("finish", 0))
+        return real_finish(self, record, run_dir)
+
+    monkeypatch.setattr(tracking.LiveRun, "log_epoch", log_epoch)
+    monkeypatch.setattr(tracking.LiveRun, "finish", finish)
+    result = run(smoke("logger=wandb_offline", "train.epochs=2", "train.patience=5"))
+    assert result.record.tracking["status"] == "ok"
+    assert seen == [("epoch", 1), ("epoch", 2), ("finish", 0)]
 
 
 @pytest.mark.parametrize("broken", ["init", "log", "finish"])

@@ -126,6 +126,7 @@ def test_a_running_record_is_on_disk_before_the_run_starts(smoke, monkeypatch):
     assert seen["record"]["status"] == "running"
     assert seen["record"]["attempt_id"] == result.record.attempt_id
     assert result.record.status == "ok"
+    assert result.record.timing.train_seq_per_s is None  # no parameters: nothing trained
 
 
 # --- failures name their phase; out of memory is retried once ---------------------------

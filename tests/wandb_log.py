@@ -47,11 +47,12 @@ def _items(items) -> dict:
 
 
 def read_run(run_dir: Path) -> dict:
-    """{"run": Run message, "config": {...}, "history": [{...}], "summary": {...}}."""
+    """{"run": Run message, "config": {...}, "history": [{...}], "summary": {...},
+    "artifacts": {name: (type, [file, ...])}}."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     (log_file,) = Path(run_dir).glob("run-*.wandb")
-    out: dict = {"run": None, "config": {}, "history": [], "summary": {}}
+    out: dict = {"run": None, "config": {}, "history": [], "summary": {}, "artifacts": {}}
     for payload in payloads(log_file):
         record = pb.Record()
         record.ParseFromString(payload)
@@ -65,4 +66,7 @@ def read_run(run_dir: Path) -> dict:
             out["history"].append(_items(record.history.item))
         elif kind == "summary":
             out["summary"].update(_items(record.summary.update))
+        elif kind == "artifact":
+            art = record.artifact
+            out["artifacts"][art.name] = (art.type, sorted(m.path for m in art.manifest.contents))
     return out

@@ -102,6 +102,7 @@ class DetectorSpec:
     seed: int
     run_dir: Any = None  # where checkpoints may be written
     threads: int = 0  # CPU threads the framework may use (0: its own default)
+    on_epoch: Any = None  # called with each epoch's history entry as it ends (live tracking)
     extra: dict = field(default_factory=dict)
 
 

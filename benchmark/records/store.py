@@ -28,6 +28,7 @@ STORE_FILE = "runs.sqlite"
 # What every run folder holds (results/<experiment>/<run_id>/).
 RECORD_FILE = "record.json"
 SCORES_FILE = "scores.npz"
+CHECKPOINT_FILE = "checkpoint.safetensors"  # the trained weights of a deep detector
 
 COLUMNS = (
     "run_id",

@@ -1,8 +1,11 @@
-"""Weights & Biases logging of a finished run, read from its record and saved scores.
+"""Weights & Biases logging of a run: opened when the run starts (live epoch curves, the
+console kept), its results logged once the record is on disk.
 
-The run writes its ``record.json`` first; only then is W&B called, so W&B can neither lose nor
-corrupt a result. Any W&B failure (no network, disk full, bad key, a bug in wandb) becomes a
-warning and ``tracking.status`` in the record; the run's own status is untouched.
+The run writes its ``record.json`` before W&B sees any result, so W&B can neither lose nor
+corrupt one. Any W&B failure (no network, disk full, bad key, a bug in wandb) becomes a
+warning and ``tracking.status`` in the record; the run's own status is untouched. Beside each
+offline run, ``summary.json`` holds its results as plain JSON; its scores and checkpoint are
+a ``run-output`` artifact; ``wandb leet <results_dir>/wandb`` browses the runs in a terminal.
 
 ``logger=wandb_offline`` (the default) writes runs under ``<results_dir>/wandb/`` without an
 account or network; ``wandb sync <results_dir>/wandb/offline-run-*`` uploads them later.
@@ -20,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from benchmark.evaluation.metrics import pr_curve, roc_curve
+from benchmark.records import strict_json
 from benchmark.records.record import RunRecord, RunStatus, to_dict
-from benchmark.records.store import SCORES_FILE
+from benchmark.records.store import CHECKPOINT_FILE, SCORES_FILE
 
 log = logging.getLogger("benchmark")
 
@@ -64,29 +68,81 @@ def _downsample(*curves: np.ndarray, points: int = CURVE_POINTS) -> list[np.ndar
     return [c[index] for c in curves]
 
 
-def track(logger_cfg, record: RunRecord, run_dir: Path, results_dir: Path) -> dict:
-    """Log ``record`` (and its run folder's scores) to W&B as configured. Never raises:
-    returns ``{"status": "ok"|"failed"|"off", ...}`` for the record."""
-    if logger_cfg.name == "none":
-        return {"status": "off"}
-    run = None
-    try:
-        import wandb
+class LiveRun:
+    """The W&B run of one harness run, opened when the run starts: epochs are logged as they
+    end (live curves, a runtime that is the run's), the console is kept, and when the record
+    is on disk its results, tables, curves and artifacts follow. Every W&B call is guarded: a
+    failure becomes a warning and ``tracking.status: failed``; the run goes on untouched."""
 
-        run = wandb.init(**init_kwargs(logger_cfg, record, results_dir))
-        log_run(wandb, run, record, run_dir)
-        info = {"status": "ok", "mode": _mode(logger_cfg), "id": run.id, "dir": str(run.dir)}
-    except Exception as err:  # W&B must never fail a run
-        log.warning("W&B logging failed, the local record is kept: %s", err)
-        info = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-    finally:
-        if run is not None:
+    def __init__(self, logger_cfg, record: RunRecord, results_dir: Path) -> None:
+        self.cfg, self.run = logger_cfg, None
+        self.error: str | None = None
+        if logger_cfg.name == "none":
+            return
+        try:
+            import wandb
+
+            keep_files_under(Path(results_dir) / "wandb")
+            self.run = wandb.init(**init_kwargs(logger_cfg, record, results_dir))
+        except Exception as err:  # W&B must never fail a run
+            self.failed("init", err)
+
+    def failed(self, where: str, err: BaseException) -> None:
+        log.warning("W&B logging failed (%s), the local record is kept: %s", where, err)
+        self.error = self.error or f"{where}: {type(err).__name__}: {err}"
+
+    def log_epoch(self, entry: dict) -> None:
+        """One epoch of the training history, as it ends."""
+        if self.run is None:
+            return
+        try:
+            self.run.log({f"epoch/{k}": v for k, v in entry.items()}, step=int(entry["epoch"]))
+        except Exception as err:
+            self.failed("epoch", err)
+
+    def finish(self, record: RunRecord, run_dir: Path) -> dict:
+        """Results, tables, curves and the run's files; ``{"status": ok|failed|off, ...}``
+        for the record."""
+        if self.cfg.name == "none":
+            return {"status": "off"}
+        if self.run is not None:
             try:
-                run.finish()
+                import wandb
+
+                log_run(wandb, self.run, record, run_dir)
+                write_summary(self.run, record)
             except Exception as err:
-                log.warning("W&B finish failed: %s", err)
-                info = {"status": "failed", "error": f"finish: {type(err).__name__}: {err}"}
-    return info
+                self.failed("results", err)
+            try:
+                self.run.finish()
+            except Exception as err:
+                self.failed("finish", err)
+        if self.error or self.run is None:
+            return {"status": "failed", "error": self.error or "no W&B run"}
+        return {
+            "status": "ok",
+            "mode": _mode(self.cfg),
+            "id": self.run.id,
+            "dir": str(Path(self.run.dir).parent),
+        }
+
+
+_SET_HERE: set[str] = set()  # W&B folder variables this module set (the others are the user's)
+
+
+def keep_files_under(folder: Path) -> None:
+    """W&B's caches, artifact staging and settings under ``folder`` (this run's results
+    folder's ``wandb/``) unless the user's environment names them: nothing is written to the
+    home folder."""
+    for variable, sub in (
+        ("WANDB_CACHE_DIR", "cache"),
+        ("WANDB_DATA_DIR", "data"),
+        ("WANDB_ARTIFACT_DIR", "artifacts"),
+        ("WANDB_CONFIG_DIR", "settings"),
+    ):
+        if variable not in os.environ or variable in _SET_HERE:
+            os.environ[variable] = str(folder / sub)
+            _SET_HERE.add(variable)
 
 
 def _mode(logger_cfg) -> str:
@@ -109,14 +165,14 @@ def init_kwargs(logger_cfg, record: RunRecord, results_dir: Path) -> dict:
         tags=tags_of(record, list(logger_cfg.tags)),
         config={**record.config, "provenance": to_dict(record)["provenance"]},
         reinit="create_new",
-        settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        settings=wandb.Settings(console="wrap", silent=True),
     )
 
 
 def log_run(wandb, run, record: RunRecord, run_dir: Path) -> None:
-    """Per-epoch curves as history, results as summary, per-type metrics and curves as tables."""
-    for row in record.training.get("history", []):
-        run.log({f"epoch/{k}": v for k, v in row.items()}, step=int(row["epoch"]))
+    """Results as summary, per-type metrics and curves as tables, scores and checkpoint as an
+    artifact (the epochs were logged live)."""
+    run.config.update({"provenance": to_dict(record)["provenance"]}, allow_val_change=True)
     for key, value in summary_of(record).items():
         run.summary[key] = value
     per_type = record.metrics.per_type if record.metrics else {}
@@ -126,6 +182,25 @@ def log_run(wandb, run, record: RunRecord, run_dir: Path) -> None:
     scores = Path(run_dir) / SCORES_FILE
     if record.status == RunStatus.ok and scores.exists():
         log_curves(wandb, run, scores)
+    files = [f for f in (scores, Path(run_dir) / CHECKPOINT_FILE) if f.exists()]
+    if files:
+        artifact = wandb.Artifact(
+            f"run-{record.run_id}", type="run-output", metadata={"status": record.status.value}
+        )
+        for file in files:
+            artifact.add_file(str(file))
+        run.log_artifact(artifact)
+
+
+SUMMARY_FILE = "summary.json"
+
+
+def write_summary(run, record: RunRecord) -> None:
+    """``summary.json`` beside the offline run: its results as plain JSON, readable without
+    W&B."""
+    values = {"run_id": record.run_id, "experiment": record.experiment, **summary_of(record)}
+    text = strict_json.dumps(values, indent=2, sort_keys=True)
+    (Path(run.dir).parent / SUMMARY_FILE).write_text(text, encoding="utf-8")
 
 
 def log_curves(wandb, run, scores_file: Path) -> None:

@@ -53,15 +53,35 @@ class Column:
     text: Callable[[Row], str] | None  # None: CSV only
     raw: Callable[[Row], Any] | None = None  # None: not in the CSV
     in_tex: bool = True
+    in_summary: bool = False  # in the short table a reader sees first
 
 
 def _attr(name: str) -> Callable[[Row], Any]:
     return lambda row: getattr(row, name)
 
 
-def _figure(key: str, label: str, in_tex: bool = True) -> Column:
-    """A number of the row: formatted in tables, raw in the CSV."""
-    return Column(key, label, lambda row: fmt(getattr(row, key)), _attr(key), in_tex)
+def fmt(value, digits: int = 3) -> str:
+    """Table cell text: '-' for missing, thousands separators for big numbers."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _figure(
+    key: str, label: str, in_tex: bool = True, in_summary: bool = False, text=None
+) -> Column:
+    """A number of the row: formatted in tables (``fmt`` unless ``text`` says how), raw in
+    the CSV."""
+    shown = text or fmt
+    return Column(key, label, lambda row: shown(getattr(row, key)), _attr(key), in_tex, in_summary)
 
 
 def _model_text(row: Row) -> str:
@@ -72,41 +92,58 @@ def _auc_text(row: Row) -> str:
     return fmt(row.roc_auc_mean) + (" (inverse)" if ranks_inversely(row) else "")
 
 
-def _latency_text(row: Row) -> str:
-    return "-" if row.latency_ms is None else f"{row.latency_ms:.3g}"
+def _detector_text(row: Row) -> str:
+    return row.name
+
+
+def magnitude(value: float | None) -> str:
+    """A measured quantity (rates, milliseconds, megabytes) to three significant digits,
+    thousands separated: '24.4' and '1,015' cannot be mistaken for each other."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
 
 
 COLUMNS: tuple[Column, ...] = (
     Column("setting", "setting", None, _attr("setting")),
-    Column("rank", "rank", lambda r: str(r.rank), _attr("rank")),
+    Column("rank", "rank", lambda r: str(r.rank), _attr("rank"), in_summary=True),
+    Column("detector", "detector", _detector_text, None, in_tex=False, in_summary=True),
     Column("model", "model", _model_text, _attr("model")),
     Column("framework", "framework", _attr("framework"), _attr("framework")),
     Column("objective", "objective", _attr("objective"), _attr("objective")),
-    Column("seeds", "seeds", lambda r: str(len(r.seeds)), lambda r: len(r.seeds)),
-    Column("roc_auc", "ROC-AUC", _auc_text, _attr("roc_auc_mean")),
-    Column("roc_auc_95ci", "95% CI", lambda r: f"[{fmt(r.roc_auc_low)}, {fmt(r.roc_auc_high)}]"),
+    Column("seeds", "seeds", lambda r: str(len(r.seeds)), lambda r: len(r.seeds), True, True),
+    Column("roc_auc", "ROC-AUC", _auc_text, _attr("roc_auc_mean"), in_summary=True),
+    Column(
+        "roc_auc_95ci",
+        "95% CI",
+        lambda r: f"[{fmt(r.roc_auc_low)}, {fmt(r.roc_auc_high)}]",
+        in_summary=True,
+    ),
     Column("roc_auc_low", "", None, _attr("roc_auc_low")),
     Column("roc_auc_high", "", None, _attr("roc_auc_high")),
     Column("ci_kind", "", None, _attr("ci_kind")),
-    _figure("pr_auc", "PR-AUC"),
-    _figure("f1", "F1@val thr"),
+    _figure("pr_auc", "PR-AUC", in_summary=True),
+    _figure("f1", "F1@val thr", in_summary=True),
     _figure("recall_at_1pct_fpr", "recall@1%FPR"),
-    _figure("train_seq_per_s", "train seq/s", in_tex=False),
-    _figure("infer_seq_per_s", "infer seq/s"),
-    Column("latency_ms", "latency ms", _latency_text, _attr("latency_ms")),
+    _figure("train_seq_per_s", "train seq/s", in_tex=False, text=magnitude),
+    _figure("infer_seq_per_s", "infer seq/s", text=magnitude),
+    _figure("latency_ms", "latency ms", in_summary=True, text=magnitude),
     _figure("n_params", "params"),
-    _figure("peak_memory_mb", "peak MB", in_tex=False),
+    _figure("peak_memory_mb", "peak MB", in_tex=False, in_summary=True, text=magnitude),
     _figure("pareto_latency", "Pareto lat.", in_tex=False),
     _figure("pareto_memory", "Pareto mem.", in_tex=False),
 )
-TABLE_COLUMNS = tuple(c for c in COLUMNS if c.text is not None)
+TABLE_COLUMNS = tuple(c for c in COLUMNS if c.text is not None and c.key != "detector")
+SUMMARY_COLUMNS = tuple(c for c in COLUMNS if c.in_summary)
 TEX_COLUMNS = tuple(c for c in TABLE_COLUMNS if c.in_tex)
 CSV_COLUMNS = tuple(c for c in COLUMNS if c.raw is not None)
 
 
 def cells(row: Row) -> dict[str, str]:
     """A row's cell text by column key."""
-    return {c.key: c.text(row) for c in TABLE_COLUMNS if c.text is not None}
+    return {c.key: c.text(row) for c in COLUMNS if c.text is not None}
 
 
 def table_rows(rows: list[Row], columns: tuple[Column, ...]) -> list[list[str]]:
@@ -143,21 +180,6 @@ class Report:
     cd_plots: dict[str, Path]  # detection setting -> critical-difference diagram
     failures: list[RunRecord]
     hardware: str
-
-
-def fmt(value, digits: int = 3) -> str:
-    """Table cell text: '-' for missing, thousands separators for big numbers."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def fast_paths_text(environment: dict) -> str:
@@ -333,11 +355,13 @@ def to_markdown(report: Report) -> str:
         "over test sequences. Detection settings are ranked apart.",
     ]
     for s in report.sections:
-        out += ["", f"## {s.setting}", "", f"Latency column: {s.latency_measure}.", ""]
+        out += ["", f"## {s.setting}", "", "### Recommendation", ""]
+        out += [f"- {line}" for line in s.recommendations]
+        out += ["", "### Ranking", "", f"Latency column: {s.latency_measure}. {ALL_COLUMNS}", ""]
         out.append(
             render.markdown(
-                [c.label for c in TABLE_COLUMNS],
-                table_rows(s.rows, TABLE_COLUMNS),
+                [c.label for c in SUMMARY_COLUMNS],
+                table_rows(s.rows, SUMMARY_COLUMNS),
             )
         )
         types = type_names(s.rows)
@@ -359,7 +383,6 @@ def to_markdown(report: Report) -> str:
                 "",
                 render.markdown(*s.speed),
             ]
-        out += ["", "### Recommendation", ""] + [f"- {line}" for line in s.recommendations]
     if report.unseen:
         out += [
             "",
@@ -375,6 +398,12 @@ def to_markdown(report: Report) -> str:
         out += ["", "## Failed runs", ""]
         out += [failure_line(f) for f in report.failures]
     return "\n".join(out) + "\n"
+
+
+ALL_COLUMNS = (
+    "Every column (framework, objective, recall at 1% FPR, throughput, parameters, Pareto "
+    "flags, the interval's kind) is in selection.csv and in the HTML page."
+)
 
 
 def failure_line(r: RunRecord) -> str:
@@ -478,10 +507,16 @@ def _md_inline(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
 
 
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f3f3f3}td:nth-child(-n+4){text-align:left}
+# Tables fit a 1024 px window: headers wrap (per-type names are long), cells do not, and a
+# table wider than the page scrolls inside its own box rather than the page.
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;
+color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px;display:block;overflow-x:auto;
+max-width:100%}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f3f3f3;max-width:8em;overflow-wrap:anywhere;vertical-align:bottom}
+td{white-space:nowrap}td:nth-child(-n+2){text-align:left}
+details{margin:0.5em 0}summary{cursor:pointer;color:#555}
 figure{display:inline-block;margin:0.5em}img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:12px;color:#555}"""
 
@@ -498,12 +533,18 @@ def to_html(report: Report) -> str:
         "seeds (Student t) when a detector has several, else the run's bootstrap over test "
         "sequences. Detection settings are ranked apart.</p>",
     ]
-    labels = [c.label for c in TABLE_COLUMNS]
     for s in report.sections:
+        parts += [f"<h2>{html.escape(s.setting)}</h2>", "<h3>Recommendation</h3><ul>"]
+        parts += [f"<li>{_md_inline(line)}</li>" for line in s.recommendations]
         parts += [
-            f"<h2>{html.escape(s.setting)}</h2>",
+            "</ul><h3>Ranking</h3>",
             f"<p>Latency column: {html.escape(s.latency_measure)}.</p>",
-            render.html_table(labels, table_rows(s.rows, TABLE_COLUMNS)),
+            render.html_table(
+                [c.label for c in SUMMARY_COLUMNS], table_rows(s.rows, SUMMARY_COLUMNS)
+            ),
+            "<details><summary>All columns</summary>",
+            render.html_table([c.label for c in TABLE_COLUMNS], table_rows(s.rows, TABLE_COLUMNS)),
+            "</details>",
         ]
         types = type_names(s.rows)
         if types:
@@ -521,9 +562,6 @@ def to_html(report: Report) -> str:
                 f"<p>{html.escape(SPEED_NOTE)}</p>",
                 render.html_table(*s.speed),
             ]
-        parts += ["<h3>Recommendation</h3><ul>"]
-        parts += [f"<li>{_md_inline(line)}</li>" for line in s.recommendations]
-        parts += ["</ul>"]
         parts += [_img(p, name.replace("_", " ")) for name, p in s.plots.items()]
     if report.unseen:
         parts += [

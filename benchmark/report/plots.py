@@ -23,8 +23,6 @@ from benchmark.records.record import RunRecord
 from benchmark.records.store import SCORES_FILE
 from benchmark.report.selection import Row, pareto_optimal
 
-SEVERITY_BINS = (0.0, 0.25, 0.5, 0.75, 1.0001)
-
 
 def save(fig, stem: Path) -> Path:
     """Write ``stem``.png and ``stem``.svg; returns the PNG path."""
@@ -35,8 +33,13 @@ def save(fig, stem: Path) -> Path:
     return stem.with_suffix(".png")
 
 
+MARKERS = "osD^v<>Pp*Xh"
+
+
 def pareto(rows: list[Row], cost: str, cost_label: str, title: str, stem: Path) -> Path | None:
-    """ROC-AUC against a cost (log axis), the Pareto front joined, every point named."""
+    """ROC-AUC against a cost (log axis), the Pareto front joined. Each detector has its own
+    colour and marker, named in a legend beside the axes (labels on the points would overlap
+    wherever detectors lie close); Pareto-optimal points are filled, dominated ones hollow."""
     points = [r for r in rows if getattr(r, cost) is not None]
     if len(points) < 2:
         return None
@@ -47,36 +50,30 @@ def pareto(rows: list[Row], cost: str, cost_label: str, title: str, stem: Path) 
     err = np.array(
         [[r.roc_auc_mean - r.roc_auc_low, r.roc_auc_high - r.roc_auc_mean] for r in points]
     )
-    ax.errorbar(x, y, yerr=np.nan_to_num(err.T), fmt="none", ecolor="0.75", capsize=2, zorder=1)
-    ax.scatter(x[~front], y[~front], color="0.5", label="dominated", zorder=2)
-    ax.scatter(x[front], y[front], color="C3", label="Pareto-optimal", zorder=3)
+    ax.errorbar(x, y, yerr=np.nan_to_num(err.T), fmt="none", ecolor="0.8", capsize=2, zorder=1)
     order = np.argsort(x[front])
-    ax.step(x[front][order], y[front][order], where="post", color="C3", alpha=0.6, zorder=2)
-    for (xi, yi), dy, r in zip(zip(x, y, strict=True), _label_offsets(x, y), points, strict=True):
-        ax.annotate(r.name, (xi, yi), textcoords="offset points", xytext=(5, dy), fontsize=7)
+    ax.step(x[front][order], y[front][order], where="post", color="0.4", lw=1, zorder=2)
+    colours = plt.get_cmap("tab20")
+    for i, row in enumerate(points):
+        colour = colours(i % 20)
+        ax.scatter(
+            x[i],
+            y[i],
+            marker=MARKERS[i % len(MARKERS)],
+            s=45,
+            facecolors=colour if front[i] else "none",
+            edgecolors=colour,
+            linewidths=1.4,
+            label=row.name + ("  (Pareto)" if front[i] else ""),
+            zorder=3,
+        )
     ax.set_xscale("log")
     ax.set_xlabel(cost_label)
     ax.set_ylabel("ROC-AUC (test, higher is better)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return save(fig, stem)
-
-
-def _label_offsets(x: np.ndarray, y: np.ndarray, gap_points: float = 9.0) -> list[float]:
-    """Vertical label offsets (points) that keep labels of nearby points from overlapping:
-    points within a factor 2 of each other's cost are stacked at least ``gap_points`` apart."""
-    span = max(float(np.ptp(y)), 1e-9)
-    to_points = 300.0 / span  # a 4.5-inch axis is about 300 points tall
-    offsets = [0.0] * len(x)
-    placed: list[tuple[float, float]] = []  # (log cost, label height in points)
-    for i in np.argsort(y):
-        height = y[i] * to_points
-        near = [h for c, h in placed if abs(c - math.log10(x[i])) < 0.3]
-        while any(abs(height + offsets[i] - h) < gap_points for h in near):
-            offsets[i] += gap_points / 2
-        placed.append((math.log10(x[i]), height + offsets[i]))
-    return [o - 3.0 for o in offsets]
 
 
 def _scores(row: Row) -> dict | None:
@@ -115,31 +112,48 @@ def roc_pr(rows: list[Row], title: str, stem: Path) -> Path | None:
     return save(fig, stem)
 
 
+SEVERITY_BINS = 4  # bins per type, at quantiles of the severities its victims received
+
+
+def severity_edges(severity: np.ndarray, bins: int = SEVERITY_BINS) -> np.ndarray:
+    """Bin edges at quantiles of the observed severities: every bin holds victims, whatever
+    range the experiment's severity and jitter cover (the last edge is inclusive)."""
+    edges = np.unique(np.quantile(severity, np.linspace(0.0, 1.0, bins + 1)))
+    if len(edges) < 2:  # one severity for all: one bin around it
+        edges = np.array([edges[0], edges[0]])
+    edges[-1] = np.nextafter(edges[-1], np.inf)
+    return edges
+
+
 def auc_by_severity(scores: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per anomaly type: (bin centres, ROC-AUC of that type's sequences in each severity bin
-    against the type's reference normals, as in the per-type table: the normal sequences it
-    could have hit, matched to its victims' eligibility patterns); empty bins left out."""
+    """Per anomaly type: (mean severity of each bin, ROC-AUC of that type's sequences in the
+    bin against the type's reference normals, as in the per-type table: the normal sequences
+    it could have hit, matched to its victims' eligibility patterns); empty bins left out."""
     labels, s = scores["test_label"].astype(bool), scores["test_score"]
     types, severity = scores["test_type"], scores["test_severity"]
     names = [str(n) for n in scores["type_names"]]
     eligible = scores.get("test_eligible")
     out = {}
     for t, name in enumerate(names):
+        victims = labels & (types == t)
+        if not victims.any():
+            continue
         centres, aucs = [], []
-        for lo, hi in itertools.pairwise(SEVERITY_BINS):
-            hit = labels & (types == t) & (severity >= lo) & (severity < hi)
-            in_bin = np.where(hit, t, -1)
-            auc = per_type_roc_auc(labels, in_bin, s, tuple(names), eligible).get(name)
-            if auc is not None:
-                centres.append(min(hi, 1.0) / 2 + lo / 2)
-                aucs.append(auc)
+        for lo, hi in itertools.pairwise(severity_edges(severity[victims])):
+            hit = victims & (severity >= lo) & (severity < hi)
+            auc = per_type_roc_auc(labels, np.where(hit, t, -1), s, tuple(names), eligible)
+            if auc.get(name) is not None:
+                centres.append(float(severity[hit].mean()))
+                aucs.append(auc[name])
         if centres:
             out[name] = (np.array(centres), np.array(aucs))
     return out
 
 
 def severity(row: Row, title: str, stem: Path) -> Path | None:
-    """ROC-AUC against injected severity, one line per anomaly type (pooled over seeds)."""
+    """ROC-AUC against injected severity, one line per anomaly type (pooled over seeds: the
+    seeds' bins at the same rank averaged). The axis spans the severities injected; types
+    with equal values are told apart by their markers."""
     pooled: dict[str, list] = {}
     for run_dir in row.run_dirs:
         path = Path(run_dir) / SCORES_FILE
@@ -152,19 +166,17 @@ def severity(row: Row, title: str, stem: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (name, parts) in enumerate(sorted(pooled.items())):
-        c = np.concatenate([p[0] for p in parts])
-        a = np.concatenate([p[1] for p in parts])
-        centres = np.unique(c)
-        means = [a[c == x].mean() for x in centres]
-        ax.plot(centres, means, marker="o", color=f"C{i % 10}", label=name)
-    ax.axhline(0.5, ls="--", color="0.6")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("injected severity (bin centre; 0 = looks normal, 1 = blatant)")
+        n = min(len(p[0]) for p in parts)
+        centres = np.mean([p[0][:n] for p in parts], axis=0)
+        means = np.mean([p[1][:n] for p in parts], axis=0)
+        ax.plot(centres, means, marker=MARKERS[i % len(MARKERS)], color=f"C{i % 10}", label=name)
+    ax.axhline(0.5, ls="--", color="0.6", lw=1)
+    ax.set_ylim(0, 1.04)
+    ax.set_xlabel("injected severity (mean of each quantile bin; 0 = looks normal, 1 = blatant)")
     ax.set_ylabel("ROC-AUC vs the type's reference normals")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return save(fig, stem)
 
 

@@ -84,6 +84,7 @@ def detect(
     run_dir: Path,
     record: RunRecord,
     phase: Callable[[str], None] = lambda _: None,
+    on_epoch: Callable[[dict], None] | None = None,
 ):
     """Fill ``record`` with the detector's training report and metrics; returns the fitted
     detector (for the timing phase). ``phase`` is told each stage (build, train, score,
@@ -99,6 +100,7 @@ def detect(
         seed=config.seed,
         run_dir=run_dir,
         threads=record.threads,
+        on_epoch=on_epoch,
     )
     setting = config.setting.value
     check_evaluable(prepared, setting)
@@ -161,8 +163,10 @@ def detect(
     record.modalities_used = list(detector.modalities_used)
     record.timing = Timing(
         train_seconds=train_seconds,
+        # None where nothing was trained: weights from a checkpoint, or a detector without
+        # parameters (the random baseline), whose "rate" would be a meaningless 1e9
         train_seq_per_s=None
-        if config.checkpoint
+        if config.checkpoint or not detector.n_params
         else len(train) * max(1, record.epochs_trained()) / max(train_seconds, 1e-9),
         infer_seconds=infer_seconds,
         infer_seq_per_s=len(test) / max(infer_seconds, 1e-9),
@@ -282,6 +286,7 @@ def pretrain_encoder(spec: DetectorSpec, train, val) -> tuple[dict[str, np.ndarr
         objective=replace(spec.objective, name=ObjectiveName.masked),
         train=replace(t, epochs=t.pretrain_epochs, lr=t.pretrain_lr, pretrain_epochs=0),
         run_dir=None,  # no checkpoint of the pretraining model
+        on_epoch=None,  # the tracker's epochs are the objective's
     )
     model, framework = spec.model.name.value, spec.framework.name.value
     pretrained = create(model, framework, pre_spec)

@@ -46,7 +46,7 @@ from benchmark.records.record import Provenance, RecordError, RunRecord, RunStat
 from benchmark.records.record import dumps as record_json
 from benchmark.records.record import load as load_record
 from benchmark.records.store import RECORD_FILE, StoreError, append, attempts, store_path
-from benchmark.records.tracking import track
+from benchmark.records.tracking import LiveRun
 from benchmark.run.data import PreparedData, data_path, prepare_data
 from benchmark.run.detect import detect, time_detector
 from benchmark.run.threads import resolve_threads
@@ -185,6 +185,7 @@ def run(cfg: DictConfig | Config) -> RunResult:
         write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
         write_record(run_dir, record)  # status "running": a killed run is seen as unfinished
     phase, failure = Phase(record.phase_seconds), None
+    tracker = LiveRun(config.logger, record, Path(config.results_dir))
     try:
         phase("data")
         data_seed = config.seed if config.data_seed is None else config.data_seed
@@ -196,7 +197,7 @@ def run(cfg: DictConfig | Config) -> RunResult:
         }
         if config.save_arrays:
             save_arrays(prepared, run_dir)
-        detector = detect(config, prepared, run_dir, record, phase)
+        detector = detect(config, prepared, run_dir, record, phase, tracker.log_epoch)
         if config.timing.enabled:
             phase("timing")  # the metrics are in the record already: a failure here keeps them
             batch = record.oom_retry.retried_with if record.oom_retry else None
@@ -219,7 +220,7 @@ def run(cfg: DictConfig | Config) -> RunResult:
     log.info("%s: %s", record.status.value, phase_summary(record.phase_seconds))
     with writing(run_dir, failure):
         write_record(run_dir, record)
-        publish(config, record, run_dir)
+        publish(config, record, run_dir, tracker)
     result = RunResult(rid, run_dir, record.status.value, record, decision)
     if failure is not None:
         failure.run_result = result  # type: ignore[attr-defined]
@@ -306,10 +307,10 @@ def earlier_attempts(config: Config, rid: str) -> int:
     return len(earlier)
 
 
-def publish(config: Config, record: RunRecord, run_dir: Path) -> None:
-    """After the record is on disk: W&B, then the results store. Neither can fail the run
-    or touch its result; a failure is a warning (and ``tracking`` in the record)."""
-    record.tracking = track(config.logger, record, run_dir, Path(config.results_dir))
+def publish(config: Config, record: RunRecord, run_dir: Path, tracker: LiveRun) -> None:
+    """After the record is on disk: W&B's results, then the results store. Neither can fail
+    the run or touch its result; a failure is a warning (and ``tracking`` in the record)."""
+    record.tracking = tracker.finish(record, run_dir)
     write_record(run_dir, record)
     try:
         append(store_path(config.results_dir), record)

@@ -20,10 +20,11 @@ from safetensors.numpy import load_file, save_file
 from benchmark.detectors.registry import DetectorSpec, Scores
 from benchmark.errors import UserError
 from benchmark.records.atomic import atomic_path
+from benchmark.records.store import CHECKPOINT_FILE
 from datasets.features import SequenceArrays
 from models_common.config import CLASSIFY_OBJECTIVES, DetectorConfig
 
-CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT = CHECKPOINT_FILE
 ID_FIELDS = (
     "event_type",
     "item",

@@ -79,6 +79,8 @@ def fit(trainer: Trainable, train: SequenceArrays, val: SequenceArrays) -> dict:
         hits, n = trainer.epoch_hits, len(train)
         history.append(epoch_entry(epoch, train_loss, val_loss, hits, n, trainer.cfg))
         seconds = time.perf_counter() - began
+        if trainer.spec.on_epoch is not None:
+            trainer.spec.on_epoch(history[-1])
         log.info(
             "epoch %d/%d: train loss %.4f, validation loss %.4f, %.0f training seq/s, %.1f s",
             epoch + 1,
