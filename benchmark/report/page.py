@@ -439,32 +439,42 @@ def unseen_table(entries: list[SeenUnseen]) -> tuple[list[str], list[list[str]]]
     return ["setting", "detector", "seen", "unseen", "gap", *per_type], body
 
 
-def cross_text(cross: CrossSetting) -> str:
+Block = str | tuple[list[str], list[list[str]]]  # a paragraph, or a table's header and rows
+
+
+def cross_blocks(cross: CrossSetting) -> list[Block]:
+    """The cross-setting statistics as paragraphs and tables, for any output format."""
     if cross.friedman is None:
-        return f"No cross-setting ranking of the {cross.detection} detectors: {cross.note}."
+        return [f"No cross-setting ranking of the {cross.detection} detectors: {cross.note}."]
     f = cross.friedman
-    lines = [
+    blocks: list[Block] = [
         f"Friedman test over {f.n_blocks} settings: chi2 = {f.statistic:.3f}, p = {f.pvalue:.3g} "
         f"({cross.note}). Nemenyi critical difference at alpha {f.alpha}: "
         f"{f.critical_difference:.2f} ranks.",
-        "",
-        render.markdown(
+        (
             ["detector", "average rank"],
             [[n, f"{r:.2f}"] for r, n in sorted(zip(f.average_ranks, f.names, strict=True))],
         ),
     ]
     if cross.holm:
-        lines += [
-            "",
+        blocks += [
             "Wilcoxon signed-rank vs the best average rank over the settings' means (one "
             "value per detector and setting), Holm-corrected:",
-            "",
-            render.markdown(
-                ["detector", "p", "Holm p"],
-                [[c, f"{p:.4f}", f"{a:.4f}"] for c, p, a in cross.holm],
-            ),
+            (["detector", "p", "Holm p"], [[c, f"{p:.4f}", f"{a:.4f}"] for c, p, a in cross.holm]),
         ]
-    return "\n".join(lines)
+    return blocks
+
+
+def cross_text(cross: CrossSetting) -> str:
+    parts = [b if isinstance(b, str) else render.markdown(*b) for b in cross_blocks(cross)]
+    return "\n\n".join(parts)
+
+
+def cross_html(cross: CrossSetting) -> str:
+    return "".join(
+        f"<p>{html.escape(b)}</p>" if isinstance(b, str) else render.html_table(*b)
+        for b in cross_blocks(cross)
+    )
 
 
 def to_csv(report: Report, path: Path) -> None:
@@ -572,7 +582,7 @@ def to_html(report: Report) -> str:
     for c in report.cross:
         parts += [
             f"<h2>Across settings: {html.escape(c.detection)}</h2>",
-            f"<pre>{html.escape(cross_text(c))}</pre>",
+            cross_html(c),
         ]
         parts.append(_img(report.cd_plots.get(c.detection), "critical difference diagram"))
     if report.failures:
