@@ -30,6 +30,9 @@ def test_run_writes_config_and_record_under_experiment_and_run_id(smoke, tmp_pat
     assert list(result.record.phase_seconds) == phases
     assert all(s >= 0 for s in result.record.phase_seconds.values())
     assert [f"{p} ..." for p in phases[1:]] == [m for m in caplog.messages if m.endswith(" ...")]
+    train = result.record.data["splits"]["train"]
+    data_line = f"data: train {train['sequences']:,} sequences ({train['anomalous_sequences']:,} "
+    assert any(m.startswith(data_line + "anomalous), val ") for m in caplog.messages)
     epochs = result.record.training["epochs"]
     epoch_lines = [m for m in caplog.messages if m.startswith("epoch ")]
     assert len(epoch_lines) == epochs

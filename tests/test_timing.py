@@ -277,12 +277,21 @@ TINY_TIMING = [
 ]
 
 
-def test_a_run_records_the_protocol_and_the_report_shows_it(compose_config, tmp_path):
+def test_a_run_records_the_protocol_and_the_report_shows_it(compose_config, tmp_path, caplog):
     from benchmark.report.page import build, fmt, to_markdown
     from benchmark.run.experiment import run
 
+    caplog.set_level("INFO", logger="benchmark")
     cfg = compose_config(["experiment=smoke", f"results_dir={tmp_path}", *TINY_TIMING])
     record = run(cfg).record
+    measured = [m.split(" measured in ")[0] for m in caplog.messages if " measured in " in m]
+    assert measured == [  # the protocol says which part it is measuring
+        "timing: inference throughput, batch 1",
+        "timing: inference throughput, batch 32",
+        "timing: request latency, batch 1",
+        "timing: request latency, batch 32",
+        "timing: training throughput, batch 32",
+    ]
     timing = record.timing
     assert set(timing.inference) == {"batch_1", "batch_32"}
     assert timing.inference["batch_32"]["seq_per_s"] > 0

@@ -191,6 +191,7 @@ def run(cfg: DictConfig | Config) -> RunResult:
         data_seed = config.seed if config.data_seed is None else config.data_seed
         prepared = prepare_data(config.dataset, config.anomaly, data_seed)
         record.data = prepared.summary
+        log.info("data: %s", data_line(prepared.summary))
         record.provenance.data_files = data_files(config.dataset)
         record.provenance.injection_seeds = {
             k.removeprefix("inject_"): v for k, v in prepared.summary["seeds"].items() if "inj" in k
@@ -226,6 +227,16 @@ def run(cfg: DictConfig | Config) -> RunResult:
         failure.run_result = result  # type: ignore[attr-defined]
         raise failure
     return result
+
+
+def data_line(summary: dict) -> str:
+    """'train 8,401 sequences (420 anomalous), val ..., test ...'."""
+    splits = summary.get("splits", {})
+    return ", ".join(
+        f"{name} {s.get('sequences', 0):,} sequences ({s.get('anomalous_sequences', 0):,} "
+        "anomalous)"
+        for name, s in splits.items()
+    )
 
 
 def phase_summary(seconds: dict[str, float]) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import math
 import os
 import subprocess
@@ -40,6 +41,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+log = logging.getLogger("benchmark")
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9}
 LATENCY_BLOCKS = 5  # consecutive blocks of the requests, each with its own p99
@@ -364,25 +367,45 @@ def measure(probe: SpeedProbe, plan: Plan) -> dict:
     out["inference"], memory_inference = phase(
         probe,
         lambda: {
-            batch_key(b): throughput(probe.inference(b), plan.protocol) for b in plan.batch_sizes
+            batch_key(b): announced(f"inference throughput, batch {b}", throughput)(
+                probe.inference(b), plan.protocol
+            )
+            for b in plan.batch_sizes
         },
     )
     out["latency_ms"], _ = phase(
         probe,
         lambda: {
-            batch_key(b): latency(probe.request(b), plan.protocol) for b in plan.latency_batch_sizes
+            batch_key(b): announced(f"request latency, batch {b}", latency)(
+                probe.request(b), plan.protocol
+            )
+            for b in plan.latency_batch_sizes
         },
     )
     memory = {"inference": memory_inference}
     if plan.train_batch_size and (work := probe.training(plan.train_batch_size)) is not None:
         try:
-            out["train"], memory["train"] = phase(probe, lambda: throughput(work, plan.protocol))
+            timed = announced(f"training throughput, batch {plan.train_batch_size}", throughput)
+            out["train"], memory["train"] = phase(probe, lambda: timed(work, plan.protocol))
         finally:
             probe.restore()
     out["memory_mb"] = memory
     out["peak_memory_mb"] = peak_of(memory)
     out["environment"] = probe.environment() | {"driver": gpu_driver(), "threads": threads()}
     return out
+
+
+def announced(what: str, measurement: Callable[..., dict]) -> Callable[..., dict]:
+    """``measurement`` that logs what it measures and how long measuring took (the protocol
+    runs for minutes on a CPU; a user should see which part)."""
+
+    def measured(*args: Any) -> dict:
+        start = time.perf_counter()
+        figures = measurement(*args)
+        log.info("timing: %s measured in %.1f s", what, time.perf_counter() - start)
+        return figures
+
+    return measured
 
 
 def _phase(
