@@ -476,8 +476,25 @@ def check_setting(cfg: Config) -> None:
     )
 
 
+def path_problem(results_dir: str, experiment_name: str) -> str | None:
+    """Why results could land outside ``results_dir`` (or nowhere), or None: the results
+    folder must be named, and the experiment name must be one folder name inside it."""
+    if not str(results_dir).strip():
+        return "results_dir is empty: name the folder for results, e.g. results_dir=results"
+    name = str(experiment_name)
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
+        return (
+            f"experiment_name={name!r} must be one folder name inside results_dir (no '/', "
+            "'..' or empty name): e.g. experiment_name=my_study"
+        )
+    return None
+
+
 def check_config(cfg: Config) -> None:
     """Range and choice checks that the schema types cannot express."""
+    problem = path_problem(cfg.results_dir, cfg.experiment_name)
+    if problem:
+        raise ConfigError(problem)
     check_setting(cfg)
     ds = cfg.dataset
     seq, split = ds.sequence, ds.split

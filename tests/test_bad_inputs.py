@@ -69,6 +69,11 @@ def records_under(root: Path) -> list[RunRecord]:
         (["dataset=rees46", "dataset.path=nowhere.csv"], "python -m datasets.fetch rees46"),
         (["resume=maybe"], "'resume': Invalid value 'maybe', expected one of [ok, finished, none]"),
         (["results_dir=README.md"], "results_dir=README.md is not a writable directory"),
+        # nothing lands outside results_dir: checked before Hydra writes its own folder
+        (["results_dir="], "results_dir is empty: name the folder for results"),
+        (["experiment_name=../../x"], "experiment_name='../../x' must be one folder name"),
+        (["experiment_name=a/b"], "experiment_name='a/b' must be one folder name"),
+        (["-m", "seed=0,1", "experiment_name=.."], "experiment_name='..' must be one folder"),
         # inside a sweep: every swept value is checked before the first job starts
         (["-m", "model=random,markov", "model.hiden_dim=3"], "unknown config key 'model.hid"),
         (["-m", "model=random,lsmt"], "Could not find 'model/lsmt'; available: ['gru'"),

@@ -12,6 +12,7 @@ from benchmark.records.store import (
     StoreError,
     append,
     attempts,
+    connect,
     ingest,
     records,
     store_path,
@@ -70,7 +71,44 @@ def test_store_refuses_updates_and_deletes(tmp_path):
             conn.execute("UPDATE runs SET status = 'ok'")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute("DELETE FROM runs")
+        # REPLACE deletes without firing DELETE triggers: the INSERT triggers stop it
+        conn.execute(
+            "INSERT OR REPLACE INTO runs (run_id, status, attempt, record) "
+            "VALUES ('a', 'failed', 'a-t1', '{}')"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute(
+                "INSERT OR REPLACE INTO runs (id, run_id, status, attempt, record) "
+                "VALUES (1, 'a', 'failed', 'other', '{}')"
+            )
+    (kept,) = records(path, latest_only=False)
+    assert (kept.status, kept.result.roc_auc) == ("ok", 0.5)
+
+
+def test_the_harness_connection_cannot_drop_the_store(tmp_path):
+    path = store_path(tmp_path)
+    append(path, fake_record("a", "t1"))
+    with pytest.raises(StoreError, match="append-only"), connect(path) as conn:
+        conn.execute("DROP TABLE runs")
     assert len(records(path, latest_only=False)) == 1
+
+
+def test_a_busy_store_says_so_and_never_suggests_moving_it(tmp_path, monkeypatch):
+    from benchmark.records import store
+
+    path = store_path(tmp_path)
+    append(path, fake_record("a", "t1"))
+    monkeypatch.setattr(store, "BUSY_SECONDS", 0.1)
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="is busy") as caught:
+            append(path, fake_record("b", "t2"))
+        assert "move it aside" not in str(caught.value)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert append(path, fake_record("b", "t2"))
 
 
 def test_a_corrupt_store_is_a_one_line_error_naming_the_fix(tmp_path):

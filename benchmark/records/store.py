@@ -56,7 +56,18 @@ CREATE TRIGGER IF NOT EXISTS runs_no_update BEFORE UPDATE ON runs
 BEGIN SELECT RAISE(ABORT, 'the results store is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS runs_no_delete BEFORE DELETE ON runs
 BEGIN SELECT RAISE(ABORT, 'the results store is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS runs_no_replace BEFORE INSERT ON runs
+WHEN EXISTS (SELECT 1 FROM runs WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'the results store is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS runs_attempt_once BEFORE INSERT ON runs
+WHEN EXISTS (SELECT 1 FROM runs WHERE attempt = NEW.attempt)
+BEGIN SELECT RAISE(IGNORE); END;
 """
+# REPLACE deletes the row it conflicts with without firing DELETE triggers (SQLite's default),
+# hence the two INSERT triggers: a stored id cannot be taken again (ABORT) and a stored attempt
+# is not written twice (IGNORE, also under INSERT OR REPLACE). DROP has no trigger: the
+# harness's connections refuse it through an authorizer.
+BUSY_SECONDS = 60  # how long a write waits for another process's transaction
 
 
 class StoreError(UserError):
@@ -76,25 +87,45 @@ def store_path(results_dir: Path | str) -> Path:
     return Path(results_dir) / STORE_FILE
 
 
+def refuse_drops(action: int, *_: object) -> int:
+    """sqlite3 authorizer: no table, index or trigger of the store is ever dropped."""
+    drops = (sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_INDEX, sqlite3.SQLITE_DROP_TRIGGER)
+    return sqlite3.SQLITE_DENY if action in drops else sqlite3.SQLITE_OK
+
+
 @contextmanager
 def connect(path: Path) -> Iterator[sqlite3.Connection]:
     """An open store with its schema; commits on success, rolls back on error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=60)  # wait for other sweep processes' writes
+        conn = sqlite3.connect(path, timeout=BUSY_SECONDS)  # other sweep processes' writes
     except (OSError, sqlite3.Error) as err:
         raise StoreError(f"cannot open the results store {path} ({err}): check the path") from err
     with closing(conn):
         try:
             conn.executescript(SCHEMA)
+            conn.set_authorizer(refuse_drops)
             with conn:
                 yield conn
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                raise StoreError(
+                    f"results store {path} is busy: another process held it for more than "
+                    f"{BUSY_SECONDS} s; the run folders keep their records, and "
+                    f"`python -m benchmark.records.store {path.parent}` adds them later"
+                ) from err
+            raise unusable(path, err) from err
         except sqlite3.DatabaseError as err:
-            raise StoreError(
-                f"results store {path} is unusable ({err}): move it aside; "
-                f"`python -m benchmark.records.store {path.parent}` rebuilds it from the run "
-                "folders"
-            ) from err
+            if "not authorized" in str(err):
+                raise StoreError(f"refused: the results store {path} is append-only") from err
+            raise unusable(path, err) from err
+
+
+def unusable(path: Path, err: BaseException) -> StoreError:
+    return StoreError(
+        f"results store {path} is unusable ({err}): move it aside; "
+        f"`python -m benchmark.records.store {path.parent}` rebuilds it from the run folders"
+    )
 
 
 def attempt_of(record: RunRecord) -> str:

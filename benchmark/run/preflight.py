@@ -77,9 +77,12 @@ def preflight(argv: list[str], conf_dir: str) -> str | None:
     if overrides is None:
         return None
     touches_hydra = any(o.lstrip("+~").startswith("hydra") for o in overrides)
+    from benchmark.config import path_problem
+
     cfg = None
     for variant in sweep_variants(overrides) if is_multirun(argv) else [overrides]:
         cfg, problem = compose_config(variant, conf_dir, with_hydra=touches_hydra)
+        problem = problem or path_problem(cfg.results_dir, cfg.experiment_name)
         if problem:
             return problem
     if cfg is None or is_dry_run(argv):
