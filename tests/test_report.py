@@ -374,6 +374,7 @@ def test_report_files_tables_and_plots(tmp_path):
         assert img["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     plots = sorted(p.name for p in (tmp_path / "report" / "plots").iterdir())
+    assert not [p for p in plots if p.startswith(".")], "plots are written atomically"
     assert len([p for p in plots if p.endswith(".svg")]) == len(page.images)
     assert "critical-difference-supervised.png" in plots
 

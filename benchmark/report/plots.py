@@ -19,17 +19,22 @@ import numpy as np
 
 from benchmark.evaluation.metrics import per_type_roc_auc, pr_curve, roc_auc, roc_curve
 from benchmark.evaluation.stats import Friedman
+from benchmark.records.atomic import atomic_path
 from benchmark.records.record import RunRecord
 from benchmark.records.store import SCORES_FILE
 from benchmark.report.selection import Row, pareto_optimal
 
 
 def save(fig, stem: Path) -> Path:
-    """Write ``stem``.png and ``stem``.svg; returns the PNG path."""
+    """Write ``stem``.png and ``stem``.svg, each atomically (a killed report leaves the
+    previous plot, never half of one); returns the PNG path."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(stem.with_suffix(".png"), dpi=130, bbox_inches="tight")
-    fig.savefig(stem.with_suffix(".svg"), bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for suffix, dpi in ((".png", 130), (".svg", None)):
+            with atomic_path(stem.with_suffix(suffix)) as tmp:
+                fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=suffix[1:])
+    finally:
+        plt.close(fig)
     return stem.with_suffix(".png")
 
 
