@@ -7,6 +7,7 @@ cannot express live in :func:`check_config`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import Any
@@ -559,10 +560,55 @@ def check_config(cfg: Config) -> None:
                 f"{key} applies to the deep detectors, not the baseline "
                 f"{cfg.model.name.value}: set it to 0"
             )
+    check_counts(cfg)
     try:
         check_anomaly_config(cfg.anomaly)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+SEED_LIMIT = 2**32 - 1  # NumPy's legacy seeding, PyTorch and JAX all take seeds this large
+
+
+def check_counts(cfg: Config) -> None:
+    """Seeds, head counts, patience and the other numbers whose type admits nonsense."""
+    seeds = [("seed", cfg.seed)] + (
+        [("data_seed", cfg.data_seed)] if cfg.data_seed is not None else []
+    )
+    for key, seed in seeds:
+        if not 0 <= seed <= SEED_LIMIT:
+            raise ConfigError(f"{key}={seed} is outside [0, {SEED_LIMIT}]: pick e.g. {key}=0")
+    minimum = {
+        "model.num_heads": (cfg.model.num_heads, 1),
+        "model.ff_dim": (cfg.model.ff_dim, 1),
+        "objective.top_k": (cfg.objective.top_k, 1),
+        "train.patience": (cfg.train.patience, 1),
+        "evaluation.bootstrap": (cfg.evaluation.bootstrap, 0),
+    }
+    for key, (value, low) in minimum.items():
+        if value < low:
+            raise ConfigError(f"{key}={value} must be >= {low}")
+    m = cfg.model
+    if m.name.value in ("transformer", "multimodal") and m.hidden_dim % m.num_heads:
+        raise ConfigError(
+            f"model.hidden_dim={m.hidden_dim} must be divisible by model.num_heads="
+            f"{m.num_heads}: e.g. model.num_heads={_divisor_near(m.hidden_dim, m.num_heads)}"
+        )
+    if not math.isfinite(cfg.evaluation.fixed_threshold):
+        raise ConfigError(
+            f"evaluation.fixed_threshold={cfg.evaluation.fixed_threshold} must be a finite number"
+        )
+    for key, amount in (
+        ("train.weight_decay", cfg.train.weight_decay),
+        ("train.grad_clip", cfg.train.grad_clip),
+    ):
+        if not amount >= 0:
+            raise ConfigError(f"{key}={amount} must be >= 0")
+
+
+def _divisor_near(width: int, heads: int) -> int:
+    """The divisor of ``width`` closest to ``heads`` (a head count that fits)."""
+    return min((d for d in range(1, width + 1) if width % d == 0), key=lambda d: abs(d - heads))
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
