@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,9 @@ def one_line(err: BaseException) -> str:
     assert "\n" not in text, text
     assert "Traceback" not in text
     return text
+
+
+HAS_CUDA = bool(shutil.which("nvidia-smi"))
 
 
 def records_under(root: Path) -> list[RunRecord]:
@@ -79,6 +83,11 @@ def records_under(root: Path) -> list[RunRecord]:
         (["train.patience=-1"], "train.patience=-1 must be >= 1"),
         (["evaluation.fixed_threshold=nan"], "evaluation.fixed_threshold=nan must be a finite"),
         (["train.grad_clip=-1"], "train.grad_clip=-1.0 must be >= 0"),
+        pytest.param(
+            ["framework.device=cuda"],
+            "framework.device=cuda but PyTorch sees no CUDA device",
+            marks=pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA device"),
+        ),
         # nothing lands outside results_dir: checked before Hydra writes its own folder
         (["results_dir="], "results_dir is empty: name the folder for results"),
         (["experiment_name=../../x"], "experiment_name='../../x' must be one folder name"),

@@ -37,6 +37,7 @@ from benchmark.detectors.adapters.common import (
     warmup_steps,
 )
 from benchmark.detectors.registry import DetectorSpec, Scores, register
+from benchmark.errors import ConfigError
 from datasets.features import SequenceArrays
 from models_torch.gru import GRUDetector
 from models_torch.layers import use_fast_dropout
@@ -53,6 +54,11 @@ MODELS = {
 
 
 def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "framework.device=cuda but PyTorch sees no CUDA device (a CPU build, or no GPU): "
+            "use framework.device=auto or cpu, or install a CUDA build (make setup-gpu)"
+        )
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
