@@ -8,6 +8,7 @@ cannot express live in :func:`check_config`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import Any
@@ -433,6 +434,15 @@ def name_of(value: Any) -> str:
 
 # Registered on import: Ray and submitit workers resolve configs in their own processes.
 OmegaConf.register_new_resolver("name_of", name_of, replace=True)
+
+
+def invocation() -> str:
+    """``${invocation:}``: this process's id, in Hydra's sweep folder name, so that two sweeps
+    started in the same second never share (and overwrite) one folder."""
+    return f"p{os.getpid()}"
+
+
+OmegaConf.register_new_resolver("invocation", invocation, replace=True)
 
 
 def register_configs() -> None:

@@ -293,6 +293,22 @@ def test_a_failed_run_does_not_stop_the_sweep_and_the_exit_code_says_so(tmp_path
     assert sorted(tmp_path.rglob("*")) == before, "a dry run writes nothing, Hydra included"
 
 
+def test_two_sweeps_started_together_keep_their_own_hydra_folders(tmp_path):
+    """Hydra names a sweep folder by the second it started; the process id beside it keeps
+    two sweeps of one second from overwriting each other's job outcomes."""
+    first = sweep(tmp_path, "model=random", "seed=0,1")
+    second = sweep(tmp_path, "model=markov", "seed=0,1")
+    outputs = [finish(first), finish(second)]
+    for code, out in outputs:
+        assert code == 0, out
+        assert "sweep: 2 jobs: 2 ok" in out
+    folders = sorted((tmp_path / ".hydra" / "smoke").glob("multirun-*"))
+    assert len(folders) == 2
+    assert {f.name.rsplit("-p", 1)[1] for f in folders} == {str(first.pid), str(second.pid)}
+    for folder in folders:
+        assert len(list(folder.glob("*/outcome.json"))) == 2
+
+
 GRID = ("model=random,markov,iforest", "seed=0,1,2,3")
 
 
