@@ -322,8 +322,9 @@ class _Page(HTMLParser):
             self._in_h = False
 
 
-def test_report_files_tables_and_plots(tmp_path):
-    records = [
+def two_settings(seeds: int) -> list[RunRecord]:
+    """Three detectors with latency and memory in two data settings, ``seeds`` seeds each."""
+    return [
         record(m, s, auc + 0.01 * s, dataset=d, latency=lat, memory=mem)
         for d in ("a", "b")
         for m, auc, lat, mem in (
@@ -331,8 +332,12 @@ def test_report_files_tables_and_plots(tmp_path):
             ("gru", 0.85, 1.0, 200),
             ("transformer", 0.8, 5.0, 900),
         )
-        for s in range(2)
+        for s in range(seeds)
     ]
+
+
+def test_report_files_tables_and_plots(tmp_path):
+    records = two_settings(seeds=2)
     failed = replace(
         record("multimodal", 0, 0.0),
         status="failed",

@@ -13,7 +13,7 @@ import pytest
 
 from benchmark.report.page import build, write
 
-from .test_report import record, write_runs
+from .test_report import two_settings, write_runs
 
 pytestmark = pytest.mark.slow
 
@@ -38,16 +38,7 @@ def report_page(tmp_path_factory):
     pytest.importorskip("playwright", reason="pip install -e '.[browser]'")
     root = tmp_path_factory.mktemp("browser")
     many_types = {f"anomaly_type_with_a_long_name_{i}": 0.5 + i / 40 for i in range(12)}
-    runs = [
-        record(m, s, auc + 0.01 * s, dataset=d, latency=lat, memory=mem)
-        for d in ("a", "b")
-        for m, auc, lat, mem in (
-            ("lstm", 0.9, 2.0, 300),
-            ("gru", 0.85, 1.0, 200),
-            ("transformer", 0.8, 5.0, 900),
-        )
-        for s in range(3)
-    ]
+    runs = two_settings(seeds=3)
     for r in runs:
         r.result.per_type.update(many_types)  # a per-type table as wide as a real one
     write_runs(root, runs)

@@ -54,6 +54,7 @@ class Column:
     raw: Callable[[Row], Any] | None = None  # None: not in the CSV
     in_tex: bool = True
     in_summary: bool = False  # in the short table a reader sees first
+    in_table: bool = True  # in the full table (the summary's joined name is not)
 
 
 def _attr(name: str) -> Callable[[Row], Any]:
@@ -92,10 +93,6 @@ def _auc_text(row: Row) -> str:
     return fmt(row.roc_auc_mean) + (" (inverse)" if ranks_inversely(row) else "")
 
 
-def _detector_text(row: Row) -> str:
-    return row.name
-
-
 def magnitude(value: float | None) -> str:
     """A measured quantity (rates, milliseconds, megabytes) to three significant digits,
     thousands separated: '24.4' and '1,015' cannot be mistaken for each other."""
@@ -109,7 +106,7 @@ def magnitude(value: float | None) -> str:
 COLUMNS: tuple[Column, ...] = (
     Column("setting", "setting", None, _attr("setting")),
     Column("rank", "rank", lambda r: str(r.rank), _attr("rank"), in_summary=True),
-    Column("detector", "detector", _detector_text, None, in_tex=False, in_summary=True),
+    Column("detector", "detector", _attr("name"), None, False, True, in_table=False),
     Column("model", "model", _model_text, _attr("model")),
     Column("framework", "framework", _attr("framework"), _attr("framework")),
     Column("objective", "objective", _attr("objective"), _attr("objective")),
@@ -135,7 +132,7 @@ COLUMNS: tuple[Column, ...] = (
     _figure("pareto_latency", "Pareto lat.", in_tex=False),
     _figure("pareto_memory", "Pareto mem.", in_tex=False),
 )
-TABLE_COLUMNS = tuple(c for c in COLUMNS if c.text is not None and c.key != "detector")
+TABLE_COLUMNS = tuple(c for c in COLUMNS if c.text is not None and c.in_table)
 SUMMARY_COLUMNS = tuple(c for c in COLUMNS if c.in_summary)
 TEX_COLUMNS = tuple(c for c in TABLE_COLUMNS if c.in_tex)
 CSV_COLUMNS = tuple(c for c in COLUMNS if c.raw is not None)

@@ -13,6 +13,7 @@ from pathlib import Path
 from benchmark.records.record import RecordError, RunRecord, RunStatus, load
 from benchmark.records.store import RECORD_FILE
 from benchmark.report import render
+from benchmark.report.selection import candidate_of, display_name
 
 COLUMNS = (
     ("rank", "{}"),
@@ -76,9 +77,7 @@ def rows(records: list[RunRecord]) -> list[dict]:
 
 def headline(record: RunRecord) -> str:
     """The run's detector and headline metrics on one line (its error when it failed)."""
-    name = "/".join(
-        [record.model, record.framework, *([] if record.is_baseline else [record.objective])]
-    )
+    name = display_name(*candidate_of(record))
     if record.metrics is None:
         return f"{name}  {record.error or 'no metrics'}"
     m = record.metrics
