@@ -149,13 +149,37 @@ def test_ingest_rebuilds_a_store_from_run_folders(smoke, tmp_path):
     assert to_dict(stored) == json.loads((result.run_dir / RECORD_FILE).read_text())
 
 
+def order_of_wandb_calls(monkeypatch) -> list[tuple[str, int]]:
+    """The tracker's epoch and finish calls, in the order the run makes them."""
+    from benchmark.records import tracking
+
+    seen: list[tuple[str, int]] = []
+    real_log, real_finish = tracking.LiveRun.log_epoch, tracking.LiveRun.finish
+
+    def log_epoch(self, entry):
+        seen.append(("epoch", int(entry["epoch"])))
+        real_log(self, entry)
+
+    def finish(self, record, run_dir):
+        seen.append(("finish", 0))
+        return real_finish(self, record, run_dir)
+
+    monkeypatch.setattr(tracking.LiveRun, "log_epoch", log_epoch)
+    monkeypatch.setattr(tracking.LiveRun, "finish", finish)
+    return seen
+
+
 def test_offline_wandb_run_holds_config_curves_and_metrics(smoke, tmp_path, monkeypatch):
     console = logging.StreamHandler(sys.stderr)  # as the command line logs (Hydra's setup)
     monkeypatch.setattr(logging.getLogger("benchmark"), "handlers", [console])
     monkeypatch.setattr(logging.getLogger("benchmark"), "level", logging.INFO)
+    seen = order_of_wandb_calls(monkeypatch)
     result = run(smoke("logger=wandb_offline", "train.epochs=3"))
     record = result.record
     assert record.tracking["status"] == "ok", record.tracking
+    # live curves: each epoch reaches W&B when it ends, before the run's results
+    epochs = [("epoch", e + 1) for e in range(record.training["epochs"])]
+    assert seen == [*epochs, ("finish", 0)]
     (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{record.tracking['id']}")
     logged = read_run(run_dir)
     assert logged["run"].run_group == "smoke"
@@ -191,28 +215,6 @@ def test_offline_wandb_run_holds_config_curves_and_metrics(smoke, tmp_path, monk
     assert plain["metrics/roc_auc"] == pytest.approx(record.result.roc_auc)
     assert plain["run_id"] == result.run_id
     assert record.tracking["dir"] == str(run_dir)
-
-
-def test_epochs_reach_wandb_while_the_run_trains(smoke, monkeypatch):
-    """Live curves: each epoch is logged when it ends, before the run's results."""
-    from benchmark.records import tracking
-
-    seen: list[tuple[str, int]] = []
-    real_log, real_finish = tracking.LiveRun.log_epoch, tracking.LiveRun.finish
-
-    def log_epoch(self, entry):
-        seen.append(("epoch", int(entry["epoch"])))
-        real_log(self, entry)
-
-    def finish(self, record, run_dir):
-        seen.append(("finish", 0))
-        return real_finish(self, record, run_dir)
-
-    monkeypatch.setattr(tracking.LiveRun, "log_epoch", log_epoch)
-    monkeypatch.setattr(tracking.LiveRun, "finish", finish)
-    result = run(smoke("logger=wandb_offline", "train.epochs=2", "train.patience=5"))
-    assert result.record.tracking["status"] == "ok"
-    assert seen == [("epoch", 1), ("epoch", 2), ("finish", 0)]
 
 
 @pytest.mark.parametrize("broken", ["init", "log", "finish"])
