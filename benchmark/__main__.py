@@ -46,6 +46,8 @@ def main(cfg: DictConfig) -> None:
     if cfg.threads == 0:  # jobs side by side share the CPUs (benchmark/run/threads.py)
         cfg.threads = launcher_threads(HydraConfig.get().launcher)
     clock = _CLOCK[0] if sweeping and _CLOCK else None
+    if clock is not None and clock.total is None:
+        clock.total = sweep_size(swept(HydraConfig.get().sweeper.get("params") or {}))
     if clock is not None:
         print(clock.job_line(HydraConfig.get().job.num, job_overrides()), flush=True)
     started, ran = time.perf_counter(), False
@@ -98,6 +100,14 @@ def run_and_report(cfg: DictConfig, sweeping: bool) -> bool:
     return True
 
 
+def swept(params) -> list[str]:
+    """The sweep's overrides: the experiment's ``hydra.sweeper.params``, each replaced by the
+    command line's value of the same key (as Hydra's sweeper combines them)."""
+    given = command_overrides(sys.argv[1:]) or []
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in given}
+    return [f"{k}={v}" for k, v in params.items() if k not in keys] + given
+
+
 def job_overrides() -> str:
     return " ".join(HydraConfig.get().overrides.task) or "(defaults)"
 
@@ -136,7 +146,7 @@ def cli() -> None:
         sys.exit(2)
     argv = sys.argv[1:]
     if is_multirun(argv):
-        _CLOCK.append(SweepClock(sweep_size(command_overrides(argv) or [])))
+        _CLOCK.append(SweepClock(None))  # its size is known once Hydra has composed it
     with contextlib.ExitStack() as stack:
         if is_dry_run(argv):
             sys.argv += scratch_hydra_dirs(stack, argv)
