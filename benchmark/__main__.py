@@ -88,9 +88,9 @@ def run_and_report(cfg: DictConfig, sweeping: bool) -> bool:
             raise
         return True
     write_outcome(result)
-    if result.decision is not None and result.status in ("planned", "skipped"):
-        d = result.decision
-        what = f"planned: {d.action:<5}" if result.status == "planned" else "skipped:"
+    d = result.decision
+    if d is not None and (result.status == "planned" or d.action == "skip"):
+        what = f"planned: {d.action:<5}" if result.status == "planned" else f"{result.status}:"
         print(f"{what} {result.run_id}  {job_overrides()}  ({d.reason})")
         return False
     from benchmark.report.table import headline

@@ -8,6 +8,8 @@ import math
 import re
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import replace
 from html.parser import HTMLParser
 
@@ -15,10 +17,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from benchmark.errors import ResultsWriteError
 from benchmark.evaluation.stats import friedman, holm, mean_ci, nemenyi_critical_difference
+from benchmark.records.locks import WRITER_LOCK, sole_writer, try_lock
 from benchmark.records.record import RunRecord, dumps, from_dict
 from benchmark.records.store import RECORD_FILE, SCORES_FILE
-from benchmark.report.page import build, cells, console, magnitude, main, write
+from benchmark.report.page import build, cells, console, magnitude, main, publish, write
 from benchmark.report.selection import (
     INVERSE_NOTE,
     aggregate,
@@ -386,6 +390,32 @@ def test_report_files_tables_and_plots(tmp_path):
     text = console(report, paths)
     assert "lstm/torch/classify" in text
     assert f"report: {paths['html']}" in text
+
+
+def test_report_writers_take_turns_and_clear_a_killed_writers_leftovers(tmp_path):
+    write_runs(tmp_path, two_settings(seeds=1))
+    out = tmp_path / "report"
+    (out / "plots" / "a").mkdir(parents=True)
+    leftovers = [out / ".selection.html.x1y2", out / "plots" / "a" / ".roc_pr.png.k9.png"]
+    for path in leftovers:
+        path.write_text("half")
+    other = try_lock(out / WRITER_LOCK)  # another process writing the report
+    written = threading.Thread(target=publish, args=(tmp_path,))
+    written.start()
+    time.sleep(1.0)
+    assert not (out / "selection.md").exists(), "wrote while another writer held the folder"
+    assert all(p.exists() for p in leftovers), "removed another live writer's files"
+    other.release()
+    written.join(120)
+    assert (out / "selection.md").exists()
+    assert not [p for p in leftovers if p.exists()]
+    held = try_lock(out / WRITER_LOCK)
+    with (
+        pytest.raises(ResultsWriteError, match="another process has been writing"),
+        sole_writer(out, wait=0.3),
+    ):
+        pass
+    held.release()
 
 
 def test_report_command_on_an_empty_folder_says_what_to_do(tmp_path, capsys):

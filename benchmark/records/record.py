@@ -94,6 +94,16 @@ class Timing:
 
 
 @dataclass
+class Owner:
+    """The process that runs (or ran) the attempt; ``heartbeat_at`` is renewed while it runs
+    (``benchmark.run.lease``)."""
+
+    host: str
+    pid: int
+    heartbeat_at: str
+
+
+@dataclass
 class OomRetry:
     """A device out-of-memory at ``batch_size``, retried once at ``retried_with``."""
 
@@ -122,6 +132,7 @@ class RunRecord:
     seed: int = 0
     data_seed: int = 0
     started_at: str | None = None
+    owner: Owner | None = None
     finished_at: str | None = None
     wall_seconds: float | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)  # setup, data, ..., timing

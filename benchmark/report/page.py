@@ -594,6 +594,20 @@ def to_html(report: Report) -> str:
     return "\n".join(parts)
 
 
+def publish(root: Path) -> tuple[Report, dict[str, Path] | None]:
+    """Build the report of ``root`` and write it (when there is anything to report) as the
+    report folder's only writer: two sweeps ending together write one after the other, and
+    temporary files of a killed writer are removed first."""
+    from benchmark.records.locks import sole_writer
+
+    out_dir = Path(root) / REPORT_DIR
+    with sole_writer(out_dir):
+        report = build(root, out_dir)
+        if not report.sections and not report.failures:
+            return report, None
+        return report, write(report)
+
+
 def write(report: Report) -> dict[str, Path]:
     """Write the four report files (each atomically); returns their paths."""
     from benchmark.records.atomic import atomic_path, write_atomic
@@ -644,12 +658,11 @@ def main(argv: list[str]) -> int:
     root = results_dir_arg(argv, "benchmark.report")
     if root is None:
         return 2
-    report = build(root)
-    if not report.sections and not report.failures:
+    report, paths = publish(root)
+    if paths is None:
         print(
             f"error: no run records under {root}: run `python -m benchmark` first", file=sys.stderr
         )
         return 2
-    paths = write(report)
     print(console(report, paths), end="")
     return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmark.evaluation.stats import MeanCI, mean_ci
 from benchmark.records.atomic import write_atomic
 from benchmark.records.identity import NOISE_KEYS, ignored_sections, replicate_key
+from benchmark.records.locks import sole_writer
 from benchmark.records.record import RunRecord, RunStatus
 from benchmark.report import render, table
 from benchmark.report.page import failure_line
@@ -309,8 +310,8 @@ def main(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = root / OUT_DIR / "reproduction.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, text)
+    with sole_writer(out.parent):
+        write_atomic(out, text)
     print(f"reproduction table: {out}")
     return 0
 

@@ -63,12 +63,12 @@ class ReportAfterSweep(Callback):
 
     @staticmethod
     def report(root: Path) -> None:
-        from benchmark.report.page import build, console, write
+        from benchmark.report.page import console, publish
 
         try:
-            report = build(root)
-            if report.sections or report.failures:
-                print(console(report, write(report)), end="")
+            report, paths = publish(root)
+            if paths is not None:
+                print(console(report, paths), end="")
         except Exception as err:  # the runs' records are safe; only the report is missing
             log.warning(
                 "could not write the report (%s); retry with `python -m benchmark.report %s`",

@@ -7,13 +7,15 @@ Whatever happens, the run directory ends up with ``config.yaml`` and a ``record.
 ``running`` record is written first, so a run killed outright (SIGKILL, power loss) is seen as
 unfinished; every write is atomic (temporary file, fsync, rename).
 
-Rerunning a config (same hash, same folder) first reads the folder's record and decides
-(``resume``): skip what finished, rerun what failed or never finished (``decide``).
+Rerunning a config (same hash, same folder) first takes the folder's lease (another live
+process running the same config keeps it: ``running elsewhere``), then reads the folder's record
+and decides (``resume``): skip what finished, rerun what failed or never finished (``decide``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import json
@@ -42,6 +44,7 @@ from benchmark.records import strict_json
 from benchmark.records.atomic import atomic_path, write_atomic
 from benchmark.records.identity import NOISE_KEYS, ignored_sections
 from benchmark.records.identity import run_id as make_run_id
+from benchmark.records.locks import Lock, remove_temporaries
 from benchmark.records.record import Provenance, RecordError, RunRecord, RunStatus
 from benchmark.records.record import dumps as record_json
 from benchmark.records.record import load as load_record
@@ -49,12 +52,14 @@ from benchmark.records.store import RECORD_FILE, StoreError, append, attempts, s
 from benchmark.records.tracking import LiveRun
 from benchmark.run.data import PreparedData, data_path, prepare_data
 from benchmark.run.detect import detect, time_detector
+from benchmark.run.lease import heartbeat, held_elsewhere, holder, owner, try_lease
 from benchmark.run.threads import resolve_threads
 from benchmark.timing.protocol import nvidia_smi
 from datasets.cache import input_files
 from datasets.loaders.common import cached_digest
 
 CONFIG_FILE = "config.yaml"
+ELSEWHERE = "running elsewhere"  # a RunResult status: another live process holds the config
 log = logging.getLogger("benchmark")
 
 
@@ -103,6 +108,14 @@ def decide(previous: RunRecord | Quarantined | None, resume: str) -> Decision:
             return Decision("skip", f"{what}; resume=ok reruns it")
         return Decision("rerun", what)
     return Decision("rerun", f"unfinished: started at {previous.started_at}, never ended")
+
+
+def peek_record(run_dir: Path) -> RunRecord | None:
+    """The folder's record if it is a readable one (read without the lease: never moved)."""
+    try:
+        return load_record(run_dir / RECORD_FILE)
+    except (OSError, RecordError):
+        return None
 
 
 def previous_record(run_dir: Path, move_aside: bool = True) -> RunRecord | Quarantined | None:
@@ -155,24 +168,60 @@ class Phase:
 
 def run(cfg: DictConfig | Config) -> RunResult:
     """One run. A failure is recorded (status, phase, error) and then re-raised with the
-    written :class:`RunResult` attached as ``run_result``."""
+    written :class:`RunResult` attached as ``run_result``. A config whose folder another live
+    process holds (``benchmark.run.lease``) is not touched: status ``running elsewhere``."""
     config = with_setting(as_config(cfg))
     check_config(config)
     resolved = {**plain_dict(cfg), "setting": resolved_setting(config)}
     framework = framework_of(config.model.name.value, config.framework.name.value)
     rid = make_run_id(resolved, NOISE_KEYS + ignored_sections(framework))
     run_dir = Path(config.results_dir) / config.experiment_name / rid
-    previous = previous_record(run_dir, move_aside=not config.dry_run)
-    decision = decide(previous, config.resume)
-    if config.dry_run or decision.action == "skip":
-        status = "planned" if config.dry_run else "skipped"
-        log.debug("%s %s: %s (%s)", status, rid, decision.action, decision.reason)
+    if config.dry_run:
+        previous = previous_record(run_dir, move_aside=False)
+        decision = decide(previous, config.resume)
+        log.debug("planned %s: %s (%s)", rid, decision.action, decision.reason)
         kept = previous if isinstance(previous, RunRecord) else None
-        if status == "skipped":
-            ensure_stored(config, kept)
-        return RunResult(rid, run_dir, status, kept, decision)
+        return RunResult(rid, run_dir, "planned", kept, decision)
+    with writing(run_dir):
+        lease = try_lease(run_dir)
+    if lease is None:
+        return elsewhere(rid, run_dir, holder(peek_record(run_dir)))
+    try:
+        return run_leased(config, resolved, rid, run_dir, lease)
+    finally:
+        lease.release()
+
+
+def run_leased(
+    config: Config, resolved: dict[str, Any], rid: str, run_dir: Path, lease: Lock
+) -> RunResult:
+    """The run, its folder held: decide from the earlier record, then skip or run."""
+    previous = previous_record(run_dir)
+    live = held_elsewhere(previous, lease)
+    if live is not None:
+        return elsewhere(rid, run_dir, live)
+    remove_temporaries(run_dir)  # under the lease: files of dead attempts only
+    decision = decide(previous, config.resume)
+    if decision.action == "skip":
+        log.debug("skipped %s: %s", rid, decision.reason)
+        kept = previous if isinstance(previous, RunRecord) else None
+        ensure_stored(config, kept)
+        return RunResult(rid, run_dir, "skipped", kept, decision)
     if decision.action == "rerun":
         log.info("rerun of %s: %s", rid, decision.reason)
+    result = execute(config, resolved, rid, run_dir)
+    return replace(result, decision=decision)
+
+
+def elsewhere(rid: str, run_dir: Path, why: str) -> RunResult:
+    reason = f"{why}; rerun the same command once it has ended"
+    log.debug("%s: %s", rid, reason)
+    return RunResult(rid, run_dir, ELSEWHERE, None, Decision("skip", reason))
+
+
+def execute(config: Config, resolved: dict[str, Any], rid: str, run_dir: Path) -> RunResult:
+    """Run the config in its (leased) folder: a ``running`` record renewed by a heartbeat,
+    then the data, the detector and the timing, then the final record."""
     started = time.perf_counter()
     record = base_record(config, rid, run_dir)
     record.config = resolved
@@ -180,41 +229,25 @@ def run(cfg: DictConfig | Config) -> RunResult:
     record.threads, why = resolve_threads(config.threads)
     log.info("%s: %d CPU thread(s) (%s)", rid, record.threads, why)
     with writing(run_dir):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(run_dir)
         write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
         write_record(run_dir, record)  # status "running": a killed run is seen as unfinished
+    running = copy.deepcopy(record)  # what the heartbeat rewrites, apart from the beat
+
+    def beat(at: str) -> None:
+        assert running.owner is not None
+        running.owner.heartbeat_at = at
+        write_record(run_dir, running)
+
     phase, failure = Phase(record.phase_seconds), None
     tracker = LiveRun(config.logger, record, Path(config.results_dir))
-    try:
-        phase("data")
-        data_seed = config.seed if config.data_seed is None else config.data_seed
-        prepared = prepare_data(config.dataset, config.anomaly, data_seed)
-        record.data = prepared.summary
-        log.info("data: %s", data_line(prepared.summary))
-        record.provenance.data_files = data_files(config.dataset)
-        record.provenance.injection_seeds = {
-            k.removeprefix("inject_"): v for k, v in prepared.summary["seeds"].items() if "inj" in k
-        }
-        if config.save_arrays:
-            save_arrays(prepared, run_dir)
-        detector = detect(config, prepared, run_dir, record, phase, tracker.log_epoch)
-        if config.timing.enabled:
-            phase("timing")  # the metrics are in the record already: a failure here keeps them
-            batch = record.oom_retry.retried_with if record.oom_retry else None
-            figures = time_detector(
-                detector,
-                prepared.arrays["test"],
-                config,
-                train_batch_size=batch,
-                rss_before_mb=record.rss_before_detector_mb,
-            )
-            record.timing = replace(record.timing, **figures)
-        record.status = RunStatus.ok
-    except BaseException as err:
-        record.status, record.failed_phase = RunStatus.failed, phase.name
-        record.error = one_line(err)
-        failure = err
+    with heartbeat(beat):
+        try:
+            stages(config, record, run_dir, phase, tracker)
+            record.status = RunStatus.ok
+        except BaseException as err:
+            record.status, record.failed_phase = RunStatus.failed, phase.name
+            record.error = one_line(err)
+            failure = err
     phase.end()
     record.finished_at = now()
     record.wall_seconds = time.perf_counter() - started
@@ -222,11 +255,40 @@ def run(cfg: DictConfig | Config) -> RunResult:
     with writing(run_dir, failure):
         write_record(run_dir, record)
         publish(config, record, run_dir, tracker)
-    result = RunResult(rid, run_dir, record.status.value, record, decision)
+    result = RunResult(rid, run_dir, record.status.value, record)
     if failure is not None:
         failure.run_result = result  # type: ignore[attr-defined]
         raise failure
     return result
+
+
+def stages(
+    config: Config, record: RunRecord, run_dir: Path, phase: Phase, tracker: LiveRun
+) -> None:
+    """Data, detector (build, train, score, evaluate) and timing, filling ``record``."""
+    phase("data")
+    data_seed = config.seed if config.data_seed is None else config.data_seed
+    prepared = prepare_data(config.dataset, config.anomaly, data_seed)
+    record.data = prepared.summary
+    log.info("data: %s", data_line(prepared.summary))
+    record.provenance.data_files = data_files(config.dataset)
+    record.provenance.injection_seeds = {
+        k.removeprefix("inject_"): v for k, v in prepared.summary["seeds"].items() if "inj" in k
+    }
+    if config.save_arrays:
+        save_arrays(prepared, run_dir)
+    detector = detect(config, prepared, run_dir, record, phase, tracker.log_epoch)
+    if config.timing.enabled:
+        phase("timing")  # the metrics are in the record already: a failure here keeps them
+        batch = record.oom_retry.retried_with if record.oom_retry else None
+        figures = time_detector(
+            detector,
+            prepared.arrays["test"],
+            config,
+            train_batch_size=batch,
+            rss_before_mb=record.rss_before_detector_mb,
+        )
+        record.timing = replace(record.timing, **figures)
 
 
 def data_line(summary: dict) -> str:
@@ -266,13 +328,6 @@ def ensure_stored(config: Config, record: RunRecord | None) -> None:
         append(store_path(config.results_dir), record)
     except StoreError as err:
         log.warning("%s; the run folder keeps the record", err)
-
-
-def remove_temporaries(run_dir: Path) -> None:
-    """Half-written temporary files (``.<name>.*``) that a killed process left behind."""
-    for path in run_dir.glob(".*"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
 
 
 def one_line(err: BaseException) -> str:
@@ -344,6 +399,7 @@ def base_record(config: Config, rid: str, run_dir: Path) -> RunRecord:
         seed=config.seed,
         data_seed=config.seed if config.data_seed is None else config.data_seed,
         started_at=now(),
+        owner=owner(),
         provenance=provenance(),
     )
 
