@@ -2,14 +2,14 @@
 
 Every YAML file under ``conf/`` merges into one of these dataclasses, so a misspelt key or a value
 of the wrong type fails when the config is composed, naming the key. Range checks that types
-cannot express live in :func:`check_config`.
+cannot express live in :func:`check_config`; the range of every number is in
+``benchmark.limits``.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import Any
 
@@ -19,6 +19,7 @@ from omegaconf import MISSING, OmegaConf
 from benchmark.anomalies.inject import AnomalyConfig, check_anomaly_config
 from benchmark.detectors.registry import BASELINES, supported_settings
 from benchmark.errors import ConfigError
+from benchmark.limits import first_problem
 from datasets.synthetic import SyntheticConfig
 from models_common.config import ModelSizes
 
@@ -516,51 +517,23 @@ def check_config(cfg: Config) -> None:
             "framework.lstm_kernel=cudnn applies to framework=jax model=lstm only (PyTorch's "
             "nn.LSTM runs cuDNN on a GPU already): drop it"
         )
-    if cfg.framework.scan_unroll < 1:
-        raise ConfigError(f"framework.scan_unroll={cfg.framework.scan_unroll} must be >= 1")
-    check_timing(cfg.timing)
-    if cfg.threads < 0:
-        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 chooses for you)")
+    problem = first_problem(asdict(cfg))
+    if problem:
+        raise ConfigError(problem)
     _choice("scale", cfg.scale, ("ci", "paper"))
-    if not 0.0 <= cfg.evaluation.target_fpr < 1.0:
-        raise ConfigError(f"evaluation.target_fpr={cfg.evaluation.target_fpr} is outside [0, 1)")
-    if not 1 <= seq.min_length <= seq.max_length:
+    if seq.min_length > seq.max_length:
         raise ConfigError(
             f"dataset.sequence.min_length={seq.min_length} must be between 1 and "
             f"dataset.sequence.max_length={seq.max_length}"
         )
-    if seq.gap_minutes <= 0:
-        raise ConfigError(f"dataset.sequence.gap_minutes={seq.gap_minutes} must be > 0")
     fractions = (split.train, split.val, split.test)
-    if min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-6:
+    if abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError(f"dataset.split fractions {list(fractions)} must be > 0 and sum to 1")
-    for key, value in (
-        ("train.epochs", cfg.train.epochs),
-        ("train.batch_size", cfg.train.batch_size),
-        ("model.embed_dim", cfg.model.embed_dim),
-        ("model.hidden_dim", cfg.model.hidden_dim),
-        ("model.num_layers", cfg.model.num_layers),
-    ):
-        if value < 1:
-            raise ConfigError(f"{key}={value} must be >= 1")
     if cfg.model.share_layers and cfg.model.name.value not in ("transformer", "multimodal"):
         raise ConfigError(
             f"model.share_layers=true applies to transformer and multimodal, not "
             f"{cfg.model.name.value}: drop it or pick model=transformer"
         )
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout={cfg.model.dropout} is outside [0, 1)")
-    if not 0.0 < cfg.objective.mask_prob < 1.0:
-        raise ConfigError(f"objective.mask_prob={cfg.objective.mask_prob} is outside (0, 1)")
-    for key, rate in (("train.lr", cfg.train.lr), ("train.pretrain_lr", cfg.train.pretrain_lr)):
-        if rate <= 0:
-            raise ConfigError(f"{key}={rate} must be > 0")
-    if not 0.0 <= cfg.train.warmup < 1.0:
-        raise ConfigError(f"train.warmup={cfg.train.warmup} is outside [0, 1) (a share of steps)")
-    if cfg.train.pretrain_epochs < 0:
-        raise ConfigError(f"train.pretrain_epochs={cfg.train.pretrain_epochs} must be >= 0")
-    if cfg.pca.components < 0:
-        raise ConfigError(f"pca.components={cfg.pca.components} must be >= 0 (0: no PCA)")
     for key, value in (
         ("pca.components", cfg.pca.components),
         ("train.pretrain_epochs", cfg.train.pretrain_epochs),
@@ -570,50 +543,20 @@ def check_config(cfg: Config) -> None:
                 f"{key} applies to the deep detectors, not the baseline "
                 f"{cfg.model.name.value}: set it to 0"
             )
-    check_counts(cfg)
+    check_heads(cfg)
     try:
         check_anomaly_config(cfg.anomaly)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 
 
-SEED_LIMIT = 2**32 - 1  # NumPy's legacy seeding, PyTorch and JAX all take seeds this large
-
-
-def check_counts(cfg: Config) -> None:
-    """Seeds, head counts, patience and the other numbers whose type admits nonsense."""
-    seeds = [("seed", cfg.seed)] + (
-        [("data_seed", cfg.data_seed)] if cfg.data_seed is not None else []
-    )
-    for key, seed in seeds:
-        if not 0 <= seed <= SEED_LIMIT:
-            raise ConfigError(f"{key}={seed} is outside [0, {SEED_LIMIT}]: pick e.g. {key}=0")
-    minimum = {
-        "model.num_heads": (cfg.model.num_heads, 1),
-        "model.ff_dim": (cfg.model.ff_dim, 1),
-        "objective.top_k": (cfg.objective.top_k, 1),
-        "train.patience": (cfg.train.patience, 1),
-        "evaluation.bootstrap": (cfg.evaluation.bootstrap, 0),
-    }
-    for key, (value, low) in minimum.items():
-        if value < low:
-            raise ConfigError(f"{key}={value} must be >= {low}")
+def check_heads(cfg: Config) -> None:
     m = cfg.model
     if m.name.value in ("transformer", "multimodal") and m.hidden_dim % m.num_heads:
         raise ConfigError(
             f"model.hidden_dim={m.hidden_dim} must be divisible by model.num_heads="
             f"{m.num_heads}: e.g. model.num_heads={_divisor_near(m.hidden_dim, m.num_heads)}"
         )
-    if not math.isfinite(cfg.evaluation.fixed_threshold):
-        raise ConfigError(
-            f"evaluation.fixed_threshold={cfg.evaluation.fixed_threshold} must be a finite number"
-        )
-    for key, amount in (
-        ("train.weight_decay", cfg.train.weight_decay),
-        ("train.grad_clip", cfg.train.grad_clip),
-    ):
-        if not amount >= 0:
-            raise ConfigError(f"{key}={amount} must be >= 0")
 
 
 def _divisor_near(width: int, heads: int) -> int:
@@ -624,16 +567,3 @@ def _divisor_near(width: int, heads: int) -> int:
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not allowed; use one of {list(allowed)}")
-
-
-def check_timing(t: TimingConfig) -> None:
-    minimum = {"windows": 1, "latency_requests": 1, "warmup_steps": 0}
-    for name, low in minimum.items():
-        if getattr(t, name) < low:
-            raise ConfigError(f"timing.{name}={getattr(t, name)} must be >= {low}")
-    if t.min_window_s <= 0:
-        raise ConfigError(f"timing.min_window_s={t.min_window_s} must be > 0 (seconds)")
-    for name in ("batch_sizes", "latency_batch_sizes"):
-        sizes = list(getattr(t, name))
-        if any(b < 1 for b in sizes):
-            raise ConfigError(f"timing.{name}={sizes}: every batch size must be >= 1")

@@ -127,7 +127,7 @@ def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expected)
         (["anomaly.contamination.val=1.5"], "anomaly.contamination.val=1.5"),
         (["model=lstm", "framework.lstm_kernel=cudnn"], "framework=jax model=lstm only"),
         (["model=gru", "framework=jax", "framework.lstm_kernel=cudnn"], "model=lstm only"),
-        (["timing.batch_sizes=[32,0]"], "every batch size must be >= 1"),
+        (["timing.batch_sizes=[32,0]"], r"timing.batch_sizes\[1\]=0 must be >= 1"),
     ],
 )
 def test_out_of_range_values_name_the_key(compose_config, overrides, message):

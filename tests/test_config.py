@@ -1,8 +1,20 @@
+import dataclasses
+import math
+import typing
+
 import pytest
 from omegaconf import OmegaConf
 
 from benchmark import usage
-from benchmark.config import Config, NotApplicableError, check_config, with_setting
+from benchmark.config import (
+    Config,
+    NotApplicableError,
+    PublicDatasetConfig,
+    SyntheticDatasetConfig,
+    check_config,
+    with_setting,
+)
+from benchmark.limits import CHECKED_ELSEWHERE, LIMITS
 from benchmark.records.identity import NOISE_KEYS, run_id
 from benchmark.run.experiment import as_config, plain_dict
 
@@ -132,3 +144,57 @@ def test_cli_prints_the_composed_job_config():
     job = OmegaConf.create(result.stdout)
     assert job.experiment_name == "smoke"
     assert job.model.name == "lstm"
+
+
+# --- the range of every number -----------------------------------------------------------
+
+
+def schema_numbers(cls: type, prefix: str = "") -> set[str]:
+    """Dotted keys of every int or float field (optional ones too) of a schema dataclass,
+    the dataset section taken from each dataset schema."""
+    hints = typing.get_type_hints(cls)
+    keys: set[str] = set()
+    for f in dataclasses.fields(cls):
+        path, kind = f"{prefix}{f.name}", hints[f.name]
+        nested = [kind] if dataclasses.is_dataclass(kind) else []
+        if path == "dataset":
+            nested = [SyntheticDatasetConfig, PublicDatasetConfig]
+        for inner in nested:
+            keys |= schema_numbers(inner, f"{path}.")
+        args = set(typing.get_args(kind)) - {type(None)} or {kind}
+        if args & {int, float} and bool not in args:
+            keys.add(path)
+    return keys
+
+
+def test_every_number_in_the_schema_has_a_range():
+    keys = schema_numbers(Config)
+    assert {"seed", "train.patience", "dataset.max_rows", "timing.warmup_steps"} <= keys
+    owned = [k for k in keys if k.startswith(CHECKED_ELSEWHERE)]
+    assert sorted(k for k in keys if k not in LIMITS and k not in owned) == []
+    assert sorted(set(LIMITS) - keys) == [], "a range for a key the schema does not have"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("seed", -1, "seed=-1 is outside [0, 4294967295] (pick e.g. seed=0)"),
+        ("train.lr", 0.0, "train.lr=0.0 must be > 0"),
+        ("train.warmup", 1.0, "train.warmup=1.0 is outside [0, 1) (a share of the training steps)"),
+        ("objective.mask_prob", 0.0, "objective.mask_prob=0.0 is outside (0, 1)"),
+        (
+            "evaluation.fixed_threshold",
+            math.inf,
+            "evaluation.fixed_threshold=inf must be a finite number",
+        ),
+        ("train.weight_decay", math.nan, "train.weight_decay=nan must be a finite number"),
+        ("dataset.max_rows", 0, "dataset.max_rows=0 must be >= 1 (null reads every row)"),
+    ],
+)
+def test_a_number_outside_its_range_is_one_line_naming_key_value_and_range(key, value, message):
+    assert LIMITS[key].problem(key, value) == message
+
+
+@pytest.mark.parametrize(("key", "value"), [("train.warmup", 0.0), ("seed", 2**32 - 1)])
+def test_the_ends_of_a_closed_range_are_inside(key, value):
+    assert LIMITS[key].problem(key, value) is None

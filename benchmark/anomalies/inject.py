@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from typing import Any
@@ -164,8 +165,8 @@ def check_anomaly_config(cfg: AnomalyConfig) -> None:
             f"anomaly.position={cfg.position!r} is unknown; use one of {list(POSITIONS)}"
         )
     weights = mix_weights(cfg)
-    if any(w < 0 for w in weights.values()):
-        raise InjectionError(f"anomaly.mix weights must be >= 0, got {weights}")
+    if not all(0 <= w < math.inf for w in weights.values()):  # NaN fails both comparisons
+        raise InjectionError(f"anomaly.mix weights must be finite and >= 0, got {weights}")
     rates = [getattr(cfg.contamination, s) for s in ("train", "val", "test")]
     if any(rates) and sum(weights.values()) <= 0:
         raise InjectionError(

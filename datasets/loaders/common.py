@@ -29,6 +29,11 @@ BLOCK_BYTES = 16 << 20  # pyarrow CSV block: bounds the memory of one read step
 EXACT_CHUNK_ROWS = 200_000  # rows buffered as Python objects on the exact path
 MAX_EXAMPLES = 10
 EPOCH_MIN, EPOCH_MAX = 0.0, 4_102_444_800.0  # 1970 .. 2100, in seconds
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# No item in a clickstream costs a billion currency units; a larger price is a unit or parsing
+# error (1e300 prices once moved a detector's ROC-AUC from 1.0 to 0.70).
+MAX_PRICE = 1e9
+PRICE = (0.0, MAX_PRICE)
 
 
 class DataFileError(SchemaError):
@@ -39,15 +44,18 @@ class DataFileError(SchemaError):
 @dataclass(frozen=True)
 class Column:
     """One CSV column: its name in the file (or the name given to it when there is no header),
-    its ``kind`` and whether empty/NA values are allowed. Kinds: 'int', 'float', 'code' (a
-    string interned to a dense int64 code), 'hash' (a string key hashed to a 63-bit id, for
+    its ``kind`` and whether empty/NA values are allowed. Kinds: 'int' (ids, counts, flags and
+    times: non-negative, within int64), 'float' (finite, within ``limits`` when given), 'code'
+    (a string interned to a dense int64 code), 'hash' (a string key hashed to a 63-bit id, for
     high-cardinality keys: see :func:`hash_ids`) and 'time' (a string parsed with
-    ``time_format``, a strptime format read as UTC or ``ISO_8601``, to epoch seconds)."""
+    ``time_format``, a strptime format read as UTC or ``ISO_8601``, to epoch seconds). A value
+    outside its range is a bad row (named when strict, quarantined otherwise)."""
 
     name: str
     kind: str
     nullable: bool = False
     time_format: str | None = None
+    limits: tuple[float, float] | None = None  # e.g. PRICE
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,11 @@ def events_table(
         category_id=np.full(n, MISSING_ID) if category_id is None else category_id,
         price=np.full(n, np.nan, dtype=np.float32) if price is None else price,
     )
+
+
+def valid_id(value: int) -> bool:
+    """An id a loader keeps: non-negative and within int64 (``MISSING_ID`` is -1)."""
+    return 0 <= value <= INT64_MAX
 
 
 def valid_events(
@@ -406,8 +419,11 @@ def _convert(arrays: dict, lines: np.ndarray, fmt: CsvFormat, quarantine, intern
         null = arr.is_null().to_numpy(zero_copy_only=False)
         if c.kind == "int":
             values = arr.fill_null(MISSING_ID).to_numpy().astype(np.int64, copy=False)
+            bad |= _reject_outside(values, ~null & ~bad, c, (0, INT64_MAX), quarantine, where)
         elif c.kind == "float":
             values = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            limits = c.limits or (-np.inf, np.inf)
+            bad |= _reject_outside(values, ~null & ~bad, c, limits, quarantine, where)
         elif c.kind == "code":
             values = _codes(arr, interners[c.name])
         elif c.kind == "hash":
@@ -437,6 +453,25 @@ def _convert(arrays: dict, lines: np.ndarray, fmt: CsvFormat, quarantine, intern
             bad |= missing
         cols[c.name] = values
     return {k: v[~bad] for k, v in cols.items()} if bad.any() else cols
+
+
+def _reject_outside(values, judged, col: Column, limits, quarantine, where) -> np.ndarray:
+    """Mask of the ``judged`` rows whose value is not finite or lies outside ``limits``
+    (rejected, naming the row, column, value and range)."""
+    low, high = limits
+    with np.errstate(invalid="ignore"):
+        outside = judged & ~(np.isfinite(values) & (values >= low) & (values <= high))
+    reject_rows(
+        outside,
+        quarantine,
+        lambda i: (
+            where(i),
+            f"column {col.name!r}: {values[i]:g} is outside [{low:g}, {high:g}]"
+            + (" (a number must be finite)" if not np.isfinite(values[i]) else ""),
+        ),
+        "out_of_range",
+    )
+    return outside
 
 
 _HEX = np.full(256, 255, dtype=np.uint8)
@@ -624,7 +659,7 @@ def _parse_line(raw: bytes, where: str, fmt, layout, quarantine) -> list | None:
             out.append(None)  # missing: judged (nullable or not) in the block conversion
         elif col.kind in KIND_WORDS:
             try:
-                out.append(int(value) if col.kind == "int" else float(value))
+                number = int(value) if col.kind == "int" else float(value)
             except ValueError:
                 quarantine.reject(
                     where,
@@ -632,6 +667,14 @@ def _parse_line(raw: bytes, where: str, fmt, layout, quarantine) -> list | None:
                     "bad_value",
                 )
                 return None
+            if col.kind == "int" and not INT64_MIN <= number <= INT64_MAX:
+                quarantine.reject(
+                    where,
+                    f"column {col.name!r}: {value[:40]} is outside the 64-bit integer range",
+                    "out_of_range",
+                )
+                return None
+            out.append(number)
         else:
             out.append(value)
     return out

@@ -28,6 +28,7 @@ from datasets.loaders.common import (
     events_table,
     require_file,
     source_report,
+    valid_id,
 )
 from datasets.schema import Dataset, EventType
 
@@ -114,7 +115,7 @@ def _parse(raw: bytes, where: str, q: Quarantine) -> list[list[int]] | None:
             values = [int(v) for v in fields]
         except ValueError:
             values = []
-        if len(values) != 5 or not 1 <= values[1] <= 10 or min(values) < 0:
+        if len(values) != 5 or not 1 <= values[1] <= 10 or not all(map(valid_id, values)):
             q.reject(
                 where,
                 f"token {k} {token[:40]!r} is not sku+type(1-10)+category+interval+dwell",

@@ -27,6 +27,7 @@ from datasets.loaders.common import (
     require_file,
     source_report,
     valid_events,
+    valid_id,
 )
 from datasets.schema import Dataset
 
@@ -86,6 +87,8 @@ def _parse(raw: bytes, line_no: int, file: Path, q: Quarantine, out: dict) -> No
         session = json.loads(raw)
         sid, events = int(session["session"]), session["events"]
         rows = [(int(e["aid"]), int(e["ts"]), str(e["type"])) for e in events]
+        if not valid_id(sid) or not all(valid_id(aid) and valid_id(ts) for aid, ts, _ in rows):
+            raise ValueError("a session id, aid or ts is negative or beyond int64")
     except UnicodeDecodeError:
         q.reject(where, "bytes that are not UTF-8", "not_utf8")
         return

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets.loaders.common import (
+    PRICE,
     Column,
     CsvFormat,
     Interner,
@@ -47,7 +48,7 @@ FORMAT = CsvFormat(
         Column("product_id", "int"),
         Column("category_id", "int"),
         Column("brand", "code", nullable=True),
-        Column("price", "float", nullable=True),
+        Column("price", "float", nullable=True, limits=PRICE),
         Column("user_id", "int"),
         Column("user_session", "hash", nullable=True),
     ),

@@ -23,6 +23,7 @@ import numpy as np
 
 from datasets.loaders.common import (
     ISO_8601,
+    PRICE,
     Column,
     CsvFormat,
     Interner,
@@ -58,7 +59,7 @@ BUYS = CsvFormat(
         Column("session", "int"),
         Column("timestamp", "time", time_format=ISO_8601),
         Column("item", "int"),
-        Column("price", "float", nullable=True),
+        Column("price", "float", nullable=True, limits=PRICE),
         Column("quantity", "int", nullable=True),
     ),
     header=False,
