@@ -509,6 +509,11 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(problem)
     check_setting(cfg)
     ds = cfg.dataset
+    if isinstance(ds, PublicDatasetConfig) and not ds.path.strip():
+        raise ConfigError(
+            f"dataset.path is empty: give the {ds.name} file or folder "
+            f"(python -m datasets.fetch {ds.name} says where to get it)"
+        )
     seq, split = ds.sequence, ds.split
     if cfg.framework.lstm_kernel == "cudnn" and (
         cfg.framework.name.value != "jax" or cfg.model.name.value != "lstm"

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -21,6 +23,7 @@ from datasets.loaders.common import LoadOptions, cached_digest
 from datasets.schema import Dataset, EventTable, ItemAttributes, SessionLabels, UserProfiles
 
 CACHE_VERSION = 1  # bump when a loader's output changes for the same input
+log = logging.getLogger("datasets")
 SIDE_TABLES = {"items": ItemAttributes, "profiles": UserProfiles, "session_labels": SessionLabels}
 
 
@@ -55,8 +58,8 @@ def cached_load(
         return loader(path, options)
     key = cache_key(name, path, options)
     file = Path(cache_dir) / f"{name}-{key}.npz"
-    if file.exists():
-        dataset = read(file)
+    dataset = read_intact(file) if file.exists() else None
+    if dataset is not None:
         return Dataset(
             dataset.name,
             dataset.events,
@@ -78,6 +81,16 @@ def cached_load(
     )
 
 
+def read_intact(file: Path) -> Dataset | None:
+    """The cached dataset, or None when the file is damaged (a truncated copy, a full disk
+    while another tool copied it): the caller rebuilds it from the data files."""
+    try:
+        return read(file)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+        log.warning("the dataset cache %s is unreadable (%s); rebuilding it", file, err)
+        return None
+
+
 def write(file: Path, dataset: Dataset) -> None:
     arrays: dict[str, np.ndarray] = {
         "name": np.array(dataset.name),
@@ -92,7 +105,7 @@ def write(file: Path, dataset: Dataset) -> None:
             column = getattr(value, f.name)
             arrays[f"{table}.{f.name}"] = np.asarray(column)
     file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".npz")
     os.close(fd)
     try:
         np.savez(tmp, **cast(dict[str, Any], arrays))  # the stub reads ** as allow_pickle
@@ -102,7 +115,8 @@ def write(file: Path, dataset: Dataset) -> None:
 
 
 def read(file: Path) -> Dataset:
-    with np.load(file, allow_pickle=False) as saved:
+    # Opened here, not by np.load, which leaves its file open when the archive is damaged.
+    with open(file, "rb") as f, np.load(f, allow_pickle=False) as saved:
         data = {k: saved[k] for k in saved.files}
     events = EventTable(**{k[7:]: v for k, v in data.items() if k.startswith("events.")})
     side = {}

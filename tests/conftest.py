@@ -112,3 +112,18 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         cwd=cwd,
         timeout=120,
     )
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The bad-input corpus (tests/test_bad_inputs.py) counted by how each case ended."""
+    outcomes: dict[str, int] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for key, value in getattr(report, "user_properties", ()):
+                if key == "bad_input":
+                    outcomes[value] = outcomes.get(value, 0) + 1
+    if outcomes:
+        counts = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items(), key=lambda x: -x[1]))
+        terminalreporter.write_line(f"bad-input corpus: {sum(outcomes.values())} cases: {counts}")

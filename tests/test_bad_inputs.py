@@ -6,22 +6,28 @@ lose or corrupt a record that was already written."""
 from __future__ import annotations
 
 import ast
+import codecs
 import errno
 import json
 import os
 import pickle
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmark.config import check_config
-from benchmark.errors import ConfigError, ResultsWriteError, user_error_types
+from benchmark.errors import ResultsWriteError, user_error_types
 from benchmark.records import atomic
 from benchmark.records.atomic import write_atomic
 from benchmark.records.record import RunRecord, load
 from benchmark.records.store import STORE_FILE
 from benchmark.run.experiment import RECORD_FILE, as_config, run
+from datasets.loaders.common import LoadOptions
+from datasets.loaders.registry import LOADERS
 
 from .conftest import ROOT, cli
 
@@ -36,6 +42,45 @@ def one_line(err: BaseException) -> str:
     assert "\n" not in text, text
     assert "Traceback" not in text
     return text
+
+
+# How a case ended. The corpus counts them (see ``pytest_terminal_summary`` in conftest.py):
+# every case must end in a clean line or a documented quarantine / recovery.
+CLEAN, QUARANTINED, RECOVERED = "clean line", "quarantined", "read or recovered"
+WRONG, TRACEBACK, ACCEPTED, HANG = "wrong line", "traceback", "accepted nonsense", "hang"
+
+
+def call_outcome(action, expected: str) -> tuple[str, str]:
+    """(outcome, text) of an in-process call that should fail with one line containing
+    ``expected``."""
+    try:
+        action()
+    except user_error_types() as err:
+        text = str(err)
+        return (CLEAN if expected in text and "\n" not in text else WRONG), text
+    except Exception as err:
+        return TRACEBACK, f"{type(err).__name__}: {err}"
+    return ACCEPTED, "no error"
+
+
+def cli_outcome(args: list[str], expected: str, cwd: Path) -> tuple[str, str]:
+    """(outcome, stderr) of ``python -m benchmark *args`` that should exit 2 with one line."""
+    try:
+        result = cli(*args, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        return HANG, "no answer in 120 s"
+    lines = result.stderr.strip().splitlines()
+    if "Traceback" in result.stderr or result.returncode not in (0, 2):
+        return TRACEBACK, result.stderr
+    if result.returncode == 0:
+        return ACCEPTED, result.stdout[-500:]
+    one = len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    return (CLEAN if one else WRONG), result.stderr
+
+
+def judge(record_property, outcome: str, text: str, allowed: str = CLEAN) -> None:
+    record_property("bad_input", outcome)
+    assert outcome == allowed, text
 
 
 HAS_CUDA = bool(shutil.which("nvidia-smi"))
@@ -72,7 +117,7 @@ def records_under(root: Path) -> list[RunRecord]:
         (["dataset=retailrocket"], "RetailRocket events.csv not found at"),
         (["dataset=rees46", "dataset.path=nowhere.csv"], "python -m datasets.fetch rees46"),
         (["resume=maybe"], "'resume': Invalid value 'maybe', expected one of [ok, finished, none]"),
-        (["results_dir=README.md"], "results_dir=README.md is not a writable directory"),
+        (["results_dir=README.md"], "cannot write results_dir README.md (File exists)"),
         (["seed=-1"], "seed=-1 is outside [0, 4294967295]"),
         (["seed=1180591620717411303424"], "seed=1180591620717411303424 is outside"),
         (["data_seed=-3"], "data_seed=-3 is outside"),
@@ -97,18 +142,13 @@ def records_under(root: Path) -> list[RunRecord]:
         (["-m", "model=random,markov", "model.hiden_dim=3"], "unknown config key 'model.hid"),
         (["-m", "model=random,lsmt"], "Could not find 'model/lsmt'; available: ['gru'"),
         (["-m", "seed=0,1", "train.epochs=1,x"], "bad value for 'train.epochs'"),
+        (["-m", "seed=0,-1"], "seed=-1 is outside [0, 4294967295]"),
     ],
 )
-def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expected):
+def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expected, record_property):
     own_results = any(a.startswith("results_dir=") for a in args)
     results = [] if own_results else [f"results_dir={tmp_path}"]
-    result = cli("experiment=smoke", *results, *args, cwd=ROOT)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert expected in lines[0]
-    assert "Traceback" not in result.stderr
+    judge(record_property, *cli_outcome(["experiment=smoke", *results, *args], expected, ROOT))
 
 
 # --- config values out of range: ConfigError naming the key --------------------------------
@@ -127,13 +167,41 @@ def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expected)
         (["anomaly.contamination.val=1.5"], "anomaly.contamination.val=1.5"),
         (["model=lstm", "framework.lstm_kernel=cudnn"], "framework=jax model=lstm only"),
         (["model=gru", "framework=jax", "framework.lstm_kernel=cudnn"], "model=lstm only"),
-        (["timing.batch_sizes=[32,0]"], r"timing.batch_sizes\[1\]=0 must be >= 1"),
+        (["timing.batch_sizes=[32,0]"], "timing.batch_sizes[1]=0 must be >= 1"),
+        (["timing.latency_batch_sizes=[0]"], "timing.latency_batch_sizes[0]=0 must be >= 1"),
+        (["timing.warmup_steps=-5"], "timing.warmup_steps=-5 must be >= 0"),
+        (["timing.windows=0"], "timing.windows=0 must be >= 1"),
+        (["timing.min_window_s=0"], "timing.min_window_s=0.0 must be > 0 (seconds)"),
+        (["dataset.sequence.max_items=0"], "dataset.sequence.max_items=0 must be >= 1 (null"),
+        (["dataset.sequence.vocab_min_count=0"], "vocab_min_count=0 must be >= 1"),
+        (["dataset.sequence.gap_minutes=-30"], "gap_minutes=-30.0 must be > 0"),
+        (["dataset.split.val=-0.1"], "dataset.split.val=-0.1 is outside (0, 1)"),
+        (["dataset=rees46", "dataset.max_rows=-5"], "dataset.max_rows=-5 must be >= 1 (null"),
+        (["dataset=rees46", "dataset.max_rows=0"], "dataset.max_rows=0 must be >= 1"),
+        (["dataset=rees46", "dataset.cache_min_mb=-1"], "dataset.cache_min_mb=-1.0 must be >= 0"),
+        (["dataset=rees46", "dataset.path="], "dataset.path is empty: give the rees46 file"),
+        (["dataset=rees46", "dataset.path=' '"], "dataset.path is empty"),
+        (["model.dropout=nan"], "model.dropout=nan must be a finite number"),
+        (["model.embed_dim=0"], "model.embed_dim=0 must be >= 1"),
+        (["train.lr=inf"], "train.lr=inf must be a finite number"),
+        (["train.lr=nan"], "train.lr=nan must be a finite number"),
+        (["train.pretrain_lr=0"], "train.pretrain_lr=0.0 must be > 0"),
+        (["train.weight_decay=-1e-4"], "train.weight_decay=-0.0001 must be >= 0"),
+        (["threads=-2"], "threads=-2 must be >= 0 (0 chooses for you)"),
+        (["evaluation.target_fpr=1.0"], "evaluation.target_fpr=1.0 is outside [0, 1)"),
+        (["evaluation.fixed_threshold=-inf"], "fixed_threshold=-inf must be a finite number"),
+        (["objective.mask_prob=1.0"], "objective.mask_prob=1.0 is outside (0, 1)"),
+        (["pca.components=-1"], "pca.components=-1 must be >= 0 (0: no PCA)"),
+        (["framework.scan_unroll=0"], "framework.scan_unroll=0 must be >= 1"),
+        (["framework.dense_embedding_grad_rows=-1"], "dense_embedding_grad_rows=-1 must be >= 0"),
+        (["anomaly.mix.brushing=nan"], "anomaly.mix weights must be finite and >= 0"),
+        (["anomaly.mix.brushing=inf"], "anomaly.mix weights must be finite and >= 0"),
+        (["anomaly.severity_jitter=2"], "anomaly.severity_jitter=2.0 is outside [0, 1]"),
     ],
 )
-def test_out_of_range_values_name_the_key(compose_config, overrides, message):
-    with pytest.raises(ConfigError, match=message) as caught:
-        check_config(as_config(compose_config(overrides)))
-    one_line(caught.value)
+def test_out_of_range_values_name_the_key(compose_config, overrides, message, record_property):
+    action = lambda: check_config(as_config(compose_config(overrides)))  # noqa: E731
+    judge(record_property, *call_outcome(action, message))
 
 
 @pytest.mark.parametrize(
@@ -182,22 +250,25 @@ DATA_FILES = {
     "not_utf8": (f"{HEADER}\n{ROW}\n".encode() + b"1;NA;\xff\xfe;5;2016-05-09\n", "UTF-8"),
     "wrong_field_count": (f"{HEADER}\n{ROW}\n1;NA;5\n", ":3: expected 5 fields, found 3"),
     "huge_line": (f"{HEADER}\n{ROW}\n1;NA;{'7' * 1_200_000};5;2016-05-09\n", "longer than 1 MiB"),
+    "utf16": (f"{HEADER}\n{ROW}\n".encode("utf-16"), "UTF-16 text (it starts with a UTF-16"),
+    "negative_id": (f"{HEADER}\n{ROW}\n1;NA;-1;5;2016-05-09\n", ":3: column 'item_id': -1 is"),
+    "id_beyond_int64": (f"{HEADER}\n{ROW}\n1;NA;{10**20};5;2016-05-09\n", "64-bit integer range"),
+    "session_id_1e20": (f"{HEADER}\n{ROW}\n1e20;NA;5;5;2016-05-09\n", "'1e20' is not an integer"),
+    "year_2150": (f"{HEADER}\n{ROW}\n1;NA;5;5;2150-01-01\n", "'2150-01-01' is outside the years"),
+    "negative_timeframe": (f"{HEADER}\n{ROW}\n1;NA;5;-9;2016-05-09\n", "'timeframe': -9 is"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(DATA_FILES))
 def test_a_bad_data_file_fails_the_run_in_one_line_with_the_file_named(
-    compose_config, tmp_path, case
+    compose_config, tmp_path, case, record_property
 ):
     content, message = DATA_FILES[case]
     path = write(tmp_path / f"{case}.csv", content)
     cfg = compose_config(
         [*DIGINETICA, f"dataset.path={path}", f"results_dir={tmp_path / 'results'}"]
     )
-    with pytest.raises(user_error_types()) as caught:
-        run(cfg)
-    text = one_line(caught.value)
-    assert message in text
+    judge(record_property, *call_outcome(lambda: run(cfg), message))
     (record,) = records_under(tmp_path / "results")
     assert (record.status, record.failed_phase) == ("failed", "data")
 
@@ -214,6 +285,38 @@ def test_a_bad_row_can_be_quarantined_instead(compose_config, tmp_path):
     assert ":3: column 'item_id'" in source["examples"][0]
 
 
+def fifo(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "pipe.csv")
+    return tmp_path / "pipe.csv"
+
+
+def link_loop(tmp_path: Path) -> Path:
+    os.symlink(tmp_path / "b.csv", tmp_path / "a.csv")
+    os.symlink(tmp_path / "a.csv", tmp_path / "b.csv")
+    return tmp_path / "a.csv"
+
+
+def dangling_link(tmp_path: Path) -> Path:
+    os.symlink(tmp_path / "moved-away.csv", tmp_path / "link.csv")
+    return tmp_path / "link.csv"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (fifo, "a named pipe (FIFO), not a file"),
+        (link_loop, "a loop of symbolic links; point dataset.path at the real file"),
+        (dangling_link, "moved-away.csv, which does not exist; fix or remove the link"),
+    ],
+)
+def test_a_data_path_that_is_no_file_says_what_it_is(
+    compose_config, tmp_path, make, message, record_property
+):
+    path = make(tmp_path)
+    cfg = compose_config([*DIGINETICA, f"dataset.path={path}", f"results_dir={tmp_path / 'r'}"])
+    judge(record_property, *call_outcome(lambda: run(cfg), message))
+
+
 @pytest.mark.parametrize("where", ["missing.csv", "a_directory"])
 def test_a_missing_data_path_names_the_download(compose_config, tmp_path, where):
     (tmp_path / "a_directory").mkdir()
@@ -223,6 +326,127 @@ def test_a_missing_data_path_names_the_download(compose_config, tmp_path, where)
     with pytest.raises(user_error_types(), match=r"python -m datasets\.fetch diginetica") as caught:
         run(cfg)
     one_line(caught.value)
+
+
+# --- data values the readers refuse, in any format, strict or quarantined ----------------
+
+REES46 = ROOT / "datasets/samples/rees46/2019-Oct_head_sessions.csv"
+
+
+def rees46_with_prices(tmp_path: Path, *prices: str) -> Path:
+    """The REES46 sample with its first rows' prices replaced (lines 2, 3, ...)."""
+    lines = REES46.read_text().splitlines()
+    for n, price in enumerate(prices, start=1):
+        fields = lines[n].split(",")
+        fields[6] = price
+        lines[n] = ",".join(fields)
+    return write(tmp_path / "2019-Oct.csv", "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("price", "message"),
+    [
+        ("nan", "column 'price': nan is outside [0, 1e+09] (a number must be finite)"),
+        ("inf", "column 'price': inf is outside [0, 1e+09] (a number must be finite)"),
+        ("-5", "column 'price': -5 is outside [0, 1e+09]"),
+        ("1e300", "column 'price': 1e+300 is outside [0, 1e+09]"),
+    ],
+)
+def test_a_price_outside_its_range_is_named_with_its_line(
+    tmp_path, price, message, record_property
+):
+    path = rees46_with_prices(tmp_path, price)
+    action = lambda: LOADERS["rees46"](path, LoadOptions())  # noqa: E731
+    outcome, text = call_outcome(action, f"{path}:2: {message}")
+    judge(record_property, outcome, text)
+    assert "dataset.strict=false" in text
+
+
+def test_bad_prices_are_quarantined_with_counts_and_lines(tmp_path, record_property):
+    path = rees46_with_prices(tmp_path, "nan", "-5", "1e300", "", "19.99")
+    source = LOADERS["rees46"](path, LoadOptions(strict=False)).source
+    assert source["quarantined"] == {"out_of_range": 3}
+    assert [e.split(": ", 1)[0] for e in source["examples"]] == [f"{path}:{n}" for n in (2, 3, 4)]
+    assert source["rows_read"] == len(REES46.read_text().splitlines()) - 1 - 3
+    judge(record_property, QUARANTINED, "", QUARANTINED)
+
+
+@pytest.mark.parametrize(
+    ("loader", "text", "message"),
+    [
+        (
+            "otto",
+            '{"session":1,"events":[{"aid":-3,"ts":1659304800,"type":"clicks"}]}',
+            "aid -3 is",
+        ),
+        ("otto", f'{{"session":1,"events":[{{"aid":{2**64},"ts":1,"type":"clicks"}}]}}', "int64"),
+        ("jd_micro", f"{2**64}+5+672+2+74 2024535+7+672+294+74", "token 1"),
+        ("jd_micro", "2024535+5+-672+2+74", "token 1"),
+    ],
+)
+def test_ids_out_of_range_in_other_formats_are_named(
+    tmp_path, loader, text, message, record_property
+):
+    path = write(tmp_path / ("data.jsonl" if loader == "otto" else "data.txt"), text + "\n")
+    action = lambda: LOADERS[loader](path, LoadOptions())  # noqa: E731
+    judge(record_property, *call_outcome(action, f"{path}:1: "))
+    with pytest.raises(user_error_types(), match=re.escape(message)):
+        action()
+
+
+@pytest.mark.parametrize("loader", ["diginetica", "otto"])
+def test_a_utf8_byte_order_mark_is_read_as_excel_writes_it(tmp_path, loader, record_property):
+    sample = SAMPLE if loader == "diginetica" else ROOT / "datasets/samples/otto"
+    source = sample if sample.is_file() else next(sample.glob("*.jsonl"))
+    marked = write(tmp_path / source.name, codecs.BOM_UTF8 + source.read_bytes())
+    for strict in (True, False):  # the fast reader, and the exact one (which names lines)
+        plain = LOADERS[loader](source, LoadOptions(strict=strict)).events
+        read = LOADERS[loader](marked, LoadOptions(strict=strict)).events
+        assert len(read) == len(plain) > 0
+        assert all(
+            np.array_equal(a, b, equal_nan=True)
+            for a, b in zip(read.columns().values(), plain.columns().values(), strict=True)
+        )
+    judge(record_property, RECOVERED, "", RECOVERED)
+
+
+def test_a_damaged_dataset_cache_is_rebuilt_not_fatal(tmp_path, caplog, record_property):
+    from datasets.cache import cached_load
+
+    def load(cache):
+        return cached_load("rees46", REES46, LoadOptions(), LOADERS["rees46"], cache, 0)
+
+    first = load(tmp_path)
+    (cached,) = tmp_path.glob("rees46-*.npz")
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])  # a truncated copy
+    again = load(tmp_path)
+    assert again.source["cache"]["status"] == "stored"
+    assert "unreadable" in caplog.text
+    assert "rebuilding it" in caplog.text
+    assert np.array_equal(again.events.item_id, first.events.item_id)
+    assert load(tmp_path).source["cache"]["status"] == "hit"
+    assert not list(tmp_path.glob(".*")), "a temporary cache file left behind"
+    judge(record_property, RECOVERED, "", RECOVERED)
+
+
+def test_hydras_folder_that_cannot_be_made_is_one_line(tmp_path, record_property):
+    write(tmp_path / ".hydra", "a file where Hydra's folder goes")
+    args = ["experiment=smoke", "model=random", f"results_dir={tmp_path}"]
+    judge(record_property, *cli_outcome(args, "cannot write Hydra's folder", ROOT))
+
+
+def test_a_full_disk_is_one_line_before_anything_runs(tmp_path, monkeypatch, record_property):
+    from benchmark.run import preflight
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(preflight.os, "fsync", full)
+    problem = preflight.unwritable(str(tmp_path / "results"))
+    assert problem is not None
+    outcome = CLEAN if "No space left on device): free disk space" in problem else WRONG
+    judge(record_property, outcome, problem)
+    assert not [p for p in (tmp_path / "results").rglob("*") if p.is_file()]
 
 
 # --- the results directory: unwritable, disk full, interrupted writes -----------------------

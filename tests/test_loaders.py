@@ -257,7 +257,7 @@ def rees(tmp_path, *rows: str, header: str = REES_HEADER) -> object:
         ),
         (
             ["1969-12-31 23:59:59 UTC,view,1,2,,,1.0,5,s1\n"],
-            ":3: time -1 s is outside",
+            ":3: column 'event_time': '1969-12-31 23:59:59 UTC' is outside the years 1970-2099",
             "time_out_of_range",
         ),
         (

@@ -83,6 +83,9 @@ def preflight(argv: list[str], conf_dir: str) -> str | None:
     for variant in sweep_variants(overrides) if is_multirun(argv) else [overrides]:
         cfg, problem = compose_config(variant, conf_dir, with_hydra=touches_hydra)
         problem = problem or path_problem(cfg.results_dir, cfg.experiment_name)
+        if not problem and touches_hydra:
+            plain, problem = compose_config(variant, conf_dir)
+        problem = problem or value_problem(plain if touches_hydra else cfg)
         if problem:
             return problem
     if cfg is None or is_dry_run(argv):
@@ -90,22 +93,49 @@ def preflight(argv: list[str], conf_dir: str) -> str | None:
     return unwritable(str(cfg.results_dir))
 
 
+def value_problem(cfg) -> str | None:
+    """``check_config``'s one line for a composed config, or None (also for a detector and
+    setting that do not pair: in a sweep that job is skipped as not applicable)."""
+    from omegaconf import OmegaConf
+
+    from benchmark.config import NotApplicableError, check_config, with_setting
+    from benchmark.errors import ConfigError
+
+    try:
+        check_config(with_setting(OmegaConf.to_object(cfg)))  # type: ignore[arg-type]
+    except NotApplicableError:
+        return None
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
 def is_multirun(argv: list[str]) -> bool:
     return any(a in ("-m", "--multirun") for a in argv)
 
 
+PROBE_BYTES = 64 << 10  # a full disk still creates empty files: write some bytes
+
+
 def unwritable(results_dir: str) -> str | None:
-    """Why files cannot be written under ``results_dir`` (created if missing), or None."""
-    try:
-        Path(results_dir).mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".write-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        return (
-            f"results_dir={results_dir} is not a writable directory ({err.strerror or err}): "
-            "choose another results_dir=..."
-        )
+    """Why files cannot be written under ``results_dir`` and its ``.hydra`` folder (where
+    Hydra saves each job's config; both created if missing), or None."""
+    for folder in (Path(results_dir), Path(results_dir) / ".hydra"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe-")
+            try:
+                os.write(fd, bytes(PROBE_BYTES))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as err:
+            where = "results_dir" if folder == Path(results_dir) else "Hydra's folder"
+            return (
+                f"cannot write {where} {folder} ({err.strerror or err}): free disk space, fix "
+                "its permissions or choose another results_dir=..."
+            )
     return None
 
 

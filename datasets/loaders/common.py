@@ -12,10 +12,14 @@ examples kept) and goes on. Nothing is dropped silently: every skipped row is in
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import functools
 import hashlib
 import io
+import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -128,9 +132,41 @@ class Interner:
 
 
 def require_file(path: Path, what: str, fetch_hint: str) -> Path:
-    if not path.is_file():
+    """``path`` if it is a readable regular file; otherwise one line saying what it is
+    instead (missing, a link loop, a dangling link, a named pipe, unreadable) and the fix."""
+    problem = not_a_file(path)
+    if problem == "missing":
         raise DataFileError(f"{what} not found at {path}: {fetch_hint}")
+    if problem:
+        raise DataFileError(f"{what} at {path}: {problem}")
     return path
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` is no readable regular file ("missing" when nothing is there), or None."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a loop of symbolic links; point dataset.path at the real file"
+        if err.errno == errno.EACCES:
+            return "permission denied; make it readable"
+        if os.path.lexists(path):
+            target = os.readlink(path) if os.path.islink(path) else "?"
+            return f"a symbolic link to {target}, which does not exist; fix or remove the link"
+        return "missing"
+    if stat.S_ISFIFO(info.st_mode):
+        return (
+            "a named pipe (FIFO), not a file: the loaders hash a file and may read it twice; "
+            "save the stream to a file and give its path"
+        )
+    if stat.S_ISDIR(info.st_mode):
+        return "missing"  # a folder without the expected file in it
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a device or socket?); give the path of the data file"
+    if not os.access(path, os.R_OK):
+        return "permission denied; make it readable"
+    return None
 
 
 def file_digest(path: Path) -> str:
@@ -298,10 +334,18 @@ def read_csv(
 MAX_LINE_BYTES = 1 << 20
 
 
+UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
 def _check_header(path: Path, fmt: CsvFormat) -> None:
     with open(path, "rb") as f:
         raw = f.readline(MAX_LINE_BYTES)
-    first = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    if raw.startswith(UTF16_MARKS):
+        raise DataFileError(
+            f"{path}: the file is UTF-16 text (it starts with a UTF-16 byte-order mark); "
+            "save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"
+        )
+    first = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace").rstrip("\r\n")
     if not first:
         raise DataFileError(f"{path}: the file is empty; check the path or re-download it")
     if not _looks_like_text(first):
@@ -442,6 +486,17 @@ def _convert(arrays: dict, lines: np.ndarray, fmt: CsvFormat, quarantine, intern
                 "bad_value",
             )
             bad |= invalid
+            outside = ~null & ~bad & ((values < EPOCH_MIN) | (values > EPOCH_MAX))
+            reject_rows(
+                outside,
+                quarantine,
+                lambda i, a=arr, c=c: (
+                    where(i),
+                    f"column {c.name!r}: {str(a[i].as_py())[:40]!r} is outside the years 1970-2099",
+                ),
+                "time_out_of_range",
+            )
+            bad |= outside
         if not c.nullable:
             missing = null & ~bad
             reject_rows(
@@ -605,6 +660,8 @@ def _exact_chunks(path, fmt, quarantine, max_rows, interners) -> Iterator[dict[s
     kept = 0
     with open(path, "rb") as f:
         for line_no, raw in enumerate(_lines(f), start=1):
+            if line_no == 1 and raw is not None:
+                raw = raw.removeprefix(codecs.BOM_UTF8)  # as Excel writes UTF-8; pyarrow skips it
             if raw is None:
                 where, size = f"{path}:{line_no}", f"{MAX_LINE_BYTES >> 20} MiB"
                 quarantine.reject(where, f"a line longer than {size}", "line_too_long")

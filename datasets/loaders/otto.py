@@ -11,6 +11,7 @@ the output columns and one chunk of parsed lines.
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
@@ -84,11 +85,15 @@ def _parse(raw: bytes, line_no: int, file: Path, q: Quarantine, out: dict) -> No
     if not raw.strip():
         return
     try:
-        session = json.loads(raw)
+        session = json.loads(raw.removeprefix(codecs.BOM_UTF8) if line_no == 1 else raw)
         sid, events = int(session["session"]), session["events"]
         rows = [(int(e["aid"]), int(e["ts"]), str(e["type"])) for e in events]
-        if not valid_id(sid) or not all(valid_id(aid) and valid_id(ts) for aid, ts, _ in rows):
-            raise ValueError("a session id, aid or ts is negative or beyond int64")
+        named = [("session", sid)] + [
+            (k, v) for aid, ts, _ in rows for k, v in (("aid", aid), ("ts", ts))
+        ]
+        bad = next(((k, v) for k, v in named if not valid_id(v)), None)
+        if bad is not None:
+            raise ValueError(f"{bad[0]} {bad[1]} is negative or beyond int64")
     except UnicodeDecodeError:
         q.reject(where, "bytes that are not UTF-8", "not_utf8")
         return
