@@ -2,7 +2,9 @@
 
 import json
 import logging
+import os
 import sqlite3
+import subprocess
 import sys
 
 import pytest
@@ -90,6 +92,18 @@ def test_the_harness_connection_cannot_drop_the_store(tmp_path):
     append(path, fake_record("a", "t1"))
     with pytest.raises(StoreError, match="append-only"), connect(path) as conn:
         conn.execute("DROP TABLE runs")
+    assert len(records(path, latest_only=False)) == 1
+
+
+def test_readers_connect_read_only(tmp_path):
+    path = store_path(tmp_path)
+    append(path, fake_record("a", "t1"))
+    with connect(path, read_only=True) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
+    with pytest.raises(StoreError), connect(path, read_only=True) as conn:
+        conn.execute(
+            "INSERT INTO runs (run_id, status, attempt, record) VALUES ('b', 'ok', 'x', '{}')"
+        )
     assert len(records(path, latest_only=False)) == 1
 
 
@@ -243,3 +257,27 @@ def test_a_wandb_failure_leaves_the_record_intact(smoke, tmp_path, monkeypatch, 
     assert on_disk["status"] == "ok"
     assert on_disk["metrics"]["roc_auc"] == pytest.approx(result.record.result.roc_auc)
     assert records(store_path(tmp_path))[0].tracking["status"] == "failed"
+
+
+def test_a_run_writes_nothing_outside_its_results_folder(tmp_path):
+    """The working folder and the home folder (where W&B keeps its settings, cache and
+    artifact staging by default) stay empty: everything lands under results_dir."""
+    cwd, home, results = tmp_path / "cwd", tmp_path / "home", tmp_path / "results"
+    wandb_run = ("logger=wandb_offline", f"results_dir={results}")
+    cwd.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark", "experiment=smoke", "model=random", *wandb_run],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(cwd.rglob("*")) == []
+    assert list(home.rglob("*")) == []
+    assert list(results.glob("smoke/*/record.json"))
+    assert list((results / "wandb").glob("offline-run-*"))

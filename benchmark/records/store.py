@@ -94,16 +94,22 @@ def refuse_drops(action: int, *_: object) -> int:
 
 
 @contextmanager
-def connect(path: Path) -> Iterator[sqlite3.Connection]:
-    """An open store with its schema; commits on success, rolls back on error."""
+def connect(path: Path, read_only: bool = False) -> Iterator[sqlite3.Connection]:
+    """An open store with its schema; commits on success, rolls back on error. Readers get
+    a ``read_only`` connection: SQLite refuses any write through it."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=BUSY_SECONDS)  # other sweep processes' writes
+        if read_only:
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_SECONDS)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=BUSY_SECONDS)  # other sweep processes' writes
     except (OSError, sqlite3.Error) as err:
         raise StoreError(f"cannot open the results store {path} ({err}): check the path") from err
     with closing(conn):
         try:
-            conn.executescript(SCHEMA)
+            if not read_only:
+                conn.executescript(SCHEMA)
             conn.set_authorizer(refuse_drops)
             with conn:
                 yield conn
@@ -153,7 +159,7 @@ def attempts(path: Path, run_id: str) -> list[Attempt]:
     """Earlier records of ``run_id`` (the config hash), oldest first."""
     if not path.exists():
         return []
-    with connect(path) as conn:
+    with connect(path, read_only=True) as conn:
         rows = conn.execute(
             "SELECT status, started_at, finished_at FROM runs WHERE run_id = ? ORDER BY id",
             (run_id,),
@@ -168,7 +174,7 @@ def records(path: Path, latest_only: bool = True) -> list[RunRecord]:
     query = "SELECT record FROM runs"
     if latest_only:
         query += " WHERE id IN (SELECT MAX(id) FROM runs GROUP BY run_id)"
-    with connect(path) as conn:
+    with connect(path, read_only=True) as conn:
         return [loads(row[0]) for row in conn.execute(query + " ORDER BY id")]
 
 
@@ -193,7 +199,7 @@ def ingest(results_dir: Path) -> tuple[int, int]:
 
 def summary(path: Path) -> str:
     """Counts per experiment and status, one line each."""
-    with connect(path) as conn:
+    with connect(path, read_only=True) as conn:
         rows = conn.execute(
             "SELECT experiment, status, COUNT(*), COUNT(DISTINCT run_id) FROM runs "
             "GROUP BY experiment, status ORDER BY experiment, status"
