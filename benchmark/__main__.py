@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from benchmark import paths
-from benchmark.config import NotApplicableError, register_configs
+from benchmark.config import NotApplicableError, mark_invocation, register_configs
 from benchmark.errors import user_error_types
 from benchmark.run.callbacks import OUTCOME_FILE, sweep_failed
 from benchmark.run.preflight import (
@@ -140,6 +140,7 @@ def cli() -> None:
         print(help_text(paths.CONF_DIR))
         return
     register_configs()
+    mark_invocation()
     problem = preflight(sys.argv[1:], CONF_DIR)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -437,10 +437,19 @@ def name_of(value: Any) -> str:
 OmegaConf.register_new_resolver("name_of", name_of, replace=True)
 
 
+INVOCATION = "BENCHMARK_INVOCATION"
+
+
 def invocation() -> str:
-    """``${invocation:}``: this process's id, in Hydra's sweep folder name, so that two sweeps
-    started in the same second never share (and overwrite) one folder."""
-    return f"p{os.getpid()}"
+    """``${invocation:}``: the id of the command's process, in Hydra's sweep folder name, so
+    that two sweeps started in the same second never share (and overwrite) one folder. The
+    command line sets it in the environment (:func:`mark_invocation`), so the worker
+    processes of a Ray or submitit launcher resolve the same folder as the sweep itself."""
+    return os.environ.get(INVOCATION) or f"p{os.getpid()}"
+
+
+def mark_invocation() -> None:
+    os.environ[INVOCATION] = f"p{os.getpid()}"
 
 
 OmegaConf.register_new_resolver("invocation", invocation, replace=True)
