@@ -20,6 +20,7 @@ from benchmark.anomalies.inject import AnomalyConfig, check_anomaly_config
 from benchmark.detectors.registry import BASELINES, supported_settings
 from benchmark.errors import ConfigError
 from benchmark.limits import first_problem
+from datasets.loaders.table import TableMapping
 from datasets.synthetic import SyntheticConfig
 from models_common.config import ModelSizes
 
@@ -215,6 +216,16 @@ class PublicDatasetConfig(DatasetConfig):
     cache_dir: str = ".cache/datasets"
     cache_min_mb: float = 64.0
     """Inputs smaller than this load directly (the shipped samples)."""
+
+
+@dataclass
+class EventsDatasetConfig(PublicDatasetConfig):
+    """``dataset=events``: the user's own event table."""
+
+    table: TableMapping = field(default_factory=TableMapping)
+    """Which column of the table is which field (user, session, timestamp, event type, item,
+    category, price, label), the time unit or format, event-type names
+    (datasets/loaders/table.py)."""
 
 
 @dataclass
@@ -460,6 +471,7 @@ def register_configs() -> None:
     cs.store(name="base_config", node=Config)
     cs.store(group="dataset", name="synthetic_schema", node=SyntheticDatasetConfig)
     cs.store(group="dataset", name="public_schema", node=PublicDatasetConfig)
+    cs.store(group="dataset", name="events_schema", node=EventsDatasetConfig)
 
 
 class NotApplicableError(ConfigError):

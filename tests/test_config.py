@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 from benchmark import usage
 from benchmark.config import (
     Config,
+    EventsDatasetConfig,
     NotApplicableError,
-    PublicDatasetConfig,
     SyntheticDatasetConfig,
     check_config,
     with_setting,
@@ -158,7 +158,7 @@ def schema_numbers(cls: type, prefix: str = "") -> set[str]:
         path, kind = f"{prefix}{f.name}", hints[f.name]
         nested = [kind] if dataclasses.is_dataclass(kind) else []
         if path == "dataset":
-            nested = [SyntheticDatasetConfig, PublicDatasetConfig]
+            nested = [SyntheticDatasetConfig, EventsDatasetConfig]
         for inner in nested:
             keys |= schema_numbers(inner, f"{path}.")
         args = set(typing.get_args(kind)) - {type(None)} or {kind}

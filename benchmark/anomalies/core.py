@@ -180,6 +180,7 @@ class InjectorSpec:
     )  # (events, offsets) -> per session
     story: str
     params: type = NoParams  # a dataclass of the type's knobs, set by anomaly.params.<name>
+    needs_catalogue: bool = False  # draws items from the data's catalogue (needs item ids)
 
 
 INJECTORS: dict[str, InjectorSpec] = {}
@@ -191,12 +192,15 @@ def injector(
     params: type = NoParams,
     min_length: int = 1,
     eligible: Callable[[EventTable, np.ndarray], np.ndarray] | None = None,
+    needs_catalogue: bool = False,
 ):
     """Register an anomaly type: the decorated function edits one session (``Session``,
     ``Context`` -> ``Session``); its docstring is the type's generative story; ``params`` is the
     dataclass of its knobs (``ctx.params``); ``min_length`` and ``eligible`` ((events, offsets)
-    -> (n_sessions,) bool) say which sequences it can work on. A module of the user's, named
-    in ``anomaly.plugins``, registers its own types this way without editing the package."""
+    -> (n_sessions,) bool) say which sequences it can work on; ``needs_catalogue``: it draws
+    items from the data's catalogue, so data without item ids cannot host it. A module of the
+    user's, named in ``anomaly.plugins``, registers its own types this way without editing the
+    package."""
     if not name.isidentifier():
         raise ValueError(f"anomaly type name {name!r} must be a Python identifier")
 
@@ -205,7 +209,9 @@ def injector(
         if known is not None and known.fn.__qualname__ != fn.__qualname__:
             raise ValueError(f"anomaly type {name!r} is registered already (by {known.fn})")
         story = (fn.__doc__ or "").strip()
-        INJECTORS[name] = InjectorSpec(name, fn, min_length, eligible, story, params)
+        INJECTORS[name] = InjectorSpec(
+            name, fn, min_length, eligible, story, params, needs_catalogue
+        )
         return fn
 
     return register

@@ -27,7 +27,7 @@ from benchmark.anomalies.core import (
 )
 from benchmark.anomalies.profile import NormalProfile
 from benchmark.anomalies.types import BUILTIN_TYPES
-from datasets.schema import EventTable, session_offsets
+from datasets.schema import MISSING_ID, EventTable, session_offsets
 
 ANOMALY_TYPES: tuple[str, ...] = BUILTIN_TYPES  # the package's own; plugins add more
 
@@ -111,10 +111,11 @@ def supported_mix(cfg: AnomalyConfig, events: EventTable) -> tuple[AnomalyConfig
     offsets = session_offsets(events.session_id)
     names = type_names(cfg)
     fits = eligibility(events, offsets, names).sum(axis=0) > 0
+    no_items = not np.any(events.item_id != MISSING_ID)
     skipped = {
-        name: _why_unsupported(name)
+        name: _why_unsupported(name, no_items)
         for name, ok in zip(names, fits, strict=True)
-        if weights.get(name, 0) > 0 and not ok
+        if weights.get(name, 0) > 0 and (not ok or (no_items and INJECTORS[name].needs_catalogue))
     }
     if not skipped:
         return cfg, {}
@@ -138,8 +139,10 @@ NEEDS = {
 }
 
 
-def _why_unsupported(name: str) -> str:
+def _why_unsupported(name: str, no_items: bool = False) -> str:
     spec = INJECTORS[name]
+    if no_items and spec.needs_catalogue:
+        return "the data has no item ids to draw from"
     needs = f"at least {spec.min_length} event{'s' * (spec.min_length != 1)}"
     if name in NEEDS:
         needs += f" and {NEEDS[name]}"

@@ -83,7 +83,7 @@ class FunnelViolationParams:
     pass
 
 
-@injector("click_flood", params=ClickFloodParams, min_length=1)
+@injector("click_flood", needs_catalogue=True, params=ClickFloodParams, min_length=1)
 def click_flood(s: Session, ctx: Context) -> Session:
     """A bot opens many product pages in a burst: 2 (s=0) to ``max_events`` views, a few target
     items hammered repeatedly, with gaps shrinking from human dwell times to ``bot_gap_s``."""
@@ -99,7 +99,7 @@ def click_flood(s: Session, ctx: Context) -> Session:
     return ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
 
 
-@injector("brushing", params=BrushingParams, min_length=1)
+@injector("brushing", needs_catalogue=True, params=BrushingParams, min_length=1)
 def brushing(s: Session, ctx: Context) -> Session:
     """A brushing farm fakes orders to push a seller's items up the rankings: search, little or
     no browsing, purchase of the same one or two obscure items, repeated. At s=0 an order is an
@@ -126,7 +126,7 @@ def brushing(s: Session, ctx: Context) -> Session:
     return ctx.place(s, at, _item_events(s, ctx, at, types_arr, items_arr), gap)
 
 
-@injector("scraping", params=ScrapingParams, min_length=1)
+@injector("scraping", needs_catalogue=True, params=ScrapingParams, min_length=1)
 def scraping(s: Session, ctx: Context) -> Session:
     """A scraper walks the catalogue in id order, category after category, at a steady pace. At
     s=0 the pages are popularity-drawn items at human gaps; at s=1 every page is the next item."""
@@ -145,7 +145,7 @@ def scraping(s: Session, ctx: Context) -> Session:
     return ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
 
 
-@injector("cart_abuse", params=CartAbuseParams, min_length=1)
+@injector("cart_abuse", needs_catalogue=True, params=CartAbuseParams, min_length=1)
 def cart_abuse(s: Session, ctx: Context) -> Session:
     """Inventory hoarding or coupon probing: items added to and removed from the cart again and
     again, and the session's purchases abandoned (turned into removals). At s=0 the pairs are
@@ -167,7 +167,7 @@ def cart_abuse(s: Session, ctx: Context) -> Session:
     return with_session(out, event_type=etype)
 
 
-@injector("account_takeover", params=AccountTakeoverParams, min_length=3)
+@injector("account_takeover", needs_catalogue=True, params=AccountTakeoverParams, min_length=3)
 def account_takeover(s: Session, ctx: Context) -> Session:
     """An intruder takes over mid-session: from the takeover point on, each item is replaced
     (with probability s) by one from another category (the whole tail switches category with

@@ -8,9 +8,10 @@ fitted on the training split only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from datasets.features import (
 )
 from datasets.loaders.common import LoadOptions
 from datasets.loaders.registry import LOADERS as PUBLIC_LOADERS
-from datasets.schema import Dataset
+from datasets.schema import Dataset, SchemaError
 from datasets.sessions import SPLITS, limit_lengths, sessionize, split_entities
 from datasets.synthetic import generate
 
@@ -60,8 +61,9 @@ def _load_public(cfg: DatasetConfig, seed: int) -> Dataset:
         raise ConfigError(
             f"dataset={cfg.name} needs dataset.path: use conf/dataset/{cfg.name}.yaml"
         )
-    # Every load option has a dataset config field of the same name.
-    options = LoadOptions(**{f.name: getattr(cfg, f.name) for f in fields(LoadOptions)})
+    # Every load option has a dataset config field of the same name (``table``: events only).
+    given = {f.name: getattr(cfg, f.name) for f in fields(LoadOptions) if hasattr(cfg, f.name)}
+    options = LoadOptions(**given)
     loader, path = PUBLIC_LOADERS[cfg.name], data_path(cfg.path)
     if not cfg.cache:
         return loader(path, options)
@@ -96,8 +98,22 @@ def load_dataset(cfg: DatasetConfig, seed: int) -> Dataset:
     if cfg.name not in LOADERS:
         raise ConfigError(f"dataset.name={cfg.name!r} has no loader; known: {sorted(LOADERS)}")
     dataset = LOADERS[cfg.name](cfg, seed)
+    dropped = dataset.source.get("quarantined") or {}
+    if len(dataset.events) == 0 and dropped:
+        raise SchemaError(
+            f"every row was dropped ({drops_text(dataset.source)}); fix the file or the "
+            "dataset.table mapping"
+        )
     dataset.events.validate()
     return dataset
+
+
+def drops_text(source: Mapping[str, Any]) -> str:
+    """'3 out_of_range, 2 duplicate; e.g. file:4: column 'price': -5 is outside [0, 1e+09]'."""
+    counts = source.get("quarantined") or {}
+    text = ", ".join(f"{n:,} {kind}" for kind, n in sorted(counts.items(), key=lambda x: -x[1]))
+    examples = source.get("examples") or []
+    return f"{text}; e.g. {examples[0]}" if examples else text
 
 
 def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> PreparedData:

@@ -50,7 +50,7 @@ from benchmark.records.record import dumps as record_json
 from benchmark.records.record import load as load_record
 from benchmark.records.store import RECORD_FILE, StoreError, append, attempts, store_path
 from benchmark.records.tracking import LiveRun
-from benchmark.run.data import PreparedData, data_path, prepare_data
+from benchmark.run.data import PreparedData, data_path, drops_text, prepare_data
 from benchmark.run.detect import detect, time_detector
 from benchmark.run.lease import heartbeat, held_elsewhere, holder, owner, try_lease
 from benchmark.run.threads import resolve_threads
@@ -271,6 +271,9 @@ def stages(
     prepared = prepare_data(config.dataset, config.anomaly, data_seed)
     record.data = prepared.summary
     log.info("data: %s", data_line(prepared.summary))
+    source = prepared.summary.get("source") or {}
+    if source.get("quarantined"):
+        log.info("data: rows dropped: %s (all in the record's data.source)", drops_text(source))
     record.provenance.data_files = data_files(config.dataset)
     record.provenance.injection_seeds = {
         k.removeprefix("inject_"): v for k, v in prepared.summary["seeds"].items() if "inj" in k

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class Column:
     kind: str
     nullable: bool = False
     time_format: str | None = None
+    time_zone: str = "UTC"  # of times written without an offset
     limits: tuple[float, float] | None = None  # e.g. PRICE
 
 
@@ -207,6 +209,9 @@ class LoadOptions:
     window: bool = True
     """Keep only rows inside the dataset's documented time window (Taobao); rows outside are
     counted as ``outside_window``."""
+    table: Any = None
+    """The column mapping of a user's own event table (``datasets.loaders.table.TableMapping``,
+    ``dataset=events``); None for the public datasets' own readers."""
     proxy_labels: bool = False
     """Use a dataset's proxy label as ground truth (TalkingData: an (ip, device, os) entity that
     never downloaded is anomalous), for ``anomaly=none`` runs."""
@@ -337,8 +342,22 @@ MAX_LINE_BYTES = 1 << 20
 UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
+COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+
+
+def open_binary(path: Path):
+    """A binary file object of ``path``'s bytes, decompressed when its name ends in .gz, .bz2
+    or .zst (as pyarrow's readers do on their own)."""
+    import pyarrow as pa
+
+    codec = COMPRESSION.get(Path(path).suffix.lower())
+    if codec is None:
+        return open(path, "rb")
+    return io.BufferedReader(pa.input_stream(str(path), compression=codec))
+
+
 def _check_header(path: Path, fmt: CsvFormat) -> None:
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         raw = f.readline(MAX_LINE_BYTES)
     if raw.startswith(UTF16_MARKS):
         raise DataFileError(
@@ -443,20 +462,22 @@ def _fast_chunks(path, fmt, quarantine, max_rows, interners) -> Iterator[dict[st
         rows_seen += batch.num_rows
         arrays = {c.name: batch.column(c.name) for c in fmt.columns}
         lines = first_line + np.arange(batch.num_rows, dtype=np.int64)
-        yield _convert(arrays, lines, fmt, quarantine, interners, path)
+        yield convert_block(arrays, lines, fmt, quarantine, interners, f"{path}:")
 
 
 LINE = "_line"  # the source line of each row, carried so later checks can name it
 
 
-def _convert(arrays: dict, lines: np.ndarray, fmt: CsvFormat, quarantine, interners, path) -> dict:
+def convert_block(
+    arrays: dict, lines: np.ndarray, fmt: CsvFormat, quarantine, interners, place: str
+) -> dict:
     """Arrow columns of one block to NumPy, plus each row's line number (``LINE``); rows with
     a bad time or a missing required value are rejected, naming their line."""
     bad = np.zeros(len(lines), dtype=bool)
     cols: dict[str, np.ndarray] = {LINE: lines}
 
-    def where(i: int) -> str:
-        return f"{path}:{lines[i]}"
+    def where(i: int) -> str:  # 'file:line' (or 'file: row n', as ``place`` says)
+        return f"{place}{lines[i]}"
 
     for c in fmt.columns:
         arr = arrays[c.name]
@@ -473,7 +494,7 @@ def _convert(arrays: dict, lines: np.ndarray, fmt: CsvFormat, quarantine, intern
         elif c.kind == "hash":
             values = hash_ids(arr)
         else:  # time
-            values = parse_times(arr, c.time_format)
+            values = parse_times(arr, c.time_format, c.time_zone)
             invalid = np.isnan(values) & ~null & ~bad
             reject_rows(
                 invalid,
@@ -585,12 +606,13 @@ def _codes(arr, interner: Interner) -> np.ndarray:
 
 
 ISO_8601 = "iso8601"
-_ISO_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z?$"
+_ISO_PATTERN = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,9})?Z?$"
 
 
-def parse_times(arr, time_format: str | None) -> np.ndarray:
-    """Epoch seconds (float64) of a string column: a strptime ``time_format`` read as UTC, or
-    ``ISO_8601`` (``2014-04-07T10:51:09.277Z``); NaN where a value does not parse."""
+def parse_times(arr, time_format: str | None, time_zone: str = "UTC") -> np.ndarray:
+    """Epoch seconds (float64) of a string column: a strptime ``time_format`` or ``ISO_8601``
+    (``2014-04-07T10:51:09.277Z``, or a space for the T), read in ``time_zone`` (an IANA name;
+    a format with ``%z`` carries its own offset); NaN where a value does not parse."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -598,17 +620,29 @@ def parse_times(arr, time_format: str | None) -> np.ndarray:
         arr = arr.combine_chunks()
     if time_format != ISO_8601:
         parsed = pc.strptime(arr, format=time_format, unit="s", error_is_null=True)
-        return _seconds(parsed, 1.0)
+        return _seconds(_in_zone(parsed, time_zone), 1.0)
     valid = pc.match_substring_regex(arr, _ISO_PATTERN).fill_null(False)
     out = np.full(len(arr), np.nan)
     mask = valid.to_numpy(zero_copy_only=False)
     good = arr.filter(valid)
     try:
         parsed = pc.cast(pc.utf8_rtrim(good, characters="Z"), pa.timestamp("ms"))
-        out[mask] = _seconds(parsed, 1000.0)
+        out[mask] = _seconds(_in_zone(parsed, time_zone), 1000.0)
     except pa.ArrowInvalid:  # well-formed but impossible (month 13): one by one
         out[mask] = [_one_iso(t) for t in good.to_pylist()]
     return out
+
+
+def _in_zone(parsed, time_zone: str):
+    """Naive times read as wall-clock times of ``time_zone`` (UTC: as they are). A time a
+    daylight-saving change skips or repeats takes the earlier reading."""
+    import pyarrow.compute as pc
+
+    if time_zone == "UTC" or getattr(parsed.type, "tz", None):
+        return parsed
+    return pc.assume_timezone(
+        parsed, timezone=time_zone, ambiguous="earliest", nonexistent="earliest"
+    )
 
 
 def _seconds(parsed, per_second: float) -> np.ndarray:
@@ -655,10 +689,10 @@ def _exact_chunks(path, fmt, quarantine, max_rows, interners) -> Iterator[dict[s
         at = np.array(lines, dtype=np.int64)
         rows.clear()
         lines.clear()
-        return _convert(arrays, at, fmt, quarantine, interners, path)
+        return convert_block(arrays, at, fmt, quarantine, interners, f"{path}:")
 
     kept = 0
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         for line_no, raw in enumerate(_lines(f), start=1):
             if line_no == 1 and raw is not None:
                 raw = raw.removeprefix(codecs.BOM_UTF8)  # as Excel writes UTF-8; pyarrow skips it

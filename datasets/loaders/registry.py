@@ -11,6 +11,7 @@ from datasets.loaders import (
     otto,
     rees46,
     retailrocket,
+    table,
     talkingdata,
     taobao,
     web_bots,
@@ -29,4 +30,5 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Dataset]] = {
     "jd_micro": jd_micro.load,
     "web_bots": web_bots.load,
     "talkingdata": talkingdata.load,
+    "events": table.load,  # the user's own table, mapped in dataset.table
 }

@@ -1,0 +1,402 @@
+"""Your own event table (``dataset=events``): any CSV/TSV, Parquet or JSON Lines export, mapped
+onto the common schema by naming its columns (:class:`TableMapping`, ``dataset.table`` in the
+config).
+
+Formats: CSV or TSV, plain or compressed (``.gz``, ``.bz2``, ``.zst``); Parquet (a file, a
+folder, or a Hive-partitioned tree such as ``day=2024-01-01/part-0.parquet``); JSON Lines, plain
+or compressed. A folder is read file by file in name order. Every format goes through the same
+streaming conversion and validation as the public readers (``datasets.loaders.common``): ids
+non-negative (string ids such as UUIDs are hashed to 63-bit ids), times in range, prices finite
+and in [0, 10^9], event types known or mapped. Bad rows are named (``file:line`` for text,
+``file: row n`` for Parquet) or quarantined with counts and examples (``dataset.strict=false``).
+
+Labels the user already has (chargebacks, confirmed bots) come from a label column: per session,
+per user, or per event (a session is anomalous when any of its events is; without a session
+column, its user). Values in ``normal_labels`` are normal; every other value is an anomaly class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from datasets.loaders.common import (
+    COMPRESSION,
+    ISO_8601,
+    LINE,
+    PRICE,
+    Column,
+    CsvFormat,
+    DataFileError,
+    Interner,
+    LoadOptions,
+    Quarantine,
+    concat_columns,
+    convert_block,
+    drop_duplicates,
+    events_table,
+    map_type_codes,
+    not_a_file,
+    open_binary,
+    read_csv,
+    source_report,
+)
+from datasets.schema import EVENT_TYPE_ALIASES, MISSING_ID, Dataset, SessionLabels
+
+FORMATS = ("csv", "parquet", "jsonl")
+UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+ROW_BATCH = 1 << 18  # Parquet and JSON rows converted at a time: bounds memory
+SNIFF_ROWS = 10_000
+HINT = "see docs/datasets.md#your-own-event-table"
+
+
+@dataclass
+class TableMapping:
+    """Which column of your table is which field of the common schema (null: absent)."""
+
+    format: str = "auto"
+    """'auto' (from the file names: .csv/.tsv/.txt, .parquet/.pq, .jsonl/.ndjson, each optionally
+    .gz/.bz2/.zst), 'csv', 'parquet' or 'jsonl'."""
+    delimiter: str = "auto"
+    """CSV field separator; 'auto': a tab for .tsv files, else a comma."""
+    user: str | None = None
+    session: str | None = None
+    """At least one of user and session. Without sessions, set dataset.sequence.session_by=gap
+    (a user's events split at inactivity gaps)."""
+    timestamp: str = "timestamp"
+    event_type: str = "event_type"
+    item: str | None = None
+    category: str | None = None
+    price: str | None = None
+    label: str | None = None
+    time_unit: str = "auto"
+    """Numeric timestamps: 's', 'ms', 'us', 'ns' since the epoch, or 'auto' (by magnitude)."""
+    time_format: str | None = None
+    """Text timestamps: a strptime format (e.g. '%Y-%m-%d %H:%M:%S'); null: ISO 8601."""
+    time_zone: str = "UTC"
+    """The zone of text timestamps written without an offset (an IANA name)."""
+    event_types: dict[str, str] = field(default_factory=dict)
+    """Your event names -> the vocabulary (view, search, click, add_to_cart, remove_from_cart,
+    favourite, purchase, review), on top of the common spellings (pv, cart, buy, ...)."""
+    label_level: str = "session"
+    """What a label column labels: 'session', 'user' or 'event'."""
+    normal_labels: list[str] = field(
+        default_factory=lambda: ["0", "false", "normal", "human", "legit", "ok"]
+    )
+    """Label values (case-insensitive) that mean normal; any other value is an anomaly class."""
+
+
+ROLES = ("user", "session", "timestamp", "event_type", "item", "category", "price", "label")
+IDS = ("user", "session", "item", "category")
+NULLS = ("", "NA", "NULL", "null")
+
+
+def load(path: Path, options: LoadOptions) -> Dataset:
+    mapping = options.table or TableMapping()
+    check_mapping(mapping)
+    files = table_files(Path(path), mapping.format)
+    q = Quarantine(options.strict)
+    labels = Interner()
+    parts = [read_one(f, mapping, q, options.max_rows, labels) for f in files]
+    rows_read = sum(p.pop("_rows_read")[0] for p in parts)
+    cols = concat_columns(parts)
+    cols.pop(LINE)
+    keys = [k for k in ("session", "user", "timestamp", "event_type", "item") if k in cols]
+    cols = drop_duplicates(cols, keys, q)
+    session = cols["session"] if "session" in cols else cols["user"]
+    events = events_table(
+        session_id=session,
+        timestamp=cols["timestamp"],
+        event_type=cols["event_type"],
+        item_id=cols.get("item", np.full(len(session), MISSING_ID)),
+        user_id=cols.get("user"),
+        category_id=cols.get("category"),
+        price=cols["price"].astype(np.float32) if "price" in cols else None,
+    )
+    real = session_labels(cols, mapping, labels) if "label" in cols and len(session) else None
+    report = source_report(
+        files,
+        rows_read,
+        q,
+        format=sorted({file_format(f, mapping.format) for f in files}),
+        mapping={r: getattr(mapping, r) for r in ROLES if getattr(mapping, r)},
+        **({"labels": real.counts()} if real is not None else {}),
+    )
+    return Dataset("events", events.sorted(), source=report, session_labels=real)
+
+
+def check_mapping(m: TableMapping) -> None:
+    if m.user is None and m.session is None:
+        raise DataFileError(f"dataset.table needs a user or a session column; {HINT}")
+    choices = {
+        "format": ("auto", *FORMATS),
+        "time_unit": ("auto", *UNITS),
+        "label_level": ("session", "user", "event"),
+    }
+    for key, allowed in choices.items():
+        if getattr(m, key) not in allowed:
+            raise DataFileError(
+                f"dataset.table.{key}={getattr(m, key)!r}: use one of {list(allowed)}"
+            )
+
+
+def table_files(path: Path, fmt: str) -> list[Path]:
+    """The file, or a folder's data files (recursively: Hive partitions), in name order."""
+    if path.is_dir():
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and not p.name.startswith((".", "_"))
+            and guess_format(p) is not None
+            and fmt in ("auto", guess_format(p))
+        )
+        if not found:
+            raise DataFileError(
+                f"no CSV, Parquet or JSON Lines files under {path}; check dataset.path ({HINT})"
+            )
+        return found
+    problem = not_a_file(path)
+    if problem == "missing":
+        raise DataFileError(f"event table not found at {path}: check dataset.path ({HINT})")
+    if problem:
+        raise DataFileError(f"event table at {path}: {problem}")
+    return [path]
+
+
+SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def guess_format(path: Path) -> str | None:
+    """The format a file's name says (``events.csv.gz`` -> csv), or None."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION:
+        suffixes = suffixes[:-1]
+    return SUFFIXES.get(suffixes[-1]) if suffixes else None
+
+
+def file_format(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    guessed = guess_format(path)
+    if guessed is None:
+        raise DataFileError(
+            f"{path}: cannot tell the format from the name; set dataset.table.format to one "
+            f"of {list(FORMATS)}"
+        )
+    return guessed
+
+
+def read_one(
+    path: Path, m: TableMapping, q: Quarantine, max_rows: int | None, labels: Interner
+) -> dict[str, np.ndarray]:
+    """One file's mapped columns by role: validated, times in epoch seconds, event types in
+    the vocabulary (``LINE`` keeps each row's line or row number)."""
+    fmt = file_format(path, m.format)
+    names = {role: getattr(m, role) for role in ROLES if getattr(m, role)}
+    events = Interner()
+    interners = {"event_type": events, "label": labels}
+    if fmt == "csv":
+        cols, numeric_time = read_text(path, m, names, q, max_rows, interners)
+        place = f"{path}:"
+    else:
+        cols, numeric_time = read_batches(path, fmt, m, names, q, max_rows, interners)
+        place = f"{path}: row " if fmt == "parquet" else f"{path}:"
+    rows_read = len(cols[LINE])
+    if numeric_time:
+        cols["timestamp"] = epoch_seconds(cols["timestamp"], m.time_unit)
+    aliases = {**EVENT_TYPE_ALIASES, **{k.lower(): v for k, v in m.event_types.items()}}
+    codes, known = map_type_codes(
+        cols["event_type"],
+        events,
+        aliases,
+        LoadOptions(q.strict),
+        q,
+        lambda i: f"{place}{cols[LINE][i]}",
+    )
+    cols = {k: v[known] for k, v in cols.items()} | {"event_type": codes[known]}
+    return cols | {"_rows_read": np.array([rows_read])}
+
+
+def columns_for(types: dict[str, str], m: TableMapping) -> dict[str, Column]:
+    """Each role's column, its kind chosen from what the file holds (``types``: role ->
+    'int', 'float', 'timestamp' or 'string')."""
+    cols = {}
+    for role, kind in types.items():
+        name = getattr(m, role)
+        if role in IDS:  # integer ids as they are; text ids (UUIDs, emails) hashed
+            chosen = "int" if kind == "int" else "hash"
+            cols[role] = Column(name, chosen, nullable=role in ("item", "category"))
+        elif role == "timestamp" and kind != "string":
+            cols[role] = Column(name, "float")  # epoch numbers, scaled by time_unit
+        elif role == "timestamp":
+            fmt = m.time_format or ISO_8601
+            cols[role] = Column(name, "time", time_format=fmt, time_zone=m.time_zone)
+        elif role == "price":
+            cols[role] = Column(name, "float", nullable=True, limits=PRICE)
+        else:  # event_type, label: text interned to codes
+            cols[role] = Column(name, "code", nullable=role == "label")
+    return cols
+
+
+def read_text(path, m, names, q, max_rows, interners) -> tuple[dict[str, np.ndarray], bool]:
+    tsv = ".tsv" in [s.lower() for s in path.suffixes]
+    delimiter = m.delimiter if m.delimiter != "auto" else ("\t" if tsv else ",")
+    types = sniff_csv(path, delimiter, names)
+    if types["timestamp"] == "timestamp":  # text that pyarrow would parse: ours to parse
+        types["timestamp"] = "string"
+    columns = columns_for(types, m)
+    fmt = CsvFormat(delimiter, tuple(columns.values()), null_values=NULLS)
+    by_name = {c.name: interners[r] for r, c in columns.items() if c.kind == "code"}
+    raw = read_csv(path, fmt, q, max_rows, by_name)
+    out = {role: raw[c.name] for role, c in columns.items()}
+    out[LINE] = raw[LINE]
+    return out, types["timestamp"] != "string"
+
+
+def sniff_csv(path: Path, delimiter: str, names: dict[str, str]) -> dict[str, str]:
+    """Each role's type as pyarrow infers it from the first rows; a missing column is named
+    with the columns the file has."""
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    with open_binary(path) as f:
+        head = b"".join(line for _, line in zip(range(SNIFF_ROWS + 1), f, strict=False))
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(head.removeprefix(b"\xef\xbb\xbf")),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=_skip),
+            convert_options=pacsv.ConvertOptions(
+                null_values=list(NULLS), strings_can_be_null=True, timestamp_parsers=[]
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+        raise DataFileError(f"{path}: not a readable table ({err}); {HINT}") from err
+    return {role: type_of(table.schema, name, role, path) for role, name in names.items()}
+
+
+def _skip(row) -> str:
+    return "skip"  # the full read names it
+
+
+def type_of(schema, name: str, role: str, path: Path) -> str:
+    """'int', 'float', 'timestamp' or 'string': the column's type in the file."""
+    import pyarrow as pa
+
+    if schema.get_field_index(name) < 0:
+        raise DataFileError(
+            f"{path}: no column {name!r} (dataset.table.{role}); the file has {schema.names[:20]}"
+        )
+    t = schema.field(name).type
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "timestamp"
+    return "string"
+
+
+def read_batches(path, fmt, m, names, q, max_rows, interners) -> tuple[dict, bool]:
+    """Parquet and JSON Lines: record batches of the mapped columns, each cast to its kind's
+    type and converted like a CSV block."""
+    place = f"{path}: row " if fmt == "parquet" else f"{path}:"
+    parts, seen, columns, types = [], 0, None, {}
+    for batch in record_batches(path, fmt, list(names.values())):
+        if max_rows is not None and seen >= max_rows:
+            break
+        if max_rows is not None:
+            batch = batch.slice(0, max_rows - seen)
+        if columns is None:
+            types = {role: type_of(batch.schema, name, role, path) for role, name in names.items()}
+            columns = columns_for(types, m)
+        arrays = {c.name: as_kind(batch.column(c.name), c) for c in columns.values()}
+        rows = seen + 1 + np.arange(batch.num_rows, dtype=np.int64)
+        seen += batch.num_rows
+        fmt_ = CsvFormat(",", tuple(columns.values()))
+        by_name = {c.name: interners[r] for r, c in columns.items() if c.kind == "code"}
+        block = convert_block(arrays, rows, fmt_, q, by_name, place)
+        parts.append({role: block[c.name] for role, c in columns.items()} | {LINE: block[LINE]})
+    if not parts:
+        raise DataFileError(f"{path}: the table has no rows; check dataset.path")
+    return concat_columns(parts), types.get("timestamp") != "string"
+
+
+def record_batches(path: Path, fmt: str, columns: list[str]) -> Iterator:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from pyarrow import json as pajson
+
+    try:
+        if fmt == "parquet":
+            data = ds.dataset(path, format="parquet", partitioning="hive")
+            missing = [c for c in columns if c not in data.schema.names]
+            if missing:
+                raise DataFileError(
+                    f"{path}: no column(s) {missing} (dataset.table); the file has "
+                    f"{data.schema.names[:20]}"
+                )
+            yield from data.to_batches(columns=columns, batch_size=ROW_BATCH)
+        else:
+            yield from pajson.open_json(str(path))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataFileError(f"{path}: not a readable {fmt} file ({err}); {HINT}") from err
+
+
+def as_kind(arr, col: Column):
+    """A batch column as the type its kind converts from: int64, float64 (timestamps as
+    epoch seconds) or strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if pa.types.is_date(t):
+        return pc.multiply(
+            pc.cast(pc.cast(arr, pa.date32()), pa.int32()).cast(pa.float64()), 86400.0
+        )
+    if pa.types.is_timestamp(t):
+        return pc.divide(pc.cast(pc.cast(arr, pa.int64()), pa.float64()), UNITS[t.unit])
+    target = {"int": pa.int64(), "float": pa.float64()}.get(col.kind, pa.string())
+    return arr if t == target else pc.cast(arr, target)
+
+
+def epoch_seconds(values: np.ndarray, unit: str) -> np.ndarray:
+    """Numeric times in epoch seconds: divided by ``unit`` ('auto': the unit that puts the
+    median time in the years 1970-2099)."""
+    if unit == "auto":
+        median = float(np.nanmedian(np.abs(values))) if len(values) else 0.0
+        unit = next((u for u, f in UNITS.items() if median / f < 4.2e9), "ns")
+    return values / UNITS[unit]
+
+
+def session_labels(cols: dict, m: TableMapping, labels: Interner) -> SessionLabels:
+    """Per session (or user) class codes: -1 normal, k for the k-th anomalous label value;
+    an event-level label makes its session (or user) anomalous."""
+    names = [str(n) for n in labels.names()]
+    normal = {v.lower() for v in m.normal_labels}
+    anomalous = sorted({n for n in names if n.lower() not in normal})
+    table = np.array([anomalous.index(n) if n in anomalous else -1 for n in names] or [-1])
+    raw = cols["label"]
+    code = np.where(raw >= 0, table[np.maximum(raw, 0)], -1).astype(np.int16)
+    by_user = m.label_level == "user" or "session" not in cols
+    keys = cols["user"] if by_user else cols["session"]
+    order = np.lexsort((-code, keys))  # per key, an anomalous label first
+    first = np.r_[True, keys[order][1:] != keys[order][:-1]]
+    return SessionLabels(
+        session_id=keys[order][first].astype(np.int64),
+        label_code=code[order][first].astype(np.int8),
+        class_names=tuple(anomalous),
+        by_user=by_user,
+    )

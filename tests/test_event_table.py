@@ -1,0 +1,314 @@
+"""dataset=events: a user's own table in any supported layout, mapped by column names, reads
+to the same events as the dedicated reader; labels the user has become the ground truth; bad
+rows are named in every format."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from datasets.loaders.common import DataFileError, LoadOptions
+from datasets.loaders.registry import LOADERS
+from datasets.loaders.table import TableMapping
+
+from .conftest import ROOT
+
+SAMPLE = ROOT / "datasets/samples/rees46/2019-Oct_head_sessions.csv"
+MAPPING = TableMapping(
+    user="user_id",
+    session="user_session",
+    timestamp="event_time",
+    time_format="%Y-%m-%d %H:%M:%S UTC",
+    event_type="event_type",
+    item="product_id",
+    category="category_id",
+    price="price",
+)
+FIELDS = ("session_id", "user_id", "timestamp", "event_type", "item_id", "category_id", "price")
+
+
+def read(path: Path, mapping: TableMapping = MAPPING, **options):
+    return LOADERS["events"](path, LoadOptions(table=mapping, **options))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return LOADERS["rees46"](SAMPLE, LoadOptions()).events
+
+
+@pytest.fixture(scope="module")
+def table() -> pa.Table:
+    return pacsv.read_csv(SAMPLE, convert_options=pacsv.ConvertOptions(timestamp_parsers=[]))
+
+
+def same_events(a, b) -> None:
+    assert len(a) == len(b) > 1000
+    for name in FIELDS:
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+
+
+def write_jsonl(table: pa.Table, path: Path, opener=open) -> Path:
+    import json
+
+    with opener(path, "wt") as f:
+        for row in table.to_pylist():
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_the_generic_mapping_reads_what_the_dedicated_reader_reads(reference):
+    same_events(read(SAMPLE).events, reference)
+
+
+@pytest.mark.parametrize(
+    "layout", ["csv.gz", "csv.bz2", "csv.zst", "tsv", "parquet", "hive", "jsonl", "jsonl.gz"]
+)
+def test_every_layout_reads_to_the_same_events(tmp_path, table, reference, layout):
+    if layout.startswith("csv"):
+        data = SAMPLE.read_bytes()
+        path = tmp_path / f"events.{layout}"
+        if layout == "csv.gz":
+            path.write_bytes(gzip.compress(data))
+        elif layout == "csv.bz2":
+            path.write_bytes(bz2.compress(data))
+        else:
+            with pa.output_stream(str(path), compression="zstd") as out:
+                out.write(data)
+    elif layout == "tsv":
+        path = tmp_path / "events.tsv"
+        pacsv.write_csv(table, path, pacsv.WriteOptions(delimiter="\t"))
+    elif layout == "parquet":
+        path = tmp_path / "events.parquet"
+        pq.write_table(table, path, row_group_size=300)
+    elif layout == "hive":  # a partitioned warehouse export: one folder per event type
+        path = tmp_path / "export"
+        ds.write_dataset(
+            table, path, format="parquet", partitioning=["event_type"], partitioning_flavor="hive"
+        )
+    else:
+        opener = gzip.open if layout.endswith(".gz") else open
+        path = write_jsonl(table, tmp_path / f"events.{layout}", opener)
+    same_events(read(path).events, reference)
+
+
+def test_native_timestamps_and_epoch_numbers_give_the_same_times(tmp_path, table, reference):
+    text = table.column("event_time")
+    stamps = pc.strptime(text, format="%Y-%m-%d %H:%M:%S UTC", unit="s")
+    typed = table.set_column(table.schema.get_field_index("event_time"), "event_time", stamps)
+    pq.write_table(typed, tmp_path / "typed.parquet")
+    mapping = replace(MAPPING, time_format=None)
+    same_events(read(tmp_path / "typed.parquet", mapping).events, reference)
+    millis = pc.multiply(stamps.cast(pa.int64()), 1000)
+    as_ms = table.set_column(table.schema.get_field_index("event_time"), "event_time", millis)
+    pacsv.write_csv(as_ms, tmp_path / "ms.csv")
+    same_events(read(tmp_path / "ms.csv", mapping).events, reference)  # unit found: ms
+    seconds = read(tmp_path / "ms.csv", replace(mapping, time_unit="s")).events.timestamp
+    assert np.allclose(seconds / 1000, reference.timestamp)
+
+
+def test_a_time_zone_moves_wall_clock_times_to_utc(tmp_path):
+    path = tmp_path / "local.csv"
+    path.write_text("user,time,type\n1,2024-07-01 10:00:00,view\n1,2024-07-01 10:05:00,buy\n")
+    mapping = TableMapping(
+        user="user",
+        timestamp="time",
+        event_type="type",
+        time_format="%Y-%m-%d %H:%M:%S",
+        time_zone="Europe/Berlin",
+    )
+    events = read(path, mapping).events
+    assert events.timestamp.tolist() == [1719820800.0, 1719821100.0]  # 08:00 and 08:05 UTC
+    assert events.event_type.tolist() == [0, 6]  # view, purchase ('buy' is a known spelling)
+
+
+def test_own_event_names_map_onto_the_vocabulary(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("sid,ts,action\na,1,seen\na,2,checkout\n")
+    mapping = TableMapping(
+        session="sid",
+        timestamp="ts",
+        event_type="action",
+        event_types={"seen": "view", "checkout": "purchase"},
+    )
+    assert read(path, mapping).events.event_type.tolist() == [0, 6]
+    with pytest.raises(DataFileError, match=r"own.csv:3: unknown event type 'checkout'"):
+        read(path, replace(mapping, event_types={"seen": "view"}))
+
+
+@pytest.mark.parametrize(
+    ("level", "rows", "counts"),
+    [
+        ("session", ["s1,u1,1,view,0", "s1,u1,2,view,0", "s2,u2,1,view,bot"], [1, 1]),
+        ("event", ["s1,u1,1,view,0", "s1,u1,2,view,fraud", "s2,u2,1,view,0"], [1, 1]),
+        ("user", ["s1,u1,1,view,bot", "s2,u1,2,view,bot", "s3,u2,1,view,"], [1, 1]),
+    ],
+)
+def test_the_users_own_labels_become_the_ground_truth(tmp_path, level, rows, counts):
+    path = tmp_path / "labelled.csv"
+    path.write_text("session,user,ts,type,label\n" + "\n".join(rows) + "\n")
+    mapping = TableMapping(
+        session="session",
+        user="user",
+        timestamp="ts",
+        event_type="type",
+        label="label",
+        label_level=level,
+    )
+    dataset = read(path, mapping)
+    labels = dataset.session_labels
+    assert labels.by_user == (level == "user")
+    assert list(labels.counts().values()) == counts
+    assert dataset.source["labels"] == labels.counts()
+
+
+def test_bad_rows_are_named_in_parquet_by_row_and_quarantined_when_asked(tmp_path, table):
+    items = table.column("product_id").to_pylist()
+    items[2] = -1
+    bad = table.set_column(
+        table.schema.get_field_index("product_id"), "product_id", pa.array(items)
+    )
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    message = r"bad.parquet: row 3: column 'product_id': -1 is outside \[0, "
+    with pytest.raises(DataFileError, match=message):
+        read(tmp_path / "bad.parquet")
+    kept = read(tmp_path / "bad.parquet", strict=False)
+    assert kept.source["quarantined"] == {"out_of_range": 1}
+    assert len(kept.events) == len(table) - 1
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        (replace(MAPPING, item="sku"), r"no column 'sku' \(dataset.table.item\); the file has"),
+        (replace(MAPPING, user=None, session=None), "needs a user or a session column"),
+        (replace(MAPPING, time_unit="minutes"), r"time_unit='minutes': use one of"),
+    ],
+)
+def test_a_wrong_mapping_is_one_line_naming_the_fix(mapping, message):
+    with pytest.raises(DataFileError, match=message):
+        read(SAMPLE, mapping)
+
+
+def test_a_folder_without_tables_and_a_nameless_format_say_so(tmp_path):
+    (tmp_path / "notes.md").write_text("not data")
+    with pytest.raises(DataFileError, match="no CSV, Parquet or JSON Lines files under"):
+        read(tmp_path)
+    (tmp_path / "events.dat").write_text("a,b\n")
+    with pytest.raises(DataFileError, match=r"set dataset\.table\.format"):
+        read(tmp_path / "events.dat")
+
+
+def test_a_run_evaluates_on_the_users_labels(compose_config, tmp_path):
+    from benchmark.run.experiment import run
+
+    rows = ["session,ts,type,item,label"]
+    rng = np.random.default_rng(0)
+    for s in range(400):
+        bot = s % 4 == 0
+        for k in range(6):
+            item = 7 if bot else int(rng.integers(1, 60))
+            rows.append(
+                f"s{s},{1_700_000_000 + s * 100 + k * (1 if bot else 20)},view,{item},"
+                f"{'bot' if bot else 'human'}"
+            )
+    path = tmp_path / "own.csv"
+    path.write_text("\n".join(rows) + "\n")
+    cfg = compose_config(
+        [
+            "experiment=smoke",
+            "model=markov",
+            "dataset=events",
+            "anomaly=none",
+            f"dataset.path={path}",
+            "dataset.table.session=session",
+            "dataset.table.user=null",
+            "dataset.table.timestamp=ts",
+            "dataset.table.event_type=type",
+            "dataset.table.item=item",
+            "dataset.table.category=null",
+            "dataset.table.price=null",
+            "dataset.table.label=label",
+            "dataset.table.time_format=null",
+            "dataset.split.by=session",
+            f"results_dir={tmp_path / 'results'}",
+        ]
+    )
+    record = run(cfg).record
+    assert record.data["real_labels"] is True
+    assert record.result.n_test_anomalies > 0
+    assert set(record.result.per_type) == {"bot"}
+
+
+OWN = [
+    "dataset=events",
+    "dataset.table.session=sid",
+    "dataset.table.user=null",
+    "dataset.table.timestamp=ts",
+    "dataset.table.event_type=type",
+    "dataset.table.item=null",
+    "dataset.table.category=null",
+    "dataset.table.price=null",
+    "dataset.table.time_format=null",
+]
+
+
+def test_when_every_row_is_dropped_the_counts_are_the_message(compose_config, tmp_path):
+    from benchmark.run.experiment import run
+
+    path = tmp_path / "all_bad.csv"
+    path.write_text("sid,ts,type\na,1,teleport\na,2,teleport\nb,3,fly\n")
+    cfg = compose_config(
+        [
+            "experiment=smoke",
+            "model=random",
+            *OWN,
+            f"dataset.path={path}",
+            "dataset.strict=false",
+            f"results_dir={tmp_path / 'r'}",
+        ]
+    )
+    with pytest.raises(ValueError, match=r"every row was dropped \(3 unknown_event_type; e\.g\. "):
+        run(cfg)
+
+
+def test_a_run_says_which_rows_it_dropped(compose_config, tmp_path, caplog):
+    import logging
+
+    from benchmark.run.experiment import run
+
+    rows = ["sid,ts,type,item"] + [
+        f"s{s},{1_700_000_000 + s * 60 + k},view,{(s * 7 + k) % 50}"
+        for s in range(1000)
+        for k in range(5)
+    ]
+    rows += ["s1,1700000060,view,7", "s2,1700000121,teleport,3"]  # a duplicate, an unknown type
+    path = tmp_path / "dirty.csv"
+    path.write_text("\n".join(rows) + "\n")
+    cfg = compose_config(
+        [
+            "experiment=smoke",
+            "model=random",
+            *OWN,
+            f"dataset.path={path}",
+            "dataset.table.item=item",
+            "dataset.strict=false",
+            "dataset.split.by=session",
+            f"results_dir={tmp_path / 'r'}",
+        ]
+    )
+    with caplog.at_level(logging.INFO, logger="benchmark"):
+        source = run(cfg).record.data["source"]
+    assert source["quarantined"] == {"duplicate_event": 1, "unknown_event_type": 1}
+    line = next(r.message for r in caplog.records if "rows dropped" in r.message)
+    assert "1 duplicate_event" in line
+    assert f"{path}:5003: unknown event type 'teleport'" in line
