@@ -204,6 +204,9 @@ def test_taobao_without_header_and_its_time_window(tmp_path):
     d = load("taobao", f)
     assert len(d.events) == 5
     assert d.source["quarantined"] == {"outside_window": 1}
+    assert d.source["examples"] == [
+        f"{f}:6: outside the documented window 2017-11-25..12-03 (UTC+8; dataset.window=false)"
+    ]
     assert d.events.event_type.tolist() == [
         EventType.VIEW,
         EventType.VIEW,
@@ -306,6 +309,17 @@ def test_taobao_with_the_wrong_field_count_says_so(tmp_path):
         load("taobao", f)
 
 
+def test_a_dropped_duplicate_is_named_by_its_line(tmp_path):
+    f = tmp_path / "views.csv"
+    f.write_text(
+        "session_id;user_id;item_id;timeframe;eventdate\n"
+        "1;NA;81766;526309;2016-05-09\n1;NA;81766;526309;2016-05-09\n"
+    )
+    d = load("diginetica", f)
+    assert d.source["quarantined"] == {"duplicate_event": 1}
+    assert d.source["examples"] == [f"{f}:3: a repeat of an earlier event"]
+
+
 def test_duplicated_events_are_dropped_and_counted_in_both_modes(tmp_path):
     f = rees(tmp_path, REES_ROW, REES_ROW)
     for options in (STRICT, LENIENT):
@@ -383,6 +397,21 @@ def test_dataset_card_of_a_sample(capsys):
     assert "time span (UTC): 2019-10-01T00:00:00+00:00 .. 2019-10-01T02:20:00+00:00" in out
 
 
+def test_dataset_card_lists_the_dropped_rows_by_rule_with_their_lines(capsys, tmp_path):
+    from benchmark.run.describe import main
+
+    f = tmp_path / "views.csv"
+    f.write_text(
+        "session_id;user_id;item_id;timeframe;eventdate\n1;NA;8;5;2016-05-09\n"
+        "1;NA;8;5;2016-05-09\n1;NA;9;7;2016-05-09\n1;NA;abc;9;2016-05-09\n"
+    )
+    assert main(["dataset=diginetica", f"dataset.path={f}", "dataset.strict=false"]) == 0
+    out = capsys.readouterr().out
+    assert "  rows dropped: 1 bad_value, 1 duplicate_event\n" in out
+    assert f"    {f}:5: column 'item_id': 'abc' is not an integer" in out
+    assert f"    {f}:3: a repeat of an earlier event" in out
+
+
 def test_dataset_card_of_a_missing_download_is_one_line(capsys, tmp_path):
     from benchmark.run.describe import main
 
@@ -407,7 +436,7 @@ def test_fetch_checks_the_digest_and_says_when_offline(tmp_path):
     assert not (tmp_path / "out" / "b.bin").exists()
     with pytest.raises(FetchError, match="may be offline: download it elsewhere and put it at"):
         download((tmp_path / "missing.bin").as_uri(), tmp_path / "out" / "c.bin")
-    assert set(SOURCES) == set(LOADERS)
+    assert set(SOURCES) | {"events"} == set(LOADERS)  # events: the user's own table
     for source in SOURCES.values():
         assert f"dataset={source.name}" in instructions(source)
 

@@ -231,9 +231,9 @@ def bootstrap_ci(
     seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval, resampling anomalies and normals separately (stratified,
-    so every resample has both classes)."""
+    so every resample has both classes); NaN (no interval) with ``n_boot=0``."""
     labels, scores = _check(labels, scores)
-    if not _both_classes(labels):
+    if not _both_classes(labels) or n_boot == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)

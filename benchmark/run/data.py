@@ -109,11 +109,17 @@ def load_dataset(cfg: DatasetConfig, seed: int) -> Dataset:
 
 
 def drops_text(source: Mapping[str, Any]) -> str:
-    """'3 out_of_range, 2 duplicate; e.g. file:4: column 'price': -5 is outside [0, 1e+09]'."""
-    counts = source.get("quarantined") or {}
-    text = ", ".join(f"{n:,} {kind}" for kind, n in sorted(counts.items(), key=lambda x: -x[1]))
+    """'3 out_of_range, 2 duplicate_event; e.g. file:4: column 'price': -5 is outside ...'."""
     examples = source.get("examples") or []
+    text = drop_counts(source)
     return f"{text}; e.g. {examples[0]}" if examples else text
+
+
+def drop_counts(source: Mapping[str, Any]) -> str:
+    """Rows dropped per rule, most first: '3 out_of_range, 2 duplicate_event'."""
+    counts = source.get("quarantined") or {}
+    ranked = sorted(counts.items(), key=lambda x: (-x[1], x[0]))
+    return ", ".join(f"{n:,} {rule}" for rule, n in ranked)
 
 
 def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> PreparedData:

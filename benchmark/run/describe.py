@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from benchmark.run.data import drop_counts
 from datasets.schema import EVENT_TYPES, MISSING_ID, Dataset, EventTable, session_offsets
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
@@ -70,7 +71,10 @@ def text(facts: dict) -> str:
     for f in source.get("files", []):
         lines.append(f"  file: {f['path']} ({f['bytes']:,} bytes, sha256 {f['sha256'][:12]})")
     if source.get("quarantined"):
-        lines.append(f"  quarantined rows: {source['quarantined']}")
+        lines.append(f"  rows dropped: {drop_counts(source)}")
+        lines += [f"    {example}" for example in source.get("examples", [])]
+    if source.get("labels"):
+        lines.append(f"  labels: {source['labels']}")
     return "\n".join(lines)
 
 

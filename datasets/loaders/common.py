@@ -18,10 +18,11 @@ import errno
 import functools
 import hashlib
 import io
+import itertools
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,13 @@ class Quarantine:
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(f"{where}: {reason}")
 
-    def drop(self, kind: str, n: int) -> None:
-        """Rows removed by a documented rule (e.g. duplicates), counted in both modes."""
+    def drop(self, kind: str, n: int, examples: Iterable[str] = ()) -> None:
+        """Rows removed by a documented rule (e.g. duplicates), counted in both modes; the
+        first ``examples`` (their places and the rule) join the report's examples."""
         if n:
             self.counts[kind] += int(n)
+        for example in itertools.islice(examples, max(0, MAX_EXAMPLES - len(self.examples))):
+            self.examples.append(example)
 
     def report(self) -> dict:
         return {"quarantined": dict(self.counts), "examples": list(self.examples)}
@@ -818,10 +822,14 @@ def line_of(path: Path, cols: dict[str, np.ndarray]):
 
 
 def drop_duplicates(
-    columns: dict[str, np.ndarray], keys: list[str], quarantine: Quarantine
+    columns: dict[str, np.ndarray],
+    keys: list[str],
+    quarantine: Quarantine,
+    where: Callable[[int], str] | None = None,
 ) -> dict:
     """Remove exact repeats of the ``keys`` fields (the first is kept), counted as
-    ``duplicate_event`` in the report in both modes. Rows are grouped by a 64-bit hash of the
+    ``duplicate_event`` in the report in both modes (``where(i)`` names row i for the
+    examples). Rows are grouped by a 64-bit hash of the
     keys (one sort instead of a multi-key sort) and candidates are compared field by field."""
     n = len(columns[keys[0]])
     if n < 2:
@@ -842,7 +850,11 @@ def drop_duplicates(
         same[candidates] &= v[second[candidates]] == v[first[candidates]]
     dup = np.zeros(n, dtype=bool)
     dup[second[same]] = True
-    quarantine.drop("duplicate_event", dup.sum())
+    named: Iterable[str] = ()
+    if where is not None:
+        name = where
+        named = (f"{name(int(i))}: a repeat of an earlier event" for i in np.flatnonzero(dup))
+    quarantine.drop("duplicate_event", dup.sum(), named)
     return keep_rows(columns, ~dup)
 
 

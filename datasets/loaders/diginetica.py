@@ -81,7 +81,8 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     ok = check_times(cols[tf] / 1000.0, q, line_of(file, cols), 0.0, 86400.0 * 7)
     cols = {k: v[ok] for k, v in cols.items()}
     midnight = midnight[ok]
-    cols = drop_duplicates(cols | {"_day": midnight}, [s, i, tf], q)
+    cols = cols | {"_day": midnight}
+    cols = drop_duplicates(cols, [s, i, tf], q, line_of(file, cols))
     session = cols[s]
     first_day = per_session_min(session, cols["_day"])
     user = cols[u].copy()

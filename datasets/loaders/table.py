@@ -92,6 +92,7 @@ class TableMapping:
 ROLES = ("user", "session", "timestamp", "event_type", "item", "category", "price", "label")
 IDS = ("user", "session", "item", "category")
 NULLS = ("", "NA", "NULL", "null")
+FILE = "_file"  # each row's file (an index into the files read), for naming dropped rows
 
 
 def load(path: Path, options: LoadOptions) -> Dataset:
@@ -102,10 +103,14 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     labels = Interner()
     parts = [read_one(f, mapping, q, options.max_rows, labels) for f in files]
     rows_read = sum(p.pop("_rows_read")[0] for p in parts)
+    for index, part in enumerate(parts):
+        part[FILE] = np.full(len(part[LINE]), index, dtype=np.int32)
     cols = concat_columns(parts)
-    cols.pop(LINE)
     keys = [k for k in ("session", "user", "timestamp", "event_type", "item") if k in cols]
-    cols = drop_duplicates(cols, keys, q)
+    places = [place_of(f, m=mapping) for f in files]
+    cols = drop_duplicates(cols, keys, q, lambda i: f"{places[cols[FILE][i]]}{cols[LINE][i]}")
+    cols.pop(LINE)
+    cols.pop(FILE)
     session = cols["session"] if "session" in cols else cols["user"]
     events = events_table(
         session_id=session,
@@ -210,10 +215,9 @@ def read_one(
     interners = {"event_type": events, "label": labels}
     if fmt == "csv":
         cols, numeric_time = read_text(path, m, names, q, max_rows, interners)
-        place = f"{path}:"
     else:
         cols, numeric_time = read_batches(path, fmt, m, names, q, max_rows, interners)
-        place = f"{path}: row " if fmt == "parquet" else f"{path}:"
+    place = place_of(path, fmt)
     rows_read = len(cols[LINE])
     if numeric_time:
         cols["timestamp"] = epoch_seconds(cols["timestamp"], m.time_unit)
@@ -228,6 +232,12 @@ def read_one(
     )
     cols = {k: v[known] for k, v in cols.items()} | {"event_type": codes[known]}
     return cols | {"_rows_read": np.array([rows_read])}
+
+
+def place_of(path: Path, fmt: str | None = None, m: TableMapping | None = None) -> str:
+    """How a row of ``path`` is named: 'file:' + line, or 'file: row ' + row for Parquet."""
+    fmt = fmt or file_format(path, m.format if m else "auto")
+    return f"{path}: row " if fmt == "parquet" else f"{path}:"
 
 
 def columns_for(types: dict[str, str], m: TableMapping) -> dict[str, Column]:
@@ -312,7 +322,7 @@ def type_of(schema, name: str, role: str, path: Path) -> str:
 def read_batches(path, fmt, m, names, q, max_rows, interners) -> tuple[dict, bool]:
     """Parquet and JSON Lines: record batches of the mapped columns, each cast to its kind's
     type and converted like a CSV block."""
-    place = f"{path}: row " if fmt == "parquet" else f"{path}:"
+    place = place_of(path, fmt)
     parts, seen, columns, types = [], 0, None, {}
     for batch in record_batches(path, fmt, list(names.values())):
         if max_rows is not None and seen >= max_rows:

@@ -68,8 +68,10 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     outside = 0
     if options.window:
         inside = (seconds >= WINDOW[0]) & (seconds < WINDOW[1])
-        outside = int((keep & ~inside).sum())
-        q.drop("outside_window", outside)
+        dropped = np.flatnonzero(keep & ~inside)
+        outside = len(dropped)
+        rule = "outside the documented window 2017-11-25..12-03 (UTC+8; dataset.window=false)"
+        q.drop("outside_window", outside, (f"{where(int(i))}: {rule}" for i in dropped))
         keep &= inside
     cols = keep_rows(
         {

@@ -92,7 +92,8 @@ def _prepared(file: Path, q: Quarantine, options: LoadOptions) -> Dataset:
     cols = read_csv(file, PREPARED, q, options.max_rows)
     rows = len(cols["Time"])
     ok = check_times(cols["Time"], q, line_of(file, cols))
-    cols = drop_duplicates({k: v[ok] for k, v in cols.items()}, ["SessionId", "Time", "ItemId"], q)
+    cols = {k: v[ok] for k, v in cols.items()}
+    cols = drop_duplicates(cols, ["SessionId", "Time", "ItemId"], q, line_of(file, cols))
     events = events_table(
         session_id=cols["SessionId"],
         timestamp=cols["Time"],
