@@ -312,3 +312,45 @@ def test_a_run_says_which_rows_it_dropped(compose_config, tmp_path, caplog):
     line = next(r.message for r in caplog.records if "rows dropped" in r.message)
     assert "1 duplicate_event" in line
     assert f"{path}:5003: unknown event type 'teleport'" in line
+
+
+def test_labels_in_a_file_of_their_own_mark_the_listed_sessions(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("sid,uid,ts,type\na,1,1,view\na,1,2,view\nb,2,1,view\nc,3,1,view\n")
+    labels = tmp_path / "chargebacks.csv"
+    labels.write_text("visit,reason\nb,chargeback\nzz,chargeback\n")
+    mapping = TableMapping(
+        session="sid",
+        user="uid",
+        timestamp="ts",
+        event_type="type",
+        label="reason",
+        label_file=str(labels),
+        label_key="visit",
+    )
+    real = read(events, mapping).session_labels
+    assert real.class_names == ("chargeback",)
+    assert real.counts() == {"normal": 2, "chargeback": 1}  # a and c: not listed, so normal
+    pq.write_table(pa.table({"uid": [3], "kind": ["bot"]}), tmp_path / "bots.parquet")
+    by_user = replace(
+        mapping,
+        label="kind",
+        label_file=str(tmp_path / "bots.parquet"),
+        label_key=None,
+        label_level="user",
+    )
+    real = read(events, by_user).session_labels
+    assert real.by_user
+    assert real.lookup(np.array([1, 2, 3])).tolist() == [-1, -1, 0]
+
+
+def test_a_label_file_whose_keys_match_nothing_says_so(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("sid,ts,type\na,1,view\nb,1,view\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("sid,label\n17,bot\n")  # numbers, while the events' sessions are text
+    mapping = TableMapping(
+        session="sid", timestamp="ts", event_type="type", label="label", label_file=str(labels)
+    )
+    with pytest.raises(DataFileError, match="none of its 1 session keys .'sid'. is a session"):
+        read(events, mapping)

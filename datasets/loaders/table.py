@@ -18,7 +18,7 @@ column, its user). Values in ``normal_labels`` are normal; every other value is 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,12 @@ class TableMapping:
     favourite, purchase, review), on top of the common spellings (pv, cart, buy, ...)."""
     label_level: str = "session"
     """What a label column labels: 'session', 'user' or 'event'."""
+    label_file: str | None = None
+    """Labels in a table of their own (CSV, Parquet or JSON Lines) keyed by session or user
+    (``label_level``), e.g. a chargeback list: ``label`` names its label column, ``label_key``
+    its key column. Sessions (users) it does not list are normal."""
+    label_key: str | None = None
+    """The key column of ``label_file``; null: the session (or user) column's name."""
     normal_labels: list[str] = field(
         default_factory=lambda: ["0", "false", "normal", "human", "legit", "ok"]
     )
@@ -121,7 +127,11 @@ def load(path: Path, options: LoadOptions) -> Dataset:
         category_id=cols.get("category"),
         price=cols["price"].astype(np.float32) if "price" in cols else None,
     )
-    real = session_labels(cols, mapping, labels) if "label" in cols and len(session) else None
+    real = None
+    if mapping.label_file and len(session):
+        real = file_labels(mapping, cols, q)
+    elif "label" in cols and len(session):
+        real = session_labels(cols, mapping, labels)
     report = source_report(
         files,
         rows_read,
@@ -136,6 +146,11 @@ def load(path: Path, options: LoadOptions) -> Dataset:
 def check_mapping(m: TableMapping) -> None:
     if m.user is None and m.session is None:
         raise DataFileError(f"dataset.table needs a user or a session column; {HINT}")
+    if m.label_file and (m.label is None or m.label_level == "event"):
+        raise DataFileError(
+            "dataset.table.label_file needs dataset.table.label (its label column) and "
+            "label_level session or user"
+        )
     choices = {
         "format": ("auto", *FORMATS),
         "time_unit": ("auto", *UNITS),
@@ -211,6 +226,8 @@ def read_one(
     the vocabulary (``LINE`` keeps each row's line or row number)."""
     fmt = file_format(path, m.format)
     names = {role: getattr(m, role) for role in ROLES if getattr(m, role)}
+    if m.label_file:
+        names.pop("label", None)  # the labels are in a file of their own
     events = Interner()
     interners = {"event_type": events, "label": labels}
     if fmt == "csv":
@@ -240,12 +257,12 @@ def place_of(path: Path, fmt: str | None = None, m: TableMapping | None = None) 
     return f"{path}: row " if fmt == "parquet" else f"{path}:"
 
 
-def columns_for(types: dict[str, str], m: TableMapping) -> dict[str, Column]:
+def columns_for(types: dict[str, str], names: dict[str, str], m: TableMapping) -> dict[str, Column]:
     """Each role's column, its kind chosen from what the file holds (``types``: role ->
     'int', 'float', 'timestamp' or 'string')."""
     cols = {}
     for role, kind in types.items():
-        name = getattr(m, role)
+        name = names[role]
         if role in IDS:  # integer ids as they are; text ids (UUIDs, emails) hashed
             chosen = "int" if kind == "int" else "hash"
             cols[role] = Column(name, chosen, nullable=role in ("item", "category"))
@@ -265,15 +282,15 @@ def read_text(path, m, names, q, max_rows, interners) -> tuple[dict[str, np.ndar
     tsv = ".tsv" in [s.lower() for s in path.suffixes]
     delimiter = m.delimiter if m.delimiter != "auto" else ("\t" if tsv else ",")
     types = sniff_csv(path, delimiter, names)
-    if types["timestamp"] == "timestamp":  # text that pyarrow would parse: ours to parse
+    if types.get("timestamp") == "timestamp":  # text that pyarrow would parse: ours to parse
         types["timestamp"] = "string"
-    columns = columns_for(types, m)
+    columns = columns_for(types, names, m)
     fmt = CsvFormat(delimiter, tuple(columns.values()), null_values=NULLS)
     by_name = {c.name: interners[r] for r, c in columns.items() if c.kind == "code"}
     raw = read_csv(path, fmt, q, max_rows, by_name)
     out = {role: raw[c.name] for role, c in columns.items()}
     out[LINE] = raw[LINE]
-    return out, types["timestamp"] != "string"
+    return out, types.get("timestamp") not in ("string", None)
 
 
 def sniff_csv(path: Path, delimiter: str, names: dict[str, str]) -> dict[str, str]:
@@ -331,7 +348,7 @@ def read_batches(path, fmt, m, names, q, max_rows, interners) -> tuple[dict, boo
             batch = batch.slice(0, max_rows - seen)
         if columns is None:
             types = {role: type_of(batch.schema, name, role, path) for role, name in names.items()}
-            columns = columns_for(types, m)
+            columns = columns_for(types, names, m)
         arrays = {c.name: as_kind(batch.column(c.name), c) for c in columns.values()}
         rows = seen + 1 + np.arange(batch.num_rows, dtype=np.int64)
         seen += batch.num_rows
@@ -341,7 +358,7 @@ def read_batches(path, fmt, m, names, q, max_rows, interners) -> tuple[dict, boo
         parts.append({role: block[c.name] for role, c in columns.items()} | {LINE: block[LINE]})
     if not parts:
         raise DataFileError(f"{path}: the table has no rows; check dataset.path")
-    return concat_columns(parts), types.get("timestamp") != "string"
+    return concat_columns(parts), types.get("timestamp") not in ("string", None)
 
 
 def record_batches(path: Path, fmt: str, columns: list[str]) -> Iterator:
@@ -408,5 +425,36 @@ def session_labels(cols: dict, m: TableMapping, labels: Interner) -> SessionLabe
         session_id=keys[order][first].astype(np.int64),
         label_code=code[order][first].astype(np.int8),
         class_names=tuple(anomalous),
+        by_user=by_user,
+    )
+
+
+def file_labels(m: TableMapping, cols: dict[str, np.ndarray], q: Quarantine) -> SessionLabels:
+    """Labels from ``m.label_file`` for every session (or user) of the events; the ones it
+    does not list are normal."""
+    by_user = m.label_level == "user" or "session" not in cols
+    role = "user" if by_user else "session"
+    key_column = m.label_key or getattr(m, role)
+    path = Path(str(m.label_file))
+    (path,) = table_files(path, "auto")
+    fmt = file_format(path, "auto")
+    labels = Interner()
+    names = {role: key_column, "label": str(m.label)}
+    if fmt == "csv":
+        read, _ = read_text(path, m, names, q, None, {"label": labels})
+    else:
+        read, _ = read_batches(path, fmt, m, names, q, None, {"label": labels})
+    listed = session_labels(read, replace(m, label_level=role), labels)
+    keys = np.unique(cols[role])
+    found = listed.lookup(keys)
+    if len(keys) and not np.any(found != -2) and len(listed.session_id):
+        raise DataFileError(
+            f"{path}: none of its {len(listed.session_id):,} {role} keys ({key_column!r}) is a "
+            f"{role} of the events; are both the same kind of id (numbers or text)?"
+        )
+    return SessionLabels(
+        session_id=keys.astype(np.int64),
+        label_code=np.where(found >= 0, found, -1).astype(np.int8),
+        class_names=listed.class_names,
         by_user=by_user,
     )
