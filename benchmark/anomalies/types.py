@@ -133,7 +133,7 @@ def scraping(s: Session, ctx: Context) -> Session:
     p: ScrapingParams = ctx.params
     n_new = ctx.room(round(ctx.lerp(3, p.max_events)))
     at = ctx.insertion_point(len(s), n_new)
-    order = np.lexsort((ctx.profile.items, ctx.profile.item_category))
+    order = ctx.profile.by_category  # items by (category, id), sorted once per profile
     start = int(ctx.rng.integers(len(order)))
     walk = ctx.profile.items[order[(start + np.arange(n_new)) % len(order)]]
     random_items = ctx.session_items(s, n_new)
