@@ -352,5 +352,5 @@ def test_a_label_file_whose_keys_match_nothing_says_so(tmp_path):
     mapping = TableMapping(
         session="sid", timestamp="ts", event_type="type", label="label", label_file=str(labels)
     )
-    with pytest.raises(DataFileError, match="none of its 1 session keys .'sid'. is a session"):
+    with pytest.raises(DataFileError, match=r"none of its 1 session keys \('sid'\) is a session"):
         read(events, mapping)

@@ -596,3 +596,26 @@ def test_talkingdata_proxy_labels_mark_entities_that_never_downloaded(compose_co
     test = record.data["splits"]["test"]
     assert test["per_type"] == {"no_download": test["anomalous_sequences"]}
     assert 0 < test["anomalous_sequences"] < test["sequences"]
+
+
+@pytest.mark.parametrize(
+    ("name", "sample", "as_folder"),
+    [
+        ("rees46", "rees46/2019-Oct_head_sessions.csv", True),
+        ("rees46", "rees46/2019-Oct_head_sessions.csv", False),
+        ("otto", "otto/train_sample_20_sessions.jsonl", True),
+        ("diginetica", "diginetica/sample_train-item-views.csv", False),
+        ("jd_micro", "jd_micro/JD_Computers_sample.txt", False),
+    ],
+)
+def test_official_compressed_downloads_read_as_they_come(tmp_path, name, sample, as_folder):
+    import gzip
+
+    plain = ROOT / "datasets/samples" / sample
+    packed = tmp_path / (plain.name + ".gz")
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    read = load(name, tmp_path if as_folder else packed).events
+    expected = load(name, plain).events
+    assert len(read) == len(expected) > 0
+    assert np.array_equal(read.item_id, expected.item_id)
+    assert np.array_equal(read.timestamp, expected.timestamp)

@@ -349,6 +349,21 @@ UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 
 
+def as_downloaded(path: Path) -> Path:
+    """``path``, or its compressed twin (``.gz``, ``.bz2``, ``.zst``) when only that exists:
+    official downloads often come compressed, and every reader reads them as they are."""
+    if path.exists():
+        return path
+    twins = (path.with_name(path.name + suffix) for suffix in COMPRESSION)
+    return next((twin for twin in twins if twin.exists()), path)
+
+
+def glob_data(folder: Path, pattern: str) -> list[Path]:
+    """Files of ``folder`` matching ``pattern``, plain or compressed, in name order."""
+    found = {p for suffix in ("", *COMPRESSION) for p in folder.glob(pattern + suffix)}
+    return sorted(p for p in found if p.is_file())
+
+
 def open_binary(path: Path):
     """A binary file object of ``path``'s bytes, decompressed when its name ends in .gz, .bz2
     or .zst (as pyarrow's readers do on their own)."""

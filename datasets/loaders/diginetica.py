@@ -24,11 +24,14 @@ from datasets.loaders.common import (
     CsvFormat,
     LoadOptions,
     Quarantine,
+    as_downloaded,
     check_times,
     drop_duplicates,
     events_table,
+    glob_data,
     line_of,
     lookup,
+    open_binary,
     per_session_min,
     read_csv,
     require_file,
@@ -47,13 +50,13 @@ SPELLINGS = (
 
 def views_file(path: Path) -> Path:
     if path.is_dir():
-        found = sorted(path.glob("*item-views*.csv"))
+        found = glob_data(path, "*item-views*.csv")
         path = found[0] if found else path / VIEWS
     return require_file(path, "Diginetica item views", FETCH)
 
 
 def _format(path: Path) -> CsvFormat:
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         header = f.readline().decode("utf-8", "replace")
     names = SPELLINGS[1] if "session_id" in header else SPELLINGS[0]
     s, u, i, t, d = names
@@ -104,7 +107,7 @@ def load(path: Path, options: LoadOptions) -> Dataset:
 
 
 def _categories(folder: Path, items: np.ndarray) -> np.ndarray | None:
-    file = folder / CATEGORIES
+    file = as_downloaded(folder / CATEGORIES)
     if not file.is_file():
         return None
     fmt = CsvFormat(";", (Column("itemId", "int"), Column("categoryId", "int")))

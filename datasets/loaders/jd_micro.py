@@ -26,6 +26,7 @@ from datasets.loaders.common import (
     concat_columns,
     drop_duplicates,
     events_table,
+    open_binary,
     require_file,
     source_report,
     valid_id,
@@ -86,7 +87,7 @@ def _read(file: Path, index: int, q: Quarantine, options: LoadOptions):
     rows: list[list[int]] = []
     sessions: list[int] = []
     lines = 0
-    with open(file, "rb") as f:
+    with open_binary(file) as f:
         for line_no, raw in enumerate(f, start=1):
             if options.max_rows is not None and lines >= options.max_rows:
                 break

@@ -23,8 +23,11 @@ from datasets.loaders.common import (
     Interner,
     LoadOptions,
     Quarantine,
+    as_downloaded,
     drop_duplicates,
     events_table,
+    glob_data,
+    open_binary,
     require_file,
     source_report,
     valid_events,
@@ -39,8 +42,8 @@ MS_THRESHOLD = 1e11  # epoch seconds pass 1e11 in the year 5138; epoch ms did in
 
 def jsonl_file(path: Path) -> Path:
     if path.is_dir():
-        found = sorted(path.glob("*.jsonl"))
-        path = found[0] if found else path / "train.jsonl"
+        found = glob_data(path, "*.jsonl")
+        path = found[0] if found else as_downloaded(path / "train.jsonl")
     return require_file(path, "OTTO sessions (.jsonl)", FETCH)
 
 
@@ -50,7 +53,7 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     parts: list = []
     lines: dict[str, list] = {"session": [], "line": [], "aid": [], "ts": [], "type": []}
     n_lines = 0
-    with open(file, "rb") as f:
+    with open_binary(file) as f:
         for line_no, raw in enumerate(f, start=1):
             if options.max_rows is not None and n_lines >= options.max_rows:
                 break

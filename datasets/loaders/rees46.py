@@ -24,6 +24,7 @@ from datasets.loaders.common import (
     concat_columns,
     drop_duplicates,
     events_table,
+    glob_data,
     keep_rows,
     latest_per_key,
     line_of,
@@ -63,7 +64,7 @@ TYPES = {
 
 def files_of(path: Path) -> list[Path]:
     if path.is_dir():
-        found = sorted(path.glob("*.csv"))
+        found = glob_data(path, "*.csv")
         if not found:
             raise FileNotFoundError
         return found

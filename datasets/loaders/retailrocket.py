@@ -21,6 +21,7 @@ from datasets.loaders.common import (
     Interner,
     LoadOptions,
     Quarantine,
+    as_downloaded,
     drop_duplicates,
     events_table,
     latest_per_key,
@@ -59,7 +60,9 @@ TYPES = {"view": "view", "addtocart": "add_to_cart", "transaction": "purchase"}
 def load(path: Path, options: LoadOptions) -> Dataset:
     path = Path(path)
     file = require_file(
-        path / "events.csv" if path.is_dir() else path, "RetailRocket events.csv", FETCH
+        as_downloaded(path / "events.csv") if path.is_dir() else path,
+        "RetailRocket events.csv",
+        FETCH,
     )
     q = Quarantine(options.strict)
     interners: dict[str, Interner] = {}

@@ -23,6 +23,7 @@ from datasets.loaders.common import (
     CsvFormat,
     LoadOptions,
     Quarantine,
+    as_downloaded,
     check_times,
     concat_columns,
     drop_duplicates,
@@ -57,7 +58,7 @@ FIELD_BITS = 16  # device and os ids each fit in 16 bits of the entity key
 def load(path: Path, options: LoadOptions) -> Dataset:
     path = Path(path)
     file = require_file(
-        path / "train.csv" if path.is_dir() else path, "TalkingData train.csv", FETCH
+        as_downloaded(path / "train.csv") if path.is_dir() else path, "TalkingData train.csv", FETCH
     )
     q = Quarantine(options.strict)
     cols = read_csv(file, FORMAT, q, options.max_rows)

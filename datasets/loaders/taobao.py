@@ -20,6 +20,7 @@ from datasets.loaders.common import (
     Interner,
     LoadOptions,
     Quarantine,
+    as_downloaded,
     check_times,
     drop_duplicates,
     events_table,
@@ -52,7 +53,9 @@ WINDOW = (1_511_539_200, 1_512_316_800)  # 2017-11-25 00:00 to 2017-12-04 00:00,
 def load(path: Path, options: LoadOptions) -> Dataset:
     path = Path(path)
     file = require_file(
-        path / "UserBehavior.csv" if path.is_dir() else path, "Taobao UserBehavior.csv", FETCH
+        as_downloaded(path / "UserBehavior.csv") if path.is_dir() else path,
+        "Taobao UserBehavior.csv",
+        FETCH,
     )
     q = Quarantine(options.strict)
     interners: dict[str, Interner] = {}

@@ -33,6 +33,7 @@ from datasets.loaders.common import (
     LoadOptions,
     Quarantine,
     events_table,
+    open_binary,
     per_session_min,
     require_file,
     source_report,
@@ -95,7 +96,7 @@ def load(path: Path, options: LoadOptions) -> Dataset:
 
 def _read_log(log: Path, q: Quarantine, options: LoadOptions, rows: dict, stamps: dict) -> int:
     lines = 0
-    with open(log, "rb") as f:
+    with open_binary(log) as f:
         for line_no, raw in enumerate(f, start=1):
             if options.max_rows is not None and lines >= options.max_rows:
                 break

@@ -29,6 +29,7 @@ from datasets.loaders.common import (
     Interner,
     LoadOptions,
     Quarantine,
+    as_downloaded,
     check_times,
     drop_duplicates,
     events_table,
@@ -75,7 +76,7 @@ def _resolve(path: Path) -> tuple[str, Path]:
         prepared = sorted(p for p in path.iterdir() if p.suffix in (".txt", ".tsv", ".csv"))
         if prepared:
             return "prepared", prepared[0]
-        path = path / "yoochoose-clicks.dat"
+        path = as_downloaded(path / "yoochoose-clicks.dat")
     require_file(path, "YooChoose clicks", FETCH)
     return ("raw" if path.suffix == ".dat" else "prepared"), path
 
