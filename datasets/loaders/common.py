@@ -71,10 +71,18 @@ class CsvFormat:
     columns: tuple[Column, ...]
     header: bool = True
     null_values: tuple[str, ...] = ("",)
+    file_columns: tuple[str, ...] = ()
+    """A file without a header: the name of each of its fields, in order, when ``columns``
+    reads only some of them (empty: ``columns`` are all the fields)."""
 
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def fields(self) -> list[str]:
+        """Every field of a line, in order (headerless files)."""
+        return list(self.file_columns) or self.names
 
 
 @dataclass
@@ -393,10 +401,11 @@ def _check_header(path: Path, fmt: CsvFormat) -> None:
         )
     if not fmt.header:
         fields = first.split(fmt.delimiter)
-        if len(fields) != len(fmt.columns):
+        if len(fields) != len(fmt.fields):
             raise DataFileError(
-                f"{path}:1: expected {len(fmt.columns)} {_sep(fmt.delimiter)}-separated fields "
-                f"({', '.join(fmt.names)}), found {len(fields)}; is this the right file and format?"
+                f"{path}:1: expected {len(fmt.fields)} {_sep(fmt.delimiter)}-separated fields "
+                f"({', '.join(fmt.fields)}), found {len(fields)}; is this the right file and "
+                "format?"
             )
         return
     fields = [f.strip().strip('"') for f in first.split(fmt.delimiter)]
@@ -460,7 +469,7 @@ def _fast_chunks(path, fmt, quarantine, max_rows, interners) -> Iterator[dict[st
         path,
         read_options=pacsv.ReadOptions(
             block_size=BLOCK_BYTES,
-            column_names=None if fmt.header else fmt.names,
+            column_names=None if fmt.header else fmt.fields,
             use_threads=True,
         ),
         parse_options=pacsv.ParseOptions(delimiter=fmt.delimiter, invalid_row_handler=bad_row),
@@ -698,7 +707,8 @@ def _exact_chunks(path, fmt, quarantine, max_rows, interners) -> Iterator[dict[s
 
     rows: list[list] = []
     lines: list[int] = []
-    positions, width = list(range(len(fmt.columns))), len(fmt.columns)
+    positions = [fmt.fields.index(name) for name in fmt.names]
+    width = len(fmt.fields)
 
     def flush() -> dict[str, np.ndarray]:
         arrays = {

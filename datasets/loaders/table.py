@@ -44,7 +44,7 @@ from datasets.loaders.common import (
     read_csv,
     source_report,
 )
-from datasets.schema import EVENT_TYPE_ALIASES, MISSING_ID, Dataset, SessionLabels
+from datasets.schema import EVENT_TYPE_ALIASES, MISSING_ID, Dataset, EventType, SessionLabels
 
 FORMATS = ("csv", "parquet", "jsonl")
 UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
@@ -62,12 +62,16 @@ class TableMapping:
     .gz/.bz2/.zst), 'csv', 'parquet' or 'jsonl'."""
     delimiter: str = "auto"
     """CSV field separator; 'auto': a tab for .tsv files, else a comma."""
+    column_names: list[str] | None = None
+    """A CSV without a header line: the name of each field, in order (the names the mapping
+    below refers to); null: the first line is the header."""
     user: str | None = None
     session: str | None = None
     """At least one of user and session. Without sessions, set dataset.sequence.session_by=gap
     (a user's events split at inactivity gaps)."""
     timestamp: str = "timestamp"
-    event_type: str = "event_type"
+    event_type: str | None = "event_type"
+    """null: a log of one kind of event (clicks, page views): every event is a view."""
     item: str | None = None
     category: str | None = None
     price: str | None = None
@@ -238,6 +242,9 @@ def read_one(
     rows_read = len(cols[LINE])
     if numeric_time:
         cols["timestamp"] = epoch_seconds(cols["timestamp"], m.time_unit)
+    if "event_type" not in cols:
+        views = np.full(rows_read, EventType.VIEW, dtype=np.int8)
+        return cols | {"event_type": views, "_rows_read": np.array([rows_read])}
     aliases = {**EVENT_TYPE_ALIASES, **{k.lower(): v for k, v in m.event_types.items()}}
     codes, known = map_type_codes(
         cols["event_type"],
@@ -281,11 +288,18 @@ def columns_for(types: dict[str, str], names: dict[str, str], m: TableMapping) -
 def read_text(path, m, names, q, max_rows, interners) -> tuple[dict[str, np.ndarray], bool]:
     tsv = ".tsv" in [s.lower() for s in path.suffixes]
     delimiter = m.delimiter if m.delimiter != "auto" else ("\t" if tsv else ",")
-    types = sniff_csv(path, delimiter, names)
+    header = list(m.column_names) if m.column_names else None
+    types = sniff_csv(path, delimiter, names, header)
     if types.get("timestamp") == "timestamp":  # text that pyarrow would parse: ours to parse
         types["timestamp"] = "string"
     columns = columns_for(types, names, m)
-    fmt = CsvFormat(delimiter, tuple(columns.values()), null_values=NULLS)
+    fmt = CsvFormat(
+        delimiter,
+        tuple(columns.values()),
+        header=header is None,
+        null_values=NULLS,
+        file_columns=tuple(header or ()),
+    )
     by_name = {c.name: interners[r] for r, c in columns.items() if c.kind == "code"}
     raw = read_csv(path, fmt, q, max_rows, by_name)
     out = {role: raw[c.name] for role, c in columns.items()}
@@ -293,7 +307,9 @@ def read_text(path, m, names, q, max_rows, interners) -> tuple[dict[str, np.ndar
     return out, types.get("timestamp") not in ("string", None)
 
 
-def sniff_csv(path: Path, delimiter: str, names: dict[str, str]) -> dict[str, str]:
+def sniff_csv(
+    path: Path, delimiter: str, names: dict[str, str], header: list[str] | None = None
+) -> dict[str, str]:
     """Each role's type as pyarrow infers it from the first rows; a missing column is named
     with the columns the file has."""
     import pyarrow as pa
@@ -304,6 +320,7 @@ def sniff_csv(path: Path, delimiter: str, names: dict[str, str]) -> dict[str, st
     try:
         table = pacsv.read_csv(
             pa.BufferReader(head.removeprefix(b"\xef\xbb\xbf")),
+            read_options=pacsv.ReadOptions(column_names=header),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=_skip),
             convert_options=pacsv.ConvertOptions(
                 null_values=list(NULLS), strings_can_be_null=True, timestamp_parsers=[]
