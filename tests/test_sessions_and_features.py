@@ -144,3 +144,23 @@ def test_encode_pads_right_and_masks():
     assert arr.label.tolist() == [True, False]
     with pytest.raises(ValueError, match="limit_lengths"):
         encode_sequences(ev, vocabs, max_length=2)
+
+
+def test_the_fast_session_time_order_is_lexsort_exactly():
+    """Grouped or not, whole seconds, milliseconds or times too close for the float key, with
+    ties (which keep their file order): the same permutation as np.lexsort."""
+    from datasets.schema import session_time_order
+
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        n = int(rng.integers(2, 2000))
+        session = rng.integers(0, int(rng.integers(1, 50)), n)
+        if trial % 3 == 0:
+            session = np.sort(session)
+        time = rng.integers(0, int(rng.integers(1, 20)), n).astype(float)
+        if trial % 2:
+            time = 1.5e9 + time * rng.choice([1e-3, 1e-7, 1.0, 1e6])
+        expected = np.lexsort((time, session))
+        assert np.array_equal(session_time_order(session, time), expected), trial
+    time[0] = np.nan
+    assert np.array_equal(session_time_order(session, time), np.lexsort((time, session)))

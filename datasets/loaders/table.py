@@ -38,6 +38,7 @@ from datasets.loaders.common import (
     convert_block,
     drop_duplicates,
     events_table,
+    keep_rows,
     map_type_codes,
     not_a_file,
     open_binary,
@@ -254,7 +255,7 @@ def read_one(
         q,
         lambda i: f"{place}{cols[LINE][i]}",
     )
-    cols = {k: v[known] for k, v in cols.items()} | {"event_type": codes[known]}
+    cols = keep_rows(cols | {"event_type": codes}, known)
     return cols | {"_rows_read": np.array([rows_read])}
 
 
