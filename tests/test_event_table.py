@@ -247,6 +247,9 @@ def test_a_run_evaluates_on_the_users_labels(compose_config, tmp_path):
     assert record.data["real_labels"] is True
     assert record.result.n_test_anomalies > 0
     assert set(record.result.per_type) == {"bot"}
+    from benchmark.report.selection import setting_of
+
+    assert setting_of(record) == "events / the data's own labels / unsupervised"
 
 
 OWN = [

@@ -95,6 +95,10 @@ def detection_setting(record: RunRecord) -> str:
 
 
 def setting_of(record: RunRecord) -> str:
+    """'dataset / anomaly mix (severity s) / detection setting'; a run evaluated on the data's
+    own labels says so instead of naming a mix it did not inject."""
+    if record.data.get("real_labels"):
+        return f"{record.dataset} / the data's own labels / {detection_setting(record)}"
     severity = record.config.get("anomaly", {}).get("severity")
     label = f"{record.dataset} / {record.anomaly}"
     label = label if severity is None else f"{label} (severity {severity:g})"
