@@ -299,3 +299,40 @@ def test_victims_are_a_uniform_sample_whatever_the_types_need(sessions):
         p, n = flag.mean(), picked["all"]
         # victims of one draw are without replacement: the binomial spread is an upper bound
         assert abs(picked[name] / n - p) < 4 * np.sqrt(p * (1 - p) / n), name
+
+
+def greedy_assignment(can, target, rng):
+    """The assignment rule written plainly (recounting everything at every step): the oracle
+    for the incremental version the injector runs."""
+    n_victims, k = can.shape
+    out = np.full(n_victims, -1)
+    need = target.astype(float).copy()
+    while True:
+        hosts_free = (can & (out < 0)[:, None]).sum(axis=0)
+        short = np.flatnonzero((need > 0) & (hosts_free > 0))
+        if len(short) == 0:
+            break
+        for t in sorted(short, key=lambda t: hosts_free[t] / need[t]):
+            pool = np.flatnonzero((out < 0) & can[:, t])
+            if len(pool) == 0:
+                continue
+            other_uses = (can[pool] & (need > 0)).sum(axis=1)
+            out[int(rng.choice(pool[other_uses == other_uses.min()]))] = t
+            need[t] -= 1
+    for v in np.flatnonzero(out < 0):
+        weights = can[v] * np.maximum(target, 1e-9)
+        out[v] = int(rng.choice(k, p=weights / weights.sum()))
+    return out
+
+
+def test_type_assignment_matches_the_plain_greedy_rule_draw_for_draw():
+    from benchmark.anomalies.inject import assign_types
+
+    g = np.random.default_rng(0)
+    for trial in range(150):
+        n, k = int(g.integers(1, 200)), int(g.integers(1, 10))
+        can = g.random((n, k)) < g.uniform(0.05, 1.0, k)
+        can[np.arange(n), g.integers(0, k, n)] = True
+        target = g.multinomial(n, np.ones(k) / k) if trial % 2 else g.integers(0, n // 2 + 2, k)
+        fast = assign_types(can, target, np.random.default_rng(trial))
+        assert np.array_equal(fast, greedy_assignment(can, target, np.random.default_rng(trial)))

@@ -348,18 +348,26 @@ def assign_types(can: np.ndarray, target: np.ndarray, rng: np.random.Generator) 
     n_victims, k = can.shape
     out = np.full(n_victims, -1)
     need = target.astype(float).copy()
+    free = np.ones(n_victims, dtype=bool)
+    hosts_free = can.sum(axis=0)  # kept up to date as victims are taken (no O(V k) recount)
+    wanted, other_uses = None, np.zeros(n_victims, dtype=np.int64)
     while True:
-        hosts_free = (can & (out < 0)[:, None]).sum(axis=0)
-        short = np.flatnonzero((need > 0) & (hosts_free > 0))
+        at_round_start = hosts_free.copy()
+        short = np.flatnonzero((need > 0) & (at_round_start > 0))
         if len(short) == 0:
             break
-        for t in sorted(short, key=lambda t: hosts_free[t] / need[t]):
-            pool = np.flatnonzero((out < 0) & can[:, t])
+        for t in sorted(short, key=lambda t: at_round_start[t] / need[t]):
+            pool = np.flatnonzero(free & can[:, t])
             if len(pool) == 0:  # a scarcer type took the last one this round
                 continue
-            other_uses = (can[pool] & (need > 0)).sum(axis=1)
-            best = pool[other_uses == other_uses.min()]
-            out[int(rng.choice(best))] = t
+            if wanted is None or not np.array_equal(wanted, need > 0):
+                wanted = need > 0  # recounted only when a type's target is met
+                other_uses = (can & wanted).sum(axis=1)
+            uses = other_uses[pool]
+            best = pool[uses == uses.min()]
+            taken = int(rng.choice(best))
+            out[taken], free[taken] = t, False
+            hosts_free -= can[taken]
             need[t] -= 1
     for v in np.flatnonzero(out < 0):
         weights = can[v] * np.maximum(target, 1e-9)
