@@ -395,3 +395,20 @@ def test_public_heads_through_the_generic_mapping_match_their_readers(tmp_path):
     assert len(mapped) == len(same) > 10_000
     for name in ("session_id", "timestamp", "event_type", "item_id"):
         assert np.array_equal(getattr(mapped, name), getattr(same, name)), name
+
+
+def test_an_id_column_that_turns_textual_late_in_the_file_is_read(tmp_path):
+    """YooChoose's categories are numbers and 'S' (a special offer); the first rows say nothing
+    about the rest, so ids are read value by value: numbers kept, other text hashed alike."""
+    rows = ["sid,ts,cat"] + [f"s{i // 4},{i},{i % 7}" for i in range(20_000)]
+    rows += ["x,1,S", "x,2,S", "y,3,12"]
+    path = tmp_path / "clicks.csv"
+    path.write_text("\n".join(rows) + "\n")
+    mapping = TableMapping(session="sid", timestamp="ts", event_type=None, category="cat")
+    events = read(path, mapping).events
+    assert len(events) == 20_003
+    categories = set(events.category_id.tolist())
+    assert set(range(7)) | {12} <= categories
+    odd = categories - set(range(7)) - {12}
+    assert len(odd) == 1, "both 'S' rows share one hashed id"
+    assert next(iter(odd)) >= 0

@@ -53,7 +53,8 @@ class Column:
     its ``kind`` and whether empty/NA values are allowed. Kinds: 'int' (ids, counts, flags and
     times: non-negative, within int64), 'float' (finite, within ``limits`` when given), 'code'
     (a string interned to a dense int64 code), 'hash' (a string key hashed to a 63-bit id, for
-    high-cardinality keys: see :func:`hash_ids`) and 'time' (a string parsed with
+    high-cardinality keys: see :func:`hash_ids`), 'id' (numbers kept, other text hashed, value
+    by value: :func:`mixed_ids`) and 'time' (a string parsed with
     ``time_format``, a strptime format read as UTC or ``ISO_8601``, to epoch seconds). A value
     outside its range is a bad row (named when strict, quarantined otherwise)."""
 
@@ -521,6 +522,9 @@ def convert_block(
             values = _codes(arr, interners[c.name])
         elif c.kind == "hash":
             values = hash_ids(arr)
+        elif c.kind == "id":
+            values = mixed_ids(arr)
+            bad |= _reject_outside(values, ~null & ~bad, c, (0, INT64_MAX), quarantine, where)
         else:  # time
             values = parse_times(arr, c.time_format, c.time_zone)
             invalid = np.isnan(values) & ~null & ~bad
@@ -583,6 +587,35 @@ _HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
 _HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
 _HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
 _SIGN_OFF = np.uint64(0x7FFF_FFFF_FFFF_FFFF)
+
+
+INT64_TEXT = str(INT64_MAX)
+
+
+def mixed_ids(arr) -> np.ndarray:
+    """Ids of a text column that may hold numbers and words alike (YooChoose's categories are
+    numbers and 'S'): a plain non-negative integer within int64 is kept as that number, any
+    other text is hashed (:func:`hash_ids`), value by value, so no guess from the first rows
+    can be wrong later in the file. Nulls are ``MISSING_ID``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    try:  # the usual block: numbers only (a negative one is then judged like an 'int')
+        return arr.cast(pa.int64()).fill_null(MISSING_ID).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    numeric = pc.match_substring_regex(arr, r"^[0-9]{1,19}$").fill_null(False)
+    too_big = pc.and_(pc.equal(pc.utf8_length(arr), 19), pc.greater(arr, INT64_TEXT))
+    numeric = pc.and_(numeric, pc.invert(too_big.fill_null(False)))
+    mask = numeric.to_numpy(zero_copy_only=False)
+    out = np.empty(len(arr), dtype=np.int64)
+    if mask.any():
+        out[mask] = pc.cast(arr.filter(numeric), pa.int64()).to_numpy(zero_copy_only=False)
+    if not mask.all():
+        out[~mask] = hash_ids(arr.filter(pc.invert(numeric)))
+    return out
 
 
 def hash_ids(arr) -> np.ndarray:
@@ -803,7 +836,7 @@ def _parse_line(raw: bytes, where: str, fmt, layout, quarantine) -> list | None:
 def _concat(chunks: Iterator[dict[str, np.ndarray]], fmt: CsvFormat) -> dict[str, np.ndarray]:
     parts = list(chunks)
     if not parts:
-        dtypes = {"int": np.int64, "code": np.int64, "hash": np.int64}
+        dtypes = {"int": np.int64, "code": np.int64, "hash": np.int64, "id": np.int64}
         empty = {c.name: np.zeros(0, dtype=dtypes.get(c.kind, np.float64)) for c in fmt.columns}
         return {LINE: np.zeros(0, dtype=np.int64), **empty}
     if len(parts) == 1:

@@ -265,14 +265,17 @@ def place_of(path: Path, fmt: str | None = None, m: TableMapping | None = None) 
     return f"{path}: row " if fmt == "parquet" else f"{path}:"
 
 
-def columns_for(types: dict[str, str], names: dict[str, str], m: TableMapping) -> dict[str, Column]:
+def columns_for(
+    types: dict[str, str], names: dict[str, str], m: TableMapping, text: bool = False
+) -> dict[str, Column]:
     """Each role's column, its kind chosen from what the file holds (``types``: role ->
-    'int', 'float', 'timestamp' or 'string')."""
+    'int', 'float', 'timestamp' or 'string'). ``text``: a text file, where a column's first
+    rows say nothing certain about the rest, so ids are read value by value."""
     cols = {}
     for role, kind in types.items():
         name = names[role]
-        if role in IDS:  # integer ids as they are; text ids (UUIDs, emails) hashed
-            chosen = "int" if kind == "int" else "hash"
+        if role in IDS:  # integer ids as they are; text ids (UUIDs, SKUs, 'S') hashed
+            chosen = "int" if kind == "int" and not text else "id"
             cols[role] = Column(name, chosen, nullable=role in ("item", "category"))
         elif role == "timestamp" and kind != "string":
             cols[role] = Column(name, "float")  # epoch numbers, scaled by time_unit
@@ -293,7 +296,7 @@ def read_text(path, m, names, q, max_rows, interners) -> tuple[dict[str, np.ndar
     types = sniff_csv(path, delimiter, names, header)
     if types.get("timestamp") == "timestamp":  # text that pyarrow would parse: ours to parse
         types["timestamp"] = "string"
-    columns = columns_for(types, names, m)
+    columns = columns_for(types, names, m, text=True)
     fmt = CsvFormat(
         delimiter,
         tuple(columns.values()),
