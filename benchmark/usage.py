@@ -14,7 +14,7 @@ from pathlib import Path
 # One line per config group; a test checks that every group under conf/ has one.
 GROUPS: dict[str, str] = {
     "experiment": "a complete study: data, anomalies, detectors and settings (start here)",
-    "dataset": "where the events come from: the synthetic generator or a public dataset",
+    "dataset": "where the events come from: synthetic, a public dataset, your own table (events)",
     "anomaly": "which anomaly types are injected, at what rate and severity",
     "setting": "which labels training may use (supervised, semi_supervised, unsupervised)",
     "model": "the detector: a deep model or a baseline",
@@ -40,6 +40,10 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
     (
         "python -m benchmark dataset=yoochoose dataset.path=data/yoochoose-clicks.dat",
         "a public dataset from your copy of its file",
+    ),
+    (
+        "python -m benchmark dataset=events dataset.path=shop.parquet dataset.table.user=uid",
+        "your own event table, its columns named under dataset.table (docs/datasets.md)",
     ),
     (
         "python -m benchmark -m experiment=default seed=0,1 dry_run=true",
