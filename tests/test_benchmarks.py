@@ -72,8 +72,9 @@ def test_one_million_sessions_fit_in_4_gb(benchmark):
     assert result["peak_bytes"] < 4 * 1024**3
 
 
-def write_taobao_file(path, rows: int, seed: int = 0) -> None:
-    """A UserBehavior.csv-format file (no header) of ``rows`` rows inside the documented window."""
+def write_taobao_file(path, rows: int, seed: int = 0, users: int = 1_000_000) -> None:
+    """A UserBehavior.csv-format file (no header) of ``rows`` rows inside the documented window,
+    from ``users`` users."""
     import numpy as np
     import pyarrow as pa
     from pyarrow import csv as pacsv
@@ -85,7 +86,7 @@ def write_taobao_file(path, rows: int, seed: int = 0) -> None:
             m = min(1_000_000, rows - start)
             table = pa.table(
                 {
-                    "user": rng.integers(1, 1_000_000, m),
+                    "user": rng.integers(1, users, m),
                     "item": rng.integers(1, 5_000_000, m),
                     "category": rng.integers(1, 10_000, m),
                     "behavior": pa.array(kinds[rng.choice(4, m, p=[0.89, 0.02, 0.05, 0.04])]),
@@ -164,6 +165,59 @@ def test_event_table_ingest_against_a_plain_pyarrow_read(benchmark, tmp_path, la
     )
     assert data.source["rows_read"] == rows
     assert ours / plain < (13.0 if layout == "csv" else 20.0), f"{ours / plain:.1f}x"
+
+
+STAGE_PROBE = """
+import json, resource, sys, time
+sys.path.insert(0, "tests")
+from conftest import compose_typed
+from benchmark.run.data import prepare_data
+fields = "[user,item,category,behavior,time]"
+cfg = compose_typed([
+    "dataset=events", f"dataset.path={sys.argv[1]}", f"dataset.table.column_names={fields}",
+    "dataset.table.user=user", "dataset.table.session=null", "dataset.table.item=item",
+    "dataset.table.category=category", "dataset.table.event_type=behavior",
+    "dataset.table.timestamp=time", "dataset.table.time_unit=s", "dataset.table.time_format=null",
+    "dataset.table.price=null", "dataset.sequence.session_by=gap", "dataset.cache=false",
+])
+start = time.perf_counter()
+prepare_data(cfg.dataset, cfg.anomaly, 0)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": seconds, "peak_bytes": peak}))
+"""
+
+PLAIN_READ_PROBE = """
+import json, resource, sys
+import pyarrow.csv as pacsv
+pacsv.read_csv(sys.argv[1], pacsv.ReadOptions(column_names=sys.argv[2].split(",")))
+print(json.dumps({"peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def probe(code: str, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_events_data_stage_memory_against_a_plain_read(benchmark, tmp_path):
+    """The whole data stage (load, gap sessions, split, inject, encode) of a 1M-row own table,
+    each in a process of its own, against a plain pyarrow read of the same file. Measured on
+    the reference machine: 9.1 s and 749 bytes per row at peak, 3.8x the plain read's peak.
+    The goal (100M rows under 8 GB) needs about a tenth of that per row: not met yet."""
+    rows = 1_000_000
+    path = tmp_path / "UserBehavior.csv"
+    write_taobao_file(path, rows, users=rows // 100)  # about 100 events per user: real sessions
+    plain = probe(PLAIN_READ_PROBE, str(path), ",".join(TAOBAO_FIELDS))
+    stage = benchmark.pedantic(probe, args=(STAGE_PROBE, str(path)), rounds=1)
+    benchmark.extra_info.update(
+        seconds=stage["seconds"],
+        bytes_per_row=stage["peak_bytes"] / rows,
+        ratio_to_plain_read=stage["peak_bytes"] / plain["peak_bytes"],
+    )
+    assert stage["peak_bytes"] / plain["peak_bytes"] < 12
 
 
 LOADER_PROBE = """
