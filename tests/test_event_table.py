@@ -412,3 +412,21 @@ def test_an_id_column_that_turns_textual_late_in_the_file_is_read(tmp_path):
     odd = categories - set(range(7)) - {12}
     assert len(odd) == 1, "both 'S' rows share one hashed id"
     assert next(iter(odd)) >= 0
+
+
+def test_a_folder_of_label_files_is_read_whole(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("sid,ts,type\na,1,view\nb,1,view\nc,1,view\n")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "june.csv").write_text("sid,label\na,bot\n")
+    (tmp_path / "labels" / "july.csv").write_text("sid,label\nc,fraud\n")
+    mapping = TableMapping(
+        session="sid",
+        timestamp="ts",
+        event_type="type",
+        label="label",
+        label_file=str(tmp_path / "labels"),
+    )
+    real = read(events, mapping).session_labels
+    assert real.class_names == ("bot", "fraud")
+    assert real.counts() == {"normal": 1, "bot": 1, "fraud": 1}

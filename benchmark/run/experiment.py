@@ -52,7 +52,7 @@ from benchmark.records.store import RECORD_FILE, StoreError, append, attempts, s
 from benchmark.records.tracking import LiveRun
 from benchmark.run.data import PreparedData, data_path, drops_text, prepare_data
 from benchmark.run.detect import detect, time_detector
-from benchmark.run.lease import heartbeat, held_elsewhere, holder, owner, try_lease
+from benchmark.run.lease import heartbeat, held_elsewhere, holder, now, owner, try_lease
 from benchmark.run.threads import resolve_threads
 from benchmark.timing.protocol import nvidia_smi
 from datasets.cache import input_files
@@ -491,7 +491,3 @@ def save_arrays(prepared: PreparedData, run_dir: Path) -> None:
             np.savez_compressed(tmp, **{k: v for k, v in asdict(arrays).items() if v is not None})
         lines = [strict_json.dumps(d) for d in prepared.labelled[split].details]
         write_atomic(run_dir / f"{split}_anomalies.jsonl", "\n".join(lines) + "\n")
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -39,7 +39,7 @@ def try_lease(run_dir: Path) -> Lock | None:
 
 def owner() -> Owner:
     """This process as the owner of a running record."""
-    return Owner(host=socket.gethostname(), pid=os.getpid(), heartbeat_at=_now())
+    return Owner(host=socket.gethostname(), pid=os.getpid(), heartbeat_at=now())
 
 
 def held_elsewhere(previous: object, lease: Lock) -> str | None:
@@ -101,7 +101,7 @@ def heartbeat(beat: Callable[[str], None], seconds: float | None = None) -> Iter
     def loop() -> None:
         while not stop.wait(interval):
             try:
-                beat(_now())
+                beat(now())
             except OSError as err:
                 log.warning("could not renew the run's heartbeat (%s)", err)
 
@@ -114,5 +114,6 @@ def heartbeat(beat: Callable[[str], None], seconds: float | None = None) -> Iter
         thread.join()
 
 
-def _now() -> str:
+def now() -> str:
+    """UTC now, to the second: the times of run records and heartbeats."""
     return datetime.now(UTC).isoformat(timespec="seconds")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -457,14 +458,16 @@ def file_labels(m: TableMapping, cols: dict[str, np.ndarray], q: Quarantine) -> 
     role = "user" if by_user else "session"
     key_column = m.label_key or getattr(m, role)
     path = Path(str(m.label_file))
-    (path,) = table_files(path, "auto")
-    fmt = file_format(path, "auto")
     labels = Interner()
     names = {role: key_column, "label": str(m.label)}
-    if fmt == "csv":
-        read, _ = read_text(path, m, names, q, None, {"label": labels})
-    else:
-        read, _ = read_batches(path, fmt, m, names, q, None, {"label": labels})
+    parts = []
+    for file in table_files(path, "auto"):  # a file, or a folder of label files
+        fmt = file_format(file, "auto")
+        reader = read_text if fmt == "csv" else partial(read_batches, fmt=fmt)
+        parts.append(
+            reader(file, m=m, names=names, q=q, max_rows=None, interners={"label": labels})[0]
+        )
+    read = concat_columns(parts)
     listed = session_labels(read, replace(m, label_level=role), labels)
     keys = np.unique(cols[role])
     found = listed.lookup(keys)
