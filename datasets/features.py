@@ -7,7 +7,8 @@ fitting and cannot leak anything from validation or test data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -148,38 +149,212 @@ def encode_profiles(
     return np.where(rows[:, None] >= 0, fields, 0).astype(np.int32), cards
 
 
-@dataclass(frozen=True)
-class SequenceArrays:
-    """A split as right-padded (N, T) arrays; every model consumes exactly this."""
+# Per-event columns as stored (narrow types: a split costs about 22 bytes per event instead of
+# the ~1.7 kB per sequence that padding every sequence to max_length took) and as the models get
+# them (int32 indices, float32 values, bool flags), padded per batch.
+EVENT_COLUMNS: dict[str, type] = {
+    "event_type": np.int8,
+    "item": np.int32,
+    "category": np.int32,
+    "gap_bucket": np.int8,
+    "price_bucket": np.int8,
+    "device": np.int16,  # up to N_DEVICES (130): wider than int8
+    "log_gap": np.float32,  # log1p(seconds since previous event), 0 at the first
+    "log_price": np.float32,  # log1p(price), 0 where missing
+    "event_label": np.bool_,
+    "brand": np.int32,  # item-attribute modality (absent without item attributes)
+}
 
-    event_type: np.ndarray  # (N, T) int32
-    item: np.ndarray  # (N, T) int32
-    category: np.ndarray  # (N, T) int32
-    gap_bucket: np.ndarray  # (N, T) int32
-    price_bucket: np.ndarray  # (N, T) int32
-    device: np.ndarray  # (N, T) int32, device code + 2 (1 when the dataset has none)
-    log_gap: np.ndarray  # (N, T) float32, log1p(seconds since previous event), 0 at the first
-    log_price: np.ndarray  # (N, T) float32, log1p(price), 0 where missing
-    mask: np.ndarray  # (N, T) bool, True on real events
-    length: np.ndarray  # (N,) int32
-    event_label: np.ndarray  # (N, T) bool
+
+def _model_dtype(dtype: np.dtype) -> type:
+    if dtype == np.bool_:
+        return np.bool_
+    return np.float32 if np.issubdtype(dtype, np.floating) else np.int32
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceArrays:
+    """A split's sequences, stored ragged: per-event columns back to back (``events``), sequence
+    ``i`` at rows ``offsets[i]:offsets[i + 1]``; per-sequence columns alongside. Every model
+    consumes :meth:`batch` (rows right-padded to a width); the whole-split padded views
+    (``item``, ``mask``, ...) are built on first use, for the baselines and the evaluation."""
+
+    events: dict[str, np.ndarray]  # name -> (n_events,) column of EVENT_COLUMNS
+    offsets: np.ndarray  # (N + 1,) int64
+    width: int  # the padded width: the configured max_length
     label: np.ndarray  # (N,) bool
     user_id: np.ndarray  # (N,) int64, for joining the user-profile side table
     session_id: np.ndarray  # (N,) int64
-    brand: np.ndarray | None = None  # (N, T) int32, item-attribute modality
     profile: np.ndarray | None = None  # (N, F) int32, user-profile modality (0 = none)
     anomaly_class: np.ndarray | None = None  # (N,) int32, 0 normal, 1 + anomaly type index
 
-    def take(self, index: np.ndarray) -> SequenceArrays:
-        """Rows ``index`` (a copy) as a split of their own."""
-        columns: dict[str, Any] = {
-            f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
-            for f in fields(self)
-        }
-        return SequenceArrays(**columns)
+    def __post_init__(self) -> None:
+        n_events = int(self.offsets[-1])
+        for name, column in self.events.items():
+            if name not in EVENT_COLUMNS or len(column) != n_events:
+                raise ValueError(f"event column {name!r}: unknown, or not {n_events} long")
+        if len(self) and int(self.length.max()) > self.width:
+            raise ValueError(f"a sequence has {int(self.length.max())} events > width {self.width}")
 
     def __len__(self) -> int:
-        return len(self.length)
+        return len(self.offsets) - 1
+
+    @cached_property
+    def length(self) -> np.ndarray:
+        return np.diff(self.offsets).astype(np.int32)
+
+    def _gather(self, index: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, position, flat event row) of the first ``width`` events of sequences ``index``."""
+        counts = np.minimum(self.length[index], width).astype(np.int64)
+        row = np.repeat(np.arange(len(index)), counts)
+        first = np.cumsum(counts) - counts
+        position = np.arange(int(counts.sum())) - first[row]
+        return row, position, self.offsets[:-1][index][row] + position
+
+    def padded(self, name: str, index: np.ndarray | None = None, width: int | None = None):
+        """Column ``name`` (or ``mask``) of rows ``index`` as a right-padded (rows, width) array."""
+        index = np.arange(len(self)) if index is None else np.asarray(index)
+        width = self.width if width is None else width
+        row, position, flat = self._gather(index, width)
+        return self._pad(name, row, position, flat, (len(index), width))
+
+    def _pad(self, name: str, row, position, flat, shape) -> np.ndarray:
+        if name == "mask":
+            out = np.zeros(shape, dtype=bool)
+            out[row, position] = True
+            return out
+        column = self.events[name]
+        out = np.zeros(shape, dtype=_model_dtype(column.dtype))
+        out[row, position] = column[flat]
+        return out
+
+    def batch(self, index: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
+        """A model batch: rows ``index``, per-event inputs right-padded to ``width`` (default:
+        the longest sequence among the rows; padding changes no score), with ``mask``,
+        ``label``, ``profile`` and ``anomaly_class`` where present."""
+        index = np.asarray(index)
+        if width is None:
+            width = max(1, int(self.length[index].max()))
+        row, position, flat = self._gather(index, width)
+        shape = (len(index), width)
+        out = {name: self._pad(name, row, position, flat, shape) for name in self.events}
+        out["mask"] = self._pad("mask", row, position, flat, shape)
+        out["label"] = self.label[index]
+        for name in ("profile", "anomaly_class"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = np.ascontiguousarray(value[index])
+        return out
+
+    def take(self, index: np.ndarray) -> SequenceArrays:
+        """Rows ``index`` (a copy) as a split of their own."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        _, _, flat = self._gather(index, self.width)
+        offsets = np.concatenate(([0], np.cumsum(self.length[index], dtype=np.int64)))
+        per_sequence: dict[str, Any] = {
+            f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
+            for f in fields(self)
+            if f.name in ("label", "user_id", "session_id", "profile", "anomaly_class")
+        }
+        events = {name: column[flat] for name, column in self.events.items()}
+        return SequenceArrays(events, offsets, self.width, **per_sequence)
+
+    def without_labels(self) -> SequenceArrays:
+        """The same sequences with every label erased (sequence, event and class)."""
+        events = {**self.events, "event_label": np.zeros(int(self.offsets[-1]), dtype=bool)}
+        cls = None if self.anomaly_class is None else np.zeros_like(self.anomaly_class)
+        return replace(self, events=events, label=np.zeros_like(self.label), anomaly_class=cls)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every stored column, flat, for a ``.npz`` file: the per-event columns, ``offsets``,
+        ``width`` and the per-sequence columns (see :meth:`from_columns`)."""
+        per_sequence = {
+            name: getattr(self, name)
+            for name in ("label", "user_id", "session_id", "profile", "anomaly_class")
+            if getattr(self, name) is not None
+        }
+        return {
+            **self.events,
+            "offsets": self.offsets,
+            "width": np.array(self.width),
+            **per_sequence,
+        }
+
+    @staticmethod
+    def from_columns(columns) -> SequenceArrays:
+        """The inverse of :meth:`columns` (a dict, or an opened ``.npz`` file)."""
+        names = set(columns.keys() if hasattr(columns, "keys") else columns)
+        return SequenceArrays(
+            events={name: columns[name] for name in EVENT_COLUMNS if name in names},
+            offsets=columns["offsets"],
+            width=int(columns["width"]),
+            label=columns["label"],
+            user_id=columns["user_id"],
+            session_id=columns["session_id"],
+            profile=columns["profile"] if "profile" in names else None,
+            anomaly_class=columns["anomaly_class"] if "anomaly_class" in names else None,
+        )
+
+    @staticmethod
+    def from_padded(
+        padded: dict[str, np.ndarray], length: np.ndarray, **per_sequence: Any
+    ) -> SequenceArrays:
+        """From right-padded (N, T) columns and each row's length (tests, synthetic sources)."""
+        width = next(iter(padded.values())).shape[1]
+        mask = np.arange(width)[None, :] < np.asarray(length)[:, None]
+        events: dict[str, np.ndarray] = {
+            name: np.ascontiguousarray(value[mask]).astype(EVENT_COLUMNS[name])
+            for name, value in padded.items()
+        }
+        offsets = np.concatenate(([0], np.cumsum(length, dtype=np.int64)))
+        return SequenceArrays(events, offsets, width, **per_sequence)
+
+    # Whole-split padded views (width columns), built once on first use.
+    @cached_property
+    def mask(self) -> np.ndarray:
+        return self.padded("mask")
+
+    @cached_property
+    def event_type(self) -> np.ndarray:
+        return self.padded("event_type")
+
+    @cached_property
+    def item(self) -> np.ndarray:
+        return self.padded("item")
+
+    @cached_property
+    def category(self) -> np.ndarray:
+        return self.padded("category")
+
+    @cached_property
+    def gap_bucket(self) -> np.ndarray:
+        return self.padded("gap_bucket")
+
+    @cached_property
+    def price_bucket(self) -> np.ndarray:
+        return self.padded("price_bucket")
+
+    @cached_property
+    def device(self) -> np.ndarray:
+        return self.padded("device")
+
+    @cached_property
+    def log_gap(self) -> np.ndarray:
+        return self.padded("log_gap")
+
+    @cached_property
+    def log_price(self) -> np.ndarray:
+        return self.padded("log_price")
+
+    @cached_property
+    def event_label(self) -> np.ndarray:
+        return self.padded("event_label")
+
+    @cached_property
+    def brand(self) -> np.ndarray | None:
+        return self.padded("brand") if "brand" in self.events else None
 
 
 def encode_sequences(
@@ -192,7 +367,7 @@ def encode_sequences(
     brand_ids: np.ndarray | None = None,
     profile: np.ndarray | None = None,
 ) -> SequenceArrays:
-    """Pad each session (sorted table; sessions at most ``max_length`` long) into a row."""
+    """Encode each session (sorted table; sessions at most ``max_length`` long) as a sequence."""
     offsets = session_offsets(events.session_id)
     lengths = np.diff(offsets)
     if len(lengths) and lengths.max() > max_length:
@@ -201,36 +376,28 @@ def encode_sequences(
             "apply limit_lengths first"
         )
     n = len(lengths)
-    session_of = np.repeat(np.arange(n), lengths)
-    position = np.arange(len(events)) - offsets[session_of]
-    is_first = position == 0
+    is_first = np.zeros(len(events), dtype=bool)
+    is_first[offsets[:-1]] = True
     gaps = np.where(is_first, 0.0, np.diff(events.timestamp, prepend=events.timestamp[:1]))
-
-    def pad(values: np.ndarray, dtype) -> np.ndarray:
-        out = np.zeros((n, max_length), dtype=dtype)
-        out[session_of, position] = values
-        return out
-
-    labels = np.zeros(len(events), dtype=bool) if event_label is None else event_label
+    columns = {
+        "event_type": events.event_type + FIRST_KNOWN,
+        "item": vocabs.item.encode(events.item_id),
+        "category": vocabs.category.encode(events.category_id),
+        "gap_bucket": gap_buckets(gaps, is_first),
+        "price_bucket": price_buckets(events.price),
+        "device": device_codes(events.device, len(events)),
+        "log_gap": np.log1p(np.maximum(gaps, 0.0)),
+        "log_price": np.log1p(np.nan_to_num(np.maximum(events.price, 0.0))),
+        "event_label": np.zeros(len(events), dtype=bool) if event_label is None else event_label,
+    }
+    if brand_ids is not None and vocabs.brand is not None:
+        columns["brand"] = vocabs.brand.encode(brand_ids)
     return SequenceArrays(
-        event_type=pad(events.event_type.astype(np.int32) + FIRST_KNOWN, np.int32),
-        item=pad(vocabs.item.encode(events.item_id), np.int32),
-        category=pad(vocabs.category.encode(events.category_id), np.int32),
-        gap_bucket=pad(gap_buckets(gaps, is_first), np.int32),
-        price_bucket=pad(price_buckets(events.price), np.int32),
-        device=pad(device_codes(events.device, len(events)), np.int32),
-        log_gap=pad(np.log1p(np.maximum(gaps, 0.0)), np.float32),
-        log_price=pad(np.log1p(np.nan_to_num(np.maximum(events.price, 0.0))), np.float32),
-        mask=pad(np.ones(len(events), dtype=bool), bool),
-        length=lengths.astype(np.int32),
-        event_label=pad(labels, bool),
+        events={name: column.astype(EVENT_COLUMNS[name]) for name, column in columns.items()},
+        offsets=offsets,
+        width=max_length,
         label=np.zeros(n, dtype=bool) if label is None else np.asarray(label, dtype=bool),
         user_id=events.user_id[offsets[:-1]],
         session_id=events.session_id[offsets[:-1]],
-        brand=(
-            pad(vocabs.brand.encode(brand_ids), np.int32)
-            if brand_ids is not None and vocabs.brand is not None
-            else None
-        ),
         profile=profile,
     )

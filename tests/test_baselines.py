@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -84,9 +86,8 @@ def test_session_features_are_finite_and_padding_invariant(blatant_flood):
     features = session_features(test)
     assert features.shape[0] == len(test)
     assert np.all(np.isfinite(features))
-    padded = type(test)(
-        **{k: (np.pad(v, ((0, 0), (0, 5))) if v.ndim == 2 else v) for k, v in vars(test).items()}
-    )
+    padded = replace(test, width=test.width + 5)
+    assert padded.mask.shape[1] == test.mask.shape[1] + 5
     np.testing.assert_allclose(session_features(padded), features)
 
 

@@ -9,6 +9,7 @@ from benchmark.anomalies.inject import ANOMALY_TYPES
 from benchmark.records.record import load
 from benchmark.run.data import prepare_data
 from benchmark.run.experiment import CONFIG_FILE, RECORD_FILE, as_config, run
+from datasets.features import SequenceArrays
 
 from .conftest import only_type
 
@@ -68,7 +69,7 @@ def test_data_seed_fixes_the_data_while_seed_varies(smoke):
         as_config(smoke("seed=1", "data_seed=9")).dataset, as_config(smoke()).anomaly, 9
     )
     b = run(smoke("seed=2", "data_seed=9"))
-    assert b.record.data["splits"]["test"]["events"] == len(a.labelled["test"].events)
+    assert b.record.data["splits"]["test"]["events"] == a.arrays["test"].length.sum()
 
 
 def test_a_failed_run_still_writes_its_record(smoke, tmp_path):
@@ -86,12 +87,13 @@ def test_a_failed_run_still_writes_its_record(smoke, tmp_path):
 
 def test_splits_share_no_user_and_vocab_comes_from_train(smoke):
     config = as_config(smoke())
-    data = prepare_data(config.dataset, config.anomaly, 0)
-    users = {name: set(lab.events.user_id.tolist()) for name, lab in data.labelled.items()}
+    data = prepare_data(config.dataset, config.anomaly, 0, keep_events=True)
+    assert data.events is not None
+    users = {name: set(lab.events.user_id.tolist()) for name, lab in data.events.items()}
     assert not users["train"] & users["val"]
     assert not users["train"] & users["test"]
-    train_items = set(data.labelled["train"].events.item_id.tolist())
-    test_items = data.labelled["test"].events.item_id
+    train_items = set(data.events["train"].events.item_id.tolist())
+    test_items = data.events["test"].events.item_id
     unseen = ~np.isin(test_items, list(train_items))
     encoded = data.vocabs.item.encode(test_items)
     assert np.all(encoded[unseen] == 1)
@@ -101,7 +103,10 @@ def test_splits_share_no_user_and_vocab_comes_from_train(smoke):
 def test_save_arrays_keeps_inputs_labels_and_anomaly_metadata(smoke):
     result = run(smoke("save_arrays=true"))
     test = np.load(result.run_dir / "test.npz")
-    assert test["item"].shape == test["mask"].shape
+    assert test["item"].shape == (test["offsets"][-1],)
+    arrays = SequenceArrays.from_columns(test)
+    assert arrays.length.sum() == result.record.data["splits"]["test"]["events"]
+    assert arrays.item.shape == arrays.mask.shape == (len(arrays), int(test["width"]))
     assert test["label"].sum() == result.record.data["splits"]["test"]["anomalous_sequences"]
     lines = (result.run_dir / "test_anomalies.jsonl").read_text().splitlines()
     meta = [json.loads(line) for line in lines]

@@ -52,9 +52,8 @@ def mixed_at_severity_zero():
 def test_nothing_changes_at_severity_zero(mixed_at_severity_zero):
     for _, prepared in mixed_at_severity_zero:
         for split in ("train", "val", "test"):
-            lab = prepared.labelled[split]
-            assert lab.label.sum() > 0
-            assert not lab.event_label.any()
+            assert prepared.labelled[split].label.sum() > 0
+            assert not prepared.arrays[split].events["event_label"].any()
 
 
 @pytest.mark.parametrize("name", BASELINES)

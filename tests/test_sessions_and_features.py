@@ -6,6 +6,7 @@ from datasets.features import (
     GAP_FIRST,
     PAD,
     UNKNOWN,
+    SequenceArrays,
     Vocabularies,
     Vocabulary,
     encode_sequences,
@@ -164,3 +165,46 @@ def test_the_fast_session_time_order_is_lexsort_exactly():
         assert np.array_equal(session_time_order(session, time), expected), trial
     time[0] = np.nan
     assert np.array_equal(session_time_order(session, time), np.lexsort((time, session)))
+
+
+def test_ragged_storage_gives_the_padded_rows_a_batch_cut_and_take_expect():
+    """Stored ragged, read padded: a batch is the padded view's rows cut to the batch width;
+    take, columns and from_padded round-trip every value."""
+    rng = np.random.default_rng(3)
+    lengths = np.array([3, 1, 5, 2, 4])
+    width = 6
+    positions = np.arange(width)[None, :] < lengths[:, None]
+    padded = {
+        "item": np.where(positions, rng.integers(2, 90, (5, width)), 0),
+        "log_gap": np.where(positions, rng.random((5, width)), 0.0).astype(np.float32),
+        "event_label": positions & (rng.random((5, width)) < 0.5),
+    }
+    arrays = SequenceArrays.from_padded(
+        padded,
+        lengths,
+        label=np.array([True, False, True, False, False]),
+        user_id=np.arange(5, dtype=np.int64),
+        session_id=np.arange(10, 15, dtype=np.int64),
+    )
+    assert arrays.events["item"].dtype == np.int32
+    assert len(arrays.events["item"]) == 15
+    np.testing.assert_array_equal(arrays.item, padded["item"])
+    np.testing.assert_array_equal(arrays.mask, positions)
+    rows = np.array([4, 0, 2])
+    batch = arrays.batch(rows)
+    assert batch["item"].shape == (3, 5)  # the longest of the three
+    np.testing.assert_array_equal(batch["item"], padded["item"][rows, :5])
+    np.testing.assert_array_equal(batch["log_gap"], padded["log_gap"][rows, :5])
+    np.testing.assert_array_equal(batch["mask"], positions[rows, :5])
+    np.testing.assert_array_equal(arrays.batch(rows, 2)["item"], padded["item"][rows, :2])
+    np.testing.assert_array_equal(arrays.batch(rows, 8)["item"][:, 6:], 0)
+    taken = arrays.take(np.array([False, True, True, False, True]))
+    np.testing.assert_array_equal(taken.item, padded["item"][[1, 2, 4]])
+    np.testing.assert_array_equal(taken.session_id, [11, 12, 14])
+    again = SequenceArrays.from_columns(arrays.columns())
+    np.testing.assert_array_equal(again.event_label, padded["event_label"])
+    assert again.width == width
+    erased = arrays.without_labels()
+    assert not erased.label.any()
+    assert not erased.event_label.any()
+    assert arrays.label.any()

@@ -259,6 +259,32 @@ class LabelledEvents:
     def offsets(self) -> np.ndarray:
         return session_offsets(self.events.session_id)
 
+    def sequence_labels(self) -> SequenceLabels:
+        """The per-sequence part, without the event table (what evaluation needs)."""
+        return SequenceLabels(
+            label=self.label,
+            anomaly_type=self.anomaly_type,
+            severity=self.severity,
+            details=self.details,
+            type_names=self.type_names,
+            eligible=self.eligible,
+            population=self.population,
+        )
+
+
+@dataclass(frozen=True)
+class SequenceLabels:
+    """Per sequence of a split: the ground truth and what the metrics compare it with (the
+    fields of :class:`LabelledEvents` of the same names)."""
+
+    label: np.ndarray
+    anomaly_type: np.ndarray
+    severity: np.ndarray
+    details: tuple[dict, ...]
+    type_names: tuple[str, ...]
+    eligible: np.ndarray | None = None
+    population: np.ndarray | None = None
+
 
 def eligibility(events: EventTable, offsets: np.ndarray, type_names: tuple[str, ...]) -> np.ndarray:
     """(n_sessions, n_types) bool: sessions each registered type can work on."""

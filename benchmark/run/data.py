@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.anomalies.core import LabelledEvents, from_session_labels
+from benchmark.anomalies.core import LabelledEvents, SequenceLabels, from_session_labels
 from benchmark.anomalies.inject import (
     AnomalyConfig,
     inject,
@@ -29,6 +29,7 @@ from benchmark.errors import ConfigError
 from benchmark.paths import PROJECT_ROOT
 from datasets.cache import cached_load
 from datasets.features import (
+    UNKNOWN,
     SequenceArrays,
     Vocabularies,
     encode_profiles,
@@ -81,11 +82,14 @@ LOADERS: dict[str, Callable[[DatasetConfig, int], Dataset]] = {
 class PreparedData:
     dataset_name: str
     modalities: tuple[str, ...]
-    labelled: dict[str, LabelledEvents]  # split -> events with labels
-    arrays: dict[str, SequenceArrays]  # split -> padded model inputs
+    labelled: dict[str, SequenceLabels]  # split -> ground truth per sequence
+    arrays: dict[str, SequenceArrays]  # split -> model inputs (ragged)
     vocabs: Vocabularies
     summary: dict  # JSON-ready facts for the run record
     profile_cardinalities: tuple[int, ...] = ()  # per profile field; empty without profiles
+    # split -> the injected event table, kept only when asked (``keep_events``): it costs
+    # about as much memory as the source table
+    events: dict[str, LabelledEvents] | None = None
 
 
 def derive_seeds(seed: int, names: tuple[str, ...]) -> dict[str, int]:
@@ -122,13 +126,19 @@ def drop_counts(source: Mapping[str, Any]) -> str:
     return ", ".join(f"{n:,} {rule}" for rule, n in ranked)
 
 
-def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> PreparedData:
+def prepare_data(
+    cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int, *, keep_events: bool = False
+) -> PreparedData:
+    """Load, sessionise, split, inject and encode. Each event table is let go as soon as the
+    next step has its output, so the peak holds about two copies of the events, not five."""
     seeds = derive_seeds(seed, ("load", "split", *(f"inject_{s}" for s in SPLITS)))
     seq = cfg.sequence
     t0 = time.perf_counter()
     dataset = load_dataset(cfg, seeds["load"])
     load_s = time.perf_counter() - t0
+    source_events = len(dataset.events)
     events = sessionize(dataset.events, by=seq.session_by, gap_seconds=seq.gap_minutes * 60)
+    dataset = replace(dataset, events=events.take(np.zeros(0, dtype=np.int64)))
     events, lengths = limit_lengths(
         events, min_length=seq.min_length, max_length=seq.max_length, keep=seq.truncate
     )
@@ -146,34 +156,39 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
         fractions=(split_cfg.train, split_cfg.val, split_cfg.test),
         seed=seeds["split"],
     )
-    t1 = time.perf_counter()
-    labelled = {
-        name: from_session_labels(splits[name], real)
-        if real is not None
-        else inject(
-            splits[name],
-            anomaly if name == "test" else without_holdout(anomaly),
-            rate=getattr(anomaly.contamination, name),
-            seed=seeds[f"inject_{name}"],
-            max_length=seq.max_length,
-            split=name,
-        )
-        for name in SPLITS
-    }
-    inject_s = time.perf_counter() - t1
-    brands = {
-        name: event_brands(dataset.items, lab.events.item_id) if dataset.items is not None else None
-        for name, lab in labelled.items()
-    }
-    vocabs = Vocabularies.fit(
-        labelled["train"].events,
-        min_count=seq.vocab_min_count,
-        max_items=seq.max_items,
-        train_brands=brands["train"],
-    )
-    arrays: dict = {}
+    del events
+    inject_s = 0.0
+    vocabs: Vocabularies | None = None
+    arrays: dict[str, SequenceArrays] = {}
+    labels: dict[str, SequenceLabels] = {}
+    kept: dict[str, LabelledEvents] = {}
+    facts: dict[str, dict] = {}
     cards: tuple[int, ...] = ()
-    for name, lab in labelled.items():
+    for name in SPLITS:  # train first: the vocabularies are fitted on it
+        t1 = time.perf_counter()
+        lab = (
+            from_session_labels(splits.pop(name), real)
+            if real is not None
+            else inject(
+                splits.pop(name),
+                anomaly if name == "test" else without_holdout(anomaly),
+                rate=getattr(anomaly.contamination, name),
+                seed=seeds[f"inject_{name}"],
+                max_length=seq.max_length,
+                split=name,
+            )
+        )
+        inject_s += time.perf_counter() - t1
+        brands = (
+            event_brands(dataset.items, lab.events.item_id) if dataset.items is not None else None
+        )
+        if vocabs is None:
+            vocabs = Vocabularies.fit(
+                lab.events,
+                min_count=seq.vocab_min_count,
+                max_items=seq.max_items,
+                train_brands=brands,
+            )
         profile = None
         if dataset.profiles is not None:
             profile, cards = encode_profiles(dataset.profiles, lab.events.user_id[lab.offsets[:-1]])
@@ -183,18 +198,24 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
             max_length=seq.max_length,
             event_label=lab.event_label,
             label=lab.label,
-            brand_ids=brands[name],
+            brand_ids=brands,
             profile=profile,
         )
         # The class of the type classifier (objective=classify_type): 0 normal, 1 + type.
         arrays[name] = replace(encoded, anomaly_class=lab.anomaly_type.astype(np.int32) + 1)
+        labels[name] = lab.sequence_labels()
+        facts[name] = split_summary(lab, arrays[name])
+        if keep_events:
+            kept[name] = lab
+        del lab, brands, encoded
+    assert vocabs is not None
     summary = {
         "dataset": dataset.name,
         "source": dict(dataset.source),
         "modalities": list(dataset.modalities),
-        "source_events": len(dataset.events),
+        "source_events": source_events,
         "load_seconds": load_s,
-        "load_events_per_second": len(dataset.events) / max(load_s, 1e-9),
+        "load_events_per_second": source_events / max(load_s, 1e-9),
         "inject_seconds": inject_s,
         "anomaly_types_skipped": skipped,
         "real_labels": real is not None,
@@ -203,17 +224,26 @@ def prepare_data(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Prepa
         "lengths": asdict(lengths),
         "vocab": {"items": len(vocabs.item), "categories": len(vocabs.category)},
         "seeds": seeds,
-        "splits": {name: split_summary(lab, arrays[name]) for name, lab in labelled.items()},
+        "splits": facts,
         "per_type_asked": {
             name: _asked(anomaly if name == "test" else without_holdout(anomaly), name, lab)
-            for name, lab in labelled.items()
+            for name, lab in labels.items()
             if real is None
         },
     }
-    return PreparedData(dataset.name, dataset.modalities, labelled, arrays, vocabs, summary, cards)
+    return PreparedData(
+        dataset.name,
+        dataset.modalities,
+        labels,
+        arrays,
+        vocabs,
+        summary,
+        cards,
+        kept if keep_events else None,
+    )
 
 
-def _asked(anomaly: AnomalyConfig, split: str, lab: LabelledEvents) -> dict[str, int]:
+def _asked(anomaly: AnomalyConfig, split: str, lab: SequenceLabels) -> dict[str, int]:
     """Sequences per type the mix asked for in ``split``; a type that fewer victims could
     host gets fewer (``splits.<split>.per_type``): victims are drawn first, types second."""
     rate = getattr(anomaly.contamination, split)
@@ -250,6 +280,6 @@ def split_summary(lab: LabelledEvents, arrays: SequenceArrays) -> dict:
         "contamination": float(lab.label.mean()) if len(lab.label) else 0.0,
         "anomalous_events": int(lab.event_label.sum()),
         "per_type": {name: int(c) for name, c in zip(names, per_type, strict=True)},
-        "unknown_item_share": float(np.mean(arrays.item[arrays.mask] == 1)),
+        "unknown_item_share": float(np.mean(arrays.events["item"] == UNKNOWN)),
         "mean_length": float(arrays.length.mean()) if len(arrays) else 0.0,
     }

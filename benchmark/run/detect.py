@@ -195,12 +195,7 @@ def training_view(train: SequenceArrays, setting: str) -> SequenceArrays:
         return train
     if setting == SEMI_SUPERVISED:
         return train.take(np.flatnonzero(~train.label))
-    return replace(
-        train,
-        label=np.zeros_like(train.label),
-        event_label=np.zeros_like(train.event_label),
-        anomaly_class=None if train.anomaly_class is None else np.zeros_like(train.anomaly_class),
-    )
+    return train.without_labels()
 
 
 def check_evaluable(prepared: PreparedData, setting: str = SUPERVISED) -> None:

@@ -27,11 +27,11 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import psutil
@@ -484,10 +484,11 @@ def _git(*args: str) -> str | None:
 
 
 def save_arrays(prepared: PreparedData, run_dir: Path) -> None:
-    """Encoded splits as ``<split>.npz`` and each injected sequence's metadata as
-    ``<split>_anomalies.jsonl`` (type, severity, parameters, what the injector chose)."""
+    """Encoded splits as ``<split>.npz`` (ragged: ``SequenceArrays.columns``) and each injected
+    sequence's metadata as ``<split>_anomalies.jsonl`` (type, severity, parameters, what the
+    injector chose)."""
     for split, arrays in prepared.arrays.items():
         with atomic_path(run_dir / f"{split}.npz") as tmp:
-            np.savez_compressed(tmp, **{k: v for k, v in asdict(arrays).items() if v is not None})
+            np.savez_compressed(tmp, **cast(dict[str, Any], arrays.columns()))  # stub: ** a flag
         lines = [strict_json.dumps(d) for d in prepared.labelled[split].details]
         write_atomic(run_dir / f"{split}_anomalies.jsonl", "\n".join(lines) + "\n")

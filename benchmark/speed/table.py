@@ -141,22 +141,24 @@ def synthetic_batch_source(config, n_items: int, rows: int, seed: int = 0) -> Se
     def ids(high: int, shape=(rows, t)) -> np.ndarray:
         return rng.integers(1, high, size=shape, dtype=np.int32)
 
-    return SequenceArrays(
-        event_type=ids(N_EVENT_TYPES),
-        item=ids(n_items),
-        category=ids(64),
-        gap_bucket=ids(N_GAP_BUCKETS),
-        price_bucket=ids(N_PRICE_BUCKETS),
-        device=ids(N_DEVICES),
-        log_gap=rng.random((rows, t), dtype=np.float32),
-        log_price=rng.random((rows, t), dtype=np.float32),
-        mask=np.ones((rows, t), dtype=bool),
-        length=np.full(rows, t, dtype=np.int32),
-        event_label=np.zeros((rows, t), dtype=bool),
+    padded = {
+        "event_type": ids(N_EVENT_TYPES),
+        "item": ids(n_items),
+        "category": ids(64),
+        "gap_bucket": ids(N_GAP_BUCKETS),
+        "price_bucket": ids(N_PRICE_BUCKETS),
+        "device": ids(N_DEVICES),
+        "log_gap": rng.random((rows, t), dtype=np.float32),
+        "log_price": rng.random((rows, t), dtype=np.float32),
+        "event_label": np.zeros((rows, t), dtype=bool),
+        "brand": ids(N_BRANDS),
+    }
+    return SequenceArrays.from_padded(
+        padded,
+        np.full(rows, t, dtype=np.int32),
         label=rng.random(rows) < 0.1,
         user_id=np.arange(rows, dtype=np.int64),
         session_id=np.arange(rows, dtype=np.int64),
-        brand=ids(N_BRANDS),
         profile=np.stack([ids(c, (rows,)) for c in PROFILE_CARDINALITIES], axis=1),
     )
 

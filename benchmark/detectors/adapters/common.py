@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,6 @@ ID_FIELDS = (
     "profile",
     "anomaly_class",
 )
-NOT_MODEL_INPUTS = ("user_id", "session_id", "length")
 
 
 class CheckpointError(UserError):
@@ -69,22 +68,9 @@ def epoch_entry(
 def numpy_batch(
     arrays: SequenceArrays, index: np.ndarray, width: int | None = None
 ) -> dict[str, np.ndarray]:
-    """Rows ``index`` as contiguous arrays, per-event fields cut (or zero-padded) to ``width``
+    """Rows ``index`` as a model batch, per-event fields cut (or zero-padded) to ``width``
     (default: the longest sequence among the rows; padding changes no score)."""
-    if width is None:
-        width = max(1, int(arrays.length[index].max()))
-    batch = {}
-    for f in fields(arrays):
-        value = getattr(arrays, f.name)
-        if value is None or f.name in NOT_MODEL_INPUTS:
-            continue
-        rows = value[index]
-        if rows.ndim == 2 and f.name != "profile":
-            rows = rows[:, :width]
-            if rows.shape[1] < width:
-                rows = np.pad(rows, ((0, 0), (0, width - rows.shape[1])))
-        batch[f.name] = np.ascontiguousarray(rows)
-    return batch
+    return arrays.batch(index, width)
 
 
 def length_buckets(max_length: int) -> tuple[int, ...]:

@@ -345,7 +345,7 @@ class JaxDetector:
         return float(sum(losses)) / max(1, len(data))
 
     def score(self, data: SequenceArrays) -> Scores:
-        return gather_scores(len(data), data.mask.shape, self._score_batches(data))
+        return gather_scores(len(data), (len(data), data.width), self._score_batches(data))
 
     def _score_batches(self, data: SequenceArrays) -> Iterator[BatchScores]:
         for index in self._chunks(len(data)):

@@ -233,7 +233,7 @@ class TorchDetector:
     @torch.no_grad()
     def score(self, data: SequenceArrays) -> Scores:
         self.model.eval()
-        return gather_scores(len(data), data.mask.shape, self._score_batches(data))
+        return gather_scores(len(data), (len(data), data.width), self._score_batches(data))
 
     def _score_batches(self, data: SequenceArrays) -> Iterator[BatchScores]:
         size = self.spec.train.batch_size
