@@ -86,6 +86,8 @@ def test_labels_mark_exactly_the_changed_events(sessions, name, severity):
         np.testing.assert_array_equal(v, before[k])
     assert np.all(out.anomaly_type[out.label] == ANOMALY_TYPES.index(name))
     assert np.all(np.isnan(out.severity[~out.label]))
+    per_session = np.add.reduceat(out.event_label, out.offsets[:-1])
+    assert [d["changed_events"] for d in out.details] == per_session[out.label].tolist()
     if severity == 1.0:
         assert out.event_label.any()
         event_sessions = np.repeat(np.arange(len(out.label)), np.diff(out.offsets))

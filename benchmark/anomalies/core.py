@@ -150,12 +150,8 @@ class Context:
         categories = s.cols["category_id"][s.cols["item_id"] >= 0]
         if len(categories) == 0:
             return self.profile.sample_items(n, self.rng)
-        picks = self.rng.choice(categories, size=n)
-        out = np.empty(n, dtype=np.int64)
-        for category in np.unique(picks):
-            rows = picks == category
-            out[rows] = self.profile.sample_items(int(rows.sum()), self.rng, category=category)
-        return out
+        picks = categories[self.rng.integers(0, len(categories), n)]
+        return self.profile.sample_items_like(picks, self.rng)
 
     def room(self, wanted: int) -> int:
         """How many events an insertion may add (the block must fit in max_length)."""
@@ -224,11 +220,20 @@ def any_per_session(flag: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.logical_or.reduceat(flag, offsets[:-1])
 
 
-def session_view(events: EventTable, start: int, end: int) -> Session:
-    cols = {k: v[start:end] for k, v in events.columns().items() if k != "timestamp"}
-    ts = events.timestamp[start:end]
-    gap = np.diff(ts, prepend=ts[0])
-    return Session(cols, gap, float(ts[0]), np.arange(end - start))
+class SessionReader:
+    """The sessions of one sorted table, each read as a :class:`Session` (views, no copies)."""
+
+    def __init__(self, events: EventTable, offsets: np.ndarray) -> None:
+        self.cols = {k: v for k, v in events.columns().items() if k != "timestamp"}
+        self.timestamp = events.timestamp
+        self.offsets = offsets
+
+    def __call__(self, index: int) -> Session:
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        ts = self.timestamp[start:end]
+        gap = np.diff(ts, prepend=ts[0])
+        cols = {k: v[start:end] for k, v in self.cols.items()}
+        return Session(cols, gap, float(ts[0]), np.arange(end - start))
 
 
 @dataclass(frozen=True)
@@ -357,20 +362,6 @@ def from_session_labels(events: EventTable, labels) -> LabelledEvents:
     )
 
 
-def changed_events(source: Session, edited: Session) -> np.ndarray:
-    """Exact event labels: new events, and events differing from their source in any way."""
-    label = edited.origin < 0
-    kept = np.flatnonzero(~label)
-    src = edited.origin[kept]
-    differs = edited.gap[kept] != source.gap[src]
-    for name, col in edited.cols.items():
-        a, b = col[kept], source.cols[name][src]
-        same = (a == b) | (_isnan(a) & _isnan(b))
-        differs |= ~same
-    label[kept] = differs | _moved(src)
-    return label
-
-
 def _moved(origin: np.ndarray) -> np.ndarray:
     """Events out of their source order: all but a longest increasing run of ``origin``."""
     if len(origin) < 2 or np.all(origin[1:] > origin[:-1]):
@@ -392,47 +383,105 @@ def _moved(origin: np.ndarray) -> np.ndarray:
     return moved
 
 
-def _isnan(x: np.ndarray) -> np.ndarray:
-    return np.isnan(x) if np.issubdtype(x.dtype, np.floating) else np.zeros(len(x), dtype=bool)
-
-
 def fit_to_length(s: Session, max_length: int) -> Session:
     """Drop trailing events beyond ``max_length`` (never changes the gap of a kept event)."""
     return s if len(s) <= max_length else s.take(np.arange(max_length))
 
 
 def assemble(
-    events: EventTable, offsets: np.ndarray, edited: dict[int, tuple[Session, np.ndarray]]
+    events: EventTable, offsets: np.ndarray, edited: dict[int, Session]
 ) -> tuple[EventTable, np.ndarray, np.ndarray]:
-    """Rebuild a table with edited sessions swapped in: events, event labels, source rows."""
+    """Rebuild a table with edited sessions swapped in: events, exact event labels (see
+    :func:`event_labels`), source rows (-1 for a new event)."""
     names = [k for k in events.columns() if k != "timestamp"]
-    pieces: dict[str, list[np.ndarray]] = {k: [] for k in [*names, "timestamp", "label", "origin"]}
-    cursor = 0
+    pieces: dict[str, list[np.ndarray]] = {k: [] for k in [*names, "timestamp", "origin"]}
+    gaps, starts, lengths = [], [], []  # the edited sessions' gaps and rows in the output
+    cursor, out_rows = 0, 0
     for index in sorted(edited):
         start, end = int(offsets[index]), int(offsets[index + 1])
-        _append_rows(pieces, events, cursor, start)
-        s, label = edited[index]
+        out_rows += _append_rows(pieces, events, cursor, start)
+        s = edited[index]
         for k in names:
             pieces[k].append(s.cols[k])
         pieces["timestamp"].append(s.t0 + np.cumsum(s.gap))
-        pieces["label"].append(label)
         pieces["origin"].append(np.where(s.origin >= 0, s.origin + start, -1))
+        gaps.append(s.gap)
+        starts.append(out_rows)
+        lengths.append(len(s))
+        out_rows += len(s)
         cursor = end
     _append_rows(pieces, events, cursor, len(events))
     merged = {k: np.concatenate(v) for k, v in pieces.items()}
-    label, origin = merged.pop("label"), merged.pop("origin")
-    return EventTable(**merged), label, origin.astype(np.int64)
+    origin = merged.pop("origin").astype(np.int64)
+    new_events = EventTable(**merged)
+    label = event_labels(
+        events,
+        offsets,
+        new_events,
+        origin,
+        np.asarray(starts, dtype=np.int64),
+        np.asarray(lengths, dtype=np.int64),
+        np.concatenate(gaps) if gaps else np.zeros(0),
+    )
+    return new_events, label, origin
+
+
+def event_labels(
+    source: EventTable,
+    source_offsets: np.ndarray,
+    edited: EventTable,
+    origin: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    gaps: np.ndarray,
+) -> np.ndarray:
+    """Exact event labels of an assembled table, in one pass over every edited session (rows
+    ``starts[i]:starts[i] + lengths[i]``, their gaps back to back in ``gaps``): an event is
+    anomalous when it is new, differs from its source row in any column or in its gap (the
+    gap as edited, not as rebuilt from timestamps), or is out of its source order."""
+    label = origin < 0
+    rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    kept = ~label[rows]
+    at, src = rows[kept], origin[rows[kept]]
+    first = np.zeros(len(source), dtype=bool)
+    first[source_offsets[:-1]] = True
+    source_gap = np.where(first[src], 0.0, source.timestamp[src] - source.timestamp[src - 1])
+    differs = gaps[kept] != source_gap
+    new_cols, old_cols = edited.columns(), source.columns()
+    for name, col in new_cols.items():
+        if name == "timestamp":
+            continue
+        a, b = col[at], old_cols[name][src]
+        same = a == b
+        if np.issubdtype(a.dtype, np.floating):
+            same |= np.isnan(a) & np.isnan(b)
+        differs |= ~same
+    label[at] = differs
+    _label_moved(label, origin, starts, lengths)
+    return label
+
+
+def _label_moved(
+    label: np.ndarray, origin: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> None:
+    """Label the events of an edited session that left their source order (rare: only a
+    session whose kept events' sources do not increase is searched event by event)."""
+    for start, n in zip(starts.tolist(), lengths.tolist(), strict=True):
+        src = origin[start : start + n]
+        kept = np.flatnonzero(src >= 0)
+        if len(kept) > 1 and np.any(src[kept][1:] <= src[kept][:-1]):
+            label[start + kept] |= _moved(src[kept])
 
 
 def _append_rows(
     pieces: dict[str, list[np.ndarray]], events: EventTable, start: int, end: int
-) -> None:
+) -> int:
     if end <= start:
-        return
+        return 0
     for k, col in events.columns().items():
         pieces[k].append(col[start:end])
-    pieces["label"].append(np.zeros(end - start, dtype=bool))
     pieces["origin"].append(np.arange(start, end))
+    return end - start
 
 
 def with_session(s: Session, **cols: np.ndarray) -> Session:

@@ -17,12 +17,11 @@ from benchmark.anomalies.core import (
     InjectionError,
     LabelledEvents,
     Session,
+    SessionReader,
     assemble,
-    changed_events,
     eligibility,
     fit_to_length,
     hosts_any,
-    session_view,
     unlabelled,
 )
 from benchmark.anomalies.profile import NormalProfile
@@ -263,14 +262,15 @@ def inject(
     victims = _choose_victims(counts, eligible, names, active, rng)
     params = {name: type_params(cfg, name) for name in active}
     profile = NormalProfile.from_events(events)
-    donor = _donor_sampler(events, offsets, np.array(sorted(victims)), rng)
-    edited: dict[int, tuple[Session, np.ndarray]] = {}
+    read = SessionReader(events, offsets)
+    donor = _donor_sampler(events, offsets, read, np.array(sorted(victims)), rng)
+    edited: dict[int, Session] = {}
     anomaly_type = np.full(n_sess, -1, dtype=np.int8)
     severity = np.full(n_sess, np.nan, dtype=np.float32)
     details = []
     for index in sorted(victims):
         name = victims[index]
-        source = session_view(events, int(offsets[index]), int(offsets[index + 1]))
+        source = read(index)
         sev = float(np.clip(cfg.severity + rng.uniform(-1, 1) * cfg.severity_jitter, 0.0, 1.0))
         ctx = Context(
             rng=rng,
@@ -281,9 +281,7 @@ def inject(
             params=params[name],
             donor=partial(donor, index),
         )
-        out = fit_to_length(INJECTORS[name].fn(source.copy(), ctx), max_length)
-        label = changed_events(source, out)
-        edited[index] = (out, label)
+        edited[index] = fit_to_length(INJECTORS[name].fn(source.copy(), ctx), max_length)
         anomaly_type[index] = names.index(name)
         severity[index] = sev
         details.append(
@@ -291,12 +289,14 @@ def inject(
                 "session": int(events.session_id[offsets[index]]),
                 "type": name,
                 "severity": sev,
-                "changed_events": int(label.sum()),
                 "params": asdict(ctx.params),
                 **ctx.record,
             }
         )
     new_events, event_label, origin = assemble(events, offsets, edited)
+    changed = np.add.reduceat(event_label, session_offsets(new_events.session_id)[:-1])
+    for entry, index in zip(details, sorted(victims), strict=True):
+        entry["changed_events"] = int(changed[index])
     return LabelledEvents(
         events=new_events,
         event_label=event_label,
@@ -376,7 +376,11 @@ def assign_types(can: np.ndarray, target: np.ndarray, rng: np.random.Generator) 
 
 
 def _donor_sampler(
-    events: EventTable, offsets: np.ndarray, victims: np.ndarray, rng: np.random.Generator
+    events: EventTable,
+    offsets: np.ndarray,
+    read: SessionReader,
+    victims: np.ndarray,
+    rng: np.random.Generator,
 ):
     """``draw(victim, similar)``: an untouched session of another user, from the sessions with
     the victim's main category when ``similar`` (any session when none qualifies)."""
@@ -399,7 +403,7 @@ def _donor_sampler(
             i = int(rng.choice(candidates))
             if users[i] != users[victim]:
                 break
-        return session_view(events, int(offsets[i]), int(offsets[i + 1]))
+        return read(i)
 
     return draw
 

@@ -30,6 +30,8 @@ class NormalProfile:
     category_start: np.ndarray  # offsets of each category of ``categories`` in ``by_category``
     popularity_cdf: np.ndarray  # within-category cumulative popularity, plus the category's rank
     global_cdf: np.ndarray  # cumulative popularity over ``by_category`` (ends at 1)
+    gap_pool: np.ndarray  # log gaps grouped by event type (a type never seen: all types pooled)
+    gap_start: np.ndarray  # (n_types + 1,) offsets of each type's group in ``gap_pool``
 
     @staticmethod
     def from_events(events: EventTable) -> NormalProfile:
@@ -39,6 +41,8 @@ class NormalProfile:
         log_gaps = np.log(np.maximum(gaps, 1e-3))
         ok = np.isfinite(log_gaps)
         by_type = tuple(log_gaps[ok & (events.event_type == t)] for t in EventType)
+        pooled = log_gaps[ok] if ok.any() else np.log(np.array([30.0]))
+        groups = [pool if len(pool) else pooled for pool in by_type]
         has_item = events.item_id >= 0
         items, inverse, counts = np.unique(
             events.item_id[has_item], return_inverse=True, return_counts=True
@@ -60,7 +64,7 @@ class NormalProfile:
         cdf = (cum - before[cat_rank]) / total[cat_rank] + cat_rank
         return NormalProfile(
             log_gaps_by_type=by_type,
-            log_gaps=log_gaps[ok] if ok.any() else np.log(np.array([30.0])),
+            log_gaps=pooled,
             items=items,
             item_category=category,
             item_price=_median_by_group(events.price[has_item], inverse, len(items)),
@@ -72,17 +76,16 @@ class NormalProfile:
             category_start=category_start,
             popularity_cdf=cdf,
             global_cdf=cum / cum[-1] if len(cum) else cum,
+            gap_pool=np.concatenate(groups),
+            gap_start=np.concatenate(([0], np.cumsum([len(g) for g in groups]))),
         )
 
     def sample_gaps(self, event_types: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Seconds before each event, drawn from the gaps seen before events of its type."""
-        out = np.empty(len(event_types))
-        for t in np.unique(event_types):
-            pool = self.log_gaps_by_type[t]
-            pool = pool if len(pool) else self.log_gaps
-            rows = event_types == t
-            out[rows] = np.exp(rng.choice(pool, size=int(rows.sum())))
-        return out
+        t = np.asarray(event_types, dtype=np.int64)
+        lo, size = self.gap_start[t], np.diff(self.gap_start)[t]
+        pick = lo + (rng.random(len(t)) * size).astype(np.int64)
+        return np.exp(self.gap_pool[np.minimum(pick, lo + size - 1)])
 
     def sample_items(
         self, n: int, rng: np.random.Generator, category: int | None = None, popular: bool = True
@@ -99,6 +102,31 @@ class NormalProfile:
         else:
             pos = rng.integers(lo, hi, n)
         return self.items[self.by_category[np.minimum(pos, hi - 1)]]
+
+    def sample_items_like(
+        self, categories: np.ndarray, rng: np.random.Generator, popular: bool = True
+    ) -> np.ndarray:
+        """One item per element of ``categories``, drawn by popularity (or uniformly) from that
+        category (from all, for a category the profile has not seen); vectorised: a draw per
+        element, no loop over categories."""
+        categories = np.asarray(categories)
+        u = rng.random(len(categories))
+        rank = np.searchsorted(self.categories, categories)
+        rank_c = np.minimum(rank, max(len(self.categories) - 1, 0))
+        known = (rank < len(self.categories)) & (self.categories[rank_c] == categories)
+        lo = np.where(known, self.category_start[rank_c], 0)
+        hi = np.where(known, self.category_start[rank_c + 1], len(self.items))
+        if popular:
+            # the within-category CDFs are stacked (offset by the category's rank), so one
+            # search finds every draw; an unseen category searches the global CDF
+            pos = np.where(
+                known,
+                np.searchsorted(self.popularity_cdf, rank_c + u),
+                np.searchsorted(self.global_cdf, u, side="right"),
+            )
+        else:
+            pos = lo + (u * (hi - lo)).astype(np.int64)
+        return self.items[self.by_category[np.clip(pos, lo, hi - 1)]]
 
     def _sample_any(self, n: int, rng: np.random.Generator, popular: bool) -> np.ndarray:
         if not popular:

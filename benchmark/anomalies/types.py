@@ -109,14 +109,18 @@ def brushing(s: Session, ctx: Context) -> Session:
     obscure = ctx.profile.sample_items(2, ctx.rng, popular=False)
     browse_n = round(ctx.lerp(5, 0))
     buy_p = ctx.lerp(min(1.0, ctx.profile.purchase_share * (browse_n + 2)), 1.0)
+    # Every order drawn at once: its browsing, whether it buys, what, and whether the target.
+    targets = obscure[ctx.rng.integers(0, len(obscure), n_orders)]
+    browsed = ctx.session_items(s, n_orders * browse_n).reshape(n_orders, browse_n)
+    buys = ctx.rng.random(n_orders) < buy_p
+    on_target = ctx.rng.random(n_orders) < ctx.severity
     types, items = [], []
-    for _ in range(n_orders):
-        target = ctx.rng.choice(obscure)
+    for k in range(n_orders):
         types += [E.SEARCH] + [E.VIEW] * browse_n
-        items += [MISSING_ID, *list(ctx.session_items(s, browse_n))]
-        if ctx.rng.random() < buy_p:
+        items += [MISSING_ID, *browsed[k].tolist()]
+        if buys[k]:
             types.append(E.PURCHASE)
-            items.append(target if ctx.rng.random() < ctx.severity else items[-1])
+            items.append(targets[k] if on_target[k] else items[-1])
     types_arr = np.asarray(types[: ctx.room(len(types))], dtype=np.int8)
     items_arr = np.asarray(items[: len(types_arr)], dtype=np.int64)
     items_arr = _fill_missing_item(items_arr, types_arr, ctx)
@@ -179,22 +183,27 @@ def account_takeover(s: Session, ctx: Context) -> Session:
     at = min(max(1, ctx.insertion_point(n, 1)), n - 1)
     out = s.copy()
     tail = np.arange(at, n)
-    seen = np.unique(s.cols["category_id"][:at])
-    foreign = np.setdiff1d(ctx.profile.categories, seen)
-    switch = ctx.rng.random() < ctx.severity and len(foreign) > 0
-    new_cat = int(ctx.rng.choice(foreign)) if switch else None
-    mapping = {}
-    for i in tail:
-        old = int(s.cols["item_id"][i])
-        if old < 0:
-            continue
-        if old not in mapping:  # the intruder's item for it, or (probability 1 - s) itself
-            cat = new_cat if switch else int(s.cols["category_id"][i])
-            replace = ctx.rng.random() < ctx.severity
-            mapping[old] = (
-                int(ctx.profile.sample_items(1, ctx.rng, category=cat)[0]) if replace else old
-            )
-        out.cols["item_id"][i] = mapping[old]
+    categories = ctx.profile.categories
+    seen = _positions_in(categories, s.cols["category_id"][:at])
+    n_foreign = len(categories) - len(seen)
+    switch = ctx.rng.random() < ctx.severity and n_foreign > 0
+    new_cat = int(categories[_kth_outside(seen, int(ctx.rng.integers(n_foreign)))]) if switch else 0
+    # Each distinct item of the tail gets the intruder's item for it, or (probability 1 - s)
+    # keeps itself; the order of first appearance fixes which draw is whose.
+    old = s.cols["item_id"][tail]
+    has_item = old >= 0
+    distinct, first, inverse = np.unique(old[has_item], return_index=True, return_inverse=True)
+    by_appearance = np.argsort(first, kind="stable")
+    replace = ctx.rng.random(len(distinct)) < ctx.severity
+    cats = (
+        np.full(len(distinct), new_cat)
+        if switch
+        else s.cols["category_id"][tail][has_item][first]
+    )
+    drawn = ctx.profile.sample_items_like(cats[by_appearance], ctx.rng)
+    new = distinct.copy()
+    new[by_appearance] = np.where(replace, drawn, distinct[by_appearance])
+    out.cols["item_id"][tail[has_item]] = new[inverse]
     rows = tail[out.cols["item_id"][tail] != s.cols["item_id"][tail]]
     items = out.cols["item_id"][rows]
     out.cols["category_id"][rows] = ctx.profile.category_of(items)
@@ -211,6 +220,19 @@ def account_takeover(s: Session, ctx: Context) -> Session:
         out.cols["device"][tail] = ctx.rng.choice(others)
     ctx.record.update(at=at, switched_category=bool(switch))
     return out
+
+
+def _positions_in(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sorted distinct positions in ``sorted_values`` of the ``values`` found there."""
+    distinct = np.unique(values)
+    pos = np.searchsorted(sorted_values, distinct)
+    inside = pos < len(sorted_values)
+    return pos[inside][sorted_values[pos[inside]] == distinct[inside]]
+
+
+def _kth_outside(excluded: np.ndarray, k: int) -> int:
+    """The index of the ``k``-th (from 0) position not in ``excluded`` (sorted, distinct)."""
+    return k + int(np.searchsorted(excluded - np.arange(len(excluded)), k, side="right"))
 
 
 def _has_priced_purchase(events: EventTable, offsets: np.ndarray) -> np.ndarray:
