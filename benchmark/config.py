@@ -226,6 +226,10 @@ class EventsDatasetConfig(PublicDatasetConfig):
     """Which column of the table is which field (user, session, timestamp, event type, item,
     category, price, label), the time unit or format, event-type names
     (datasets/loaders/table.py)."""
+    memory_gb: float | None = 2.0
+    """The data stage's working set: a table estimated beyond it is read once into user
+    partitions (Parquet files under ``cache_dir``, removed afterwards), each prepared on its
+    own; the prepared arrays (about 22 bytes per event) come on top. null: never partition."""
 
 
 @dataclass

@@ -298,6 +298,41 @@ class SequenceArrays:
         )
 
     @staticmethod
+    def concat(parts: list[SequenceArrays]) -> SequenceArrays:
+        """The sequences of ``parts`` one after another (same columns and width)."""
+        if len(parts) == 1:
+            return parts[0]
+        ends = np.cumsum([int(p.offsets[-1]) for p in parts])[:-1]
+        offsets = np.concatenate(
+            [parts[0].offsets, *(p.offsets[1:] + e for p, e in zip(parts[1:], ends, strict=True))]
+        )
+
+        def joined(name: str):
+            values = [getattr(p, name) for p in parts]
+            return None if values[0] is None else np.concatenate(values)
+
+        return SequenceArrays(
+            events={n: np.concatenate([p.events[n] for p in parts]) for n in parts[0].events},
+            offsets=offsets,
+            width=parts[0].width,
+            label=np.concatenate([p.label for p in parts]),
+            user_id=np.concatenate([p.user_id for p in parts]),
+            session_id=np.concatenate([p.session_id for p in parts]),
+            profile=joined("profile"),
+            anomaly_class=joined("anomaly_class"),
+        )
+
+    def with_vocabularies(self, vocabs: Vocabularies) -> SequenceArrays:
+        """Raw item, category and brand ids (as :func:`encode_sequences` leaves them without
+        vocabularies) as vocabulary indices."""
+        encoded = {"item": vocabs.item.encode(self.events["item"])}
+        encoded["category"] = vocabs.category.encode(self.events["category"])
+        if "brand" in self.events and vocabs.brand is not None:
+            encoded["brand"] = vocabs.brand.encode(self.events["brand"])
+        events = {**self.events, **{n: v.astype(EVENT_COLUMNS[n]) for n, v in encoded.items()}}
+        return replace(self, events=events)
+
+    @staticmethod
     def from_padded(
         padded: dict[str, np.ndarray], length: np.ndarray, **per_sequence: Any
     ) -> SequenceArrays:
@@ -359,7 +394,7 @@ class SequenceArrays:
 
 def encode_sequences(
     events: EventTable,
-    vocabs: Vocabularies,
+    vocabs: Vocabularies | None,
     *,
     max_length: int,
     event_label: np.ndarray | None = None,
@@ -367,7 +402,9 @@ def encode_sequences(
     brand_ids: np.ndarray | None = None,
     profile: np.ndarray | None = None,
 ) -> SequenceArrays:
-    """Encode each session (sorted table; sessions at most ``max_length`` long) as a sequence."""
+    """Encode each session (sorted table; sessions at most ``max_length`` long) as a sequence.
+    Without ``vocabs``, item, category and brand stay raw int64 ids, for
+    :meth:`SequenceArrays.with_vocabularies` once the training split is known."""
     offsets = session_offsets(events.session_id)
     lengths = np.diff(offsets)
     if len(lengths) and lengths.max() > max_length:
@@ -381,8 +418,10 @@ def encode_sequences(
     gaps = np.where(is_first, 0.0, np.diff(events.timestamp, prepend=events.timestamp[:1]))
     columns = {
         "event_type": events.event_type + FIRST_KNOWN,
-        "item": vocabs.item.encode(events.item_id),
-        "category": vocabs.category.encode(events.category_id),
+        "item": events.item_id if vocabs is None else vocabs.item.encode(events.item_id),
+        "category": (
+            events.category_id if vocabs is None else vocabs.category.encode(events.category_id)
+        ),
         "gap_bucket": gap_buckets(gaps, is_first),
         "price_bucket": price_buckets(events.price),
         "device": device_codes(events.device, len(events)),
@@ -390,10 +429,16 @@ def encode_sequences(
         "log_price": np.log1p(np.nan_to_num(np.maximum(events.price, 0.0))),
         "event_label": np.zeros(len(events), dtype=bool) if event_label is None else event_label,
     }
-    if brand_ids is not None and vocabs.brand is not None:
+    raw = ("item", "category", "brand") if vocabs is None else ()
+    if brand_ids is not None and vocabs is None:
+        columns["brand"] = brand_ids
+    elif brand_ids is not None and vocabs is not None and vocabs.brand is not None:
         columns["brand"] = vocabs.brand.encode(brand_ids)
     return SequenceArrays(
-        events={name: column.astype(EVENT_COLUMNS[name]) for name, column in columns.items()},
+        events={
+            name: column if name in raw else column.astype(EVENT_COLUMNS[name])
+            for name, column in columns.items()
+        },
         offsets=offsets,
         width=max_length,
         label=np.zeros(n, dtype=bool) if label is None else np.asarray(label, dtype=bool),

@@ -290,6 +290,26 @@ class SequenceLabels:
     eligible: np.ndarray | None = None
     population: np.ndarray | None = None
 
+    @staticmethod
+    def concat(parts: list[SequenceLabels]) -> SequenceLabels:
+        """The sequences of ``parts`` one after another (same types)."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def joined(name: str):
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else np.concatenate(values)
+
+        return SequenceLabels(
+            label=np.concatenate([p.label for p in parts]),
+            anomaly_type=np.concatenate([p.anomaly_type for p in parts]),
+            severity=np.concatenate([p.severity for p in parts]),
+            details=tuple(d for p in parts for d in p.details),
+            type_names=parts[0].type_names,
+            eligible=joined("eligible"),
+            population=joined("population"),
+        )
+
 
 def eligibility(events: EventTable, offsets: np.ndarray, type_names: tuple[str, ...]) -> np.ndarray:
     """(n_sessions, n_types) bool: sessions each registered type can work on."""

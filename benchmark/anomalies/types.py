@@ -196,9 +196,7 @@ def account_takeover(s: Session, ctx: Context) -> Session:
     by_appearance = np.argsort(first, kind="stable")
     replace = ctx.rng.random(len(distinct)) < ctx.severity
     cats = (
-        np.full(len(distinct), new_cat)
-        if switch
-        else s.cols["category_id"][tail][has_item][first]
+        np.full(len(distinct), new_cat) if switch else s.cols["category_id"][tail][has_item][first]
     )
     drawn = ctx.profile.sample_items_like(cats[by_appearance], ctx.rng)
     new = distinct.copy()

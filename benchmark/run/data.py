@@ -7,9 +7,11 @@ fitted on the training split only.
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,12 @@ from benchmark.anomalies.inject import (
     type_counts,
     without_holdout,
 )
-from benchmark.config import DatasetConfig, PublicDatasetConfig, SyntheticDatasetConfig
+from benchmark.config import (
+    DatasetConfig,
+    EventsDatasetConfig,
+    PublicDatasetConfig,
+    SyntheticDatasetConfig,
+)
 from benchmark.errors import ConfigError
 from benchmark.paths import PROJECT_ROOT
 from datasets.cache import cached_load
@@ -32,14 +39,16 @@ from datasets.features import (
     UNKNOWN,
     SequenceArrays,
     Vocabularies,
+    Vocabulary,
     encode_profiles,
     encode_sequences,
     event_brands,
 )
 from datasets.loaders.common import LoadOptions
 from datasets.loaders.registry import LOADERS as PUBLIC_LOADERS
+from datasets.loaders.table import PartitionedTable, partition, partitions_for
 from datasets.schema import Dataset, SchemaError
-from datasets.sessions import SPLITS, limit_lengths, sessionize, split_entities
+from datasets.sessions import SPLITS, LengthReport, limit_lengths, sessionize, split_entities
 from datasets.synthetic import generate
 
 
@@ -126,27 +135,134 @@ def drop_counts(source: Mapping[str, Any]) -> str:
     return ", ".join(f"{n:,} {rule}" for rule, n in ranked)
 
 
+class _Source:
+    """What the data stage reads: one table, or the user partitions of a table too big for
+    ``dataset.memory_gb`` (``datasets.loaders.table.PartitionedTable``)."""
+
+    def __init__(self, cfg: DatasetConfig, seed: int, folder: Path | None) -> None:
+        self.table: PartitionedTable | None = None
+        self.whole: Dataset | None = None
+        if folder is not None:
+            assert isinstance(cfg, EventsDatasetConfig)
+            options = LoadOptions(strict=cfg.strict, max_rows=cfg.max_rows, table=cfg.table)
+            self.table = partition(data_path(cfg.path), options, _partitions(cfg), folder)
+        else:
+            self.whole = load_dataset(cfg, seed)
+
+    def __len__(self) -> int:
+        return 1 if self.table is None else len(self.table)
+
+    def load(self, k: int) -> Dataset:
+        if self.table is not None:
+            return self.table.load(k)
+        assert self.whole is not None
+        whole, self.whole = self.whole, None  # let the table go once a part has it
+        return whole
+
+    def report(self, parts: list[_Part]) -> dict:
+        """The record's ``source``: what was read, dropped and labelled."""
+        if self.table is None:
+            return dict(parts[0].source)
+        report = self.table.report(None)
+        if parts[0].label_counts is not None:
+            counts: Counter[str] = Counter()
+            for part in parts:
+                counts.update(part.label_counts or {})
+            report["labels"] = dict(counts)
+        return report
+
+
+def _partitions(cfg: DatasetConfig) -> int:
+    """User partitions the data stage needs (1: the table fits ``dataset.memory_gb``)."""
+    if not isinstance(cfg, EventsDatasetConfig) or cfg.memory_gb is None:
+        return 1
+    return partitions_for(data_path(cfg.path), cfg.table, cfg.memory_gb)
+
+
+@dataclass
+class _Part:
+    """One table's (or partition's) prepared splits, item and category ids still raw."""
+
+    arrays: dict[str, SequenceArrays]
+    labels: dict[str, SequenceLabels]
+    lengths: LengthReport
+    source_events: int
+    sessions: int
+    load_seconds: float
+    inject_seconds: float
+    dataset: str
+    modalities: tuple[str, ...]
+    source: Mapping[str, Any]
+    label_counts: dict[str, int] | None  # real labels per class; None without
+    anomaly: AnomalyConfig  # the mix as injected (types the data cannot host left out)
+    skipped: dict[str, str]
+    profile_cardinalities: tuple[int, ...]
+    kept: dict[str, LabelledEvents]
+
+
 def prepare_data(
     cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int, *, keep_events: bool = False
 ) -> PreparedData:
-    """Load, sessionise, split, inject and encode. Each event table is let go as soon as the
-    next step has its output, so the peak holds about two copies of the events, not five."""
+    """Load, sessionise, split, inject and encode. A table beyond ``dataset.memory_gb`` is read
+    once into user partitions, each prepared on its own (its own seeds; splits, sessions and
+    injection never need another user's events); vocabularies are then fitted on the whole
+    training split. Each event table is let go as soon as the next step has its output.
+    ``keep_events``: keep each split's injected event table (one partition only)."""
     seeds = derive_seeds(seed, ("load", "split", *(f"inject_{s}" for s in SPLITS)))
+    scratch = _scratch(cfg) if _partitions(cfg) > 1 else None
+    with tempfile.TemporaryDirectory(prefix="partitions-", dir=scratch) as folder:
+        t0 = time.perf_counter()
+        source = _Source(cfg, seeds["load"], Path(folder) if scratch else None)
+        read_s = time.perf_counter() - t0
+        parts: list[_Part] = []
+        for k in range(len(source)):
+            part_seeds = seeds if k == 0 else derive_seeds(_part_seed(seed, k), tuple(seeds))
+            mix = parts[0].anomaly if parts else anomaly
+            base = sum(p.sessions for p in parts)
+            parts.append(_prepare_part(source, k, cfg, mix, part_seeds, base, keep_events))
+        report = source.report(parts)
+    return _merge(cfg, parts, seeds, report, read_s, keep_events)
+
+
+def _scratch(cfg: DatasetConfig) -> Path:
+    """Where partitions are written: the dataset cache folder."""
+    folder = data_path(getattr(cfg, "cache_dir", ".cache/datasets"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _part_seed(seed: int, k: int) -> int:
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def _prepare_part(
+    source: _Source,
+    k: int,
+    cfg: DatasetConfig,
+    anomaly: AnomalyConfig,
+    seeds: dict[str, int],
+    session_base: int,
+    keep_events: bool,
+) -> _Part:
+    """Sessions, splits, injection and encoding (raw ids) of one table (partition ``k``)."""
     seq = cfg.sequence
     t0 = time.perf_counter()
-    dataset = load_dataset(cfg, seeds["load"])
+    dataset = source.load(k)
     load_s = time.perf_counter() - t0
-    source_events = len(dataset.events)
-    events = sessionize(dataset.events, by=seq.session_by, gap_seconds=seq.gap_minutes * 60)
-    dataset = replace(dataset, events=events.take(np.zeros(0, dtype=np.int64)))
-    events, lengths = limit_lengths(
-        events, min_length=seq.min_length, max_length=seq.max_length, keep=seq.truncate
-    )
     real = dataset.session_labels
     if real is not None:
         _check_no_injection(cfg.name, anomaly)
+    source_events = len(dataset.events)
+    events = sessionize(dataset.events, by=seq.session_by, gap_seconds=seq.gap_minutes * 60)
+    dataset = replace(dataset, events=events.take(np.zeros(0, dtype=np.int64)))
+    if seq.session_by == "gap" and session_base:  # gap sessions are numbered per table
+        events = events.with_columns(session_id=events.session_id + session_base)
+    sessions = int(events.session_id.max()) + 1 - session_base if len(events) else 0
+    events, lengths = limit_lengths(
+        events, min_length=seq.min_length, max_length=seq.max_length, keep=seq.truncate
+    )
     skipped: dict[str, str] = {}
-    if real is None and _injects(anomaly):
+    if k == 0 and real is None and _injects(anomaly):
         anomaly, skipped = supported_mix(anomaly, events)
     split_cfg = cfg.split
     splits = split_entities(
@@ -158,13 +274,11 @@ def prepare_data(
     )
     del events
     inject_s = 0.0
-    vocabs: Vocabularies | None = None
     arrays: dict[str, SequenceArrays] = {}
     labels: dict[str, SequenceLabels] = {}
     kept: dict[str, LabelledEvents] = {}
-    facts: dict[str, dict] = {}
     cards: tuple[int, ...] = ()
-    for name in SPLITS:  # train first: the vocabularies are fitted on it
+    for name in SPLITS:
         t1 = time.perf_counter()
         lab = (
             from_session_labels(splits.pop(name), real)
@@ -182,19 +296,12 @@ def prepare_data(
         brands = (
             event_brands(dataset.items, lab.events.item_id) if dataset.items is not None else None
         )
-        if vocabs is None:
-            vocabs = Vocabularies.fit(
-                lab.events,
-                min_count=seq.vocab_min_count,
-                max_items=seq.max_items,
-                train_brands=brands,
-            )
         profile = None
         if dataset.profiles is not None:
             profile, cards = encode_profiles(dataset.profiles, lab.events.user_id[lab.offsets[:-1]])
         encoded = encode_sequences(
             lab.events,
-            vocabs,
+            None,
             max_length=seq.max_length,
             event_label=lab.event_label,
             label=lab.label,
@@ -204,42 +311,83 @@ def prepare_data(
         # The class of the type classifier (objective=classify_type): 0 normal, 1 + type.
         arrays[name] = replace(encoded, anomaly_class=lab.anomaly_type.astype(np.int32) + 1)
         labels[name] = lab.sequence_labels()
-        facts[name] = split_summary(lab, arrays[name])
         if keep_events:
             kept[name] = lab
         del lab, brands, encoded
-    assert vocabs is not None
+    return _Part(
+        arrays=arrays,
+        labels=labels,
+        lengths=lengths,
+        source_events=source_events,
+        sessions=sessions,
+        load_seconds=load_s,
+        inject_seconds=inject_s,
+        dataset=dataset.name,
+        modalities=dataset.modalities,
+        source=dataset.source,
+        label_counts=real.counts() if real is not None else None,
+        anomaly=anomaly,
+        skipped=skipped,
+        profile_cardinalities=cards,
+        kept=kept,
+    )
+
+
+def _merge(
+    cfg: DatasetConfig,
+    parts: list[_Part],
+    seeds: dict[str, int],
+    report: dict,
+    read_s: float,
+    keep_events: bool,
+) -> PreparedData:
+    """The parts' splits joined; vocabularies fitted on the whole training split, then every
+    split's raw ids encoded (one split at a time, so raw and encoded ids of one split only
+    are alive together)."""
+    seq, first = cfg.sequence, parts[0]
+    anomaly, real = first.anomaly, first.label_counts is not None
+    labels = {s: SequenceLabels.concat([p.labels[s] for p in parts]) for s in SPLITS}
+    raw = {s: SequenceArrays.concat([p.arrays.pop(s) for p in parts]) for s in SPLITS}
+    train = raw["train"].events
+    vocabs = Vocabularies(
+        item=Vocabulary.fit(train["item"], min_count=seq.vocab_min_count, max_size=seq.max_items),
+        category=Vocabulary.fit(train["category"], min_count=seq.vocab_min_count),
+        brand=Vocabulary.fit(train["brand"]) if "brand" in train else None,
+    )
+    arrays = {}
+    for split in SPLITS:
+        arrays[split] = raw.pop(split).with_vocabularies(vocabs)
+    source_events = sum(p.source_events for p in parts)
+    load_s = read_s + sum(p.load_seconds for p in parts)
     summary = {
-        "dataset": dataset.name,
-        "source": dict(dataset.source),
-        "modalities": list(dataset.modalities),
+        "dataset": first.dataset,
+        "source": report,
+        "modalities": list(first.modalities),
         "source_events": source_events,
         "load_seconds": load_s,
         "load_events_per_second": source_events / max(load_s, 1e-9),
-        "inject_seconds": inject_s,
-        "anomaly_types_skipped": skipped,
-        "real_labels": real is not None,
+        "inject_seconds": sum(p.inject_seconds for p in parts),
+        "partitions": len(parts),
+        "anomaly_types_skipped": first.skipped,
+        "real_labels": real,
         # Types injected into training and validation: a test type not among them is unseen.
-        "types_seen_in_training": [] if real is not None else _seen_types(anomaly),
-        "lengths": asdict(lengths),
+        "types_seen_in_training": [] if real else _seen_types(anomaly),
+        "lengths": {
+            f.name: sum(getattr(p.lengths, f.name) for p in parts) for f in fields(LengthReport)
+        },
         "vocab": {"items": len(vocabs.item), "categories": len(vocabs.category)},
         "seeds": seeds,
-        "splits": facts,
+        "splits": {s: split_summary(labels[s], arrays[s]) for s in SPLITS},
         "per_type_asked": {
-            name: _asked(anomaly if name == "test" else without_holdout(anomaly), name, lab)
-            for name, lab in labels.items()
-            if real is None
+            s: _asked(anomaly if s == "test" else without_holdout(anomaly), s, labels[s])
+            for s in SPLITS
+            if not real
         },
     }
+    kept = first.kept if keep_events and len(parts) == 1 else None
+    cards = first.profile_cardinalities
     return PreparedData(
-        dataset.name,
-        dataset.modalities,
-        labels,
-        arrays,
-        vocabs,
-        summary,
-        cards,
-        kept if keep_events else None,
+        first.dataset, first.modalities, labels, arrays, vocabs, summary, cards, kept
     )
 
 
@@ -269,16 +417,16 @@ def _check_no_injection(name: str, anomaly: AnomalyConfig) -> None:
         )
 
 
-def split_summary(lab: LabelledEvents, arrays: SequenceArrays) -> dict:
+def split_summary(lab: SequenceLabels, arrays: SequenceArrays) -> dict:
     names = lab.type_names
     per_type = np.bincount(lab.anomaly_type[lab.anomaly_type >= 0], minlength=len(names))
     return {
         "sequences": len(arrays),
-        "events": len(lab.events),
-        "users": len(np.unique(lab.events.user_id)),
+        "events": int(arrays.offsets[-1]),
+        "users": len(np.unique(arrays.user_id)),
         "anomalous_sequences": int(lab.label.sum()),
         "contamination": float(lab.label.mean()) if len(lab.label) else 0.0,
-        "anomalous_events": int(lab.event_label.sum()),
+        "anomalous_events": int(arrays.events["event_label"].sum()),
         "per_type": {name: int(c) for name, c in zip(names, per_type, strict=True)},
         "unknown_item_share": float(np.mean(arrays.events["item"] == UNKNOWN)),
         "mean_length": float(arrays.length.mean()) if len(arrays) else 0.0,

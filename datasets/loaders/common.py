@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -323,11 +323,13 @@ def read_csv(
     quarantine: Quarantine,
     max_rows: int | None = None,
     interners: dict[str, Interner] | None = None,
+    sink: BlockSink | None = None,
 ) -> dict[str, np.ndarray]:
     """The file's columns as compact NumPy arrays: 'int' and 'code' as int64 (nulls
     ``MISSING_ID``; 'code' columns interned through ``interners[name]``), 'float' and 'time'
     as float64 (NaN for nulls; 'time' in epoch seconds), and ``LINE``: each row's line in the
-    file (exact when strict). No Python string survives a block."""
+    file (exact when strict). No Python string survives a block. With a ``sink``, each block
+    goes to it instead (memory bounded by a block) and the columns returned are empty."""
     import pyarrow as pa
 
     interners = {} if interners is None else interners
@@ -335,16 +337,38 @@ def read_csv(
         if c.kind == "code":
             interners.setdefault(c.name, Interner())
     _check_header(path, fmt)
+    counts, examples = Counter(quarantine.counts), list(quarantine.examples)
     try:
-        return _concat(_fast_chunks(path, fmt, quarantine, max_rows, interners), fmt)
+        return _collect(_fast_chunks(path, fmt, quarantine, max_rows, interners), fmt, sink)
     except (pa.ArrowInvalid, UnicodeDecodeError):
-        # A row pyarrow cannot convert: read again line by line to name it or quarantine it.
-        quarantine.counts.clear()
-        quarantine.examples.clear()
+        # A row pyarrow cannot convert: read again line by line to name it or quarantine it
+        # (what this file's fast pass counted, or sent to the sink, is taken back first).
+        quarantine.counts, quarantine.examples = counts, examples
         for c in fmt.columns:
             if c.kind == "code":
                 interners[c.name] = Interner()
-        return _concat(_exact_chunks(path, fmt, quarantine, max_rows, interners), fmt)
+        if sink is not None:
+            sink.restart()
+        return _collect(_exact_chunks(path, fmt, quarantine, max_rows, interners), fmt, sink)
+
+
+class BlockSink(Protocol):
+    """Where a streaming read sends each converted block (and, when it has to read a file
+    again from its start, ``restart``: forget what this file sent)."""
+
+    def __call__(self, block: dict[str, np.ndarray]) -> None: ...
+
+    def restart(self) -> None: ...
+
+
+def _collect(
+    chunks: Iterator[dict[str, np.ndarray]], fmt: CsvFormat, sink: BlockSink | None
+) -> dict[str, np.ndarray]:
+    if sink is None:
+        return _concat(chunks, fmt)
+    for chunk in chunks:
+        sink(chunk)
+    return _concat(iter(()), fmt)
 
 
 # No clickstream row comes near this; a longer "line" is a broken or binary file, and reading it

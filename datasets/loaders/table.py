@@ -29,6 +29,7 @@ from datasets.loaders.common import (
     ISO_8601,
     LINE,
     PRICE,
+    BlockSink,
     Column,
     CsvFormat,
     DataFileError,
@@ -46,7 +47,14 @@ from datasets.loaders.common import (
     read_csv,
     source_report,
 )
-from datasets.schema import EVENT_TYPE_ALIASES, MISSING_ID, Dataset, EventType, SessionLabels
+from datasets.schema import (
+    EVENT_TYPE_ALIASES,
+    MISSING_ID,
+    Dataset,
+    EventTable,
+    EventType,
+    SessionLabels,
+)
 
 FORMATS = ("csv", "parquet", "jsonl")
 UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
@@ -117,7 +125,21 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     rows_read = sum(p.pop("_rows_read")[0] for p in parts)
     for index, part in enumerate(parts):
         part[FILE] = np.full(len(part[LINE]), index, dtype=np.int32)
-    cols = concat_columns(parts)
+    events, real = to_events(concat_columns(parts), files, mapping, q, labels)
+    report = table_report(files, mapping, q, rows_read, real)
+    return Dataset("events", events, source=report, session_labels=real)
+
+
+def to_events(
+    cols: dict[str, np.ndarray],
+    files: list[Path],
+    mapping: TableMapping,
+    q: Quarantine,
+    labels: Interner,
+    check_label_keys: bool = True,
+) -> tuple[EventTable, SessionLabels | None]:
+    """Read rows (every file's, or one partition's) as a sorted event table without repeats,
+    with the labels the mapping names."""
     keys = [k for k in ("session", "user", "timestamp", "event_type", "item") if k in cols]
     places = [place_of(f, m=mapping) for f in files]
     cols = drop_duplicates(cols, keys, q, lambda i: f"{places[cols[FILE][i]]}{cols[LINE][i]}")
@@ -135,18 +157,192 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     )
     real = None
     if mapping.label_file and len(session):
-        real = file_labels(mapping, cols, q)
+        real = file_labels(mapping, cols, q, check_label_keys)
     elif "label" in cols and len(session):
         real = session_labels(cols, mapping, labels)
-    report = source_report(
+    return events.sorted(), real
+
+
+def table_report(
+    files: list[Path],
+    mapping: TableMapping,
+    q: Quarantine,
+    rows_read: int,
+    real: SessionLabels | None,
+    **facts,
+) -> dict:
+    return source_report(
         files,
         rows_read,
         q,
         format=sorted({file_format(f, mapping.format) for f in files}),
         mapping={r: getattr(mapping, r) for r in ROLES if getattr(mapping, r)},
         **({"labels": real.counts()} if real is not None else {}),
+        **facts,
     )
-    return Dataset("events", events.sorted(), source=report, session_labels=real)
+
+
+# What the whole data stage holds per source row at its peak (load, sessions, split,
+# injection, encoding; measured on generated tables in the Taobao layout: results/cpu/README.md).
+STAGE_BYTES_PER_ROW = 320
+# Compressed text is estimated at this many times its size on disk (clickstream CSV: 3-6x).
+TEXT_COMPRESSION_RATIO = 6
+
+
+def estimated_rows(path: Path, mapping: TableMapping) -> int:
+    """Rows of the table without reading it: Parquet metadata, or text bytes over the mean
+    line length of the first MiB (compressed text: its size times TEXT_COMPRESSION_RATIO)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for file in table_files(Path(path), mapping.format):
+        if file_format(file, mapping.format) == "parquet":
+            total += pq.ParquetFile(file).metadata.num_rows
+            continue
+        with open_binary(file) as f:
+            head = f.read(1 << 20)
+        size = file.stat().st_size
+        if file.suffix.lower() in COMPRESSION:
+            size *= TEXT_COMPRESSION_RATIO
+        total += int(size / max(1, len(head)) * max(1, head.count(b"\n")))
+    return total
+
+
+def partitions_for(path: Path, mapping: TableMapping, memory_gb: float) -> int:
+    """How many user partitions keep the data stage's working set within ``memory_gb``."""
+    budget_rows = memory_gb * 2**30 / STAGE_BYTES_PER_ROW
+    return max(1, int(np.ceil(estimated_rows(path, mapping) / budget_rows)))
+
+
+@dataclass
+class PartitionedTable:
+    """An event table read once and written as ``parts`` Parquet files, each holding every
+    row of a disjoint set of users (sessions, without a user column) with the rows already
+    converted and validated; each partition then loads as a table of its own. Splits are by
+    user (or session), sessions never cross users and repeats share their user, so a
+    partition needs nothing from another: memory is bounded by a partition, not the file."""
+
+    files: list[Path]
+    mapping: TableMapping
+    quarantine: Quarantine  # the read's rejections, then each partition's dropped repeats
+    labels: Interner
+    rows_read: int
+    part_files: list[list[Path]]  # per partition, its files (one per source file that had rows)
+    label_keys_found: int = 0
+
+    def __len__(self) -> int:
+        return len(self.part_files)
+
+    def load(self, k: int) -> Dataset:
+        import pyarrow.parquet as pq
+
+        if self.part_files[k]:
+            tables = [pq.read_table(f) for f in self.part_files[k]]
+            cols = {
+                name: np.concatenate([t.column(name).to_numpy() for t in tables])
+                for name in tables[0].column_names
+            }
+        else:
+            cols = self._empty()
+        events, real = to_events(
+            cols, self.files, self.mapping, self.quarantine, self.labels, check_label_keys=False
+        )
+        if real is not None:
+            self.label_keys_found += int(np.sum(real.label_code >= 0))
+        return Dataset("events", events, source={}, session_labels=real)
+
+    def _empty(self) -> dict[str, np.ndarray]:
+        import pyarrow.parquet as pq
+
+        first = next(f for files in self.part_files for f in files)
+        return {
+            n: np.zeros(0, dtype=t.to_pandas_dtype())
+            for n, t in zip(pq.read_schema(first).names, pq.read_schema(first).types, strict=True)
+        }
+
+    def report(self, real: SessionLabels | None) -> dict:
+        return table_report(
+            self.files, self.mapping, self.quarantine, self.rows_read, real, partitions=len(self)
+        )
+
+
+class _PartitionWriter:
+    """Routes converted blocks to ``parts`` Parquet files by a hash of the user id (or of the
+    session id, without a user column); one file per partition and source file, so that a
+    file read again from its start takes back only its own rows."""
+
+    def __init__(self, folder: Path, parts: int) -> None:
+        self.folder, self.parts = folder, parts
+        self.file_index = 0
+        self.writers: dict[int, object] = {}
+        self.done: list[list[Path]] = [[] for _ in range(parts)]
+
+    def start_file(self, index: int) -> None:
+        self.file_index = index
+        self.writers = {}
+
+    def _path(self, k: int) -> Path:
+        return self.folder / f"part-{k:04d}-file-{self.file_index:05d}.parquet"
+
+    def __call__(self, block: dict[str, np.ndarray]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        key = block["user"] if "user" in block else block["session"]
+        part = (_mix64(key) % np.uint64(self.parts)).astype(np.int64)
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(self.parts + 1))
+        block = {**block, FILE: np.full(len(key), self.file_index, dtype=np.int32)}
+        for k in range(self.parts):
+            rows = order[bounds[k] : bounds[k + 1]]
+            if len(rows) == 0:
+                continue
+            table = pa.table({name: column[rows] for name, column in block.items()})
+            if k not in self.writers:
+                self.writers[k] = pq.ParquetWriter(self._path(k), table.schema)
+            self.writers[k].write_table(table)  # type: ignore[attr-defined]
+
+    def restart(self) -> None:
+        for k, writer in self.writers.items():
+            writer.close()  # type: ignore[attr-defined]
+            self._path(k).unlink()
+        self.writers = {}
+
+    def end_file(self) -> None:
+        for k, writer in sorted(self.writers.items()):
+            writer.close()  # type: ignore[attr-defined]
+            self.done[k].append(self._path(k))
+        self.writers = {}
+
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser: ids (often sequential) spread evenly over partitions."""
+    x = values.astype(np.int64).view(np.uint64).copy()
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def partition(path: Path, options: LoadOptions, parts: int, folder: Path) -> PartitionedTable:
+    """Read the table once, block by block, into ``parts`` user partitions under ``folder``."""
+    mapping = options.table or TableMapping()
+    check_mapping(mapping)
+    files = table_files(Path(path), mapping.format)
+    q = Quarantine(options.strict)
+    labels = Interner()
+    writer = _PartitionWriter(folder, parts)
+    rows_read = 0
+    for index, file in enumerate(files):
+        writer.start_file(index)
+        rows_read += stream_one(file, mapping, q, options.max_rows, labels, writer)
+        writer.end_file()
+    if not any(writer.done):
+        raise DataFileError(f"{path}: every row was dropped ({dict(q.counts)}); {HINT}")
+    return PartitionedTable(files, mapping, q, labels, rows_read, writer.done)
 
 
 def check_mapping(m: TableMapping) -> None:
@@ -231,33 +427,105 @@ def read_one(
     """One file's mapped columns by role: validated, times in epoch seconds, event types in
     the vocabulary (``LINE`` keeps each row's line or row number)."""
     fmt = file_format(path, m.format)
-    names = {role: getattr(m, role) for role in ROLES if getattr(m, role)}
-    if m.label_file:
-        names.pop("label", None)  # the labels are in a file of their own
-    events = Interner()
-    interners = {"event_type": events, "label": labels}
+    names, interners = _roles(m), {"event_type": Interner(), "label": labels}
     if fmt == "csv":
         cols, numeric_time = read_text(path, m, names, q, max_rows, interners)
     else:
         cols, numeric_time = read_batches(path, fmt, m, names, q, max_rows, interners)
-    place = place_of(path, fmt)
+    finish = _Finisher(path, fmt, m, q, interners["event_type"], numeric_time)
     rows_read = len(cols[LINE])
-    if numeric_time:
-        cols["timestamp"] = epoch_seconds(cols["timestamp"], m.time_unit)
-    if "event_type" not in cols:
-        views = np.full(rows_read, EventType.VIEW, dtype=np.int8)
-        return cols | {"event_type": views, "_rows_read": np.array([rows_read])}
-    aliases = {**EVENT_TYPE_ALIASES, **{k.lower(): v for k, v in m.event_types.items()}}
-    codes, known = map_type_codes(
-        cols["event_type"],
-        events,
-        aliases,
-        LoadOptions(q.strict),
-        q,
-        lambda i: f"{place}{cols[LINE][i]}",
-    )
-    cols = keep_rows(cols | {"event_type": codes}, known)
-    return cols | {"_rows_read": np.array([rows_read])}
+    return finish(cols) | {"_rows_read": np.array([rows_read])}
+
+
+def stream_one(
+    path: Path,
+    m: TableMapping,
+    q: Quarantine,
+    max_rows: int | None,
+    labels: Interner,
+    sink: BlockSink,
+) -> int:
+    """:func:`read_one` block by block: each finished block goes to ``sink`` (memory bounded
+    by a block); returns the rows read."""
+    fmt = file_format(path, m.format)
+    names, interners = _roles(m), {"event_type": Interner(), "label": labels}
+    stream = _FinishingSink(_Finisher(path, fmt, m, q, interners["event_type"]), sink)
+    if fmt == "csv":
+        read_text(path, m, names, q, max_rows, interners, sink=stream)
+    else:
+        read_batches(path, fmt, m, names, q, max_rows, interners, sink=stream)
+    return stream.rows_read
+
+
+def _roles(m: TableMapping) -> dict[str, str]:
+    names = {role: getattr(m, role) for role in ROLES if getattr(m, role)}
+    if m.label_file:
+        names.pop("label", None)  # the labels are in a file of their own
+    return names
+
+
+class _Finisher:
+    """Read columns (a file's, or one block's) to their final form: numeric times in epoch
+    seconds (an 'auto' unit fixed by the first rows it sees), event types in the vocabulary."""
+
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        m: TableMapping,
+        q: Quarantine,
+        events: Interner,
+        numeric_time: bool | None = None,
+    ) -> None:
+        self.place, self.m, self.q, self.events = place_of(path, fmt), m, q, events
+        self.numeric_time = numeric_time
+        self.unit = m.time_unit
+        self.aliases = {**EVENT_TYPE_ALIASES, **{k.lower(): v for k, v in m.event_types.items()}}
+
+    def __call__(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.numeric_time:
+            if self.unit == "auto" and len(cols["timestamp"]):
+                self.unit = time_unit_of(cols["timestamp"])
+            cols["timestamp"] = epoch_seconds(cols["timestamp"], self.unit)
+        if "event_type" not in cols:
+            return cols | {"event_type": np.full(len(cols[LINE]), EventType.VIEW, dtype=np.int8)}
+        codes, known = map_type_codes(
+            cols["event_type"],
+            self.events,
+            self.aliases,
+            LoadOptions(self.q.strict),
+            self.q,
+            lambda i: f"{self.place}{cols[LINE][i]}",
+        )
+        return keep_rows(cols | {"event_type": codes}, known)
+
+
+class _FinishingSink:
+    """Finishes each block a reader streams (role-named columns) and passes it on."""
+
+    def __init__(self, finish: _Finisher, sink: BlockSink) -> None:
+        self.finish, self.sink, self.rows_read = finish, sink, 0
+
+    def __call__(self, block: dict[str, np.ndarray]) -> None:
+        self.rows_read += len(block[LINE])
+        self.sink(self.finish(block))
+
+    def restart(self) -> None:
+        self.rows_read = 0
+        self.sink.restart()
+
+
+class _RenamingSink:
+    """A CSV reader's blocks (columns by the file's names) as role-named blocks."""
+
+    def __init__(self, columns: dict[str, Column], sink: _FinishingSink) -> None:
+        self.columns, self.sink = columns, sink
+
+    def __call__(self, block: dict[str, np.ndarray]) -> None:
+        self.sink({role: block[c.name] for role, c in self.columns.items()} | {LINE: block[LINE]})
+
+    def restart(self) -> None:
+        self.sink.restart()
 
 
 def place_of(path: Path, fmt: str | None = None, m: TableMapping | None = None) -> str:
@@ -290,7 +558,9 @@ def columns_for(
     return cols
 
 
-def read_text(path, m, names, q, max_rows, interners) -> tuple[dict[str, np.ndarray], bool]:
+def read_text(
+    path, m, names, q, max_rows, interners, sink: _FinishingSink | None = None
+) -> tuple[dict[str, np.ndarray], bool]:
     tsv = ".tsv" in [s.lower() for s in path.suffixes]
     delimiter = m.delimiter if m.delimiter != "auto" else ("\t" if tsv else ",")
     header = list(m.column_names) if m.column_names else None
@@ -306,10 +576,15 @@ def read_text(path, m, names, q, max_rows, interners) -> tuple[dict[str, np.ndar
         file_columns=tuple(header or ()),
     )
     by_name = {c.name: interners[r] for r, c in columns.items() if c.kind == "code"}
-    raw = read_csv(path, fmt, q, max_rows, by_name)
+    numeric_time = types.get("timestamp") not in ("string", None)
+    renaming = None
+    if sink is not None:
+        sink.finish.numeric_time = numeric_time
+        renaming = _RenamingSink(columns, sink)
+    raw = read_csv(path, fmt, q, max_rows, by_name, sink=renaming)
     out = {role: raw[c.name] for role, c in columns.items()}
     out[LINE] = raw[LINE]
-    return out, types.get("timestamp") not in ("string", None)
+    return out, numeric_time
 
 
 def sniff_csv(
@@ -358,9 +633,11 @@ def type_of(schema, name: str, role: str, path: Path) -> str:
     return "string"
 
 
-def read_batches(path, fmt, m, names, q, max_rows, interners) -> tuple[dict, bool]:
+def read_batches(
+    path, fmt, m, names, q, max_rows, interners, sink: _FinishingSink | None = None
+) -> tuple[dict, bool]:
     """Parquet and JSON Lines: record batches of the mapped columns, each cast to its kind's
-    type and converted like a CSV block."""
+    type and converted like a CSV block (with a ``sink``: each block goes there)."""
     place = place_of(path, fmt)
     parts, seen, columns, types = [], 0, None, {}
     for batch in record_batches(path, fmt, list(names.values())):
@@ -377,9 +654,16 @@ def read_batches(path, fmt, m, names, q, max_rows, interners) -> tuple[dict, boo
         fmt_ = CsvFormat(",", tuple(columns.values()))
         by_name = {c.name: interners[r] for r, c in columns.items() if c.kind == "code"}
         block = convert_block(arrays, rows, fmt_, q, by_name, place)
-        parts.append({role: block[c.name] for role, c in columns.items()} | {LINE: block[LINE]})
-    if not parts:
+        by_role = {role: block[c.name] for role, c in columns.items()} | {LINE: block[LINE]}
+        if sink is None:
+            parts.append(by_role)
+        else:
+            sink.finish.numeric_time = types.get("timestamp") not in ("string", None)
+            sink(by_role)
+    if columns is None:
         raise DataFileError(f"{path}: the table has no rows; check dataset.path")
+    if sink is not None:
+        return {}, False
     return concat_columns(parts), types.get("timestamp") not in ("string", None)
 
 
@@ -422,12 +706,16 @@ def as_kind(arr, col: Column):
 
 
 def epoch_seconds(values: np.ndarray, unit: str) -> np.ndarray:
-    """Numeric times in epoch seconds: divided by ``unit`` ('auto': the unit that puts the
-    median time in the years 1970-2099)."""
+    """Numeric times in epoch seconds: divided by ``unit`` ('auto': :func:`time_unit_of`)."""
     if unit == "auto":
-        median = float(np.nanmedian(np.abs(values))) if len(values) else 0.0
-        unit = next((u for u, f in UNITS.items() if median / f < 4.2e9), "ns")
+        unit = time_unit_of(values)
     return values / UNITS[unit]
+
+
+def time_unit_of(values: np.ndarray) -> str:
+    """The unit that puts the median time in the years 1970-2099."""
+    median = float(np.nanmedian(np.abs(values))) if len(values) else 0.0
+    return next((u for u, f in UNITS.items() if median / f < 4.2e9), "ns")
 
 
 def session_labels(cols: dict, m: TableMapping, labels: Interner) -> SessionLabels:
@@ -451,9 +739,12 @@ def session_labels(cols: dict, m: TableMapping, labels: Interner) -> SessionLabe
     )
 
 
-def file_labels(m: TableMapping, cols: dict[str, np.ndarray], q: Quarantine) -> SessionLabels:
+def file_labels(
+    m: TableMapping, cols: dict[str, np.ndarray], q: Quarantine, check_keys: bool = True
+) -> SessionLabels:
     """Labels from ``m.label_file`` for every session (or user) of the events; the ones it
-    does not list are normal."""
+    does not list are normal. ``check_keys``: fail when the file names none of the events'
+    keys (a partition of the events may well hold none of them)."""
     by_user = m.label_level == "user" or "session" not in cols
     role = "user" if by_user else "session"
     key_column = m.label_key or getattr(m, role)
@@ -471,7 +762,7 @@ def file_labels(m: TableMapping, cols: dict[str, np.ndarray], q: Quarantine) -> 
     listed = session_labels(read, replace(m, label_level=role), labels)
     keys = np.unique(cols[role])
     found = listed.lookup(keys)
-    if len(keys) and not np.any(found != -2) and len(listed.session_id):
+    if check_keys and len(keys) and not np.any(found != -2) and len(listed.session_id):
         raise DataFileError(
             f"{path}: none of its {len(listed.session_id):,} {role} keys ({key_column!r}) is a "
             f"{role} of the events; are both the same kind of id (numbers or text)?"

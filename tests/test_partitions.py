@@ -1,0 +1,123 @@
+"""A table beyond dataset.memory_gb is prepared partition by partition: the same sequences as
+the whole table in one piece, splits still disjoint by user, vocabularies still from the whole
+training split, and nothing left on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from benchmark.run.data import prepare_data
+from datasets.features import FIRST_KNOWN
+
+from .conftest import compose_typed
+from .test_benchmarks import TAOBAO_FIELDS, write_taobao_file
+
+TAOBAO = [
+    "dataset=events",
+    "dataset.table.user=user",
+    "dataset.table.session=null",
+    "dataset.table.item=item",
+    "dataset.table.category=category",
+    "dataset.table.event_type=behavior",
+    "dataset.table.timestamp=time",
+    "dataset.table.time_unit=s",
+    "dataset.table.time_format=null",
+    "dataset.table.price=null",
+    "dataset.sequence.session_by=gap",
+    "dataset.cache=false",
+]
+
+
+@pytest.fixture(scope="module")
+def taobao(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("taobao")
+    csv = folder / "UserBehavior.csv"
+    write_taobao_file(csv, 60_000, users=600)
+    path = folder / "events.parquet"
+    pq.write_table(pacsv.read_csv(csv, pacsv.ReadOptions(column_names=TAOBAO_FIELDS)), path)
+    return path
+
+
+def prepared(path, tmp_path, *overrides):
+    cache = tmp_path / "cache"
+    cfg = compose_typed([*TAOBAO, f"dataset.path={path}", f"dataset.cache_dir={cache}", *overrides])
+    return prepare_data(cfg.dataset, cfg.anomaly, 0), cache
+
+
+def test_partitions_give_the_same_sequences_as_the_whole_table(taobao, tmp_path):
+    every_event = ["anomaly=none", "dataset.sequence.min_length=1"]
+    whole, _ = prepared(taobao, tmp_path, *every_event, "dataset.memory_gb=null")
+    parts, cache = prepared(taobao, tmp_path, *every_event, "dataset.memory_gb=0.005")
+    assert whole.summary["partitions"] == 1
+    assert parts.summary["partitions"] >= 3  # 60k rows over a 16k-row budget
+    assert list(cache.iterdir()) == []  # the partition files are gone
+    for key in ("source_events", "lengths"):
+        assert parts.summary[key] == whole.summary[key], key
+
+    def lengths(data) -> list[int]:
+        every = np.concatenate([data.arrays[s].length for s in ("train", "val", "test")])
+        return sorted(every.tolist())
+
+    assert lengths(parts) == lengths(whole)  # gap sessions do not depend on the partition
+    users = {s: set(parts.arrays[s].user_id.tolist()) for s in ("train", "val", "test")}
+    assert not users["train"] & users["val"]
+    assert not users["train"] & users["test"]
+    assert not users["val"] & users["test"]
+    sessions = np.concatenate([parts.arrays[s].session_id for s in ("train", "val", "test")])
+    assert len(np.unique(sessions)) == len(sessions)
+    # The item vocabulary holds exactly the items of the training users' events.
+    source = pq.read_table(taobao)
+    user, item = source["user"].to_numpy(), source["item"].to_numpy()
+    train_items = len(np.unique(item[np.isin(user, list(users["train"]))]))
+    assert len(parts.vocabs.item) == FIRST_KNOWN + train_items
+    shares = [parts.summary["splits"][s]["users"] / 600 for s in ("train", "val", "test")]
+    assert shares == pytest.approx([0.7, 0.15, 0.15], abs=0.06)
+
+
+def test_partitions_inject_at_the_asked_rate_with_exact_labels(taobao, tmp_path):
+    data, _ = prepared(taobao, tmp_path, "dataset.memory_gb=0.005")
+    test = data.summary["splits"]["test"]
+    asked = data.summary["per_type_asked"]["test"]
+    assert test["anomalous_sequences"] == pytest.approx(sum(asked.values()), abs=3)
+    assert test["contamination"] == pytest.approx(0.1, abs=0.02)
+    arrays, labels = data.arrays["test"], data.labelled["test"]
+    flagged = np.add.reduceat(arrays.events["event_label"], arrays.offsets[:-1]) > 0
+    assert not np.any(flagged & ~labels.label)  # changed events only in labelled sequences
+    assert len(labels.details) == labels.label.sum()
+
+
+def test_the_users_own_labels_survive_partitioning(tmp_path):
+    rows = ["user,ts,type,item,label"]
+    rng = np.random.default_rng(1)
+    for u in range(300):
+        bot = u % 5 == 0
+        for k in range(40):
+            item = 7 if bot else int(rng.integers(1, 500))
+            rows.append(f"{u},{1_700_000_000 + k * 7},view,{item},{'bot' if bot else 'human'}")
+    path = tmp_path / "own.csv"
+    path.write_text("\n".join(rows) + "\n")
+    own = [
+        "anomaly=none",
+        "dataset.table.session=null",
+        "dataset.table.user=user",
+        "dataset.table.timestamp=ts",
+        "dataset.table.event_type=type",
+        "dataset.table.item=item",
+        "dataset.table.category=null",
+        "dataset.table.label=label",
+        "dataset.table.label_level=user",
+        "dataset.sequence.session_by=session",
+        "dataset.sequence.max_length=50",
+    ]
+    whole, _ = prepared(path, tmp_path, *own, "dataset.memory_gb=null")
+    parts, _ = prepared(path, tmp_path, *own, "dataset.memory_gb=0.001")
+    assert parts.summary["partitions"] >= 3
+    assert parts.summary["source"]["labels"] == whole.summary["source"]["labels"]
+    assert parts.summary["source"]["labels"] == {"normal": 240, "bot": 60}
+    for split in ("train", "val", "test"):
+        arrays, labels = parts.arrays[split], parts.labelled[split]
+        bots = arrays.user_id % 5 == 0
+        assert np.array_equal(labels.label, bots), split
