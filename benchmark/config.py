@@ -227,9 +227,15 @@ class EventsDatasetConfig(PublicDatasetConfig):
     category, price, label), the time unit or format, event-type names
     (datasets/loaders/table.py)."""
     memory_gb: float | None = 2.0
-    """The data stage's working set: a table estimated beyond it is read once into user
-    partitions (Parquet files under ``cache_dir``, removed afterwards), each prepared on its
-    own; the prepared arrays (about 22 bytes per event) come on top. null: never partition."""
+    """The data stage's working set per partition: a table estimated beyond it is read once
+    into user partitions (Parquet files under ``cache_dir``, removed afterwards), each
+    prepared on its own; the prepared arrays (about 22 bytes per event) come on top. The
+    partitions depend on the table and this budget only, so a config gives the same data on
+    any machine. null: never partition."""
+    workers: int = 0
+    """Partitions prepared at a time, each in a process of its own holding up to
+    ``memory_gb`` (0: one per CPU, as ``threads`` chooses; never more than the memory
+    available holds)."""
 
 
 @dataclass

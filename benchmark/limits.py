@@ -66,6 +66,7 @@ LIMITS: dict[str, Limit] = {
     "dataset.max_rows": Limit(1, hint="(null reads every row)"),
     "dataset.cache_min_mb": AT_LEAST_0,
     "dataset.memory_gb": Limit(0.001, 4096, hint="(null never partitions)"),
+    "dataset.workers": Limit(0, hint="(0: one per CPU)"),
     "dataset.sequence.gap_minutes": POSITIVE,
     "dataset.sequence.max_items": Limit(1, hint="(null keeps every item)"),
     "dataset.sequence.max_length": AT_LEAST_1,

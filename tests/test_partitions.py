@@ -78,7 +78,13 @@ def test_partitions_give_the_same_sequences_as_the_whole_table(taobao, tmp_path)
 
 
 def test_partitions_inject_at_the_asked_rate_with_exact_labels(taobao, tmp_path):
-    data, _ = prepared(taobao, tmp_path, "dataset.memory_gb=0.005")
+    data, _ = prepared(taobao, tmp_path, "dataset.memory_gb=0.005", "dataset.workers=2")
+    alone, _ = prepared(taobao, tmp_path, "dataset.memory_gb=0.005", "dataset.workers=1")
+    for split in ("train", "val", "test"):  # worker processes change nothing
+        a, b = data.arrays[split], alone.arrays[split]
+        assert np.array_equal(a.session_id, b.session_id), split
+        for name, column in a.events.items():
+            assert np.array_equal(column, b.events[name]), (split, name)
     test = data.summary["splits"]["test"]
     asked = data.summary["per_type_asked"]["test"]
     assert test["anomalous_sequences"] == pytest.approx(sum(asked.values()), abs=3)
@@ -121,3 +127,22 @@ def test_the_users_own_labels_survive_partitioning(tmp_path):
         arrays, labels = parts.arrays[split], parts.labelled[split]
         bots = arrays.user_id % 5 == 0
         assert np.array_equal(labels.label, bots), split
+
+
+def test_a_workers_error_is_raised_as_its_own_and_a_dead_worker_names_the_fix(taobao, tmp_path):
+    from dataclasses import replace
+
+    from benchmark.run.data import run_workers
+    from benchmark.run.workers import worker_result
+    from datasets.loaders.common import Interner, Quarantine
+    from datasets.loaders.table import PartitionedTable, TableMapping
+
+    cfg = compose_typed([*TAOBAO, f"dataset.path={taobao}"])
+    missing = tmp_path / "gone.parquet"
+    table = PartitionedTable([taobao], TableMapping(), Quarantine(True), Interner(), 0, [[]])
+    broken = replace(table, part_files=[[missing], [missing]])
+    tasks = [(broken, k, cfg.dataset, cfg.anomaly, {}) for k in (0, 1)]
+    with pytest.raises(FileNotFoundError, match=r"gone\.parquet"):
+        run_workers(tasks, 2, tmp_path)
+    with pytest.raises(MemoryError, match=r"lower dataset\.memory_gb or dataset\.workers"):
+        worker_result(tmp_path, 7, -9)

@@ -7,15 +7,20 @@ fitted on the training split only.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from benchmark.anomalies.core import LabelledEvents, SequenceLabels, from_session_labels
 from benchmark.anomalies.inject import (
@@ -34,6 +39,8 @@ from benchmark.config import (
 )
 from benchmark.errors import ConfigError
 from benchmark.paths import PROJECT_ROOT
+from benchmark.run.threads import resolve_threads
+from benchmark.run.workers import worker_result, write_task
 from datasets.cache import cached_load
 from datasets.features import (
     UNKNOWN,
@@ -163,13 +170,23 @@ class _Source:
         """The record's ``source``: what was read, dropped and labelled."""
         if self.table is None:
             return dict(parts[0].source)
-        report = self.table.report(None)
+        report = self.table.report([part.source for part in parts])
         if parts[0].label_counts is not None:
             counts: Counter[str] = Counter()
             for part in parts:
                 counts.update(part.label_counts or {})
             report["labels"] = dict(counts)
         return report
+
+
+def _workers(cfg: DatasetConfig) -> int:
+    """Partitions prepared at a time: ``dataset.workers`` (0: one per CPU, as ``threads``
+    chooses), never more than the memory available holds at ``dataset.memory_gb`` each."""
+    assert isinstance(cfg, EventsDatasetConfig)
+    assert cfg.memory_gb is not None
+    wanted = resolve_threads(cfg.workers)[0]
+    fits = int(psutil.virtual_memory().available // (cfg.memory_gb * 2**30))
+    return max(1, min(wanted, fits))
 
 
 def _partitions(cfg: DatasetConfig) -> int:
@@ -187,7 +204,7 @@ class _Part:
     labels: dict[str, SequenceLabels]
     lengths: LengthReport
     source_events: int
-    sessions: int
+    sessions: int  # gap sessions are numbered 0 .. sessions - 1 in each part
     load_seconds: float
     inject_seconds: float
     dataset: str
@@ -205,23 +222,85 @@ def prepare_data(
 ) -> PreparedData:
     """Load, sessionise, split, inject and encode. A table beyond ``dataset.memory_gb`` is read
     once into user partitions, each prepared on its own (its own seeds; splits, sessions and
-    injection never need another user's events); vocabularies are then fitted on the whole
-    training split. Each event table is let go as soon as the next step has its output.
-    ``keep_events``: keep each split's injected event table (one partition only)."""
+    injection never need another user's events), ``dataset.workers`` at a time; vocabularies
+    are then fitted on the whole training split. Each event table is let go as soon as the
+    next step has its output. ``keep_events``: keep each split's injected event table (a
+    table in one piece only)."""
     seeds = derive_seeds(seed, ("load", "split", *(f"inject_{s}" for s in SPLITS)))
     scratch = _scratch(cfg) if _partitions(cfg) > 1 else None
     with tempfile.TemporaryDirectory(prefix="partitions-", dir=scratch) as folder:
         t0 = time.perf_counter()
         source = _Source(cfg, seeds["load"], Path(folder) if scratch else None)
         read_s = time.perf_counter() - t0
-        parts: list[_Part] = []
-        for k in range(len(source)):
-            part_seeds = seeds if k == 0 else derive_seeds(_part_seed(seed, k), tuple(seeds))
-            mix = parts[0].anomaly if parts else anomaly
-            base = sum(p.sessions for p in parts)
-            parts.append(_prepare_part(source, k, cfg, mix, part_seeds, base, keep_events))
+        first = _prepare_part(partial(source.load, 0), cfg, anomaly, seeds, keep_events)
+        others = _other_parts(source, cfg, first.anomaly, seed, seeds, Path(folder))
+        parts = [first, *others]
         report = source.report(parts)
     return _merge(cfg, parts, seeds, report, read_s, keep_events)
+
+
+def _other_parts(
+    source: _Source,
+    cfg: DatasetConfig,
+    anomaly: AnomalyConfig,
+    seed: int,
+    seeds: dict,
+    folder: Path,
+) -> list[_Part]:
+    """Partitions 1 .. k-1 with the mix the first one settled: here, or in worker processes
+    (``python -m benchmark.run.partition_worker``, a fresh interpreter each: no fork of a
+    process that may hold torch or JAX threads, no re-run of the caller's script) when
+    ``dataset.workers`` allows."""
+    if source.table is None:
+        return []
+    table = source.table
+    tasks = [
+        (table, k, cfg, anomaly, derive_seeds(_part_seed(seed, k), tuple(seeds)))
+        for k in range(1, len(table))
+    ]
+    workers = min(_workers(cfg), len(tasks))
+    if workers <= 1:
+        return [prepare_partition(*task) for task in tasks]
+    return run_workers(tasks, workers, folder)
+
+
+def prepare_partition(
+    table: PartitionedTable, k: int, cfg: DatasetConfig, anomaly: AnomalyConfig, seeds: dict
+) -> _Part:
+    """Partition ``k`` of ``table`` prepared (a worker process's whole job)."""
+    return _prepare_part(partial(table.load, k), cfg, anomaly, seeds, False)
+
+
+def run_workers(tasks: list[tuple], workers: int, folder: Path) -> list:
+    """:func:`prepare_partition` of each task, ``workers`` processes at a time, results in
+    task order. A worker's error is raised here as it was raised there; a worker that dies
+    (killed, out of memory) is one line naming the fix."""
+    pending = list(enumerate(tasks))
+    running: dict[int, subprocess.Popen] = {}
+    results: dict[int, Any] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                index, task = pending.pop(0)
+                write_task(folder, index, task)
+                running[index] = _start_worker(folder, index)
+            for index, process in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[index]
+                results[index] = worker_result(folder, index, process.returncode)
+            time.sleep(0.05)
+    finally:
+        for process in running.values():
+            process.kill()
+            process.wait()
+    return [results[i] for i in range(len(tasks))]
+
+
+def _start_worker(folder: Path, index: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *sys.path[1:]])}
+    command = [sys.executable, "-m", "benchmark.run.partition_worker", str(folder), str(index)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
 
 
 def _scratch(cfg: DatasetConfig) -> Path:
@@ -236,18 +315,17 @@ def _part_seed(seed: int, k: int) -> int:
 
 
 def _prepare_part(
-    source: _Source,
-    k: int,
+    load: Callable[[], Dataset],
     cfg: DatasetConfig,
     anomaly: AnomalyConfig,
     seeds: dict[str, int],
-    session_base: int,
     keep_events: bool,
 ) -> _Part:
-    """Sessions, splits, injection and encoding (raw ids) of one table (partition ``k``)."""
+    """Sessions, splits, injection and encoding (raw ids) of one table (or partition), read
+    here by ``load`` so that no caller holds the table while it is prepared."""
     seq = cfg.sequence
     t0 = time.perf_counter()
-    dataset = source.load(k)
+    dataset = load()
     load_s = time.perf_counter() - t0
     real = dataset.session_labels
     if real is not None:
@@ -255,14 +333,12 @@ def _prepare_part(
     source_events = len(dataset.events)
     events = sessionize(dataset.events, by=seq.session_by, gap_seconds=seq.gap_minutes * 60)
     dataset = replace(dataset, events=events.take(np.zeros(0, dtype=np.int64)))
-    if seq.session_by == "gap" and session_base:  # gap sessions are numbered per table
-        events = events.with_columns(session_id=events.session_id + session_base)
-    sessions = int(events.session_id.max()) + 1 - session_base if len(events) else 0
+    sessions = int(events.session_id.max()) + 1 if len(events) else 0
     events, lengths = limit_lengths(
         events, min_length=seq.min_length, max_length=seq.max_length, keep=seq.truncate
     )
     skipped: dict[str, str] = {}
-    if k == 0 and real is None and _injects(anomaly):
+    if real is None and _injects(anomaly):
         anomaly, skipped = supported_mix(anomaly, events)
     split_cfg = cfg.split
     splits = split_entities(
@@ -346,6 +422,8 @@ def _merge(
     are alive together)."""
     seq, first = cfg.sequence, parts[0]
     anomaly, real = first.anomaly, first.label_counts is not None
+    if seq.session_by == "gap":
+        _number_sessions_apart(parts)
     labels = {s: SequenceLabels.concat([p.labels[s] for p in parts]) for s in SPLITS}
     raw = {s: SequenceArrays.concat([p.arrays.pop(s) for p in parts]) for s in SPLITS}
     train = raw["train"].events
@@ -389,6 +467,19 @@ def _merge(
     return PreparedData(
         first.dataset, first.modalities, labels, arrays, vocabs, summary, cards, kept
     )
+
+
+def _number_sessions_apart(parts: list[_Part]) -> None:
+    """Gap sessions are numbered from 0 in each part: shift each part's past the ones before
+    (the arrays' session ids and the injection metadata's)."""
+    base = 0
+    for part in parts:
+        for split in SPLITS:
+            arrays = part.arrays[split]
+            part.arrays[split] = replace(arrays, session_id=arrays.session_id + base)
+            for entry in part.labels[split].details:
+                entry["session"] += base
+        base += part.sessions
 
 
 def _asked(anomaly: AnomalyConfig, split: str, lab: SequenceLabels) -> dict[str, int]:

@@ -22,7 +22,7 @@ import itertools
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,6 +114,15 @@ class Quarantine:
 
     def report(self) -> dict:
         return {"quarantined": dict(self.counts), "examples": list(self.examples)}
+
+    def merged(self, reports: Iterable[Mapping[str, Any]]) -> Quarantine:
+        """A copy with other quarantines' reports (counts and examples) added."""
+        out = Quarantine(self.strict, Counter(self.counts), list(self.examples))
+        for report in reports:
+            out.counts.update(report.get("quarantined") or {})
+            room = max(0, MAX_EXAMPLES - len(out.examples))
+            out.examples.extend(list(report.get("examples") or [])[:room])
+        return out
 
 
 class Interner:

@@ -17,10 +17,11 @@ column, its user). Values in ``normal_labels`` are normal; every other value is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -209,7 +210,9 @@ def estimated_rows(path: Path, mapping: TableMapping) -> int:
 
 
 def partitions_for(path: Path, mapping: TableMapping, memory_gb: float) -> int:
-    """How many user partitions keep the data stage's working set within ``memory_gb``."""
+    """How many user partitions keep one partition's working set within ``memory_gb`` (1: the
+    table fits in one piece). It depends on the table and the budget alone, never on the
+    machine, so the same config gives the same data anywhere."""
     budget_rows = memory_gb * 2**30 / STAGE_BYTES_PER_ROW
     return max(1, int(np.ceil(estimated_rows(path, mapping) / budget_rows)))
 
@@ -228,7 +231,6 @@ class PartitionedTable:
     labels: Interner
     rows_read: int
     part_files: list[list[Path]]  # per partition, its files (one per source file that had rows)
-    label_keys_found: int = 0
 
     def __len__(self) -> int:
         return len(self.part_files)
@@ -244,12 +246,9 @@ class PartitionedTable:
             }
         else:
             cols = self._empty()
-        events, real = to_events(
-            cols, self.files, self.mapping, self.quarantine, self.labels, check_label_keys=False
-        )
-        if real is not None:
-            self.label_keys_found += int(np.sum(real.label_code >= 0))
-        return Dataset("events", events, source={}, session_labels=real)
+        q = Quarantine(self.quarantine.strict)  # this partition's repeats, in its ``source``
+        events, real = to_events(cols, self.files, self.mapping, q, self.labels, False)
+        return Dataset("events", events, source=q.report(), session_labels=real)
 
     def _empty(self) -> dict[str, np.ndarray]:
         import pyarrow.parquet as pq
@@ -260,10 +259,11 @@ class PartitionedTable:
             for n, t in zip(pq.read_schema(first).names, pq.read_schema(first).types, strict=True)
         }
 
-    def report(self, real: SessionLabels | None) -> dict:
-        return table_report(
-            self.files, self.mapping, self.quarantine, self.rows_read, real, partitions=len(self)
-        )
+    def report(self, dropped: list[Mapping[str, Any]]) -> dict:
+        """The source report: the read's rejections plus each partition's ``dropped`` rows
+        (the ``source`` of the datasets :meth:`load` gave)."""
+        q = self.quarantine.merged(dropped)
+        return table_report(self.files, self.mapping, q, self.rows_read, None, partitions=len(self))
 
 
 class _PartitionWriter:
