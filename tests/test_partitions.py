@@ -146,3 +146,31 @@ def test_a_workers_error_is_raised_as_its_own_and_a_dead_worker_names_the_fix(ta
         run_workers(tasks, 2, tmp_path)
     with pytest.raises(MemoryError, match=r"lower dataset\.memory_gb or dataset\.workers"):
         worker_result(tmp_path, 7, -9)
+
+
+def test_prepared_data_is_cached_by_everything_that_made_it(taobao, tmp_path, caplog):
+    cached = ["dataset.cache=true", "dataset.cache_min_mb=0"]
+    first, cache = prepared(taobao, tmp_path, *cached)
+    again, _ = prepared(taobao, tmp_path, *cached)
+    assert first.summary["prepared_cache"]["status"] == "stored"
+    assert again.summary["prepared_cache"]["status"] == "hit"
+    for split in ("train", "val", "test"):
+        a, b = first.arrays[split], again.arrays[split]
+        assert a.width == b.width
+        for name, column in a.columns().items():
+            assert np.array_equal(column, b.columns()[name]), (split, name)
+        assert again.labelled[split].details == first.labelled[split].details
+        assert np.array_equal(again.labelled[split].eligible, first.labelled[split].eligible)
+    assert np.array_equal(again.vocabs.item.values, first.vocabs.item.values)
+    assert {k: v for k, v in again.summary.items() if k != "prepared_cache"} == {
+        k: v for k, v in first.summary.items() if k != "prepared_cache"
+    }
+    other, _ = prepared(taobao, tmp_path, *cached, "anomaly.severity=0.5")
+    assert other.summary["prepared_cache"]["status"] == "stored"  # another key
+    assert len(list(cache.glob("prepared-*.npz"))) == 2
+    stored = first.summary["prepared_cache"]["file"]
+    with open(stored, "r+b") as f:  # a damaged copy is prepared again, with a warning
+        f.truncate(1000)
+    rebuilt, _ = prepared(taobao, tmp_path, *cached)
+    assert rebuilt.summary["prepared_cache"]["status"] == "stored"
+    assert "unreadable" in caplog.text

@@ -39,9 +39,10 @@ from benchmark.config import (
 )
 from benchmark.errors import ConfigError
 from benchmark.paths import PROJECT_ROOT
+from benchmark.run import prepared_cache
 from benchmark.run.threads import resolve_threads
 from benchmark.run.workers import worker_result, write_task
-from datasets.cache import cached_load
+from datasets.cache import cached_load, input_files
 from datasets.features import (
     UNKNOWN,
     SequenceArrays,
@@ -220,6 +221,34 @@ class _Part:
 def prepare_data(
     cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int, *, keep_events: bool = False
 ) -> PreparedData:
+    """:func:`prepare_fresh`, through the prepared-data cache (``benchmark.run.prepared_cache``)
+    when ``dataset.cache`` is on and the input files weigh ``dataset.cache_min_mb`` or more."""
+    file = None if keep_events else _prepared_file(cfg, anomaly, seed)
+    stored = prepared_cache.read(file) if file is not None and file.exists() else None
+    if file is not None and stored is not None:
+        cache = {"status": "hit", "file": str(file)}
+        return PreparedData(**{**stored, "summary": {**stored["summary"], "prepared_cache": cache}})
+    prepared = prepare_fresh(cfg, anomaly, seed, keep_events=keep_events)
+    if file is not None:
+        prepared_cache.write(file, prepared)
+        prepared.summary["prepared_cache"] = {"status": "stored", "file": str(file)}
+    return prepared
+
+
+def _prepared_file(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Path | None:
+    if not isinstance(cfg, PublicDatasetConfig) or not cfg.cache:
+        return None
+    path = data_path(cfg.path)
+    size = sum(f.stat().st_size for f in input_files(path)) if path.exists() else 0
+    if size < cfg.cache_min_mb * 2**20:
+        return None
+    key = prepared_cache.cache_key(cfg, anomaly, seed, path)
+    return data_path(cfg.cache_dir) / f"prepared-{cfg.name}-{key}.npz"
+
+
+def prepare_fresh(
+    cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int, *, keep_events: bool = False
+) -> PreparedData:
     """Load, sessionise, split, inject and encode. A table beyond ``dataset.memory_gb`` is read
     once into user partitions, each prepared on its own (its own seeds; splits, sessions and
     injection never need another user's events), ``dataset.workers`` at a time; vocabularies
@@ -232,36 +261,36 @@ def prepare_data(
         t0 = time.perf_counter()
         source = _Source(cfg, seeds["load"], Path(folder) if scratch else None)
         read_s = time.perf_counter() - t0
-        first = _prepare_part(partial(source.load, 0), cfg, anomaly, seeds, keep_events)
-        others = _other_parts(source, cfg, first.anomaly, seed, seeds, Path(folder))
-        parts = [first, *others]
+        if source.table is None:
+            parts = [_prepare_part(partial(source.load, 0), cfg, anomaly, seeds, keep_events)]
+        else:
+            parts = _partitioned(source.table, cfg, anomaly, seed, seeds, Path(folder))
         report = source.report(parts)
     return _merge(cfg, parts, seeds, report, read_s, keep_events)
 
 
-def _other_parts(
-    source: _Source,
+def _partitioned(
+    table: PartitionedTable,
     cfg: DatasetConfig,
     anomaly: AnomalyConfig,
     seed: int,
     seeds: dict,
     folder: Path,
 ) -> list[_Part]:
-    """Partitions 1 .. k-1 with the mix the first one settled: here, or in worker processes
-    (``python -m benchmark.run.partition_worker``, a fresh interpreter each: no fork of a
-    process that may hold torch or JAX threads, no re-run of the caller's script) when
-    ``dataset.workers`` allows."""
-    if source.table is None:
-        return []
-    table = source.table
+    """Every partition, each in a worker process of its own (``python -m
+    benchmark.run.partition_worker``: a fresh interpreter, so no fork of a process that may
+    hold torch or JAX threads, no re-run of the caller's script, and a partition's memory is
+    the system's again when it ends): the first alone, to settle the anomaly mix the data can
+    host, then the others ``dataset.workers`` at a time."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()  # what the partitioning read cached
+    first = run_workers([(table, 0, cfg, anomaly, seeds)], 1, folder)[0]
     tasks = [
-        (table, k, cfg, anomaly, derive_seeds(_part_seed(seed, k), tuple(seeds)))
+        (table, k, cfg, first.anomaly, derive_seeds(_part_seed(seed, k), tuple(seeds)))
         for k in range(1, len(table))
     ]
-    workers = min(_workers(cfg), len(tasks))
-    if workers <= 1:
-        return [prepare_partition(*task) for task in tasks]
-    return run_workers(tasks, workers, folder)
+    return [first, *run_workers(tasks, min(_workers(cfg), max(1, len(tasks))), folder)]
 
 
 def prepare_partition(
@@ -275,6 +304,8 @@ def run_workers(tasks: list[tuple], workers: int, folder: Path) -> list:
     """:func:`prepare_partition` of each task, ``workers`` processes at a time, results in
     task order. A worker's error is raised here as it was raised there; a worker that dies
     (killed, out of memory) is one line naming the fix."""
+    if not tasks:
+        return []
     pending = list(enumerate(tasks))
     running: dict[int, subprocess.Popen] = {}
     results: dict[int, Any] = {}
@@ -417,24 +448,18 @@ def _merge(
     read_s: float,
     keep_events: bool,
 ) -> PreparedData:
-    """The parts' splits joined; vocabularies fitted on the whole training split, then every
-    split's raw ids encoded (one split at a time, so raw and encoded ids of one split only
-    are alive together)."""
+    """The parts' splits joined: vocabularies fitted on the whole training split, each part's
+    raw ids encoded with them (raw ids of one part at a time beside the encoded ones), then
+    the encoded parts concatenated."""
     seq, first = cfg.sequence, parts[0]
     anomaly, real = first.anomaly, first.label_counts is not None
     if seq.session_by == "gap":
         _number_sessions_apart(parts)
     labels = {s: SequenceLabels.concat([p.labels[s] for p in parts]) for s in SPLITS}
-    raw = {s: SequenceArrays.concat([p.arrays.pop(s) for p in parts]) for s in SPLITS}
-    train = raw["train"].events
-    vocabs = Vocabularies(
-        item=Vocabulary.fit(train["item"], min_count=seq.vocab_min_count, max_size=seq.max_items),
-        category=Vocabulary.fit(train["category"], min_count=seq.vocab_min_count),
-        brand=Vocabulary.fit(train["brand"]) if "brand" in train else None,
-    )
-    arrays = {}
-    for split in SPLITS:
-        arrays[split] = raw.pop(split).with_vocabularies(vocabs)
+    vocabs = _fit_vocabularies(cfg, [p.arrays["train"] for p in parts])
+    for part in parts:  # encoded part by part: raw ids of one part alive at a time
+        part.arrays = {s: a.with_vocabularies(vocabs) for s, a in part.arrays.items()}
+    arrays = {s: SequenceArrays.concat([p.arrays.pop(s) for p in parts]) for s in SPLITS}
     source_events = sum(p.source_events for p in parts)
     load_s = read_s + sum(p.load_seconds for p in parts)
     summary = {
@@ -466,6 +491,20 @@ def _merge(
     cards = first.profile_cardinalities
     return PreparedData(
         first.dataset, first.modalities, labels, arrays, vocabs, summary, cards, kept
+    )
+
+
+def _fit_vocabularies(cfg: DatasetConfig, train: list[SequenceArrays]) -> Vocabularies:
+    """Vocabularies of the whole training split, from its parts' raw ids."""
+    seq = cfg.sequence
+
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([part.events[name] for part in train])
+
+    return Vocabularies(
+        item=Vocabulary.fit(column("item"), min_count=seq.vocab_min_count, max_size=seq.max_items),
+        category=Vocabulary.fit(column("category"), min_count=seq.vocab_min_count),
+        brand=Vocabulary.fit(column("brand")) if "brand" in train[0].events else None,
     )
 
 
