@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmark.run.data import prepare_data
+from benchmark.speed.data_stage import TAOBAO_FIELDS, write_taobao_layout
 from datasets.features import FIRST_KNOWN
 
 from .conftest import compose_typed
-from .test_benchmarks import TAOBAO_FIELDS, write_taobao_file
 
 TAOBAO = [
     "dataset=events",
@@ -35,7 +35,7 @@ TAOBAO = [
 def taobao(tmp_path_factory):
     folder = tmp_path_factory.mktemp("taobao")
     csv = folder / "UserBehavior.csv"
-    write_taobao_file(csv, 60_000, users=600)
+    write_taobao_layout(csv, 60_000, users=600)
     path = folder / "events.parquet"
     pq.write_table(pacsv.read_csv(csv, pacsv.ReadOptions(column_names=TAOBAO_FIELDS)), path)
     return path
