@@ -430,3 +430,24 @@ def test_a_folder_of_label_files_is_read_whole(tmp_path):
     real = read(events, mapping).session_labels
     assert real.class_names == ("bot", "fraud")
     assert real.counts() == {"normal": 1, "bot": 1, "fraud": 1}
+
+
+def test_numeric_times_outside_the_years_1970_2099_are_named(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("sid,ts,type\ns1,1700000000,view\ns1,1700000060,view\ns2,99999999999,view\n")
+    mapping = TableMapping(
+        session="sid",
+        user=None,
+        timestamp="ts",
+        time_unit="s",
+        event_type="type",
+        item=None,
+        category=None,
+        price=None,
+        time_format=None,
+    )
+    with pytest.raises(DataFileError, match=r"own\.csv:4: time 1e\+11 s is outside"):
+        read(path, mapping)
+    data = read(path, mapping, strict=False)
+    assert len(data.events) == 2
+    assert data.source["quarantined"] == {"time_out_of_range": 1}

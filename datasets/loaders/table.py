@@ -37,6 +37,7 @@ from datasets.loaders.common import (
     Interner,
     LoadOptions,
     Quarantine,
+    check_times,
     concat_columns,
     convert_block,
     drop_duplicates,
@@ -487,6 +488,9 @@ class _Finisher:
             if self.unit == "auto" and len(cols["timestamp"]):
                 self.unit = time_unit_of(cols["timestamp"])
             cols["timestamp"] = epoch_seconds(cols["timestamp"], self.unit)
+            # numbers as times: the years 1970-2099, as text times and the public readers
+            ok = check_times(cols["timestamp"], self.q, lambda i: f"{self.place}{cols[LINE][i]}")
+            cols = keep_rows(cols, ok) if not ok.all() else cols
         if "event_type" not in cols:
             return cols | {"event_type": np.full(len(cols[LINE]), EventType.VIEW, dtype=np.int8)}
         codes, known = map_type_codes(
