@@ -112,8 +112,10 @@ def test_native_timestamps_and_epoch_numbers_give_the_same_times(tmp_path, table
     as_ms = table.set_column(table.schema.get_field_index("event_time"), "event_time", millis)
     pacsv.write_csv(as_ms, tmp_path / "ms.csv")
     same_events(read(tmp_path / "ms.csv", mapping).events, reference)  # unit found: ms
-    seconds = read(tmp_path / "ms.csv", replace(mapping, time_unit="s")).events.timestamp
-    assert np.allclose(seconds / 1000, reference.timestamp)
+    seconds = read(tmp_path / "ms.csv", replace(mapping, time_unit="ms")).events.timestamp
+    assert np.allclose(seconds, reference.timestamp)
+    with pytest.raises(DataFileError, match=r"ms\.csv:2: .* read in s is outside the years"):
+        read(tmp_path / "ms.csv", replace(mapping, time_unit="s"))  # milliseconds as seconds
 
 
 def test_a_time_zone_moves_wall_clock_times_to_utc(tmp_path):
@@ -446,7 +448,7 @@ def test_numeric_times_outside_the_years_1970_2099_are_named(tmp_path):
         price=None,
         time_format=None,
     )
-    with pytest.raises(DataFileError, match=r"own\.csv:4: time 1e\+11 s is outside"):
+    with pytest.raises(DataFileError, match=r"own\.csv:4: time 1e\+11 read in s is outside"):
         read(path, mapping)
     data = read(path, mapping, strict=False)
     assert len(data.events) == 2

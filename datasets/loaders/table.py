@@ -27,6 +27,8 @@ import numpy as np
 
 from datasets.loaders.common import (
     COMPRESSION,
+    EPOCH_MAX,
+    EPOCH_MIN,
     ISO_8601,
     LINE,
     PRICE,
@@ -37,7 +39,6 @@ from datasets.loaders.common import (
     Interner,
     LoadOptions,
     Quarantine,
-    check_times,
     concat_columns,
     convert_block,
     drop_duplicates,
@@ -47,6 +48,7 @@ from datasets.loaders.common import (
     not_a_file,
     open_binary,
     read_csv,
+    reject_rows,
     source_report,
 )
 from datasets.schema import (
@@ -487,10 +489,22 @@ class _Finisher:
         if self.numeric_time:
             if self.unit == "auto" and len(cols["timestamp"]):
                 self.unit = time_unit_of(cols["timestamp"])
-            cols["timestamp"] = epoch_seconds(cols["timestamp"], self.unit)
+            raw = cols["timestamp"]
+            cols["timestamp"] = epoch_seconds(raw, self.unit)
             # numbers as times: the years 1970-2099, as text times and the public readers
-            ok = check_times(cols["timestamp"], self.q, lambda i: f"{self.place}{cols[LINE][i]}")
-            cols = keep_rows(cols, ok) if not ok.all() else cols
+            seconds = cols["timestamp"]
+            outside = (seconds < EPOCH_MIN) | (seconds > EPOCH_MAX)
+            reject_rows(
+                outside,
+                self.q,
+                lambda i: (
+                    f"{self.place}{cols[LINE][i]}",
+                    f"time {raw[i]:g} read in {self.unit} is outside the years 1970-2099 "
+                    "(is dataset.table.time_unit right?)",
+                ),
+                "time_out_of_range",
+            )
+            cols = keep_rows(cols, ~outside) if outside.any() else cols
         if "event_type" not in cols:
             return cols | {"event_type": np.full(len(cols[LINE]), EventType.VIEW, dtype=np.int8)}
         codes, known = map_type_codes(
