@@ -10,25 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmark.run.data import prepare_data
-from benchmark.speed.data_stage import TAOBAO_FIELDS, write_taobao_layout
+from benchmark.speed.data_stage import TAOBAO_FIELDS, TAOBAO_MAPPING, write_taobao_layout
 from datasets.features import FIRST_KNOWN
 
 from .conftest import compose_typed
-
-TAOBAO = [
-    "dataset=events",
-    "dataset.table.user=user",
-    "dataset.table.session=null",
-    "dataset.table.item=item",
-    "dataset.table.category=category",
-    "dataset.table.event_type=behavior",
-    "dataset.table.timestamp=time",
-    "dataset.table.time_unit=s",
-    "dataset.table.time_format=null",
-    "dataset.table.price=null",
-    "dataset.sequence.session_by=gap",
-    "dataset.cache=false",
-]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +28,9 @@ def taobao(tmp_path_factory):
 
 def prepared(path, tmp_path, *overrides):
     cache = tmp_path / "cache"
-    cfg = compose_typed([*TAOBAO, f"dataset.path={path}", f"dataset.cache_dir={cache}", *overrides])
+    cfg = compose_typed(
+        [*TAOBAO_MAPPING, f"dataset.path={path}", f"dataset.cache_dir={cache}", *overrides]
+    )
     return prepare_data(cfg.dataset, cfg.anomaly, 0), cache
 
 
@@ -137,7 +124,7 @@ def test_a_workers_error_is_raised_as_its_own_and_a_dead_worker_names_the_fix(ta
     from datasets.loaders.common import Interner, Quarantine
     from datasets.loaders.table import PartitionedTable, TableMapping
 
-    cfg = compose_typed([*TAOBAO, f"dataset.path={taobao}"])
+    cfg = compose_typed([*TAOBAO_MAPPING, f"dataset.path={taobao}"])
     missing = tmp_path / "gone.parquet"
     table = PartitionedTable([taobao], TableMapping(), Quarantine(True), Interner(), 0, [[]])
     broken = replace(table, part_files=[[missing], [missing]])

@@ -147,13 +147,13 @@ class _Source:
     """What the data stage reads: one table, or the user partitions of a table too big for
     ``dataset.memory_gb`` (``datasets.loaders.table.PartitionedTable``)."""
 
-    def __init__(self, cfg: DatasetConfig, seed: int, folder: Path | None) -> None:
+    def __init__(self, cfg: DatasetConfig, seed: int, parts: int, folder: Path) -> None:
         self.table: PartitionedTable | None = None
         self.whole: Dataset | None = None
-        if folder is not None:
+        if parts > 1:
             assert isinstance(cfg, EventsDatasetConfig)
             options = LoadOptions(strict=cfg.strict, max_rows=cfg.max_rows, table=cfg.table)
-            self.table = partition(data_path(cfg.path), options, _partitions(cfg), folder)
+            self.table = partition(data_path(cfg.path), options, parts, folder)
         else:
             self.whole = load_dataset(cfg, seed)
 
@@ -256,10 +256,11 @@ def prepare_fresh(
     next step has its output. ``keep_events``: keep each split's injected event table (a
     table in one piece only)."""
     seeds = derive_seeds(seed, ("load", "split", *(f"inject_{s}" for s in SPLITS)))
-    scratch = _scratch(cfg) if _partitions(cfg) > 1 else None
+    count = _partitions(cfg)  # estimated once: it reads the file's head or metadata
+    scratch = _scratch(cfg) if count > 1 else None
     with tempfile.TemporaryDirectory(prefix="partitions-", dir=scratch) as folder:
         t0 = time.perf_counter()
-        source = _Source(cfg, seeds["load"], Path(folder) if scratch else None)
+        source = _Source(cfg, seeds["load"], count, Path(folder))
         read_s = time.perf_counter() - t0
         if source.table is None:
             parts = [_prepare_part(partial(source.load, 0), cfg, anomaly, seeds, keep_events)]

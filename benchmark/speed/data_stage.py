@@ -28,6 +28,21 @@ from benchmark.paths import CONF_DIR, PROJECT_ROOT
 TAOBAO_FIELDS = ["user", "item", "category", "behavior", "time"]
 TAOBAO_WINDOW = (1_511_539_200, 1_512_316_800)  # 2017-11-25 .. 2017-12-03 (UTC+8)
 CHUNK = 1_000_000
+# dataset=events overrides that read such a table (sessions by a 30-minute gap, no cache)
+TAOBAO_MAPPING = (
+    "dataset=events",
+    "dataset.table.user=user",
+    "dataset.table.session=null",
+    "dataset.table.item=item",
+    "dataset.table.category=category",
+    "dataset.table.event_type=behavior",
+    "dataset.table.timestamp=time",
+    "dataset.table.time_unit=s",
+    "dataset.table.time_format=null",
+    "dataset.table.price=null",
+    "dataset.sequence.session_by=gap",
+    "dataset.cache=false",
+)
 
 
 def write_taobao_layout(path: Path, rows: int, users: int, seed: int = 0) -> None:
@@ -93,20 +108,9 @@ def stage_config(path: str, overrides: list[str]):
         cfg = compose(
             config_name="config",
             overrides=[
-                "dataset=events",
                 f"dataset.path={path}",
                 *([f"dataset.table.column_names={names}"] if path.endswith(".csv") else []),
-                "dataset.table.user=user",
-                "dataset.table.session=null",
-                "dataset.table.item=item",
-                "dataset.table.category=category",
-                "dataset.table.event_type=behavior",
-                "dataset.table.timestamp=time",
-                "dataset.table.time_unit=s",
-                "dataset.table.time_format=null",
-                "dataset.table.price=null",
-                "dataset.sequence.session_by=gap",
-                "dataset.cache=false",
+                *TAOBAO_MAPPING,
                 *overrides,
             ],
         )
