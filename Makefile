@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# Test processes (pytest-xdist): one per core of the 2-core reference machine.
+# Test processes (pytest-xdist): one per core of the 2-core reference machine. Whole test files
+# go to one process (--dist loadfile), so a file's fixtures and JAX programs are built once.
 TEST_WORKERS ?= 2
 
 .PHONY: setup setup-gpu run reproduce test test-slow test-all test-gpu bench bench-compare speed lint format lock clean
@@ -43,7 +44,7 @@ reproduce: setup
 	exit $$status
 
 test: setup lint
-	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # One process: the slow tier's training checks were calibrated at PyTorch's default threads, and
 # their margins do not survive the different float sums of one thread per worker.
@@ -52,7 +53,7 @@ test-slow: setup
 
 # Every CPU tier: the fast tier, the slow tier, then the pytest-benchmark suite (timed).
 test-all: setup lint
-	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 	$(PY) -m pytest -m benchmark --benchmark-enable $(PYTEST_ARGS)
 

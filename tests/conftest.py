@@ -22,9 +22,11 @@ CONF_DIR = ROOT / "conf"
 # XLA compiles dominate the JAX tests' time, and many tests compile the same small programs
 # (the same shapes, a fresh detector each): a persistent compilation cache turns each repeat
 # into a disk read. Keyed by the program, compile options and JAX version, so a stale entry
-# cannot be used. Set here (before JAX is imported) so subprocess CLI tests inherit it.
+# cannot be used. Every compile is kept, however quick: the eager operations of a model's
+# initialisation (tens of milliseconds each, hundreds per model) are then shared between the
+# test processes too. Set here (before JAX is imported) so subprocess CLI tests inherit it.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax-tests"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # Under pytest-xdist (`-n 2`, as `make test` runs), each worker takes one core: two workers with
 # two threads each would fight over a 2-core machine. Set before torch or JAX is imported.

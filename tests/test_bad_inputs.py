@@ -69,13 +69,44 @@ def cli_outcome(args: list[str], expected: str, cwd: Path) -> tuple[str, str]:
         result = cli(*args, cwd=cwd)
     except subprocess.TimeoutExpired:
         return HANG, "no answer in 120 s"
-    lines = result.stderr.strip().splitlines()
-    if "Traceback" in result.stderr or result.returncode not in (0, 2):
-        return TRACEBACK, result.stderr
-    if result.returncode == 0:
-        return ACCEPTED, result.stdout[-500:]
+    return judge_cli(result.returncode, result.stdout, result.stderr, expected)
+
+
+def judge_cli(code: int, stdout: str, stderr: str, expected: str) -> tuple[str, str]:
+    lines = stderr.strip().splitlines()
+    if "Traceback" in stderr or code not in (0, 2):
+        return TRACEBACK, stderr
+    if code == 0:
+        return ACCEPTED, stdout[-500:]
     one = len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
-    return (CLEAN if one else WRONG), result.stderr
+    return (CLEAN if one else WRONG), stderr
+
+
+def refused_before_hydra(args: list[str], monkeypatch, capsys) -> tuple[int, str, str] | None:
+    """(exit code, stdout, stderr) of the command's entry point run in this process, when its
+    preflight refuses the arguments: the entry point then exits before Hydra starts (no global
+    state of Hydra's touched), so the process would do the same, minus its start-up seconds.
+    None when the preflight lets them through: those run in a subprocess."""
+    import sys
+
+    from benchmark.__main__ import CONF_DIR
+    from benchmark.__main__ import cli as entry_point
+    from benchmark.config import INVOCATION, register_configs
+    from benchmark.run.preflight import preflight
+
+    register_configs()
+    if preflight(args, CONF_DIR) is None:
+        return None
+    monkeypatch.delenv(INVOCATION, raising=False)  # restored after the test
+    monkeypatch.setattr(sys, "argv", ["benchmark", *args])
+    capsys.readouterr()
+    try:
+        entry_point()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def judge(record_property, outcome: str, text: str, allowed: str = CLEAN) -> None:
@@ -145,10 +176,25 @@ def records_under(root: Path) -> list[RunRecord]:
         (["-m", "seed=0,-1"], "seed=-1 is outside [0, 4294967295]"),
     ],
 )
-def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, args, expected, record_property):
+def test_cli_user_errors_are_one_line_with_exit_code_2(
+    tmp_path, args, expected, record_property, monkeypatch, capsys
+):
     own_results = any(a.startswith("results_dir=") for a in args)
     results = [] if own_results else [f"results_dir={tmp_path}"]
-    judge(record_property, *cli_outcome(["experiment=smoke", *results, *args], expected, ROOT))
+    argv = ["experiment=smoke", *results, *args]
+    monkeypatch.chdir(ROOT)
+    refused = refused_before_hydra(argv, monkeypatch, capsys)
+    if refused is None:
+        judge(record_property, *cli_outcome(argv, expected, ROOT))
+    else:
+        judge(record_property, *judge_cli(*refused, expected))
+
+
+def test_a_refused_command_line_exits_2_with_one_line_from_a_process_of_its_own(tmp_path):
+    """The in-process shortcut above checked against a real process on one refused case."""
+    args = ["experiment=smoke", f"results_dir={tmp_path}", "model.hiden_dim=3"]
+    outcome, text = cli_outcome(args, "unknown config key 'model.hiden_dim'", ROOT)
+    assert outcome == CLEAN, text
 
 
 # --- config values out of range: ConfigError naming the key --------------------------------

@@ -123,6 +123,18 @@ def test_bootstrap_interval_brackets_the_estimate():
     assert bootstrap_ci(roc_auc, labels, scores, n_boot=300, seed=0) == (low, high)
 
 
+def test_bootstrap_of_roc_auc_in_one_pass_equals_scikit_learn_per_resample():
+    """The ROC-AUC bootstrap ranks all resamples at once; with ties in the scores it gives
+    scikit-learn's AUC of every resample (the generic per-resample loop, same draws)."""
+    rng = np.random.default_rng(5)
+    labels = rng.random(400) < 0.1
+    scores = np.round(rng.normal(size=400) + labels, 1)  # many ties
+    fast = bootstrap_ci(roc_auc, labels, scores, n_boot=150, seed=2)
+    looped = bootstrap_ci(lambda y, s: roc_auc(y, s), labels, scores, n_boot=150, seed=2)
+    np.testing.assert_allclose(fast, looped, rtol=0, atol=1e-12)
+    assert fast[0] < roc_auc(labels, scores) < fast[1]
+
+
 def test_event_auc_ignores_padding():
     labels = np.array([[0, 1, 0], [0, 0, 0]], dtype=bool)
     scores = np.array([[0.1, 0.9, 5.0], [0.2, 0.3, 7.0]])

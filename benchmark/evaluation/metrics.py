@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import mannwhitneyu
 from sklearn import metrics as sk
 
 
@@ -237,13 +238,27 @@ def bootstrap_ci(
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
-    values = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        values[b] = metric(labels[idx], scores[idx])
+    draws = [(rng.choice(pos, len(pos)), rng.choice(neg, len(neg))) for _ in range(n_boot)]
+    if metric is roc_auc:
+        values = _roc_auc_rows(
+            scores[np.stack([p for p, _ in draws])], scores[np.stack([n for _, n in draws])]
+        )
+    else:
+        values = np.empty(n_boot)
+        for b, (p, n) in enumerate(draws):
+            idx = np.concatenate([p, n])
+            values[b] = metric(labels[idx], scores[idx])
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return (float(low), float(high))
+
+
+def _roc_auc_rows(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each row pair (anomalous scores, normal scores) at once: the Mann-Whitney U
+    of the row over its size, ties counting half, as ``roc_auc``. Here rather than
+    scikit-learn's, whose per-call input checks cost more than a bootstrap resample's AUC."""
+    u = mannwhitneyu(positive, negative, axis=1, method="asymptotic", use_continuity=False)
+    return u.statistic / (positive.shape[1] * negative.shape[1])
 
 
 def event_roc_auc(event_labels: np.ndarray, event_scores: np.ndarray, mask: np.ndarray) -> float:

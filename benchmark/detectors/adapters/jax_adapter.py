@@ -177,7 +177,7 @@ class JaxDetector:
         self.bf16 = spec.framework.precision == "bf16" and self.device.platform == "gpu"
         self.buckets = length_buckets(self.cfg.max_length)
         self.compiles = {"train_step": 0, "eval_loss": 0, "score": 0}
-        self.epoch_hits = jnp.zeros((), jnp.int32)
+        self.epoch_hits = self._committed(jnp.zeros((), jnp.int32))
         with jax.default_device(self.device):
             rngs = nnx.Rngs(params=spec.seed, dropout=spec.seed + 1)
             f = spec.framework
@@ -193,8 +193,15 @@ class JaxDetector:
         model.train()
         self.train_graph = nnx.graphdef(model)
         model.eval()
-        self.eval_graph, self.params, self.rest = split_params(model)
+        self.eval_graph, params, rest = split_params(model)
+        self.params, self.rest = self._committed((params, rest))
         self._build_steps()
+
+    def _committed(self, tree):
+        """``tree`` placed on the run's device. A jitted function is compiled per argument
+        placement as well as shape: arrays fresh from eager ops are uncommitted, its own
+        outputs committed, so without this each length bucket compiles up to three times."""
+        return jax.device_put(tree, self.device)
 
     # --- the jitted pure functions -------------------------------------------------------
     def _build_steps(self) -> None:
@@ -294,12 +301,11 @@ class JaxDetector:
     # --- the steps of the shared training loop (``training.Trainable``) ------------------
     def begin_training(self, total_steps: int) -> None:
         self.opt_state = self.init_training(total_steps)
-        with jax.default_device(self.device):
-            self.key = jax.random.key(self.spec.seed)
+        self.key = self._committed(jax.random.key(self.spec.seed))
 
     def begin_epoch(self, epoch: int) -> None:
         self.key, self.epoch_key = jax.random.split(self.key)
-        self.epoch_hits = jnp.zeros((), jnp.int32)
+        self.epoch_hits = self._committed(jnp.zeros((), jnp.int32))
 
     def train_batch(self, data: SequenceArrays, index: np.ndarray, step: int) -> jax.Array:
         key = jax.random.fold_in(self.epoch_key, step)
@@ -310,7 +316,7 @@ class JaxDetector:
         return jax.tree.map(np.asarray, self.params)
 
     def restore(self, snapshot) -> None:
-        self.params = jax.device_put(snapshot, self.device)
+        self.params = self._committed(snapshot)
 
     def fit_details(self) -> dict:
         return {
@@ -324,8 +330,7 @@ class JaxDetector:
         """Build the optimiser for ``total_steps`` steps; returns its initial state."""
         self.tx = optimizer(self.spec.train, total_steps)
         self._build_steps()  # the jitted step closes over the optimiser
-        with jax.default_device(self.device):
-            return self.tx.init(self.params)
+        return self._committed(self.tx.init(self.params))
 
     def train_step(self, batch: dict, opt_state, key: jax.Array):
         """One optimiser step on a device batch; returns the new optimiser state and the
@@ -337,7 +342,7 @@ class JaxDetector:
         return opt_state, loss
 
     def validation_loss(self, data: SequenceArrays) -> float:
-        key = jax.random.key(self.spec.seed + 1)  # the same masks every epoch
+        key = self._committed(jax.random.key(self.spec.seed + 1))  # the same masks every epoch
         losses = [
             self._eval_loss(self.params, self.rest, self._batch(data, index), key) * len(index)
             for index in self._chunks(len(data))
@@ -370,8 +375,8 @@ class JaxDetector:
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
         model = nnx.merge(self.eval_graph, self.params, self.rest)
         load_canonical(model, weights)
-        _, self.params, self.rest = split_params(model)
-        self.params = jax.device_put(self.params, self.device)
+        _, params, rest = split_params(model)
+        self.params, self.rest = self._committed((params, rest))
 
     def save_checkpoint(self) -> None:
         metadata = {
