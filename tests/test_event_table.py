@@ -17,11 +17,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from benchmark.anomalies.inject import ANOMALY_TYPES
 from datasets.loaders.common import DataFileError, LoadOptions
 from datasets.loaders.registry import LOADERS
 from datasets.loaders.table import TableMapping
 
-from .conftest import ROOT
+from .conftest import ROOT, compose_typed
 
 SAMPLE = ROOT / "datasets/samples/rees46/2019-Oct_head_sessions.csv"
 MAPPING = TableMapping(
@@ -210,9 +211,8 @@ def test_a_folder_without_tables_and_a_nameless_format_say_so(tmp_path):
         read(tmp_path / "events.dat")
 
 
-def test_a_run_evaluates_on_the_users_labels(compose_config, tmp_path):
-    from benchmark.run.experiment import run
-
+def labelled_table(path: Path) -> Path:
+    """400 sessions of 6 views; every fourth a bot (one item, 1 s apart), labelled 'bot'."""
     rows = ["session,ts,type,item,label"]
     rng = np.random.default_rng(0)
     for s in range(400):
@@ -223,35 +223,94 @@ def test_a_run_evaluates_on_the_users_labels(compose_config, tmp_path):
                 f"s{s},{1_700_000_000 + s * 100 + k * (1 if bot else 20)},view,{item},"
                 f"{'bot' if bot else 'human'}"
             )
-    path = tmp_path / "own.csv"
     path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+LABELLED = [
+    "experiment=smoke",
+    "model=markov",
+    "dataset=events",
+    "dataset.table.session=session",
+    "dataset.table.user=null",
+    "dataset.table.timestamp=ts",
+    "dataset.table.event_type=type",
+    "dataset.table.item=item",
+    "dataset.table.category=null",
+    "dataset.table.price=null",
+    "dataset.table.label=label",
+    "dataset.table.time_format=null",
+    "dataset.split.by=session",
+]
+
+
+def test_a_run_evaluates_on_the_users_labels(compose_config, tmp_path):
+    from benchmark.report.selection import setting_of
+    from benchmark.run.experiment import run
+
+    path = labelled_table(tmp_path / "own.csv")
     cfg = compose_config(
-        [
-            "experiment=smoke",
-            "model=markov",
-            "dataset=events",
-            "anomaly=none",
-            f"dataset.path={path}",
-            "dataset.table.session=session",
-            "dataset.table.user=null",
-            "dataset.table.timestamp=ts",
-            "dataset.table.event_type=type",
-            "dataset.table.item=item",
-            "dataset.table.category=null",
-            "dataset.table.price=null",
-            "dataset.table.label=label",
-            "dataset.table.time_format=null",
-            "dataset.split.by=session",
-            f"results_dir={tmp_path / 'results'}",
-        ]
+        [*LABELLED, "anomaly=none", f"dataset.path={path}", f"results_dir={tmp_path / 'r'}"]
     )
     record = run(cfg).record
     assert record.data["real_labels"] is True
+    assert record.data["injected"] is False
     assert record.result.n_test_anomalies > 0
     assert set(record.result.per_type) == {"bot"}
-    from benchmark.report.selection import setting_of
-
     assert setting_of(record) == "events / the data's own labels / unsupervised"
+
+
+def test_anomalies_injected_on_top_of_the_users_labels_hit_only_its_normal_sessions(
+    compose_config, tmp_path, caplog
+):
+    from benchmark.report.selection import setting_of
+    from benchmark.run.data import prepare_data
+    from benchmark.run.experiment import run
+
+    path = labelled_table(tmp_path / "own.csv")
+    two_types = [
+        f"anomaly.mix.{t}={float(t in ('click_flood', 'scraping'))}" for t in ANOMALY_TYPES
+    ]
+    overrides = [*LABELLED, f"dataset.path={path}", *two_types]
+    cfg = compose_config([*overrides, f"results_dir={tmp_path / 'r'}"])
+    typed = compose_typed(overrides)
+    prepared = prepare_data(typed.dataset, typed.anomaly, typed.data_seed, keep_events=True)
+    for split, lab in prepared.labelled.items():
+        names, events = lab.type_names, prepared.events[split]
+        bot = names.index("bot")
+        real_bot = np.logical_and.reduceat(events.events.item_id == 7, events.offsets[:-1])
+        # the data's own anomalies keep their class, every event of them anomalous; victims
+        # of injection are drawn among the sessions the labels call normal
+        assert np.array_equal(lab.anomaly_type == bot, real_bot), split
+        per_session = np.add.reduceat(events.event_label, events.offsets[:-1])
+        assert np.array_equal(per_session[real_bot], np.diff(events.offsets)[real_bot])
+        injected = lab.label & ~real_bot
+        assert set(names[t] for t in lab.anomaly_type[injected]) <= {"click_flood", "scraping"}
+        assert lab.population[real_bot].all()
+        if split == "test":
+            hosts = int(np.sum(lab.population & ~real_bot))
+            asked = prepared.summary["per_type_asked"]["test"]
+            assert sum(asked.values()) == round(typed.anomaly.contamination.test * hosts) > 0
+            assert injected.sum() == sum(asked.values())
+    caplog.set_level("INFO")
+    record = run(cfg).record
+    assert record.data["real_labels"] is True
+    assert record.data["injected"] is True
+    assert {"bot", "click_flood", "scraping"} <= set(record.result.per_type)
+    assert "bot" in record.data["types_seen_in_training"]
+    assert setting_of(record).startswith("events / the data's own labels + ")
+    assert any("ground truth: the data's own labels + injected" in m for m in caplog.messages)
+
+
+def test_a_label_class_named_like_an_injected_type_is_refused(tmp_path):
+    from benchmark.anomalies.core import InjectionError
+    from benchmark.run.data import prepare_data
+
+    path = labelled_table(tmp_path / "own.csv")
+    path.write_text(path.read_text().replace(",bot\n", ",scraping\n"))
+    cfg = compose_typed([*LABELLED, f"dataset.path={path}"])
+    with pytest.raises(InjectionError, match=r"\['scraping'\] have the names of injected types"):
+        prepare_data(cfg.dataset, cfg.anomaly, cfg.data_seed)
 
 
 OWN = [

@@ -508,12 +508,10 @@ def test_web_bots_sample_labels_and_leak_guard():
     assert set(np.unique(e.event_type)) == {EventType.VIEW, EventType.CLICK}
 
 
-def test_web_bots_runs_on_its_real_labels_only(compose_config, tmp_path):
-    from benchmark.errors import ConfigError, EvaluationError
+def test_web_bots_runs_on_its_real_labels(compose_config, tmp_path):
+    from benchmark.errors import EvaluationError
 
     base = ["experiment=smoke", "dataset=web_bots", "model=iforest", f"results_dir={tmp_path}"]
-    with pytest.raises(ConfigError, match="run it with anomaly=none"):
-        run(compose_config(base))
     # 67 labelled sessions, 16 of them human: a 15% test split holds 2, too few to evaluate
     small = ["dataset.split.train=0.7", "dataset.split.val=0.15", "dataset.split.test=0.15"]
     with pytest.raises(EvaluationError, match=r"the test split has \d+ anomalous and 2 normal"):

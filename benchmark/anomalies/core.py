@@ -359,26 +359,56 @@ def unlabelled(
     )
 
 
-def from_session_labels(events: EventTable, labels) -> LabelledEvents:
-    """Real ground truth instead of injection: each session's class from ``labels`` (a
-    ``datasets.schema.SessionLabels``); every event of an anomalous session is anomalous."""
+def session_codes(events: EventTable, labels) -> np.ndarray:
+    """(n_sessions,) int8: each session's class in ``labels`` (a
+    ``datasets.schema.SessionLabels``), -1 for normal."""
     offsets = session_offsets(events.session_id)
     keys = events.user_id if labels.by_user else events.session_id
     code = labels.lookup(keys[offsets[:-1]])
     if np.any(code == -2):
         raise InjectionError("some sessions have no label; the loader should have left them out")
-    n_sess, n_types = len(code), len(labels.class_names)
-    return LabelledEvents(
-        events=events,
-        event_label=np.repeat(code >= 0, np.diff(offsets)),
-        origin=np.arange(len(events), dtype=np.int64),
-        label=code >= 0,
-        anomaly_type=code.astype(np.int8),
-        severity=np.full(n_sess, np.nan, dtype=np.float32),
-        details=(),
-        type_names=tuple(labels.class_names),
-        eligible=np.ones((n_sess, n_types), dtype=bool),
-        population=np.ones(n_sess, dtype=bool),
+    return code.astype(np.int8)
+
+
+def from_session_labels(events: EventTable, labels) -> LabelledEvents:
+    """Real ground truth instead of injection: each session's class from ``labels`` (a
+    ``datasets.schema.SessionLabels``); every event of an anomalous session is anomalous."""
+    code = session_codes(events, labels)
+    nothing = unlabelled(events, (), eligible=np.zeros((len(code), 0), dtype=bool))
+    return with_real_labels(nothing, code, tuple(labels.class_names))
+
+
+def with_real_labels(
+    injected: LabelledEvents, code: np.ndarray, class_names: tuple[str, ...]
+) -> LabelledEvents:
+    """``injected`` (whose victims were drawn among the sessions ``code`` calls normal) with
+    the real anomalies added as types after the injected ones: ``code`` is each session's real
+    class (-1 normal), every event of a real anomaly is anomalous. The reference population
+    is the injection's (sequences that could host a type of the mix) plus the real anomalies;
+    real classes are compared with its normal sequences."""
+    clash = sorted(set(class_names) & set(injected.type_names))
+    if clash:
+        raise InjectionError(
+            f"the data's own label classes {clash} have the names of injected types: drop "
+            "them from anomaly.mix or rename the classes in the label column"
+        )
+    real = code >= 0
+    n_injected = len(injected.type_names)
+    offsets = injected.offsets
+    eligible = injected.eligible
+    if eligible is None:
+        eligible = np.ones((len(code), n_injected), dtype=bool)
+    population = injected.population
+    if population is None:
+        population = np.ones(len(code), dtype=bool)
+    return replace(
+        injected,
+        event_label=injected.event_label | np.repeat(real, np.diff(offsets)),
+        label=injected.label | real,
+        anomaly_type=np.where(real, n_injected + code, injected.anomaly_type).astype(np.int8),
+        type_names=(*injected.type_names, *class_names),
+        eligible=np.hstack([eligible, np.ones((len(code), len(class_names)), dtype=bool)]),
+        population=population | real,
     )
 
 

@@ -235,10 +235,12 @@ def inject(
     seed: int,
     max_length: int,
     split: str = "data",
+    exclude: np.ndarray | None = None,
 ) -> LabelledEvents:
     """Inject anomalies into ``rate`` of the sessions of ``events`` (sorted by session, time)
     that can host a type of the mix (the reference population; with the default mix, every
-    session).
+    session). ``exclude``: (n_sessions,) bool, sessions never chosen and outside the
+    population (the data's own anomalies, when injecting on top of real labels).
 
     Returns new arrays: the source table is never modified.
     """
@@ -249,7 +251,8 @@ def inject(
     names = type_names(cfg)
     active = tuple(name for name, w in weights.items() if w > 0)
     eligible = eligibility(events, offsets, names)
-    population = hosts_any(eligible, names, active)
+    hosts = eligible if exclude is None else eligible & ~exclude[:, None]
+    population = hosts_any(hosts, names, active)
     if rate > 0 and active and not population.any():
         raise InjectionError(
             f"no sequence of the {split} split can host a type of the mix {list(active)}; "
@@ -259,7 +262,7 @@ def inject(
     if not counts:
         return unlabelled(events, names, active, eligible)
     rng = np.random.default_rng(seed)
-    victims = _choose_victims(counts, eligible, names, active, rng)
+    victims = _choose_victims(counts, hosts, names, active, rng)
     params = {name: type_params(cfg, name) for name in active}
     profile = NormalProfile.from_events(events)
     read = SessionReader(events, offsets)

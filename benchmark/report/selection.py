@@ -96,13 +96,17 @@ def detection_setting(record: RunRecord) -> str:
 
 def setting_of(record: RunRecord) -> str:
     """'dataset / anomaly mix (severity s) / detection setting'; a run evaluated on the data's
-    own labels says so instead of naming a mix it did not inject."""
-    if record.data.get("real_labels"):
-        return f"{record.dataset} / the data's own labels / {detection_setting(record)}"
+    own labels says so, and names a mix only when one was injected on top of them."""
     severity = record.config.get("anomaly", {}).get("severity")
-    label = f"{record.dataset} / {record.anomaly}"
-    label = label if severity is None else f"{label} (severity {severity:g})"
-    return f"{label} / {detection_setting(record)}"
+    mix = record.anomaly if severity is None else f"{record.anomaly} (severity {severity:g})"
+    if record.data.get("real_labels"):
+        # A record without "injected" injected nothing.
+        mix = (
+            f"the data's own labels + {mix}"
+            if record.data.get("injected")
+            else "the data's own labels"
+        )
+    return f"{record.dataset} / {mix} / {detection_setting(record)}"
 
 
 def candidate_of(record: RunRecord) -> tuple[str, str, str]:

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import psutil
 
-from benchmark.anomalies.core import LabelledEvents, SequenceLabels, from_session_labels
+from benchmark.anomalies.core import (
+    LabelledEvents,
+    SequenceLabels,
+    from_session_labels,
+    session_codes,
+    with_real_labels,
+)
 from benchmark.anomalies.inject import (
     AnomalyConfig,
     inject,
@@ -55,7 +61,7 @@ from datasets.features import (
 from datasets.loaders.common import LoadOptions
 from datasets.loaders.registry import LOADERS as PUBLIC_LOADERS
 from datasets.loaders.table import PartitionedTable, partition, partitions_for
-from datasets.schema import Dataset, SchemaError
+from datasets.schema import Dataset, EventTable, SchemaError, SessionLabels
 from datasets.sessions import SPLITS, LengthReport, limit_lengths, sessionize, split_entities
 from datasets.synthetic import generate
 
@@ -360,8 +366,6 @@ def _prepare_part(
     dataset = load()
     load_s = time.perf_counter() - t0
     real = dataset.session_labels
-    if real is not None:
-        _check_no_injection(cfg.name, anomaly)
     source_events = len(dataset.events)
     events = sessionize(dataset.events, by=seq.session_by, gap_seconds=seq.gap_minutes * 60)
     dataset = replace(dataset, events=events.take(np.zeros(0, dtype=np.int64)))
@@ -370,7 +374,7 @@ def _prepare_part(
         events, min_length=seq.min_length, max_length=seq.max_length, keep=seq.truncate
     )
     skipped: dict[str, str] = {}
-    if real is None and _injects(anomaly):
+    if _injects(anomaly):
         anomaly, skipped = supported_mix(anomaly, events)
     split_cfg = cfg.split
     splits = split_entities(
@@ -388,18 +392,7 @@ def _prepare_part(
     cards: tuple[int, ...] = ()
     for name in SPLITS:
         t1 = time.perf_counter()
-        lab = (
-            from_session_labels(splits.pop(name), real)
-            if real is not None
-            else inject(
-                splits.pop(name),
-                anomaly if name == "test" else without_holdout(anomaly),
-                rate=getattr(anomaly.contamination, name),
-                seed=seeds[f"inject_{name}"],
-                max_length=seq.max_length,
-                split=name,
-            )
-        )
+        lab = _ground_truth(splits.pop(name), name, real, anomaly, seeds, seq.max_length)
         inject_s += time.perf_counter() - t1
         brands = (
             event_brands(dataset.items, lab.events.item_id) if dataset.items is not None else None
@@ -441,6 +434,33 @@ def _prepare_part(
     )
 
 
+def _ground_truth(
+    events: EventTable,
+    split: str,
+    real: SessionLabels | None,
+    anomaly: AnomalyConfig,
+    seeds: dict[str, int],
+    max_length: int,
+) -> LabelledEvents:
+    """The split's labelled events: the data's own labels, injected anomalies, or both (the
+    victims then drawn among the sessions the data's labels call normal)."""
+    if real is not None and not _injects(anomaly):
+        return from_session_labels(events, real)
+    code = None if real is None else session_codes(events, real)
+    injected = inject(
+        events,
+        anomaly if split == "test" else without_holdout(anomaly),
+        rate=getattr(anomaly.contamination, split),
+        seed=seeds[f"inject_{split}"],
+        max_length=max_length,
+        split=split,
+        exclude=None if code is None else code >= 0,
+    )
+    if real is None or code is None:
+        return injected
+    return with_real_labels(injected, code, tuple(real.class_names))
+
+
 def _merge(
     cfg: DatasetConfig,
     parts: list[_Part],
@@ -453,7 +473,8 @@ def _merge(
     raw ids encoded with them (raw ids of one part at a time beside the encoded ones), then
     the encoded parts concatenated."""
     seq, first = cfg.sequence, parts[0]
-    anomaly, real = first.anomaly, first.label_counts is not None
+    anomaly, real, injected = first.anomaly, first.label_counts is not None, _injects(first.anomaly)
+    real_classes = [c for c in first.label_counts or {} if c != "normal"]
     if seq.session_by == "gap":
         _number_sessions_apart(parts)
     labels = {s: SequenceLabels.concat([p.labels[s] for p in parts]) for s in SPLITS}
@@ -474,8 +495,9 @@ def _merge(
         "partitions": len(parts),
         "anomaly_types_skipped": first.skipped,
         "real_labels": real,
-        # Types injected into training and validation: a test type not among them is unseen.
-        "types_seen_in_training": [] if real else _seen_types(anomaly),
+        "injected": injected,
+        # Types in training and validation: a test type not among them is unseen.
+        "types_seen_in_training": _seen_types(anomaly, real_classes) if injected else [],
         "lengths": {
             f.name: sum(getattr(p.lengths, f.name) for p in parts) for f in fields(LengthReport)
         },
@@ -485,7 +507,7 @@ def _merge(
         "per_type_asked": {
             s: _asked(anomaly if s == "test" else without_holdout(anomaly), s, labels[s])
             for s in SPLITS
-            if not real
+            if injected
         },
     }
     kept = first.kept if keep_events and len(parts) == 1 else None
@@ -525,27 +547,21 @@ def _number_sessions_apart(parts: list[_Part]) -> None:
 def _asked(anomaly: AnomalyConfig, split: str, lab: SequenceLabels) -> dict[str, int]:
     """Sequences per type the mix asked for in ``split``; a type that fewer victims could
     host gets fewer (``splits.<split>.per_type``): victims are drawn first, types second."""
-    rate = getattr(anomaly.contamination, split)
-    hostable = len(lab.label) if lab.population is None else int(lab.population.sum())
-    return type_counts(round(rate * hostable), mix_weights(anomaly))
+    rate, weights = getattr(anomaly.contamination, split), mix_weights(anomaly)
+    hosts = np.ones(len(lab.label), dtype=bool) if lab.population is None else lab.population
+    # The data's own anomalies (types after the injected ones) were never candidate victims.
+    real = lab.anomaly_type >= len(weights)
+    return type_counts(round(rate * int(np.sum(hosts & ~real))), weights)
 
 
-def _seen_types(anomaly: AnomalyConfig) -> list[str]:
+def _seen_types(anomaly: AnomalyConfig, real_classes: list[str]) -> list[str]:
     weights = mix_weights(without_holdout(anomaly))
-    return [name for name, w in weights.items() if w > 0]
+    return [name for name, w in weights.items() if w > 0] + real_classes
 
 
 def _injects(anomaly: AnomalyConfig) -> bool:
     c = anomaly.contamination
     return max(c.train, c.val, c.test) > 0
-
-
-def _check_no_injection(name: str, anomaly: AnomalyConfig) -> None:
-    if _injects(anomaly):
-        raise ConfigError(
-            f"dataset={name} carries real labels: run it with anomaly=none (injected anomalies "
-            "would mix a second ground truth into the real one)"
-        )
 
 
 def split_summary(lab: SequenceLabels, arrays: SequenceArrays) -> dict:

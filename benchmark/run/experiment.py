@@ -295,13 +295,22 @@ def stages(
 
 
 def data_line(summary: dict) -> str:
-    """'train 8,401 sequences (420 anomalous), val ..., test ...'."""
+    """'train 8,401 sequences (420 anomalous), val ..., test ...; ground truth: injected'."""
     splits = summary.get("splits", {})
-    return ", ".join(
+    counts = ", ".join(
         f"{name} {s.get('sequences', 0):,} sequences ({s.get('anomalous_sequences', 0):,} "
         "anomalous)"
         for name, s in splits.items()
     )
+    return f"{counts}; ground truth: {ground_truth(summary)}"
+
+
+def ground_truth(summary: dict) -> str:
+    """Where the run's labels come from: 'injected', 'the data's own labels' or both."""
+    if not summary.get("real_labels"):
+        return "injected anomalies"
+    own = "the data's own labels"
+    return f"{own} + injected anomalies" if summary.get("injected") else own
 
 
 def phase_summary(seconds: dict[str, float]) -> str:
