@@ -205,8 +205,6 @@ class PublicDatasetConfig(DatasetConfig):
     vocabulary type to map it to (e.g. 'view')."""
     timestamp_unit: str = "auto"
     """OTTO only: 'auto', 's' or 'ms'."""
-    window: bool = True
-    """Taobao only: keep the documented 2017-11-25..2017-12-03 (UTC+8) window."""
     proxy_labels: bool = False
     """TalkingData only: real-label evaluation against the weak proxy "this (ip, device, os)
     never downloaded the app" (run with anomaly=none)."""
@@ -232,6 +230,9 @@ class EventsDatasetConfig(PublicDatasetConfig):
     prepared on its own; the prepared arrays (about 22 bytes per event) come on top. The
     partitions depend on the table and this budget only, so a config gives the same data on
     any machine. null: never partition."""
+    download: str | None = None
+    """A public dataset read through a mapping: how to get its files, said when the path is
+    missing (e.g. 'python -m datasets.fetch taobao says where')."""
     workers: int = 0
     """Partitions prepared at a time, each in a process of its own holding up to
     ``memory_gb`` (0: one per CPU, as ``threads`` chooses; never more than the memory

@@ -2,6 +2,7 @@
 and bad files (strict: one-line error naming file, line and column; else counted quarantine)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,13 +12,17 @@ from datasets.loaders.common import DataFileError, LoadOptions
 from datasets.loaders.registry import LOADERS
 from datasets.schema import MISSING_ID, EventType, session_offsets
 
-from .conftest import ROOT
+from .conftest import ROOT, compose_typed
 
 SAMPLES = ROOT / "datasets" / "samples"
 STRICT, LENIENT = LoadOptions(), LoadOptions(strict=False)
 
 
 def load(name, path, options=STRICT):
+    """The dataset's reader; a dataset read through a mapping gets its config's mapping."""
+    table = getattr(compose_typed([f"dataset={name}"]).dataset, "table", None)
+    if table is not None and options.table is None:
+        options = replace(options, table=table)
     return LOADERS[name](path, options)
 
 
@@ -202,10 +207,12 @@ def test_taobao_without_header_and_its_time_window(tmp_path):
         "3,1,1,pv,1000000000\n"
     )
     d = load("taobao", f)
+    mapping = compose_typed(["dataset=taobao"]).dataset.table
     assert len(d.events) == 5
     assert d.source["quarantined"] == {"outside_window": 1}
+    window = "[2017-11-25T00:00:00+08:00, 2017-12-04T00:00:00+08:00)"
     assert d.source["examples"] == [
-        f"{f}:6: outside the documented window 2017-11-25..12-03 (UTC+8; dataset.window=false)"
+        f"{f}:6: outside dataset.table.time_window {window} (null keeps every time)"
     ]
     assert d.events.event_type.tolist() == [
         EventType.VIEW,
@@ -214,7 +221,29 @@ def test_taobao_without_header_and_its_time_window(tmp_path):
         EventType.ADD_TO_CART,
         EventType.FAVOURITE,
     ]
-    assert len(load("taobao", f, LoadOptions(window=False)).events) == 6
+    every_time = LoadOptions(table=replace(mapping, time_window=None))
+    assert len(load("taobao", f, every_time).events) == 6
+    assert d.events.user_id.tolist() == [1, 1, 1, 2, 2]
+    assert d.events.item_id.tolist() == [2268318, 2333346, 2576651, 3830808, 4365585]
+
+
+def test_taobao_download_missing_says_where_to_get_it_and_reads_it_compressed(tmp_path):
+    import gzip
+
+    base = ["experiment=smoke", "dataset=taobao", f"results_dir={tmp_path}"]
+    cfg = compose_typed([*base, f"dataset.path={tmp_path / 'UserBehavior.csv'}"])
+    from benchmark.run.data import prepare_data
+
+    with pytest.raises(DataFileError, match=r"python -m datasets\.fetch taobao says where"):
+        prepare_data(cfg.dataset, cfg.anomaly, 0)
+    rows = "".join(
+        f"{u},{u * 7 + k},3,pv,{1511544070 + 60 * k}\n" for u in range(1, 41) for k in range(6)
+    )
+    with gzip.open(tmp_path / "UserBehavior.csv.gz", "wt") as f:  # as Tianchi ships it
+        f.write(rows)
+    prepared = prepare_data(cfg.dataset, cfg.anomaly, 0)
+    assert prepared.dataset_name == "taobao"
+    assert prepared.summary["source_events"] == 240
 
 
 # ------------------------------------------------------------------------------- bad files

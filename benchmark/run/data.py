@@ -58,7 +58,7 @@ from datasets.features import (
     encode_sequences,
     event_brands,
 )
-from datasets.loaders.common import LoadOptions
+from datasets.loaders.common import DataFileError, LoadOptions, as_downloaded
 from datasets.loaders.registry import LOADERS as PUBLIC_LOADERS
 from datasets.loaders.table import PartitionedTable, partition, partitions_for
 from datasets.schema import Dataset, EventTable, SchemaError, SessionLabels
@@ -88,7 +88,7 @@ def _load_public(cfg: DatasetConfig, seed: int) -> Dataset:
     # Every load option has a dataset config field of the same name (``table``: events only).
     given = {f.name: getattr(cfg, f.name) for f in fields(LoadOptions) if hasattr(cfg, f.name)}
     options = LoadOptions(**given)
-    loader, path = PUBLIC_LOADERS[cfg.name], data_path(cfg.path)
+    loader, path = PUBLIC_LOADERS[cfg.name], table_path(cfg)
     if not cfg.cache:
         return loader(path, options)
     min_bytes = int(cfg.cache_min_mb * 2**20)
@@ -125,6 +125,8 @@ def load_dataset(cfg: DatasetConfig, seed: int) -> Dataset:
     if cfg.name not in LOADERS:
         raise ConfigError(f"dataset.name={cfg.name!r} has no loader; known: {sorted(LOADERS)}")
     dataset = LOADERS[cfg.name](cfg, seed)
+    if dataset.name != cfg.name:  # a public dataset read through the event-table reader
+        dataset = replace(dataset, name=cfg.name)
     dropped = dataset.source.get("quarantined") or {}
     if len(dataset.events) == 0 and dropped:
         raise SchemaError(
@@ -156,10 +158,11 @@ class _Source:
     def __init__(self, cfg: DatasetConfig, seed: int, parts: int, folder: Path) -> None:
         self.table: PartitionedTable | None = None
         self.whole: Dataset | None = None
+        self.name = cfg.name
         if parts > 1:
             assert isinstance(cfg, EventsDatasetConfig)
             options = LoadOptions(strict=cfg.strict, max_rows=cfg.max_rows, table=cfg.table)
-            self.table = partition(data_path(cfg.path), options, parts, folder)
+            self.table = partition(table_path(cfg), options, parts, folder)
         else:
             self.whole = load_dataset(cfg, seed)
 
@@ -168,7 +171,7 @@ class _Source:
 
     def load(self, k: int) -> Dataset:
         if self.table is not None:
-            return self.table.load(k)
+            return replace(self.table.load(k), name=self.name)
         assert self.whole is not None
         whole, self.whole = self.whole, None  # let the table go once a part has it
         return whole
@@ -200,7 +203,17 @@ def _partitions(cfg: DatasetConfig) -> int:
     """User partitions the data stage needs (1: the table fits ``dataset.memory_gb``)."""
     if not isinstance(cfg, EventsDatasetConfig) or cfg.memory_gb is None:
         return 1
-    return partitions_for(data_path(cfg.path), cfg.table, cfg.memory_gb)
+    return partitions_for(table_path(cfg), cfg.table, cfg.memory_gb)
+
+
+def table_path(cfg: DatasetConfig) -> Path:
+    """The configured file or folder (a file's compressed twin when only that exists); a
+    public dataset read through a mapping names where to download it when it is missing."""
+    path = as_downloaded(data_path(cfg.path)) if isinstance(cfg, PublicDatasetConfig) else Path()
+    download = getattr(cfg, "download", None)
+    if download and not path.exists():
+        raise DataFileError(f"{cfg.name} data not found at {path}: {download}")
+    return path
 
 
 @dataclass

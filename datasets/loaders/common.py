@@ -228,9 +228,6 @@ class LoadOptions:
     quarantined row otherwise) or a vocabulary type to map it to."""
     timestamp_unit: str = "auto"
     """For formats whose copies differ ('auto', 's' or 'ms'): OTTO."""
-    window: bool = True
-    """Keep only rows inside the dataset's documented time window (Taobao); rows outside are
-    counted as ``outside_window``."""
     table: Any = None
     """The column mapping of a user's own event table (``datasets.loaders.table.TableMapping``,
     ``dataset=events``); None for the public datasets' own readers."""

@@ -96,6 +96,9 @@ class TableMapping:
     """Text timestamps: a strptime format (e.g. '%Y-%m-%d %H:%M:%S'); null: ISO 8601."""
     time_zone: str = "UTC"
     """The zone of text timestamps written without an offset (an IANA name)."""
+    time_window: list[str] | None = None
+    """[start, end): two ISO 8601 times (an offset, or read in ``time_zone``); rows outside are
+    dropped as ``outside_window``, counted and named. null: every time is kept."""
     event_types: dict[str, str] = field(default_factory=dict)
     """Your event names -> the vocabulary (view, search, click, add_to_cart, remove_from_cart,
     favourite, purchase, review), on top of the common spellings (pv, cart, buy, ...)."""
@@ -182,6 +185,7 @@ def table_report(
         format=sorted({file_format(f, mapping.format) for f in files}),
         mapping={r: getattr(mapping, r) for r in ROLES if getattr(mapping, r)},
         **({"labels": real.counts()} if real is not None else {}),
+        **({"time_window": list(mapping.time_window)} if mapping.time_window else {}),
         **facts,
     )
 
@@ -366,6 +370,29 @@ def check_mapping(m: TableMapping) -> None:
             raise DataFileError(
                 f"dataset.table.{key}={getattr(m, key)!r}: use one of {list(allowed)}"
             )
+    if m.time_window is not None:
+        window_seconds(m)
+
+
+def window_seconds(m: TableMapping) -> tuple[float, float] | None:
+    """``time_window`` in epoch seconds, or None; a malformed window is one line."""
+    if m.time_window is None:
+        return None
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    problem = f"dataset.table.time_window={list(m.time_window)!r}"
+    if len(m.time_window) != 2:
+        raise DataFileError(f"{problem}: give [start, end], two ISO 8601 times")
+    try:
+        start, end = (datetime.fromisoformat(str(t)) for t in m.time_window)
+    except ValueError as err:
+        raise DataFileError(f"{problem}: {err} (ISO 8601, e.g. 2017-11-25T00:00+08:00)") from None
+    zone = ZoneInfo(m.time_zone)
+    start, end = (t if t.tzinfo else t.replace(tzinfo=zone) for t in (start, end))
+    if end <= start:
+        raise DataFileError(f"{problem}: the end must come after the start")
+    return start.timestamp(), end.timestamp()
 
 
 def table_files(path: Path, fmt: str) -> list[Path]:
@@ -484,6 +511,7 @@ class _Finisher:
         self.numeric_time = numeric_time
         self.unit = m.time_unit
         self.aliases = {**EVENT_TYPE_ALIASES, **{k.lower(): v for k, v in m.event_types.items()}}
+        self.window = window_seconds(m)
 
     def __call__(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.numeric_time:
@@ -505,6 +533,8 @@ class _Finisher:
                 "time_out_of_range",
             )
             cols = keep_rows(cols, ~outside) if outside.any() else cols
+        if self.window is not None:
+            cols = self._inside_window(cols)
         if "event_type" not in cols:
             return cols | {"event_type": np.full(len(cols[LINE]), EventType.VIEW, dtype=np.int8)}
         codes, known = map_type_codes(
@@ -516,6 +546,19 @@ class _Finisher:
             lambda i: f"{self.place}{cols[LINE][i]}",
         )
         return keep_rows(cols | {"event_type": codes}, known)
+
+    def _inside_window(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.window is not None
+        seconds = cols["timestamp"]
+        inside = (seconds >= self.window[0]) & (seconds < self.window[1])
+        if inside.all():
+            return cols
+        start, end = self.m.time_window or ("", "")
+        rule = f"outside dataset.table.time_window [{start}, {end}) (null keeps every time)"
+        dropped = np.flatnonzero(~inside)
+        examples = (f"{self.place}{cols[LINE][i]}: {rule}" for i in dropped)
+        self.q.drop("outside_window", len(dropped), examples)
+        return keep_rows(cols, inside)
 
 
 class _FinishingSink:
