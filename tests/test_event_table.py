@@ -71,6 +71,25 @@ def test_the_generic_mapping_reads_what_the_dedicated_reader_reads(reference):
     same_events(read(SAMPLE).events, reference)
 
 
+def test_a_brand_column_gives_the_item_table_of_the_dedicated_reader():
+    """Each item's category, brand and latest price, as the REES46 reader builds them (its
+    brands are interned, the mapping's hashed: the same items share a brand in both)."""
+    got = read(SAMPLE, replace(MAPPING, brand="brand"))
+    want = LOADERS["rees46"](SAMPLE, LoadOptions())
+    assert got.modalities == want.modalities == ("behaviour", "item_attributes")
+    a, b = got.items, want.items
+    assert a is not None
+    assert b is not None
+    assert len(a.item_id) == 798
+    np.testing.assert_array_equal(a.item_id, b.item_id)
+    np.testing.assert_array_equal(a.category_id, b.category_id)
+    np.testing.assert_array_equal(a.price, b.price)
+    pairs = {(x, y) for x, y in zip(a.brand_id.tolist(), b.brand_id.tolist(), strict=True)}
+    assert len(pairs) == len(set(a.brand_id.tolist())) == len(set(b.brand_id.tolist())) > 50
+    with pytest.raises(DataFileError, match="brand is an item attribute: it needs"):
+        read(SAMPLE, replace(MAPPING, item=None, brand="brand"))
+
+
 @pytest.mark.parametrize(
     "layout", ["csv.gz", "csv.bz2", "csv.zst", "tsv", "parquet", "hive", "jsonl", "jsonl.gz"]
 )

@@ -44,6 +44,7 @@ from datasets.loaders.common import (
     drop_duplicates,
     events_table,
     keep_rows,
+    latest_per_key,
     map_type_codes,
     not_a_file,
     open_binary,
@@ -57,6 +58,7 @@ from datasets.schema import (
     Dataset,
     EventTable,
     EventType,
+    ItemAttributes,
     SessionLabels,
 )
 
@@ -89,6 +91,9 @@ class TableMapping:
     item: str | None = None
     category: str | None = None
     price: str | None = None
+    brand: str | None = None
+    """An item attribute (a brand, a seller): with it, each item's category, brand and latest
+    price form the item table the multimodal detector reads (needs ``item``)."""
     label: str | None = None
     time_unit: str = "auto"
     """Numeric timestamps: 's', 'ms', 'us', 'ns' since the epoch, or 'auto' (by magnitude)."""
@@ -116,8 +121,18 @@ class TableMapping:
     """Label values (case-insensitive) that mean normal; any other value is an anomaly class."""
 
 
-ROLES = ("user", "session", "timestamp", "event_type", "item", "category", "price", "label")
-IDS = ("user", "session", "item", "category")
+ROLES = (
+    "user",
+    "session",
+    "timestamp",
+    "event_type",
+    "item",
+    "category",
+    "price",
+    "brand",
+    "label",
+)
+IDS = ("user", "session", "item", "category", "brand")
 NULLS = ("", "NA", "NULL", "null")
 FILE = "_file"  # each row's file (an index into the files read), for naming dropped rows
 
@@ -132,9 +147,9 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     rows_read = sum(p.pop("_rows_read")[0] for p in parts)
     for index, part in enumerate(parts):
         part[FILE] = np.full(len(part[LINE]), index, dtype=np.int32)
-    events, real = to_events(concat_columns(parts), files, mapping, q, labels)
+    events, real, items = to_events(concat_columns(parts), files, mapping, q, labels)
     report = table_report(files, mapping, q, rows_read, real)
-    return Dataset("events", events, source=report, session_labels=real)
+    return Dataset("events", events, items=items, source=report, session_labels=real)
 
 
 def to_events(
@@ -144,9 +159,9 @@ def to_events(
     q: Quarantine,
     labels: Interner,
     check_label_keys: bool = True,
-) -> tuple[EventTable, SessionLabels | None]:
+) -> tuple[EventTable, SessionLabels | None, ItemAttributes | None]:
     """Read rows (every file's, or one partition's) as a sorted event table without repeats,
-    with the labels the mapping names."""
+    with the labels and the item table the mapping names."""
     keys = [k for k in ("session", "user", "timestamp", "event_type", "item") if k in cols]
     places = [place_of(f, m=mapping) for f in files]
     cols = drop_duplicates(cols, keys, q, lambda i: f"{places[cols[FILE][i]]}{cols[LINE][i]}")
@@ -167,7 +182,25 @@ def to_events(
         real = file_labels(mapping, cols, q, check_label_keys)
     elif "label" in cols and len(session):
         real = session_labels(cols, mapping, labels)
-    return events.sorted(), real
+    items = item_table(cols) if "brand" in cols else None
+    return events.sorted(), real, items
+
+
+def item_table(cols: dict[str, np.ndarray]) -> ItemAttributes:
+    """Per item (rows with one): its category, brand and price at its latest event."""
+    has_item = cols["item"] != MISSING_ID
+    item, time = cols["item"][has_item], cols["timestamp"][has_item]
+    pick = latest_per_key(item, time)  # one row per item, in item order
+
+    def attribute(role: str, missing) -> np.ndarray:
+        return cols[role][has_item][pick] if role in cols else np.full(len(pick), missing)
+
+    return ItemAttributes(
+        item_id=item[pick],
+        category_id=attribute("category", MISSING_ID),
+        brand_id=attribute("brand", MISSING_ID),
+        price=attribute("price", np.nan).astype(np.float32),
+    )
 
 
 def table_report(
@@ -254,8 +287,8 @@ class PartitionedTable:
         else:
             cols = self._empty()
         q = Quarantine(self.quarantine.strict)  # this partition's repeats, in its ``source``
-        events, real = to_events(cols, self.files, self.mapping, q, self.labels, False)
-        return Dataset("events", events, source=q.report(), session_labels=real)
+        events, real, items = to_events(cols, self.files, self.mapping, q, self.labels, False)
+        return Dataset("events", events, items=items, source=q.report(), session_labels=real)
 
     def _empty(self) -> dict[str, np.ndarray]:
         import pyarrow.parquet as pq
@@ -355,6 +388,8 @@ def partition(path: Path, options: LoadOptions, parts: int, folder: Path) -> Par
 def check_mapping(m: TableMapping) -> None:
     if m.user is None and m.session is None:
         raise DataFileError(f"dataset.table needs a user or a session column; {HINT}")
+    if m.brand is not None and m.item is None:
+        raise DataFileError("dataset.table.brand is an item attribute: it needs dataset.table.item")
     if m.label_file and (m.label is None or m.label_level == "event"):
         raise DataFileError(
             "dataset.table.label_file needs dataset.table.label (its label column) and "
@@ -606,7 +641,7 @@ def columns_for(
         name = names[role]
         if role in IDS:  # integer ids as they are; text ids (UUIDs, SKUs, 'S') hashed
             chosen = "int" if kind == "int" and not text else "id"
-            cols[role] = Column(name, chosen, nullable=role in ("item", "category"))
+            cols[role] = Column(name, chosen, nullable=role in ("item", "category", "brand"))
         elif role == "timestamp" and kind != "string":
             cols[role] = Column(name, "float")  # epoch numbers, scaled by time_unit
         elif role == "timestamp":
