@@ -233,6 +233,7 @@ def test_taobao_download_missing_says_where_to_get_it_and_reads_it_compressed(tm
     base = ["experiment=smoke", "dataset=taobao", f"results_dir={tmp_path}"]
     cfg = compose_typed([*base, f"dataset.path={tmp_path / 'UserBehavior.csv'}"])
     from benchmark.run.data import prepare_data
+    from datasets.loaders.table import partition
 
     with pytest.raises(DataFileError, match=r"python -m datasets\.fetch taobao says where"):
         prepare_data(cfg.dataset, cfg.anomaly, 0)
@@ -244,6 +245,11 @@ def test_taobao_download_missing_says_where_to_get_it_and_reads_it_compressed(tm
     prepared = prepare_data(cfg.dataset, cfg.anomaly, 0)
     assert prepared.dataset_name == "taobao"
     assert prepared.summary["source_events"] == 240
+    # a table beyond dataset.memory_gb: its partitions are taobao's too
+    options = LoadOptions(name="taobao", table=cfg.dataset.table)
+    parts = partition(tmp_path / "UserBehavior.csv.gz", options, 2, tmp_path)
+    assert [parts.load(k).name for k in range(2)] == ["taobao", "taobao"]
+    assert sum(len(parts.load(k).events) for k in range(2)) == 240
 
 
 # ------------------------------------------------------------------------------- bad files

@@ -131,24 +131,19 @@ COVERING = {
     ("transformer", "masked"),
     ("multimodal", "classify"),
 }
-FAST_CASES = pytest.mark.parametrize(
-    ("model", "objective"),
-    [pytest.param(m, o, marks=() if (m, o) in COVERING else pytest.mark.slow) for m, o in PAIRS],
-)
+
+
+def fast_on(fast: set[tuple[str, str]]):
+    """Every pair; those outside ``fast`` with -m slow only."""
+    return pytest.mark.parametrize(
+        ("model", "objective"),
+        [pytest.param(m, o, marks=() if (m, o) in fast else pytest.mark.slow) for m, o in PAIRS],
+    )
+
+
+FAST_CASES = fast_on(COVERING)
 # The optimiser step is the same AdamW whatever the model: two pairs in the fast tier.
-STEP_CASES = pytest.mark.parametrize(
-    ("model", "objective"),
-    [
-        pytest.param(
-            m,
-            o,
-            marks=()
-            if (m, o) in {("lstm", "classify"), ("transformer", "masked")}
-            else pytest.mark.slow,
-        )
-        for m, o in PAIRS
-    ],
-)
+STEP_CASES = fast_on({("lstm", "classify"), ("transformer", "masked")})
 
 
 @FAST_CASES

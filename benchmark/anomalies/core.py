@@ -392,18 +392,13 @@ def with_real_labels(
             f"the data's own label classes {clash} have the names of injected types: drop "
             "them from anomaly.mix or rename the classes in the label column"
         )
-    real = code >= 0
-    n_injected = len(injected.type_names)
-    offsets = injected.offsets
-    eligible = injected.eligible
-    if eligible is None:
-        eligible = np.ones((len(code), n_injected), dtype=bool)
-    population = injected.population
-    if population is None:
-        population = np.ones(len(code), dtype=bool)
+    eligible, population = injected.eligible, injected.population
+    assert eligible is not None  # inject() and unlabelled() set both
+    assert population is not None
+    real, n_injected = code >= 0, len(injected.type_names)
     return replace(
         injected,
-        event_label=injected.event_label | np.repeat(real, np.diff(offsets)),
+        event_label=injected.event_label | np.repeat(real, np.diff(injected.offsets)),
         label=injected.label | real,
         anomaly_type=np.where(real, n_injected + code, injected.anomaly_type).astype(np.int8),
         type_names=(*injected.type_names, *class_names),

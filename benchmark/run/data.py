@@ -125,8 +125,6 @@ def load_dataset(cfg: DatasetConfig, seed: int) -> Dataset:
     if cfg.name not in LOADERS:
         raise ConfigError(f"dataset.name={cfg.name!r} has no loader; known: {sorted(LOADERS)}")
     dataset = LOADERS[cfg.name](cfg, seed)
-    if dataset.name != cfg.name:  # a public dataset read through the event-table reader
-        dataset = replace(dataset, name=cfg.name)
     dropped = dataset.source.get("quarantined") or {}
     if len(dataset.events) == 0 and dropped:
         raise SchemaError(
@@ -158,10 +156,11 @@ class _Source:
     def __init__(self, cfg: DatasetConfig, seed: int, parts: int, folder: Path) -> None:
         self.table: PartitionedTable | None = None
         self.whole: Dataset | None = None
-        self.name = cfg.name
         if parts > 1:
             assert isinstance(cfg, EventsDatasetConfig)
-            options = LoadOptions(strict=cfg.strict, max_rows=cfg.max_rows, table=cfg.table)
+            options = LoadOptions(
+                name=cfg.name, strict=cfg.strict, max_rows=cfg.max_rows, table=cfg.table
+            )
             self.table = partition(table_path(cfg), options, parts, folder)
         else:
             self.whole = load_dataset(cfg, seed)
@@ -171,7 +170,7 @@ class _Source:
 
     def load(self, k: int) -> Dataset:
         if self.table is not None:
-            return replace(self.table.load(k), name=self.name)
+            return self.table.load(k)
         assert self.whole is not None
         whole, self.whole = self.whole, None  # let the table go once a part has it
         return whole
@@ -206,13 +205,12 @@ def _partitions(cfg: DatasetConfig) -> int:
     return partitions_for(table_path(cfg), cfg.table, cfg.memory_gb)
 
 
-def table_path(cfg: DatasetConfig) -> Path:
+def table_path(cfg: PublicDatasetConfig) -> Path:
     """The configured file or folder (a file's compressed twin when only that exists); a
     public dataset read through a mapping names where to download it when it is missing."""
-    path = as_downloaded(data_path(cfg.path)) if isinstance(cfg, PublicDatasetConfig) else Path()
-    download = getattr(cfg, "download", None)
-    if download and not path.exists():
-        raise DataFileError(f"{cfg.name} data not found at {path}: {download}")
+    path = as_downloaded(data_path(cfg.path))
+    if isinstance(cfg, EventsDatasetConfig) and cfg.download and not path.exists():
+        raise DataFileError(f"{cfg.name} data not found at {path}: {cfg.download}")
     return path
 
 
@@ -257,7 +255,7 @@ def prepare_data(
 def _prepared_file(cfg: DatasetConfig, anomaly: AnomalyConfig, seed: int) -> Path | None:
     if not isinstance(cfg, PublicDatasetConfig) or not cfg.cache:
         return None
-    path = data_path(cfg.path)
+    path = table_path(cfg)
     size = sum(f.stat().st_size for f in input_files(path)) if path.exists() else 0
     if size < cfg.cache_min_mb * 2**20:
         return None
@@ -457,21 +455,34 @@ def _ground_truth(
 ) -> LabelledEvents:
     """The split's labelled events: the data's own labels, injected anomalies, or both (the
     victims then drawn among the sessions the data's labels call normal)."""
-    if real is not None and not _injects(anomaly):
+    if real is None:
+        return _injected(events, split, anomaly, seeds, max_length)
+    if not _injects(anomaly):
         return from_session_labels(events, real)
-    code = None if real is None else session_codes(events, real)
-    injected = inject(
+    code = session_codes(events, real)
+    injected = _injected(events, split, anomaly, seeds, max_length, exclude=code >= 0)
+    return with_real_labels(injected, code, tuple(real.class_names))
+
+
+def _injected(
+    events: EventTable,
+    split: str,
+    anomaly: AnomalyConfig,
+    seeds: dict[str, int],
+    max_length: int,
+    exclude: np.ndarray | None = None,
+) -> LabelledEvents:
+    """The split's events with anomalies injected at its contamination rate (the held-out
+    types in the test split only); never into ``exclude``."""
+    return inject(
         events,
         anomaly if split == "test" else without_holdout(anomaly),
         rate=getattr(anomaly.contamination, split),
         seed=seeds[f"inject_{split}"],
         max_length=max_length,
         split=split,
-        exclude=None if code is None else code >= 0,
+        exclude=exclude,
     )
-    if real is None or code is None:
-        return injected
-    return with_real_labels(injected, code, tuple(real.class_names))
 
 
 def _merge(

@@ -218,6 +218,9 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
 class LoadOptions:
     """Loader settings shared by every public dataset (``dataset.*`` in the config)."""
 
+    name: str = "events"
+    """The dataset's name (``dataset.name``): the generic event-table reader serves the user's
+    own tables and the public datasets expressed as mappings (``dataset=taobao``)."""
     strict: bool = True
     """True: the first bad row stops the load with its file, line and column. False: bad rows
     are quarantined (skipped, counted per reason, first examples kept in the run record)."""

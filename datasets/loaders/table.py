@@ -149,7 +149,7 @@ def load(path: Path, options: LoadOptions) -> Dataset:
         part[FILE] = np.full(len(part[LINE]), index, dtype=np.int32)
     events, real, items = to_events(concat_columns(parts), files, mapping, q, labels)
     report = table_report(files, mapping, q, rows_read, real)
-    return Dataset("events", events, items=items, source=report, session_labels=real)
+    return Dataset(options.name, events, items=items, source=report, session_labels=real)
 
 
 def to_events(
@@ -271,6 +271,7 @@ class PartitionedTable:
     labels: Interner
     rows_read: int
     part_files: list[list[Path]]  # per partition, its files (one per source file that had rows)
+    name: str = "events"  # the dataset's
 
     def __len__(self) -> int:
         return len(self.part_files)
@@ -288,7 +289,7 @@ class PartitionedTable:
             cols = self._empty()
         q = Quarantine(self.quarantine.strict)  # this partition's repeats, in its ``source``
         events, real, items = to_events(cols, self.files, self.mapping, q, self.labels, False)
-        return Dataset("events", events, items=items, source=q.report(), session_labels=real)
+        return Dataset(self.name, events, items=items, source=q.report(), session_labels=real)
 
     def _empty(self) -> dict[str, np.ndarray]:
         import pyarrow.parquet as pq
@@ -382,7 +383,7 @@ def partition(path: Path, options: LoadOptions, parts: int, folder: Path) -> Par
         writer.end_file()
     if not any(writer.done):
         raise DataFileError(f"{path}: every row was dropped ({dict(q.counts)}); {HINT}")
-    return PartitionedTable(files, mapping, q, labels, rows_read, writer.done)
+    return PartitionedTable(files, mapping, q, labels, rows_read, writer.done, options.name)
 
 
 def check_mapping(m: TableMapping) -> None:
@@ -576,7 +577,7 @@ class _Finisher:
             cols["event_type"],
             self.events,
             self.aliases,
-            LoadOptions(self.q.strict),
+            LoadOptions(strict=self.q.strict),
             self.q,
             lambda i: f"{self.place}{cols[LINE][i]}",
         )
