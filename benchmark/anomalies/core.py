@@ -1,6 +1,7 @@
 """The injection driver: choose victims, run injectors, label exactly what changed.
 
-Injectors edit one session at a time in a *gap representation*: every event carries the seconds
+Injectors edit sessions (all victims of a type at once, ``batch.py``; or one session at a time,
+for a type of the user's) in a *gap representation*: every event carries the seconds
 since its predecessor (the first event carries 0) and timestamps are rebuilt as
 ``t0 + cumsum(gap)`` afterwards. Inserting or moving events therefore never alters the gap of an
 untouched event: what a detector sees of an unlabelled event (its content and the time since the
@@ -20,6 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.anomalies.batch import (
+    Batch,
+    BatchContext,
+    NewEvents,
+    offsets_of,
+    owner_of,
+    ragged_arange,
+)
 from benchmark.anomalies.profile import NormalProfile
 from datasets.schema import EventTable, session_offsets
 
@@ -82,7 +91,8 @@ class Session:
 
 @dataclass
 class Context:
-    """What an injector may use besides the session itself."""
+    """What a per-session injector (a plugin type) may use besides the session itself. Its
+    operations are the batched ones (``benchmark/anomalies/batch.py``) on a batch of one."""
 
     rng: np.random.Generator
     severity: float
@@ -94,71 +104,69 @@ class Context:
     # with True, one sharing the victim's main category
     record: dict = field(default_factory=dict)  # what the injector chose, for the metadata
 
+    def _one(self) -> BatchContext:
+        return BatchContext(
+            self.rng,
+            np.array([self.severity]),
+            self.position,
+            self.max_length,
+            self.profile,
+            self.params,
+        )
+
+    def _keep(self, batched: BatchContext) -> None:
+        self.record.update({k: np.asarray(v)[0].item() for k, v in batched.record.items()})
+
     def lerp(self, low: float, high: float) -> float:
         return low + (high - low) * self.severity
 
     def loglerp(self, low: np.ndarray | float, high: np.ndarray | float) -> np.ndarray:
         """Geometric interpolation: severity 0 gives ``low`` (exactly), 1 gives ``high``."""
-        if self.severity == 0.0:  # exp(log(x)) can miss x by an ulp: a change, to the labels
-            return np.broadcast_to(low, np.broadcast(low, high).shape).astype(float)
-        return np.exp(np.log(low) + (np.log(high) - np.log(low)) * self.severity)
+        shape = np.broadcast(np.asarray(low), np.asarray(high)).shape
+        return self._one().loglerp(low, high, np.zeros(shape, dtype=np.int64))
 
     def insertion_point(self, n: int, n_new: int) -> int:
         """Where to insert ``n_new`` events into ``n`` so the block fits within max_length."""
-        latest = max(1, min(n, self.max_length - n_new))
-        choice = {
-            "start": 1,
-            "middle": max(1, n // 2),
-            "end": n,
-            "random": int(self.rng.integers(1, n + 1)),
-        }[self.position]
-        return min(choice, latest)
+        return int(self._one().insertion_point(np.array([n]), np.array([n_new]))[0])
 
     def place(self, s: Session, at: int, cols: dict[str, np.ndarray], gap: np.ndarray) -> Session:
-        """Put a block of new events at ``at``. It takes the place of a share ``1 - severity``
-        of as many existing events as it holds (length alone must not give an anomaly away),
-        and each of those survives unchanged with probability ``1 - severity``: at severity 1
-        the block is a pure insertion, at severity 0 nothing changes at all."""
-        wanted = round((1.0 - self.severity) * len(gap))
-        at = max(1, min(at, len(s) - wanted))  # at the end, step back to have events to replace
-        n_remove = min(len(s) - at, wanted)
-        # A session too short to absorb the block keeps only its inserted share beyond them.
-        n_block = n_remove + len(gap) - wanted
-        cols = {name: col[:n_block] for name, col in cols.items()}
-        gap = gap[:n_block]
-        out = self.keep_originals(s, s.splice(at, n_remove, cols, gap), at, n_remove)
-        self.record.update(at=at, inserted=len(gap), replaced=n_remove)
-        return out
+        """Put a block of new events at ``at`` (``BatchContext.place``: at severity 0 nothing
+        changes at all, at severity 1 the block is a pure insertion)."""
+        one = self._one()
+        block = NewEvents(cols, np.asarray(gap, dtype=float), np.array([len(gap)]))
+        out = one.place(_batch_of(s), np.array([at]), block)
+        self._keep(one)
+        return _session_of(out)
 
     def keep_originals(self, source: Session, edited: Session, at: int, n: int) -> Session:
         """Restore each of the ``n`` events of ``edited`` from ``at`` on (which replaced
-        ``source``'s events at the same rows) with probability ``1 - severity``.
-
-        This makes severity 0 an anomaly label without an anomaly: what a detector scores
-        above chance there it learnt from something other than the injected behaviour."""
-        rows = at + np.flatnonzero(self.rng.random(n) < 1.0 - self.severity)
-        for name, col in edited.cols.items():
-            col[rows] = source.cols[name][rows]
-        edited.gap[rows] = source.gap[rows]
-        edited.origin[rows] = source.origin[rows]
-        self.record.update(kept_original=len(rows))
-        return edited
+        ``source``'s events at the same rows) with probability ``1 - severity``."""
+        one = self._one()
+        out = one.keep_originals(
+            _batch_of(source), _batch_of(edited), np.array([at]), np.array([n])
+        )
+        self._keep(one)
+        return _session_of(out)
 
     def session_items(self, s: Session, n: int) -> np.ndarray:
         """``n`` items such as this session would browse: popular items of the categories it
         already visits (in proportion to its visits), or of any category if it has none."""
-        categories = s.cols["category_id"][s.cols["item_id"] >= 0]
-        if len(categories) == 0:
-            return self.profile.sample_items(n, self.rng)
-        picks = categories[self.rng.integers(0, len(categories), n)]
-        return self.profile.sample_items_like(picks, self.rng)
+        return self._one().session_items(_batch_of(s), np.array([n]))
 
     def room(self, wanted: int) -> int:
         """How many events an insertion may add (the block must fit in max_length)."""
-        return int(max(1, min(wanted, self.max_length - 1)))
+        return int(self._one().room(np.array([wanted]))[0])
 
 
-Injector = Callable[[Session, Context], Session]
+def _batch_of(s: Session) -> Batch:
+    return Batch(s.cols, s.gap, s.origin, np.array([0, len(s)]), np.array([s.t0]))
+
+
+def _session_of(b: Batch) -> Session:
+    return Session(b.cols, b.gap, float(b.t0[0]), b.origin)
+
+
+Injector = Callable[..., Any]  # (Session, Context) -> Session, or batched (Batch, BatchContext)
 
 
 @dataclass
@@ -177,6 +185,7 @@ class InjectorSpec:
     story: str
     params: type = NoParams  # a dataclass of the type's knobs, set by anomaly.params.<name>
     needs_catalogue: bool = False  # draws items from the data's catalogue (needs item ids)
+    batched: bool = False  # ``fn`` edits every victim at once (Batch, BatchContext) -> Batch
 
 
 INJECTORS: dict[str, InjectorSpec] = {}
@@ -189,14 +198,16 @@ def injector(
     min_length: int = 1,
     eligible: Callable[[EventTable, np.ndarray], np.ndarray] | None = None,
     needs_catalogue: bool = False,
+    batched: bool = False,
 ):
     """Register an anomaly type: the decorated function edits one session (``Session``,
     ``Context`` -> ``Session``); its docstring is the type's generative story; ``params`` is the
     dataclass of its knobs (``ctx.params``); ``min_length`` and ``eligible`` ((events, offsets)
     -> (n_sessions,) bool) say which sequences it can work on; ``needs_catalogue``: it draws
-    items from the data's catalogue, so data without item ids cannot host it. A module of the
-    user's, named in ``anomaly.plugins``, registers its own types this way without editing the
-    package."""
+    items from the data's catalogue, so data without item ids cannot host it; ``batched``: the
+    function edits every victim of the type at once (``Batch``, ``BatchContext`` -> ``Batch``,
+    as the built-in types do). A module of the user's, named in ``anomaly.plugins``, registers
+    its own types this way without editing the package."""
     if not name.isidentifier():
         raise ValueError(f"anomaly type name {name!r} must be a Python identifier")
 
@@ -206,7 +217,7 @@ def injector(
             raise ValueError(f"anomaly type {name!r} is registered already (by {known.fn})")
         story = (fn.__doc__ or "").strip()
         INJECTORS[name] = InjectorSpec(
-            name, fn, min_length, eligible, story, params, needs_catalogue
+            name, fn, min_length, eligible, story, params, needs_catalogue, batched
         )
         return fn
 
@@ -428,46 +439,34 @@ def _moved(origin: np.ndarray) -> np.ndarray:
     return moved
 
 
-def fit_to_length(s: Session, max_length: int) -> Session:
-    """Drop trailing events beyond ``max_length`` (never changes the gap of a kept event)."""
-    return s if len(s) <= max_length else s.take(np.arange(max_length))
-
-
 def assemble(
-    events: EventTable, offsets: np.ndarray, edited: dict[int, Session]
+    events: EventTable, offsets: np.ndarray, victims: np.ndarray, edited: Batch
 ) -> tuple[EventTable, np.ndarray, np.ndarray]:
-    """Rebuild a table with edited sessions swapped in: events, exact event labels (see
-    :func:`event_labels`), source rows (-1 for a new event)."""
-    names = [k for k in events.columns() if k != "timestamp"]
-    pieces: dict[str, list[np.ndarray]] = {k: [] for k in [*names, "timestamp", "origin"]}
-    gaps, starts, lengths = [], [], []  # the edited sessions' gaps and rows in the output
-    cursor, out_rows = 0, 0
-    for index in sorted(edited):
-        start, end = int(offsets[index]), int(offsets[index + 1])
-        out_rows += _append_rows(pieces, events, cursor, start)
-        s = edited[index]
-        for k in names:
-            pieces[k].append(s.cols[k])
-        pieces["timestamp"].append(s.t0 + np.cumsum(s.gap))
-        pieces["origin"].append(np.where(s.origin >= 0, s.origin + start, -1))
-        gaps.append(s.gap)
-        starts.append(out_rows)
-        lengths.append(len(s))
-        out_rows += len(s)
-        cursor = end
-    _append_rows(pieces, events, cursor, len(events))
-    merged = {k: np.concatenate(v) for k, v in pieces.items()}
-    origin = merged.pop("origin").astype(np.int64)
-    new_events = EventTable(**merged)
-    label = event_labels(
-        events,
-        offsets,
-        new_events,
-        origin,
-        np.asarray(starts, dtype=np.int64),
-        np.asarray(lengths, dtype=np.int64),
-        np.concatenate(gaps) if gaps else np.zeros(0),
-    )
+    """Rebuild a table with the sessions ``victims`` (sorted) replaced by ``edited`` (their
+    edited versions, in the same order; ``origin``: source rows): events, exact event labels
+    (see :func:`event_labels`), source rows (-1 for a new event)."""
+    lengths = np.diff(offsets)
+    out_lengths = lengths.copy()
+    out_lengths[victims] = edited.lengths
+    touched = np.zeros(len(lengths), dtype=bool)
+    touched[victims] = True
+    from_edit = np.repeat(touched, out_lengths)  # output rows that come from ``edited``
+    kept_rows = np.flatnonzero(~np.repeat(touched, lengths))  # source rows copied as they are
+
+    def merged(source: np.ndarray, replacement: np.ndarray) -> np.ndarray:
+        out = np.empty(len(from_edit), dtype=source.dtype)
+        out[~from_edit] = source[kept_rows]
+        out[from_edit] = replacement
+        return out
+
+    columns = {
+        k: merged(v, edited.timestamps() if k == "timestamp" else edited.cols[k])
+        for k, v in events.columns().items()
+    }
+    origin = merged(np.arange(len(events), dtype=np.int64), edited.origin)
+    new_events = EventTable(**columns)
+    starts = offsets_of(out_lengths)[victims]
+    label = event_labels(events, offsets, new_events, origin, starts, edited.lengths, edited.gap)
     return new_events, label, origin
 
 
@@ -511,23 +510,12 @@ def _label_moved(
 ) -> None:
     """Label the events of an edited session that left their source order (rare: only a
     session whose kept events' sources do not increase is searched event by event)."""
-    for start, n in zip(starts.tolist(), lengths.tolist(), strict=True):
+    rows = np.repeat(starts, lengths) + ragged_arange(lengths)
+    kept = rows[origin[rows] >= 0]
+    session = owner_of(lengths)[origin[rows] >= 0]
+    back = (session[1:] == session[:-1]) & (origin[kept][1:] <= origin[kept][:-1])
+    for k in np.unique(session[1:][back]).tolist():
+        start, n = int(starts[k]), int(lengths[k])
         src = origin[start : start + n]
-        kept = np.flatnonzero(src >= 0)
-        if len(kept) > 1 and np.any(src[kept][1:] <= src[kept][:-1]):
-            label[start + kept] |= _moved(src[kept])
-
-
-def _append_rows(
-    pieces: dict[str, list[np.ndarray]], events: EventTable, start: int, end: int
-) -> int:
-    if end <= start:
-        return 0
-    for k, col in events.columns().items():
-        pieces[k].append(col[start:end])
-    pieces["origin"].append(np.arange(start, end))
-    return end - start
-
-
-def with_session(s: Session, **cols: np.ndarray) -> Session:
-    return replace(s, cols={**s.cols, **cols})
+        at = np.flatnonzero(src >= 0)
+        label[start + at] |= _moved(src[at])

@@ -10,6 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.anomalies.batch import (
+    Batch,
+    BatchContext,
+    first_per_group,
+    fit_to_length,
+    offsets_of,
+    owner_of,
+    ragged_arange,
+)
 from benchmark.anomalies.core import (
     INJECTORS,
     POSITIONS,
@@ -20,7 +29,6 @@ from benchmark.anomalies.core import (
     SessionReader,
     assemble,
     eligibility,
-    fit_to_length,
     hosts_any,
     unlabelled,
 )
@@ -263,54 +271,129 @@ def inject(
         return unlabelled(events, names, active, eligible)
     rng = np.random.default_rng(seed)
     victims = _choose_victims(counts, hosts, names, active, rng)
-    params = {name: type_params(cfg, name) for name in active}
+    donors = Donors(events, offsets, np.flatnonzero(victims >= 0), rng)
     profile = NormalProfile.from_events(events)
-    read = SessionReader(events, offsets)
-    donor = _donor_sampler(events, offsets, read, np.array(sorted(victims)), rng)
-    edited: dict[int, Session] = {}
-    anomaly_type = np.full(n_sess, -1, dtype=np.int8)
-    severity = np.full(n_sess, np.nan, dtype=np.float32)
-    details = []
-    for index in sorted(victims):
-        name = victims[index]
-        source = read(index)
-        sev = float(np.clip(cfg.severity + rng.uniform(-1, 1) * cfg.severity_jitter, 0.0, 1.0))
-        ctx = Context(
-            rng=rng,
-            severity=sev,
-            position=cfg.position,
-            max_length=max_length,
-            profile=profile,
-            params=params[name],
-            donor=partial(donor, index),
-        )
-        edited[index] = fit_to_length(INJECTORS[name].fn(source.copy(), ctx), max_length)
-        anomaly_type[index] = names.index(name)
-        severity[index] = sev
-        details.append(
-            {
-                "session": int(events.session_id[offsets[index]]),
-                "type": name,
-                "severity": sev,
-                "params": asdict(ctx.params),
-                **ctx.record,
-            }
-        )
-    new_events, event_label, origin = assemble(events, offsets, edited)
+    parts, sessions, records = [], [], []
+    severity = np.full(n_sess, np.nan)
+    for code, name in enumerate(names):
+        chosen = np.flatnonzero(victims == code)
+        if len(chosen) == 0:
+            continue
+        jitter = rng.uniform(-1, 1, len(chosen)) * cfg.severity_jitter
+        sev = np.clip(cfg.severity + jitter, 0.0, 1.0)
+        setting = _Setting(cfg, name, sev, max_length, profile, donors, rng)
+        edited, record = setting.apply(events, offsets, chosen)
+        parts.append(fit_to_length(edited, max_length))
+        sessions.append(chosen)
+        records.append(record)
+        severity[chosen] = sev
+    order = np.argsort(np.concatenate(sessions), kind="stable")
+    chosen = np.concatenate(sessions)[order]
+    edited = Batch.concat(parts).sessions(order)
+    new_events, event_label, origin = assemble(events, offsets, chosen, edited)
     changed = np.add.reduceat(event_label, session_offsets(new_events.session_id)[:-1])
-    for entry, index in zip(details, sorted(victims), strict=True):
-        entry["changed_events"] = int(changed[index])
+    details = _details(events, offsets, chosen, order, records, severity, changed)
     return LabelledEvents(
         events=new_events,
         event_label=event_label,
         origin=origin,
-        label=anomaly_type >= 0,
-        anomaly_type=anomaly_type,
-        severity=severity,
-        details=tuple(details),
+        label=victims >= 0,
+        anomaly_type=victims.astype(np.int8),
+        severity=severity.astype(np.float32),
+        details=details,
         type_names=names,
         eligible=eligible,
         population=population,
+    )
+
+
+@dataclass
+class _Setting:
+    """One type's injection into its victims: their severities and what the type draws from."""
+
+    cfg: AnomalyConfig
+    name: str
+    severity: np.ndarray  # per victim
+    max_length: int
+    profile: NormalProfile
+    donors: Donors
+    rng: np.random.Generator
+
+    def apply(
+        self, events: EventTable, offsets: np.ndarray, chosen: np.ndarray
+    ) -> tuple[Batch, list[dict]]:
+        """The victims ``chosen`` (sorted sessions) edited, and what was chosen for each."""
+        spec = INJECTORS[self.name]
+        params = type_params(self.cfg, self.name)
+        if spec.batched:
+            ctx = BatchContext(
+                self.rng,
+                self.severity,
+                self.cfg.position,
+                self.max_length,
+                self.profile,
+                params,
+                self.donors.of(chosen),
+            )
+            edited = spec.fn(Batch.read(events, offsets, chosen), ctx)
+            fields = {k: np.asarray(v).tolist() for k, v in ctx.record.items()}
+            values = [
+                dict(zip(fields, row, strict=True)) for row in zip(*fields.values(), strict=True)
+            ]
+            return edited, self._entries(params, values or [{} for _ in chosen])
+        edited, values = self._one_by_one(events, offsets, chosen, params)
+        return edited, self._entries(params, values)
+
+    def _entries(self, params: object, values: list[dict]) -> list[dict]:
+        """The metadata of each victim: type, parameters, what the type chose."""
+        knobs = asdict(params)  # type: ignore[call-overload]
+        return [{"type": self.name, "params": dict(knobs), **chosen} for chosen in values]
+
+    def _one_by_one(
+        self, events: EventTable, offsets: np.ndarray, chosen: np.ndarray, params: object
+    ) -> tuple[Batch, list[dict]]:
+        """A per-session (plugin) type: its function called once per victim."""
+        read = SessionReader(events, offsets)
+        edited, chosen_values = [], []
+        for index, sev in zip(chosen.tolist(), self.severity.tolist(), strict=True):
+            ctx = Context(
+                rng=self.rng,
+                severity=sev,
+                position=self.cfg.position,
+                max_length=self.max_length,
+                profile=self.profile,
+                params=params,
+                donor=partial(self.donors.session, read, index),
+            )
+            s = INJECTORS[self.name].fn(read(index).copy(), ctx)
+            start = int(offsets[index])
+            origin = np.where(s.origin >= 0, s.origin + start, -1)
+            edited.append(Batch(s.cols, s.gap, origin, np.array([0, len(s)]), np.array([s.t0])))
+            chosen_values.append(ctx.record)
+        return Batch.concat(edited), chosen_values
+
+
+def _details(
+    events: EventTable,
+    offsets: np.ndarray,
+    chosen: np.ndarray,
+    order: np.ndarray,
+    records: list[list[dict]],
+    severity: np.ndarray,
+    changed: np.ndarray,
+) -> tuple[dict, ...]:
+    """Per injected session, in session order: its type, severity, the type's parameters and
+    what the type chose for it, and how many of its events changed."""
+    flat = [entry for record in records for entry in record]
+    return tuple(
+        {
+            "session": int(events.session_id[offsets[index]]),
+            "type": flat[k].pop("type"),
+            "severity": float(severity[index]),
+            **flat[k],
+            "changed_events": int(changed[index]),
+        }
+        for k, index in zip(order.tolist(), chosen.tolist(), strict=True)
     )
 
 
@@ -320,7 +403,7 @@ def _choose_victims(
     type_list: tuple[str, ...],
     active: tuple[str, ...],
     rng: np.random.Generator,
-) -> dict[int, str]:
+) -> np.ndarray:
     """Victims as a uniform random sample of the sequences that can host a type of the mix
     (``active``: the types with a weight), then a type for each (``assign_types``).
 
@@ -336,7 +419,9 @@ def _choose_victims(
     victims = np.sort(rng.choice(hostable, size=total, replace=False))
     target = np.array([counts.get(n, 0) for n in active])
     types = assign_types(can[victims], target, rng)
-    return {int(v): active[t] for v, t in zip(victims, types, strict=True)}
+    code = np.full(len(hosts), -1, dtype=np.int64)  # per sequence: its type in ``type_list``
+    code[victims] = np.array([type_list.index(name) for name in active])[types]
+    return code
 
 
 def assign_types(can: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -378,50 +463,125 @@ def assign_types(can: np.ndarray, target: np.ndarray, rng: np.random.Generator) 
     return out
 
 
-def _donor_sampler(
-    events: EventTable,
-    offsets: np.ndarray,
-    read: SessionReader,
-    victims: np.ndarray,
-    rng: np.random.Generator,
-):
-    """``draw(victim, similar)``: an untouched session of another user, from the sessions with
-    the victim's main category when ``similar`` (any session when none qualifies)."""
-    pool = np.setdiff1d(np.arange(len(offsets) - 1), victims)
-    pool = pool if len(pool) else np.arange(len(offsets) - 1)
-    users = events.user_id[offsets[:-1]]
-    main = _main_category(events, offsets)
-    by_main = np.argsort(main[pool], kind="stable")
-    sorted_main = main[pool][by_main]
+class Donors:
+    """Untouched sessions of other users to splice from (``session_hijack``): drawn among the
+    sessions no type edits, from those with the victim's main category when asked."""
 
-    def draw(victim: int, similar: bool) -> Session:
-        candidates = pool
-        if similar:
-            lo, hi = (
-                np.searchsorted(sorted_main, main[victim], side="left"),
-                np.searchsorted(sorted_main, main[victim], side="right"),
-            )
-            candidates = pool[by_main[lo:hi]] if hi - lo > 1 else pool
+    def __init__(
+        self,
+        events: EventTable,
+        offsets: np.ndarray,
+        victims: np.ndarray,
+        rng: np.random.Generator,
+        sessions: np.ndarray | None = None,
+    ) -> None:
+        self.events, self.offsets, self.rng = events, offsets, rng
+        self._victims = victims
+        self.sessions = sessions  # the victims of the type at hand, in batch order
+        self._index: dict[str, np.ndarray] = {}  # shared by every type's copy
+
+    def of(self, sessions: np.ndarray) -> Donors:
+        """The same donors, for a type whose victims are ``sessions``."""
+        donors = Donors(self.events, self.offsets, self._victims, self.rng, sessions)
+        donors._index = self._index
+        return donors
+
+    def _by_category_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Built on first use (only ``session_hijack`` needs it): the pool, each session's
+        main category, the pool ordered by it, and that order's categories."""
+        if not self._index:
+            n = len(self.offsets) - 1
+            pool = np.setdiff1d(np.arange(n), self._victims)
+            pool = pool if len(pool) else np.arange(n)
+            main = _main_category(self.events, self.offsets)
+            by_main = np.argsort(main[pool], kind="stable")
+            self._index.update(pool=pool, main=main, by_main=by_main, sorted=main[pool][by_main])
+        i = self._index
+        return i["pool"], i["main"], i["by_main"], i["sorted"]
+
+    def draw(self, victims: np.ndarray, similar: np.ndarray) -> np.ndarray:
+        """A donor session per (victim, similar) pair: another user's, sharing the victim's
+        main category when ``similar`` (any session when no other one shares it); a draw of
+        the victim's own user is redrawn, up to 20 times."""
+        pool, main, by_main, sorted_main = self._by_category_index()
+        lo = np.searchsorted(sorted_main, main[victims], side="left")
+        hi = np.searchsorted(sorted_main, main[victims], side="right")
+        same_category = similar & (hi - lo > 1)
+        users = self.events.user_id[self.offsets[:-1]]
+        out = np.empty(len(victims), dtype=np.int64)
+        todo = np.arange(len(victims))
         for _ in range(20):
-            i = int(rng.choice(candidates))
-            if users[i] != users[victim]:
+            u = self.rng.random(len(todo))
+            in_category = pool[by_main[lo[todo] + (u * (hi - lo)[todo]).astype(np.int64)]]
+            anywhere = pool[(u * len(pool)).astype(np.int64)]
+            out[todo] = np.where(same_category[todo], in_category, anywhere)
+            todo = todo[users[out[todo]] == users[victims[todo]]]
+            if len(todo) == 0:
                 break
-        return read(i)
+        return out
 
-    return draw
+    def session(self, read: SessionReader, victim: int, similar: bool) -> Session:
+        """One donor as a ``Session`` (the per-session API's ``ctx.donor``)."""
+        return read(int(self.draw(np.array([victim]), np.array([similar]))[0]))
+
+    def extent(self, sessions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First row and length of each session."""
+        return self.offsets[sessions], self.offsets[sessions + 1] - self.offsets[sessions]
+
+    def rows_of(self, rows: np.ndarray) -> Batch:
+        """Source rows as new events: their columns and the gap to the row before (0 for a
+        session's first row)."""
+        ts = self.events.timestamp
+        first = np.isin(rows, self.offsets[:-1])
+        gap = np.where(first, 0.0, ts[rows] - ts[np.maximum(rows - 1, 0)])
+        cols = {k: v[rows] for k, v in self.events.columns().items() if k != "timestamp"}
+        return Batch(cols, gap, rows, np.array([0, len(rows)]), ts[:1])
+
+    def foreignness(self, victims: np.ndarray, donors: np.ndarray) -> np.ndarray:
+        """(V, k) how foreign each donor is to its victim: 1 - Jaccard similarity of their
+        category sets, plus 1 when their most used devices differ."""
+        pairs_a, pairs_b = np.repeat(victims, donors.shape[1]), donors.ravel()
+        involved, local = np.unique(np.concatenate([pairs_a, pairs_b]), return_inverse=True)
+        a, b = local[: len(pairs_a)], local[len(pairs_a) :]
+        start, length = self.extent(involved)
+        rows = np.repeat(start, length) + ragged_arange(length)
+        owner = owner_of(length)
+        _, rank = np.unique(self.events.category_id[rows], return_inverse=True)
+        width = int(rank.max()) + 1 if len(rank) else 1
+        keys = np.unique(owner * width + rank)  # distinct (session, category), sorted
+        key_session = keys // width
+        size = np.bincount(key_session, minlength=len(involved))
+        # each pair's donor categories, looked up among its victim's
+        first = offsets_of(size)[:-1]
+        pair = owner_of(size[b])
+        donor_keys = keys[np.repeat(first[b], size[b]) + ragged_arange(size[b])]
+        wanted = a[pair] * width + donor_keys % width
+        found = np.searchsorted(keys, wanted)
+        hit = found < len(keys)
+        hit[hit] = keys[found[hit]] == wanted[hit]
+        shared = np.bincount(pair[hit], minlength=len(a))
+        jaccard = shared / np.maximum(1, size[a] + size[b] - shared)
+        distance = 1.0 - jaccard
+        if self.events.device is not None:
+            device = self.events.device[rows].astype(np.int64) + 1
+            counts = np.zeros((len(involved), int(device.max()) + 1 if len(device) else 1))
+            np.add.at(counts, (owner, device), 1)
+            usual = counts.argmax(axis=1)  # the first most used (lowest code) on a tie
+            distance = distance + (usual[a] != usual[b])
+        return distance.reshape(donors.shape)
 
 
 def _main_category(events: EventTable, offsets: np.ndarray) -> np.ndarray:
-    """Each session's most frequent category."""
-    session_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    pairs, counts = np.unique(
-        np.stack([session_of, events.category_id]), axis=1, return_counts=True
+    """Each session's most frequent category (the lowest id on a tie)."""
+    session_of = owner_of(np.diff(offsets))
+    order = np.lexsort((events.category_id, session_of))
+    sess, cat = session_of[order], events.category_id[order]
+    run_start = np.flatnonzero(
+        np.concatenate(([True], (sess[1:] != sess[:-1]) | (cat[1:] != cat[:-1])))
     )
-    order = np.lexsort((-counts, pairs[0]))  # per session, the most frequent category first
-    first = np.concatenate(([True], np.diff(pairs[0][order]) != 0))
-    main = np.empty(len(offsets) - 1, dtype=np.int64)
-    main[pairs[0][order][first]] = pairs[1][order][first]
-    return main
+    run_length = np.diff(np.append(run_start, len(order)))
+    best = first_per_group(sess[run_start], -run_length, len(offsets) - 1)
+    return cat[run_start[best]]
 
 
 def describe_types() -> dict[str, str]:

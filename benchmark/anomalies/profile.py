@@ -67,7 +67,7 @@ class NormalProfile:
             log_gaps=pooled,
             items=items,
             item_category=category,
-            item_price=_median_by_group(events.price[has_item], inverse, len(items)),
+            item_price=median_per_group(events.price[has_item], inverse, len(items)),
             item_count=counts,
             categories=categories,
             purchase_share=float(np.mean(events.event_type == EventType.PURCHASE)),
@@ -141,23 +141,18 @@ class NormalProfile:
         return self.item_price[np.searchsorted(self.items, items)]
 
 
-def _median_by_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+def median_per_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     """Median of the finite ``values`` per group (NaN for groups without one)."""
     ok = np.isfinite(values)
     values, group = values[ok], group[ok]
+    if len(values) == 0:
+        return np.full(n_groups, np.nan)
     order = np.lexsort((values, group))
     values, group = values[order], group[order]
     starts = np.searchsorted(group, np.arange(n_groups), side="left")
     ends = np.searchsorted(group, np.arange(n_groups), side="right")
-    mid_lo = (
-        values[np.clip((starts + ends - 1) // 2, 0, max(len(values) - 1, 0))]
-        if len(values)
-        else np.full(n_groups, np.nan)
-    )
-    mid_hi = (
-        values[np.clip((starts + ends) // 2, 0, max(len(values) - 1, 0))]
-        if len(values)
-        else np.full(n_groups, np.nan)
-    )
+    last = len(values) - 1
+    mid_lo = values[np.clip((starts + ends - 1) // 2, 0, last)]
+    mid_hi = values[np.clip((starts + ends) // 2, 0, last)]
     median = (np.asarray(mid_lo, dtype=np.float64) + mid_hi) / 2
     return np.where(ends > starts, median, np.nan)

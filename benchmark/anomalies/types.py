@@ -3,6 +3,9 @@
 Severity ``s`` in [0, 1] moves every knob from what the data's own statistics give (``s = 0``:
 the injected material is drawn from the split's normal profile, so it looks normal) to the
 blatant end set by the type's parameters (``s = 1``).
+
+Each type edits all its victims at once (a ``Batch``; see ``benchmark/anomalies/batch.py``):
+every knob and draw is an array with one entry per victim, or per new event.
 """
 
 from __future__ import annotations
@@ -11,7 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.anomalies.core import Context, Session, any_per_session, injector, with_session
+from benchmark.anomalies.batch import (
+    Batch,
+    BatchContext,
+    NewEvents,
+    offsets_of,
+    owner_of,
+    ragged_arange,
+    splice,
+)
+from benchmark.anomalies.core import any_per_session, injector
+from benchmark.anomalies.profile import median_per_group
 from datasets.schema import MISSING_ID, EventTable, EventType
 
 E = EventType
@@ -83,154 +96,204 @@ class FunnelViolationParams:
     pass
 
 
-@injector("click_flood", needs_catalogue=True, params=ClickFloodParams, min_length=1)
-def click_flood(s: Session, ctx: Context) -> Session:
+@injector("click_flood", needs_catalogue=True, params=ClickFloodParams, min_length=1, batched=True)
+def click_flood(b: Batch, ctx: BatchContext) -> Batch:
     """A bot opens many product pages in a burst: 2 (s=0) to ``max_events`` views, a few target
     items hammered repeatedly, with gaps shrinking from human dwell times to ``bot_gap_s``."""
     p: ClickFloodParams = ctx.params
-    n_new = ctx.room(round(ctx.lerp(2, p.max_events)))
-    at = ctx.insertion_point(len(s), n_new)
-    targets = ctx.profile.sample_items(3, ctx.rng)
-    browsing = ctx.session_items(s, n_new)
-    items = np.where(ctx.rng.random(n_new) < ctx.severity, ctx.rng.choice(targets, n_new), browsing)
-    types = np.full(n_new, E.VIEW, dtype=np.int8)
-    bot_gap = p.bot_gap_s * np.exp(ctx.rng.normal(0.0, 0.3, n_new))
-    gap = ctx.loglerp(ctx.profile.sample_gaps(types, ctx.rng), bot_gap)
-    return ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
+    n_new = ctx.room(ctx.rounded(2, p.max_events))
+    at = ctx.insertion_point(b.lengths, n_new)
+    targets = ctx.profile.sample_items(3 * len(b), ctx.rng).reshape(len(b), 3)
+    browsing = ctx.session_items(b, n_new)
+    owner, u = ctx.draws(n_new)
+    hammered = targets[owner, ctx.rng.integers(0, 3, len(owner))]
+    items = np.where(u < ctx.severity[owner], hammered, browsing)
+    types = np.full(len(owner), E.VIEW, dtype=np.int8)
+    bot_gap = p.bot_gap_s * np.exp(ctx.rng.normal(0.0, 0.3, len(owner)))
+    gap = ctx.loglerp(ctx.profile.sample_gaps(types, ctx.rng), bot_gap, owner)
+    return ctx.place(b, at, _item_events(b, ctx, at, types, items, gap, n_new))
 
 
-@injector("brushing", needs_catalogue=True, params=BrushingParams, min_length=1)
-def brushing(s: Session, ctx: Context) -> Session:
+@injector("brushing", needs_catalogue=True, params=BrushingParams, min_length=1, batched=True)
+def brushing(b: Batch, ctx: BatchContext) -> Batch:
     """A brushing farm fakes orders to push a seller's items up the rankings: search, little or
     no browsing, purchase of the same one or two obscure items, repeated. At s=0 an order is an
     ordinary search-and-browse visit that buys at the data's own rate."""
     p: BrushingParams = ctx.params
-    n_orders = round(ctx.lerp(1, p.max_orders))
-    obscure = ctx.profile.sample_items(2, ctx.rng, popular=False)
-    browse_n = round(ctx.lerp(5, 0))
-    buy_p = ctx.lerp(min(1.0, ctx.profile.purchase_share * (browse_n + 2)), 1.0)
+    n_orders = ctx.rounded(1, p.max_orders)
+    obscure = ctx.profile.sample_items(2 * len(b), ctx.rng, popular=False).reshape(len(b), 2)
+    browse_n = ctx.rounded(5, 0)
+    buy_p = ctx.lerp(np.minimum(1.0, ctx.profile.purchase_share * (browse_n + 2)), 1.0)
     # Every order drawn at once: its browsing, whether it buys, what, and whether the target.
-    targets = obscure[ctx.rng.integers(0, len(obscure), n_orders)]
-    browsed = ctx.session_items(s, n_orders * browse_n).reshape(n_orders, browse_n)
-    buys = ctx.rng.random(n_orders) < buy_p
-    on_target = ctx.rng.random(n_orders) < ctx.severity
-    types, items = [], []
-    for k in range(n_orders):
-        types += [E.SEARCH] + [E.VIEW] * browse_n
-        items += [MISSING_ID, *browsed[k].tolist()]
-        if buys[k]:
-            types.append(E.PURCHASE)
-            items.append(targets[k] if on_target[k] else items[-1])
-    types_arr = np.asarray(types[: ctx.room(len(types))], dtype=np.int8)
-    items_arr = np.asarray(items[: len(types_arr)], dtype=np.int64)
-    items_arr = _fill_missing_item(items_arr, types_arr, ctx)
-    at = ctx.insertion_point(len(s), len(types_arr))
-    gap = ctx.loglerp(ctx.profile.sample_gaps(types_arr, ctx.rng), p.order_gap_s)
+    of_order = owner_of(n_orders)  # each order's victim
+    targets = obscure[of_order, ctx.rng.integers(0, 2, len(of_order))]
+    browsed = ctx.session_items(b, n_orders * browse_n)  # each order's views, in order
+    buys = ctx.rng.random(len(of_order)) < buy_p[of_order]
+    on_target = ctx.rng.random(len(of_order)) < ctx.severity[of_order]
+    views = browse_n[of_order]
+    # An order is a search, its views, and a purchase when it buys.
+    order_length = 1 + views + buys
+    order, step = owner_of(order_length), ragged_arange(order_length)
+    types = np.where(step == 0, E.SEARCH, np.where(step <= views[order], E.VIEW, E.PURCHASE))
+    first_view = offsets_of(views)[:-1][order]
+    items = np.full(len(order), MISSING_ID, dtype=np.int64)
+    viewing = types == E.VIEW
+    items[viewing] = browsed[(first_view + step - 1)[viewing]]
+    # a purchase buys the target, or else the order's last view (nothing after a bare search)
+    buying = np.flatnonzero(types == E.PURCHASE)
+    after_view = buying[views[order[buying]] > 0]
+    items[after_view] = items[after_view - 1]
+    items[buying] = np.where(on_target[order[buying]], targets[order[buying]], items[buying])
+    # Each victim's orders, cut to the room its session has.
+    per_victim = np.bincount(of_order, weights=order_length, minlength=len(b)).astype(np.int64)
+    keep = ctx.room(per_victim)
+    rows = np.flatnonzero(ragged_arange(per_victim) < np.repeat(keep, per_victim))
+    types, items = types[rows].astype(np.int8), _fill_missing_item(items[rows], types[rows], ctx)
+    at = ctx.insertion_point(b.lengths, keep)
+    gap = ctx.loglerp(ctx.profile.sample_gaps(types, ctx.rng), p.order_gap_s, owner_of(keep))
     ctx.record.update(orders=n_orders)
-    return ctx.place(s, at, _item_events(s, ctx, at, types_arr, items_arr), gap)
+    return ctx.place(b, at, _item_events(b, ctx, at, types, items, gap, keep))
 
 
-@injector("scraping", needs_catalogue=True, params=ScrapingParams, min_length=1)
-def scraping(s: Session, ctx: Context) -> Session:
+@injector("scraping", needs_catalogue=True, params=ScrapingParams, min_length=1, batched=True)
+def scraping(b: Batch, ctx: BatchContext) -> Batch:
     """A scraper walks the catalogue in id order, category after category, at a steady pace. At
     s=0 the pages are popularity-drawn items at human gaps; at s=1 every page is the next item."""
     p: ScrapingParams = ctx.params
-    n_new = ctx.room(round(ctx.lerp(3, p.max_events)))
-    at = ctx.insertion_point(len(s), n_new)
+    n_new = ctx.room(ctx.rounded(3, p.max_events))
+    at = ctx.insertion_point(b.lengths, n_new)
     order = ctx.profile.by_category  # items by (category, id), sorted once per profile
-    start = int(ctx.rng.integers(len(order)))
-    walk = ctx.profile.items[order[(start + np.arange(n_new)) % len(order)]]
-    random_items = ctx.session_items(s, n_new)
-    items = np.where(ctx.rng.random(n_new) < ctx.severity, walk, random_items)
-    types = np.full(n_new, E.VIEW, dtype=np.int8)
+    start = ctx.rng.integers(0, len(order), len(b))
+    owner, u = ctx.draws(n_new)
+    walk = ctx.profile.items[order[(start[owner] + ragged_arange(n_new)) % len(order)]]
+    random_items = ctx.session_items(b, n_new)
+    items = np.where(u < ctx.severity[owner], walk, random_items)
+    types = np.full(len(owner), E.VIEW, dtype=np.int8)
     human = ctx.profile.sample_gaps(types, ctx.rng)
-    steady = p.pace_s * np.exp(ctx.rng.normal(0.0, 0.05, n_new))
-    gap = ctx.loglerp(human, steady)
-    return ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
+    steady = p.pace_s * np.exp(ctx.rng.normal(0.0, 0.05, len(owner)))
+    gap = ctx.loglerp(human, steady, owner)
+    return ctx.place(b, at, _item_events(b, ctx, at, types, items, gap, n_new))
 
 
-@injector("cart_abuse", needs_catalogue=True, params=CartAbuseParams, min_length=1)
-def cart_abuse(s: Session, ctx: Context) -> Session:
+@injector("cart_abuse", needs_catalogue=True, params=CartAbuseParams, min_length=1, batched=True)
+def cart_abuse(b: Batch, ctx: BatchContext) -> Batch:
     """Inventory hoarding or coupon probing: items added to and removed from the cart again and
     again, and the session's purchases abandoned (turned into removals). At s=0 the pairs are
     plain views and purchases stand."""
     p: CartAbuseParams = ctx.params
-    n_pairs = round(ctx.lerp(1, p.max_pairs))
-    abusive = ctx.rng.random(n_pairs) < ctx.severity
-    pair_items = ctx.session_items(s, n_pairs)
+    n_pairs = ctx.rounded(1, p.max_pairs)
+    pair_owner, u = ctx.draws(n_pairs)
+    abusive = u < ctx.severity[pair_owner]
+    pair_items = ctx.session_items(b, n_pairs)
     first = np.where(abusive, E.ADD_TO_CART, E.VIEW)
     second = np.where(abusive, E.REMOVE_FROM_CART, E.VIEW)
-    types = np.stack([first, second], axis=1).ravel()[: ctx.room(2 * n_pairs)].astype(np.int8)
-    items = np.repeat(pair_items, 2)[: len(types)]
-    at = ctx.insertion_point(len(s), len(types))
-    gap = ctx.loglerp(ctx.profile.sample_gaps(types, ctx.rng), p.pair_gap_s)
-    out = ctx.place(s, at, _item_events(s, ctx, at, types, items), gap)
-    abandon = (out.cols["event_type"] == E.PURCHASE) & (ctx.rng.random(len(out)) < ctx.severity)
+    types = np.stack([first, second], axis=1).ravel().astype(np.int8)
+    items = np.repeat(pair_items, 2)
+    keep = ctx.room(2 * n_pairs)
+    rows = np.flatnonzero(ragged_arange(2 * n_pairs) < np.repeat(keep, 2 * n_pairs))
+    types, items = types[rows], items[rows]
+    at = ctx.insertion_point(b.lengths, keep)
+    gap = ctx.loglerp(ctx.profile.sample_gaps(types, ctx.rng), p.pair_gap_s, owner_of(keep))
+    out = ctx.place(b, at, _item_events(b, ctx, at, types, items, gap, keep))
+    owner, u = ctx.draws(out.lengths)
+    abandon = (out.cols["event_type"] == E.PURCHASE) & (u < ctx.severity[owner])
     etype = np.where(abandon, E.REMOVE_FROM_CART, out.cols["event_type"]).astype(np.int8)
-    ctx.record.update(pairs=n_pairs, abusive_pairs=int(abusive.sum()))
-    return with_session(out, event_type=etype)
+    ctx.record.update(
+        pairs=n_pairs, abusive_pairs=np.bincount(pair_owner[abusive], minlength=len(b))
+    )
+    return out.with_cols(event_type=etype)
 
 
-@injector("account_takeover", needs_catalogue=True, params=AccountTakeoverParams, min_length=3)
-def account_takeover(s: Session, ctx: Context) -> Session:
+@injector(
+    "account_takeover",
+    needs_catalogue=True,
+    params=AccountTakeoverParams,
+    min_length=3,
+    batched=True,
+)
+def account_takeover(b: Batch, ctx: BatchContext) -> Batch:
     """An intruder takes over mid-session: from the takeover point on, each item is replaced
     (with probability s) by one from another category (the whole tail switches category with
     probability s), prices rise up to ``price_factor`` times, and the device changes (with
     probability s). Each original item maps to one replacement, so the intruder's own funnel
     (view, cart, purchase of one item) stays consistent; at s=0 nothing changes."""
     p: AccountTakeoverParams = ctx.params
-    n = len(s)
-    at = min(max(1, ctx.insertion_point(n, 1)), n - 1)
-    out = s.copy()
-    tail = np.arange(at, n)
-    categories = ctx.profile.categories
-    seen = _positions_in(categories, s.cols["category_id"][:at])
-    n_foreign = len(categories) - len(seen)
-    switch = ctx.rng.random() < ctx.severity and n_foreign > 0
-    new_cat = int(categories[_kth_outside(seen, int(ctx.rng.integers(n_foreign)))]) if switch else 0
-    # Each distinct item of the tail gets the intruder's item for it, or (probability 1 - s)
-    # keeps itself; the order of first appearance fixes which draw is whose.
-    old = s.cols["item_id"][tail]
-    has_item = old >= 0
-    distinct, first, inverse = np.unique(old[has_item], return_index=True, return_inverse=True)
-    by_appearance = np.argsort(first, kind="stable")
-    replace = ctx.rng.random(len(distinct)) < ctx.severity
-    cats = (
-        np.full(len(distinct), new_cat) if switch else s.cols["category_id"][tail][has_item][first]
-    )
-    drawn = ctx.profile.sample_items_like(cats[by_appearance], ctx.rng)
-    new = distinct.copy()
-    new[by_appearance] = np.where(replace, drawn, distinct[by_appearance])
-    out.cols["item_id"][tail[has_item]] = new[inverse]
-    rows = tail[out.cols["item_id"][tail] != s.cols["item_id"][tail]]
-    items = out.cols["item_id"][rows]
-    out.cols["category_id"][rows] = ctx.profile.category_of(items)
-    out.cols["price"][rows] = ctx.profile.price_of(items)
-    if switch:
-        out.cols["category_id"][tail[out.cols["item_id"][tail] < 0]] = new_cat
-    level = float(ctx.loglerp(1.0, p.price_factor))
-    priced = tail[np.isfinite(out.cols["price"][tail])]
-    if level != 1.0:
-        out.cols["price"][priced] = np.round(out.cols["price"][priced] * level, 2)
-    if "device" in out.cols and len(ctx.profile.devices) > 1 and ctx.rng.random() < ctx.severity:
-        current = out.cols["device"][at]
-        others = ctx.profile.devices[ctx.profile.devices != current]
-        out.cols["device"][tail] = ctx.rng.choice(others)
-    ctx.record.update(at=at, switched_category=bool(switch))
+    n = b.lengths
+    at = np.minimum(np.maximum(1, ctx.insertion_point(n, np.ones_like(n))), n - 1)
+    out = b.copy()
+    owner, pos = b.owner(), b.position()
+    tail = pos >= at[owner]
+    new_cat, switch = _foreign_category(b, ctx, owner[~tail], b.cols["category_id"][~tail])
+    # Each distinct item of a victim's tail gets the intruder's item for it, or (probability
+    # 1 - s) keeps itself.
+    rows = np.flatnonzero(tail & (b.cols["item_id"] >= 0))
+    old, who = b.cols["item_id"][rows], owner[rows]
+    order = np.lexsort((old, who))
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = (old[order][1:] != old[order][:-1]) | (who[order][1:] != who[order][:-1])
+    distinct = order[starts]  # the first appearance of each (victim, item)
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    d_owner = who[distinct]
+    replace = ctx.rng.random(len(distinct)) < ctx.severity[d_owner]
+    own_category = b.cols["category_id"][rows[distinct]]
+    cats = np.where(switch[d_owner], new_cat[d_owner], own_category)
+    drawn = ctx.profile.sample_items_like(cats, ctx.rng)
+    out.cols["item_id"][rows] = np.where(replace, drawn, old[distinct])[inverse]
+    changed = rows[out.cols["item_id"][rows] != old]
+    items = out.cols["item_id"][changed]
+    out.cols["category_id"][changed] = ctx.profile.category_of(items)
+    out.cols["price"][changed] = ctx.profile.price_of(items)
+    itemless = np.flatnonzero(tail & (out.cols["item_id"] < 0) & switch[owner])
+    out.cols["category_id"][itemless] = new_cat[owner[itemless]]
+    level = ctx.loglerp(1.0, p.price_factor)
+    priced = np.flatnonzero(tail & np.isfinite(out.cols["price"]) & (level[owner] != 1.0))
+    out.cols["price"][priced] = np.round(out.cols["price"][priced] * level[owner[priced]], 2)
+    if "device" in out.cols and len(ctx.profile.devices) > 1:
+        _change_device(out, ctx, at, tail, owner)
+    ctx.record.update(at=at, switched_category=switch)
     return out
 
 
-def _positions_in(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Sorted distinct positions in ``sorted_values`` of the ``values`` found there."""
-    distinct = np.unique(values)
-    pos = np.searchsorted(sorted_values, distinct)
-    inside = pos < len(sorted_values)
-    return pos[inside][sorted_values[pos[inside]] == distinct[inside]]
+def _foreign_category(
+    b: Batch, ctx: BatchContext, owner: np.ndarray, seen_categories: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per victim, whether its tail switches category (probability s, when a category it has
+    not visited exists) and a category drawn uniformly among those it has not visited
+    (``seen_categories`` of ``owner``: the events before the takeover)."""
+    categories = ctx.profile.categories
+    rank = np.searchsorted(categories, seen_categories)
+    known = rank < len(categories)
+    known[known] = categories[rank[known]] == seen_categories[known]
+    seen = np.unique(owner[known] * len(categories) + rank[known])  # (victim, rank), sorted
+    seen_owner, seen_rank = seen // max(len(categories), 1), seen % max(len(categories), 1)
+    n_foreign = len(categories) - np.bincount(seen_owner, minlength=len(b))
+    switch = (ctx.rng.random(len(b)) < ctx.severity) & (n_foreign > 0)
+    k = (ctx.rng.random(len(b)) * n_foreign).astype(np.int64)
+    # The k-th rank outside a victim's sorted seen ranks e_0 < e_1 < ...: k plus the number
+    # of i with e_i - i <= k.
+    index_in_victim = ragged_arange(np.bincount(seen_owner, minlength=len(b)))
+    below = (seen_rank - index_in_victim) <= k[seen_owner]
+    rank_out = k + np.bincount(seen_owner[below], minlength=len(b))
+    new_cat = np.where(switch, categories[np.minimum(rank_out, len(categories) - 1)], 0)
+    return new_cat.astype(np.int64), switch
 
 
-def _kth_outside(excluded: np.ndarray, k: int) -> int:
-    """The index of the ``k``-th (from 0) position not in ``excluded`` (sorted, distinct)."""
-    return k + int(np.searchsorted(excluded - np.arange(len(excluded)), k, side="right"))
+def _change_device(
+    out: Batch, ctx: BatchContext, at: np.ndarray, tail: np.ndarray, owner: np.ndarray
+) -> None:
+    """With probability s, a victim's tail moves to another device (uniform among the
+    others the data has)."""
+    devices = ctx.profile.devices
+    change = ctx.rng.random(len(out)) < ctx.severity
+    current = out.cols["device"][out.offsets[:-1] + at]
+    rank = np.searchsorted(devices, current)
+    present = (rank < len(devices)) & (devices[np.minimum(rank, len(devices) - 1)] == current)
+    others = len(devices) - present
+    r = (ctx.rng.random(len(out)) * others).astype(np.int64)
+    pick = devices[np.where(present & (r >= rank), r + 1, r)]
+    rows = np.flatnonzero(tail & change[owner])
+    out.cols["device"][rows] = pick[owner[rows]]
 
 
 def _has_priced_purchase(events: EventTable, offsets: np.ndarray) -> np.ndarray:
@@ -238,77 +301,85 @@ def _has_priced_purchase(events: EventTable, offsets: np.ndarray) -> np.ndarray:
     return any_per_session(flag, offsets)
 
 
-@injector("price_outlier", params=PriceOutlierParams, min_length=1, eligible=_has_priced_purchase)
-def price_outlier(s: Session, ctx: Context) -> Session:
+@injector(
+    "price_outlier",
+    params=PriceOutlierParams,
+    min_length=1,
+    eligible=_has_priced_purchase,
+    batched=True,
+)
+def price_outlier(b: Batch, ctx: BatchContext) -> Batch:
     """A purchase at an amount far outside the item's usual price (card testing, a pricing
     exploit, laundering): one priced purchase is multiplied (or, with probability 1 - p_up,
     divided) by a factor rising from 1 (s=0) to ``max_factor`` (s=1)."""
     p: PriceOutlierParams = ctx.params
-    rows = np.flatnonzero((s.cols["event_type"] == E.PURCHASE) & np.isfinite(s.cols["price"]))
-    row = int(_pick_by_position(rows, len(s), ctx))
-    factor = float(ctx.loglerp(1.0, p.max_factor))
-    factor = factor if ctx.rng.random() < p.p_up else 1.0 / factor
-    out = s.copy()
-    out.cols["price"][row] = np.round(out.cols["price"][row] * factor, 2)
-    ctx.record.update(row=row, factor=factor)
+    priced = (b.cols["event_type"] == E.PURCHASE) & np.isfinite(b.cols["price"])
+    at = ctx.pick_row(b, priced)
+    factor = ctx.loglerp(1.0, p.max_factor)
+    factor = np.where(ctx.rng.random(len(b)) < p.p_up, factor, 1.0 / factor)
+    out = b.copy()
+    rows = b.offsets[:-1] + at
+    out.cols["price"][rows] = np.round(out.cols["price"][rows] * factor, 2)
+    ctx.record.update(row=at, factor=factor)
     return out
 
 
-@injector("timing_bot", params=TimingBotParams, min_length=4)
-def timing_bot(s: Session, ctx: Context) -> Session:
+@injector("timing_bot", params=TimingBotParams, min_length=4, batched=True)
+def timing_bot(b: Batch, ctx: BatchContext) -> Batch:
     """A script acts on a timer: from the takeover point on, every gap moves geometrically from
     the human one (s=0) to the session's median gap with ``jitter`` relative noise (s=1)."""
     p: TimingBotParams = ctx.params
-    n = len(s)
-    at = 1 if ctx.position in ("start", "random") else min(ctx.insertion_point(n, 1), n - 2)
-    out = s.copy()
-    human = np.maximum(s.gap[at:], 1e-3)
-    interval = float(np.median(human)) * np.exp(ctx.rng.normal(0.0, p.jitter, len(human)))
-    out.gap[at:] = ctx.loglerp(human, interval)
-    ctx.record.update(at=at, interval_s=float(np.median(interval)))
+    n = b.lengths
+    if ctx.position in ("start", "random"):
+        at = np.ones_like(n)
+    else:
+        at = np.minimum(ctx.insertion_point(n, np.ones_like(n)), n - 2)
+    out = b.copy()
+    owner = b.owner()
+    rows = np.flatnonzero(b.position() >= at[owner])
+    who = owner[rows]
+    human = np.maximum(b.gap[rows], 1e-3)
+    interval = median_per_group(human, who, len(b))[who]
+    interval = interval * np.exp(ctx.rng.normal(0.0, p.jitter, len(rows)))
+    # at s=0 every gap stays as it was (even one under the 1 ms floor)
+    out.gap[rows] = np.where(ctx.severity[who] == 0, b.gap[rows], ctx.loglerp(human, interval, who))
+    ctx.record.update(at=at, interval_s=median_per_group(interval, who, len(b)))
     return out
 
 
-@injector("session_hijack", params=SessionHijackParams, min_length=3)
-def session_hijack(s: Session, ctx: Context) -> Session:
+@injector("session_hijack", params=SessionHijackParams, min_length=3, batched=True)
+def session_hijack(b: Batch, ctx: BatchContext) -> Batch:
     """A segment of another user's session is spliced in place of part of this one (a stolen
     session cookie used in parallel). The donor is picked among ``candidates`` sessions by how
     foreign its categories and device are: the most similar at s=0, the least at s=1. Each
     spliced event keeps the original with probability 1 - s (at s=0 nothing changes)."""
     p: SessionHijackParams = ctx.params
-    n = len(s)
-    length = max(1, min(n - 1, round(ctx.lerp(0.2, p.max_fraction) * n)))
+    n = b.lengths
+    length = np.maximum(1, np.minimum(n - 1, np.round(ctx.lerp(0.2, p.max_fraction) * n)))
     k = max(2, p.candidates)
-    donors = [ctx.donor(i % 2 == 0) for i in range(k)]
-    distance = np.array([_foreignness(s, d) for d in donors])
-    rank = round(ctx.severity * (len(donors) - 1))
-    donor = donors[int(np.argsort(distance, kind="stable")[rank])]
-    length = min(length, len(donor))
-    at = min(ctx.insertion_point(n, 1), n - length)
-    at = max(at, 1)
-    q = int(ctx.rng.integers(0, len(donor) - length + 1))
-    segment = donor.take(np.arange(q, q + length))
-    keep = {k: v for k, v in segment.cols.items() if k not in ("session_id", "user_id")}
-    cols = {**{k: v[at : at + length] for k, v in s.cols.items()}, **keep}
-    gap = segment.gap.copy()
-    gap[0] = s.gap[at]
+    similar = np.arange(k) % 2 == 0  # half the candidates share the victim's main category
+    donors = ctx.donors.draw(np.repeat(ctx.donors.sessions, k), np.tile(similar, len(b)))
+    donors = donors.reshape(len(b), k)
+    distance = ctx.donors.foreignness(ctx.donors.sessions, donors)
+    rank = np.round(ctx.severity * (k - 1)).astype(np.int64)
+    chosen_col = np.argsort(distance, axis=1, kind="stable")[np.arange(len(b)), rank]
+    donor = donors[np.arange(len(b)), chosen_col]
+    donor_start, donor_length = ctx.donors.extent(donor)
+    length = np.minimum(length, donor_length).astype(np.int64)
+    at = np.maximum(np.minimum(ctx.insertion_point(n, np.ones_like(n)), n - length), 1)
+    q = (ctx.rng.random(len(b)) * (donor_length - length + 1)).astype(np.int64)
+    owner, step = owner_of(length), ragged_arange(length)
+    segment = ctx.donors.rows_of(donor_start[owner] + q[owner] + step)
+    own = b.offsets[:-1][owner] + at[owner] + step  # the victim's rows the segment replaces
+    cols = {
+        k: (b.cols[k][own] if k in ("session_id", "user_id") else segment.cols[k]) for k in b.cols
+    }
+    gap = np.where(step == 0, b.gap[own], segment.gap)
     ctx.record.update(
-        at=at,
-        length=length,
-        donor_foreignness=float(distance[np.argsort(distance, kind="stable")[rank]]),
+        at=at, length=length, donor_foreignness=distance[np.arange(len(b)), chosen_col]
     )
-    return ctx.keep_originals(s, s.splice(at, length, cols, gap), at, length)
-
-
-def _foreignness(a: Session, b: Session) -> float:
-    cats_a, cats_b = set(a.cols["category_id"].tolist()), set(b.cols["category_id"].tolist())
-    jaccard = len(cats_a & cats_b) / max(1, len(cats_a | cats_b))
-    device_differs = 0.0
-    if "device" in a.cols:
-        device_differs = float(
-            np.bincount(a.cols["device"] + 1).argmax() != np.bincount(b.cols["device"] + 1).argmax()
-        )
-    return (1.0 - jaccard) + device_differs
+    edited = splice(b, at, length, NewEvents(cols, gap, length))
+    return ctx.keep_originals(b, edited, at, length)
 
 
 def _has_movable_purchase(events: EventTable, offsets: np.ndarray) -> np.ndarray:
@@ -318,54 +389,56 @@ def _has_movable_purchase(events: EventTable, offsets: np.ndarray) -> np.ndarray
 
 
 @injector(
-    "funnel_violation", params=FunnelViolationParams, min_length=2, eligible=_has_movable_purchase
+    "funnel_violation",
+    params=FunnelViolationParams,
+    min_length=2,
+    eligible=_has_movable_purchase,
+    batched=True,
 )
-def funnel_violation(s: Session, ctx: Context) -> Session:
+def funnel_violation(b: Batch, ctx: BatchContext) -> Batch:
     """Events out of funnel order (an order API called directly, replayed requests): a purchase
     moves earlier, by a share s of the way to the session's start, so at s=1 it precedes every
     view and cart of its item. At s=0 it stays where it was."""
-    rows = np.flatnonzero(s.cols["event_type"] == E.PURCHASE)
-    rows = rows[rows >= 1]
-    row = int(_pick_by_position(rows, len(s), ctx))
-    target = row - round(ctx.severity * row)
-    order = np.concatenate(
-        [np.arange(target), [row], np.arange(target, row), np.arange(row + 1, len(s))]
-    ).astype(np.int64)
-    gap = s.gap.copy()
-    if target == 0:
-        gap[0] = s.gap[row]  # the displaced first event needs a gap: the purchase's own
-    out = Session(s.cols, gap, s.t0, s.origin).take(order)
+    row = ctx.pick_row(b, (b.cols["event_type"] == E.PURCHASE) & (b.position() >= 1))
+    target = row - np.round(ctx.severity * row).astype(np.int64)
+    owner, pos = b.owner(), b.position()
+    r, t = row[owner], target[owner]
+    # positions target..row shift: the purchase first, then the events it jumped over
+    source = np.where((pos < t) | (pos > r), pos, np.where(pos == t, r, pos - 1))
+    gap = b.gap.copy()
+    displaced = b.offsets[:-1][target == 0]  # a displaced first event needs a gap: the purchase's
+    gap[displaced] = b.gap[b.offsets[:-1][target == 0] + row[target == 0]]
+    moved = Batch(b.cols, gap, b.origin, b.offsets, b.t0)
     ctx.record.update(row=row, moved_to=target)
-    return out
-
-
-def _pick_by_position(rows: np.ndarray, n: int, ctx: Context) -> int:
-    if ctx.position == "random":
-        return int(ctx.rng.choice(rows))
-    goal = {"start": 0, "middle": n // 2, "end": n - 1}[ctx.position]
-    return int(rows[np.argmin(np.abs(rows - goal))])
+    return moved.gather(b.offsets[:-1][owner] + source, b.lengths)
 
 
 def _item_events(
-    s: Session, ctx: Context, at: int, types: np.ndarray, items: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Columns for new events of ``types`` on ``items``, copying ids and device from a neighbour."""
-    cols = s.new_cols(len(types), like=at - 1)
+    b: Batch,
+    ctx: BatchContext,
+    at: np.ndarray,
+    types: np.ndarray,
+    items: np.ndarray,
+    gap: np.ndarray,
+    lengths: np.ndarray,
+) -> NewEvents:
+    """New events of ``types`` on ``items`` (``lengths[v]`` per victim), copying ids and device
+    from the event before each victim's insertion point."""
+    like = (b.offsets[:-1] + at - 1)[owner_of(lengths)]
+    cols = {name: col[like] for name, col in b.cols.items()}
     has_item = items >= 0
-    cols["event_type"] = types
-    cols["item_id"] = items
-    category = np.full(len(items), int(s.cols["category_id"][at - 1]), dtype=np.int64)
-    category[has_item] = ctx.profile.category_of(items[has_item])
-    cols["category_id"] = category
+    cols["event_type"] = types.astype(np.int8)
+    cols["item_id"] = items.astype(np.int64)
+    cols["category_id"][has_item] = ctx.profile.category_of(items[has_item])
     price = np.full(len(items), np.nan, dtype=np.float32)
     price[has_item] = ctx.profile.price_of(items[has_item])
     cols["price"] = price
     if "dwell" in cols:
         cols["dwell"] = np.full(len(items), np.nan, dtype=np.float32)
-    return cols
+    return NewEvents(cols, gap, lengths)
 
 
-def _fill_missing_item(items: np.ndarray, types: np.ndarray, ctx: Context) -> np.ndarray:
+def _fill_missing_item(items: np.ndarray, types: np.ndarray, ctx: BatchContext) -> np.ndarray:
     """A purchase needs an item: a purchase right after a search buys a popular item."""
     missing = (items < 0) & (types != E.SEARCH)
     items = items.copy()
