@@ -128,7 +128,8 @@ def encode_profiles(
     profiles: UserProfiles, user_ids: np.ndarray
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """(N, 4) profile codes per sequence (age band, region, device, tenure bucket), each shifted
-    by one so 0 means "no profile"; and each field's cardinality. Fixed codes: nothing fitted."""
+    by one so 0 means "no profile" (or this field unknown); and each field's cardinality. Fixed
+    codes: nothing fitted."""
     rows = profiles.lookup(user_ids)
     r = np.maximum(rows, 0)
     fields = np.stack(
@@ -136,7 +137,11 @@ def encode_profiles(
             profiles.age_band[r].astype(np.int32) + 1,
             profiles.region[r].astype(np.int32) + 1,
             profiles.device[r].astype(np.int32) + 1,
-            np.searchsorted(TENURE_EDGES_DAYS, profiles.tenure_days[r]).astype(np.int32) + 1,
+            np.where(  # an unknown tenure is code 0, like every unknown field
+                np.isnan(profiles.tenure_days[r]),
+                0,
+                np.searchsorted(TENURE_EDGES_DAYS, profiles.tenure_days[r]) + 1,
+            ).astype(np.int32),
         ],
         axis=1,
     )

@@ -70,7 +70,7 @@ SOURCES = {
         Source(
             "rees46",
             "https://www.kaggle.com/datasets/mkechinov/ecommerce-behavior-data-from-multi-category-store",
-            "one or more monthly files, e.g. 2019-Oct.csv (about 42M rows)",
+            "one or more monthly files, e.g. 2019-Oct.csv.gz (about 42M rows; read as downloaded)",
             "data/rees46/ (then dataset.path=data/rees46 reads every month in it)",
             "terms on the Kaggle page; credit REES46 / Open CDP",
         ),

@@ -1,5 +1,5 @@
 """dataset=events: a user's own table in any supported layout, mapped by column names, reads
-to the same events as the dedicated reader; labels the user has become the ground truth; bad
+to the events an independent count finds; labels the user has become the ground truth; bad
 rows are named in every format."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pytest
 from benchmark.anomalies.inject import ANOMALY_TYPES
 from datasets.loaders.common import DataFileError, LoadOptions
 from datasets.loaders.registry import LOADERS
-from datasets.loaders.table import TableMapping
+from datasets.loaders.table import ProfileMapping, TableMapping
+from datasets.schema import EventType
 
 from .conftest import ROOT, compose_typed
 
@@ -44,7 +45,7 @@ def read(path: Path, mapping: TableMapping = MAPPING, **options):
 
 @pytest.fixture(scope="module")
 def reference():
-    return LOADERS["rees46"](SAMPLE, LoadOptions()).events
+    return read(SAMPLE).events
 
 
 @pytest.fixture(scope="module")
@@ -67,25 +68,43 @@ def write_jsonl(table: pa.Table, path: Path, opener=open) -> Path:
     return path
 
 
-def test_the_generic_mapping_reads_what_the_dedicated_reader_reads(reference):
-    same_events(read(SAMPLE).events, reference)
+def test_the_mapping_reads_what_an_independent_count_finds(reference, table):
+    """Events, sessions, users and event types of the REES46 sample counted with pyarrow
+    alone (exact repeats of session, user, time, type and item counted once)."""
+    keys = ["user_session", "user_id", "event_time", "event_type", "product_id"]
+    distinct = table.group_by(keys).aggregate([])
+    assert len(reference) == distinct.num_rows == 1_475
+    assert len(np.unique(reference.session_id)) == len(pc.unique(table["user_session"])) == 701
+    assert len(np.unique(reference.user_id)) == len(pc.unique(table["user_id"])) == 652
+    by_type = distinct.group_by("event_type").aggregate([([], "count_all")]).to_pylist()
+    names = {"view": "VIEW", "cart": "ADD_TO_CART", "purchase": "PURCHASE"}
+    counts = np.bincount(reference.event_type, minlength=8)
+    for row in by_type:
+        assert counts[EventType[names[row["event_type"]]]] == row["count_all"]
+    assert LOADERS["rees46"](SAMPLE, LoadOptions()).events.session_id.tolist() == (
+        reference.session_id.tolist()
+    ), "dataset=rees46 is this mapping with the brand added"
 
 
-def test_a_brand_column_gives_the_item_table_of_the_dedicated_reader():
-    """Each item's category, brand and latest price, as the REES46 reader builds them (its
-    brands are interned, the mapping's hashed: the same items share a brand in both)."""
-    got = read(SAMPLE, replace(MAPPING, brand="brand"))
-    want = LOADERS["rees46"](SAMPLE, LoadOptions())
-    assert got.modalities == want.modalities == ("behaviour", "item_attributes")
-    a, b = got.items, want.items
-    assert a is not None
-    assert b is not None
-    assert len(a.item_id) == 798
-    np.testing.assert_array_equal(a.item_id, b.item_id)
-    np.testing.assert_array_equal(a.category_id, b.category_id)
-    np.testing.assert_array_equal(a.price, b.price)
-    pairs = {(x, y) for x, y in zip(a.brand_id.tolist(), b.brand_id.tolist(), strict=True)}
-    assert len(pairs) == len(set(a.brand_id.tolist())) == len(set(b.brand_id.tolist())) > 50
+def test_a_brand_column_gives_each_items_latest_category_brand_and_price(table):
+    """The item table against pyarrow: each item's attributes at its latest event (the
+    later row on a tie); brands are hashed, so the same items share a brand."""
+    got = LOADERS["rees46"](SAMPLE, LoadOptions())
+    assert got.modalities == ("behaviour", "item_attributes")
+    items = got.items
+    assert items is not None
+    rows = table.to_pylist()
+    latest: dict[int, dict] = {}
+    for row in rows:  # file order: a later row replaces an earlier one at the same time
+        known = latest.get(row["product_id"])
+        if known is None or row["event_time"] >= known["event_time"]:
+            latest[row["product_id"]] = row
+    assert items.item_id.tolist() == sorted(latest)
+    want = [latest[i] for i in sorted(latest)]
+    assert items.category_id.tolist() == [r["category_id"] for r in want]
+    np.testing.assert_allclose(items.price, [r["price"] for r in want], rtol=1e-6)
+    pairs = {(b, r["brand"]) for b, r in zip(items.brand_id.tolist(), want, strict=True)}
+    assert len(pairs) == len({r["brand"] for r in want}) > 50, "one hash per brand"
     with pytest.raises(DataFileError, match="brand is an item attribute: it needs"):
         read(SAMPLE, replace(MAPPING, item=None, brand="brand"))
 
@@ -512,3 +531,87 @@ def test_numeric_times_outside_the_years_1970_2099_are_named(tmp_path):
     data = read(path, mapping, strict=False)
     assert len(data.events) == 2
     assert data.source["quarantined"] == {"time_out_of_range": 1}
+
+
+def write_profiles(path: Path, users: list[int]) -> dict[int, dict]:
+    """A profile table for ``users`` (every third left out), as a user's CRM export: age in
+    years, a country, a platform name, the signup date."""
+    rows = {}
+    platforms = ["iOS", "android", "Desktop", "smart_fridge"]
+    for k, user in enumerate(users):
+        if k % 3 == 2:
+            continue
+        rows[user] = {
+            "customer_id": user,
+            "age": [17, 22, 30, 41, 70][k % 5],
+            "country": ["DE", "FR", "PL", "ES"][k % 4],
+            "platform": platforms[k % 4],
+            "created": f"2019-0{1 + k % 9}-15",
+        }
+    table = pa.Table.from_pylist(list(rows.values()))
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    else:
+        pacsv.write_csv(table, path)
+    return rows
+
+
+PROFILES = {"key": "customer_id", "age": "age", "region": "country", "device": "platform"}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_profile_table_joins_its_users_to_the_events(tmp_path, reference, suffix):
+    users = np.unique(reference.user_id).tolist()
+    rows = write_profiles(tmp_path / f"customers{suffix}", users)
+    profiles = ProfileMapping(str(tmp_path / f"customers{suffix}"), signup="created", **PROFILES)
+    got = read(SAMPLE, replace(MAPPING, profiles=profiles))
+    assert got.modalities == ("behaviour", "profile")
+    p = got.profiles
+    assert p is not None
+    assert p.user_id.tolist() == sorted(rows)
+    first = {u: reference.timestamp[reference.user_id == u].min() for u in rows}
+    bands = {17: -1, 22: 0, 30: 1, 41: 2, 70: 5}
+    devices = {"iOS": 2, "android": 3, "Desktop": 0, "smart_fridge": -1}
+    for i, user in enumerate(p.user_id.tolist()):
+        row = rows[user]
+        assert p.age_band[i] == bands[row["age"]]
+        assert p.device[i] == devices[row["platform"]]
+        signup = np.datetime64(row["created"]).astype("datetime64[s]").astype(float)
+        assert p.tenure_days[i] == pytest.approx((first[user] - signup) / 86_400, rel=1e-6)
+    regions = {r["country"]: p.region[i] for i, r in enumerate(rows[u] for u in p.user_id)}
+    assert sorted(regions.values()) == [0, 1, 2, 3], "one code per country"
+    missing = [u for u in users if u not in rows]
+    assert (p.lookup(np.array(missing)) == -1).all(), "a user the table leaves out has none"
+
+
+def test_profiles_reach_the_prepared_sequences(tmp_path):
+    from benchmark.run.data import prepare_data
+
+    path = tmp_path / "customers.csv"
+    events = LOADERS["rees46"](SAMPLE, LoadOptions()).events
+    rows = write_profiles(path, np.unique(events.user_id).tolist())
+    overrides = [
+        "dataset=events",
+        "anomaly=none",
+        f"dataset.table.profiles.path={path}",
+        *[f"dataset.table.profiles.{k}={v}" for k, v in PROFILES.items()],
+    ]
+    cfg = compose_typed(overrides)
+    prepared = prepare_data(cfg.dataset, cfg.anomaly, cfg.data_seed)
+    assert "profile" in prepared.modalities
+    codes = np.concatenate([prepared.arrays[s].profile for s in ("train", "val", "test")])
+    users = np.concatenate([prepared.arrays[s].user_id for s in ("train", "val", "test")])
+    has = np.isin(users, list(rows))
+    assert (codes[~has] == 0).all()
+    assert (codes[has, 1] > 0).all()  # the region is known for every listed user
+    assert prepared.profile_cardinalities[1] == 4 + 1  # four countries and "none"
+
+
+def test_a_user_listed_twice_or_a_missing_profile_column_is_one_line(tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text("customer_id,age\n541312140,30\n541312140,31\n")
+    profiles = ProfileMapping(str(path), key="customer_id", age="age")
+    with pytest.raises(DataFileError, match="line or row 3 repeats the profile of user 541312140"):
+        read(SAMPLE, replace(MAPPING, profiles=profiles))
+    with pytest.raises(DataFileError, match=r"no column 'gender' \(dataset.table.profiles.age\)"):
+        read(SAMPLE, replace(MAPPING, profiles=replace(profiles, age="gender")))

@@ -161,3 +161,19 @@ def test_prepared_data_is_cached_by_everything_that_made_it(taobao, tmp_path, ca
     rebuilt, _ = prepared(taobao, tmp_path, *cached)
     assert rebuilt.summary["prepared_cache"]["status"] == "stored"
     assert "unreadable" in caplog.text
+
+
+def test_the_card_of_a_partitioned_table_is_the_card_of_the_whole(taobao, tmp_path, capsys):
+    from benchmark.run.describe import main
+
+    base = [*TAOBAO_MAPPING, f"dataset.path={taobao}", f"dataset.cache_dir={tmp_path}"]
+    assert main([*base, "dataset.memory_gb=null"]) == 0
+    whole = capsys.readouterr().out.splitlines()
+    assert main([*base, "dataset.memory_gb=0.005"]) == 0
+    parts = capsys.readouterr().out.splitlines()
+    facts = ("rows", "sessions", "users", "items", "categories", "event types", "session length")
+    for fact in facts:
+        line = next(x for x in whole if x.strip().startswith(fact))
+        assert line in parts, fact
+    assert "rows: 60,000" in "\n".join(whole)
+    assert list(tmp_path.iterdir()) == []  # the partition files are gone

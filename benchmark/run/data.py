@@ -13,7 +13,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
@@ -154,6 +155,7 @@ class _Source:
     ``dataset.memory_gb`` (``datasets.loaders.table.PartitionedTable``)."""
 
     def __init__(self, cfg: DatasetConfig, seed: int, parts: int, folder: Path) -> None:
+        self.folder = folder
         self.table: PartitionedTable | None = None
         self.whole: Dataset | None = None
         if parts > 1:
@@ -177,15 +179,30 @@ class _Source:
 
     def report(self, parts: list[_Part]) -> dict:
         """The record's ``source``: what was read, dropped and labelled."""
+        return self.merged([p.source for p in parts], [p.label_counts for p in parts])
+
+    def merged(self, sources: list[dict], label_counts: list[dict[str, int] | None]) -> dict:
+        """One ``source`` report of the parts' reports and real label counts."""
         if self.table is None:
-            return dict(parts[0].source)
-        report = self.table.report([part.source for part in parts])
-        if parts[0].label_counts is not None:
+            return dict(sources[0])
+        report = self.table.report(sources)
+        if label_counts[0] is not None:
             counts: Counter[str] = Counter()
-            for part in parts:
-                counts.update(part.label_counts or {})
+            for part in label_counts:
+                counts.update(part or {})
             report["labels"] = dict(counts)
         return report
+
+
+@contextmanager
+def partitions_of(cfg: DatasetConfig, seed: int) -> Iterator[_Source]:
+    """The dataset as the data stage reads it: one table, or (beyond ``dataset.memory_gb``)
+    its user partitions, loaded one at a time with ``load(k)``; the partition files are
+    removed when the block ends."""
+    count = _partitions(cfg)
+    scratch = _scratch(cfg) if count > 1 else None
+    with tempfile.TemporaryDirectory(prefix="partitions-", dir=scratch) as folder:
+        yield _Source(cfg, seed, count, Path(folder))
 
 
 def _workers(cfg: DatasetConfig) -> int:
@@ -273,16 +290,13 @@ def prepare_fresh(
     next step has its output. ``keep_events``: keep each split's injected event table (a
     table in one piece only)."""
     seeds = derive_seeds(seed, ("load", "split", *(f"inject_{s}" for s in SPLITS)))
-    count = _partitions(cfg)  # estimated once: it reads the file's head or metadata
-    scratch = _scratch(cfg) if count > 1 else None
-    with tempfile.TemporaryDirectory(prefix="partitions-", dir=scratch) as folder:
-        t0 = time.perf_counter()
-        source = _Source(cfg, seeds["load"], count, Path(folder))
+    t0 = time.perf_counter()
+    with partitions_of(cfg, seeds["load"]) as source:
         read_s = time.perf_counter() - t0
         if source.table is None:
             parts = [_prepare_part(partial(source.load, 0), cfg, anomaly, seeds, keep_events)]
         else:
-            parts = _partitioned(source.table, cfg, anomaly, seed, seeds, Path(folder))
+            parts = _partitioned(source.table, cfg, anomaly, seed, seeds, source.folder)
         report = source.report(parts)
     return _merge(cfg, parts, seeds, report, read_s, keep_events)
 
@@ -535,7 +549,9 @@ def _merge(
         },
     }
     kept = first.kept if keep_events and len(parts) == 1 else None
-    cards = first.profile_cardinalities
+    # each partition counts the regions of its own users: the widest covers every code
+    widths = [p.profile_cardinalities for p in parts if p.profile_cardinalities]
+    cards = tuple(max(c) for c in zip(*widths, strict=True)) if widths else ()
     return PreparedData(
         first.dataset, first.modalities, labels, arrays, vocabs, summary, cards, kept
     )

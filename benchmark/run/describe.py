@@ -5,7 +5,9 @@ python -m benchmark.run.describe dataset=rees46 dataset.path=data/rees46/2019-Oc
     dataset.max_rows=1000000
 
 Prints rows, sessions, users, items, categories, the event-type mix, session-length quantiles,
-the time span, the modalities and what the loader quarantined. Same overrides as ``benchmark``.
+the time span, the modalities and what the loader quarantined. Same overrides as ``benchmark``;
+a table beyond ``dataset.memory_gb`` is read once into user partitions and described one
+partition at a time, as the data stage reads it.
 """
 
 from __future__ import annotations
@@ -21,30 +23,67 @@ from datasets.schema import EVENT_TYPES, MISSING_ID, Dataset, EventTable, sessio
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 
 
+class Tally:
+    """The card's counts, added up one part of a dataset at a time (a table beyond
+    ``dataset.memory_gb`` is described one user partition at a time, in bounded memory: a
+    user's events and sessions never span two partitions)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.rows, self.users, self.modalities = name, 0, 0, ("behaviour",)
+        self.lengths: list[np.ndarray] = []
+        self.items = np.zeros(0, dtype=np.int64)
+        self.categories = np.zeros(0, dtype=np.int64)
+        self.types = np.zeros(len(EVENT_TYPES), dtype=np.int64)
+        self.span = [np.inf, -np.inf]
+        self.sources: list[dict] = []
+        self.label_counts: list[dict[str, int] | None] = []
+
+    def add(self, dataset: Dataset, sessions: EventTable) -> None:
+        e = dataset.events
+        self.rows += len(e)
+        self.users += len(np.unique(e.user_id))
+        self.lengths.append(np.diff(session_offsets(sessions.session_id)).astype(np.int32))
+        self.items = np.union1d(self.items, e.item_id[e.item_id != MISSING_ID])
+        self.categories = np.union1d(self.categories, e.category_id[e.category_id != MISSING_ID])
+        self.types += np.bincount(e.event_type, minlength=len(EVENT_TYPES))
+        if len(e):
+            self.span = [min(self.span[0], e.timestamp.min()), max(self.span[1], e.timestamp.max())]
+        self.modalities = dataset.modalities
+        self.sources.append(dict(dataset.source))
+        labels = dataset.session_labels
+        self.label_counts.append(labels.counts() if labels is not None else None)
+
+    def card(self, source: dict) -> dict:
+        """The facts of a dataset card, JSON-ready (``source``: the loader's merged report)."""
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0)
+        mix = self.types / max(self.rows, 1)
+        relative = "time_origin" in source
+        return {
+            "dataset": self.name,
+            "rows": self.rows,
+            "sessions": len(lengths),
+            "users": self.users,
+            "items": len(self.items),
+            "categories": len(self.categories),
+            "event_types": {
+                t: round(float(m), 4) for t, m in zip(EVENT_TYPES, mix, strict=True) if m
+            },
+            "session_length_quantiles": {
+                f"p{round(q * 100)}": float(np.quantile(lengths, q)) if len(lengths) else None
+                for q in QUANTILES
+            },
+            "time_span_utc": [_utc(t) for t in self.span] if self.rows and not relative else None,
+            "time_origin": source.get("time_origin"),
+            "modalities": list(self.modalities),
+            "source": source,
+        }
+
+
 def card(dataset: Dataset, sessions: EventTable) -> dict:
-    """The facts of a dataset card, JSON-ready."""
-    e = dataset.events
-    lengths = np.diff(session_offsets(sessions.session_id))
-    mix = np.bincount(e.event_type, minlength=len(EVENT_TYPES)) / max(len(e), 1)
-    return {
-        "dataset": dataset.name,
-        "rows": len(e),
-        "sessions": len(lengths),
-        "users": len(np.unique(e.user_id)),
-        "items": len(np.unique(e.item_id[e.item_id != MISSING_ID])),
-        "categories": len(np.unique(e.category_id[e.category_id != MISSING_ID])),
-        "event_types": {t: round(float(m), 4) for t, m in zip(EVENT_TYPES, mix, strict=True) if m},
-        "session_length_quantiles": {
-            f"p{round(q * 100)}": float(np.quantile(lengths, q)) if len(lengths) else None
-            for q in QUANTILES
-        },
-        "time_span_utc": [_utc(e.timestamp.min()), _utc(e.timestamp.max())]
-        if len(e) and "time_origin" not in dataset.source
-        else None,
-        "time_origin": dataset.source.get("time_origin"),
-        "modalities": list(dataset.modalities),
-        "source": dict(dataset.source),
-    }
+    """The facts of a dataset card for a dataset in one piece."""
+    tally = Tally(dataset.name)
+    tally.add(dataset, sessions)
+    return tally.card(dict(dataset.source))
 
 
 def _utc(seconds: float) -> str:
@@ -82,7 +121,7 @@ def main(argv: list[str]) -> int:
     from benchmark.config import register_configs
     from benchmark.errors import user_error_types
     from benchmark.paths import CONF_DIR
-    from benchmark.run.data import load_dataset
+    from benchmark.run.data import partitions_of
     from benchmark.run.experiment import as_config
     from benchmark.run.preflight import compose_config
     from datasets.sessions import sessionize
@@ -95,13 +134,19 @@ def main(argv: list[str]) -> int:
         return 2
     config = as_config(cfg)
     seq = config.dataset.sequence
+    tally = Tally(config.dataset.name)
     try:
-        dataset = load_dataset(config.dataset, config.seed)
+        with partitions_of(config.dataset, config.seed) as source:
+            for k in range(len(source)):
+                dataset = source.load(k)
+                by, gap = seq.session_by, seq.gap_minutes * 60
+                tally.add(dataset, sessionize(dataset.events, by=by, gap_seconds=gap))
+                del dataset
+            report = source.merged(tally.sources, tally.label_counts)
     except user_error_types() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    sessions = sessionize(dataset.events, by=seq.session_by, gap_seconds=seq.gap_minutes * 60)
-    print(text(card(dataset, sessions)))
+    print(text(tally.card(report)))
     return 0
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import psutil
 
 from benchmark.paths import CONF_DIR, PROJECT_ROOT
+from benchmark.records.atomic import atomic_path
 
 TAOBAO_FIELDS = ["user", "item", "category", "behavior", "time"]
 TAOBAO_WINDOW = (1_511_539_200, 1_512_316_800)  # 2017-11-25 .. 2017-12-03 (UTC+8)
@@ -150,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.folder.mkdir(parents=True, exist_ok=True)
     path = args.folder / f"taobao-{args.rows}.{args.format}"
-    if not path.exists():
-        write_taobao_layout(path, args.rows, users=max(3, args.rows // 100))
+    if not path.exists():  # written under another name first: a killed run leaves no half file
+        with atomic_path(path) as partial:
+            write_taobao_layout(partial, args.rows, users=max(3, args.rows // 100))
     print(json.dumps({"rows": args.rows, "format": args.format, **measure(path, args.overrides)}))
     return 0
 

@@ -154,6 +154,10 @@ class Interner:
     def names(self) -> list[str]:
         return list(self.codes)
 
+    def truncate(self, size: int) -> None:
+        """Forget every string interned after the first ``size`` (codes are given in order)."""
+        self.codes = dict(list(self.codes.items())[:size])
+
 
 def require_file(path: Path, what: str, fetch_hint: str) -> Path:
     """``path`` if it is a readable regular file; otherwise one line saying what it is
@@ -345,17 +349,18 @@ def read_csv(
     for c in fmt.columns:
         if c.kind == "code":
             interners.setdefault(c.name, Interner())
-    _check_header(path, fmt)
+    check_header(path, fmt)
     counts, examples = Counter(quarantine.counts), list(quarantine.examples)
+    known = {c.name: len(interners[c.name]) for c in fmt.columns if c.kind == "code"}
     try:
         return _collect(_fast_chunks(path, fmt, quarantine, max_rows, interners), fmt, sink)
     except (pa.ArrowInvalid, UnicodeDecodeError):
         # A row pyarrow cannot convert: read again line by line to name it or quarantine it
-        # (what this file's fast pass counted, or sent to the sink, is taken back first).
+        # (what this file's fast pass counted, interned, or sent to the sink is taken back
+        # first; an interner may be the caller's, shared with other files: kept in place).
         quarantine.counts, quarantine.examples = counts, examples
-        for c in fmt.columns:
-            if c.kind == "code":
-                interners[c.name] = Interner()
+        for name, size in known.items():
+            interners[name].truncate(size)
         if sink is not None:
             sink.restart()
         return _collect(_exact_chunks(path, fmt, quarantine, max_rows, interners), fmt, sink)
@@ -417,7 +422,10 @@ def open_binary(path: Path):
     return io.BufferedReader(pa.input_stream(str(path), compression=codec))
 
 
-def _check_header(path: Path, fmt: CsvFormat) -> None:
+def check_header(path: Path, fmt: CsvFormat, settings: dict[str, str] | None = None) -> None:
+    """One line naming what is wrong with a text table's first line: empty, UTF-16, not
+    text, the wrong number of fields, missing columns (and the separator they suggest;
+    ``settings``: the config key that names each column, said with a missing one)."""
     with open_binary(path) as f:
         raw = f.readline(MAX_LINE_BYTES)
     if raw.startswith(UTF16_MARKS):
@@ -449,6 +457,11 @@ def _check_header(path: Path, fmt: CsvFormat) -> None:
         for other in (",", ";", "\t", "|"):
             if other != fmt.delimiter and len(first.split(other)) > len(fields):
                 hint = f" (the header looks {_sep(other)}-separated, not {_sep(fmt.delimiter)})"
+        if settings:
+            raise DataFileError(
+                f"{path}: no column {missing[0]!r} ({settings[missing[0]]}); the file has "
+                f"{fields[:20]}{hint}"
+            )
         raise DataFileError(
             f"{path}:1: missing column(s) {missing} in the header {fields[:12]}{hint}; "
             "is this the right file and format?"
@@ -700,12 +713,13 @@ def _codes(arr, interner: Interner) -> np.ndarray:
 
 
 ISO_8601 = "iso8601"
-_ISO_PATTERN = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,9})?Z?$"
+_ISO_PATTERN = r"^\d{4}-\d\d-\d\d([T ]\d\d:\d\d:\d\d(\.\d{1,9})?Z?)?$"
 
 
 def parse_times(arr, time_format: str | None, time_zone: str = "UTC") -> np.ndarray:
     """Epoch seconds (float64) of a string column: a strptime ``time_format`` or ``ISO_8601``
-    (``2014-04-07T10:51:09.277Z``, or a space for the T), read in ``time_zone`` (an IANA name;
+    (``2014-04-07T10:51:09.277Z``, or a space for the T, or a date alone: its midnight), read
+    in ``time_zone`` (an IANA name;
     a format with ``%z`` carries its own offset); NaN where a value does not parse."""
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -9,7 +9,6 @@ from datasets.loaders import (
     diginetica,
     jd_micro,
     otto,
-    rees46,
     retailrocket,
     table,
     talkingdata,
@@ -23,8 +22,9 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Dataset]] = {
     "diginetica": diginetica.load,
     "yoochoose": yoochoose.load,
     "retailrocket": retailrocket.load,
-    "taobao": table.load,  # a mapping (conf/dataset/taobao.yaml) over the event-table reader
-    "rees46": rees46.load,
+    # public datasets expressed as mappings (conf/dataset/<name>.yaml) over the event-table reader
+    "taobao": table.mapped("taobao"),
+    "rees46": table.mapped("rees46"),
     "otto": otto.load,
     "jd_micro": jd_micro.load,
     "web_bots": web_bots.load,

@@ -17,7 +17,7 @@ column, its user). Values in ``normal_labels`` are normal; every other value is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -39,6 +39,7 @@ from datasets.loaders.common import (
     Interner,
     LoadOptions,
     Quarantine,
+    check_header,
     concat_columns,
     convert_block,
     drop_duplicates,
@@ -53,6 +54,8 @@ from datasets.loaders.common import (
     source_report,
 )
 from datasets.schema import (
+    AGE_BANDS,
+    DEVICES,
     EVENT_TYPE_ALIASES,
     MISSING_ID,
     Dataset,
@@ -60,6 +63,7 @@ from datasets.schema import (
     EventType,
     ItemAttributes,
     SessionLabels,
+    UserProfiles,
 )
 
 FORMATS = ("csv", "parquet", "jsonl")
@@ -67,6 +71,53 @@ UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 ROW_BATCH = 1 << 18  # Parquet and JSON rows converted at a time: bounds memory
 SNIFF_ROWS = 10_000
 HINT = "see docs/datasets.md#your-own-event-table"
+
+
+@dataclass
+class ProfileMapping:
+    """Your users' profiles: a table of its own (CSV, Parquet or JSON Lines; a file or a
+    folder), one row per user, joined to the events' users by ``key``. It gives the multimodal
+    detector its profile modality; name the columns you have (null: absent)."""
+
+    path: str | None = None
+    """null: no profiles."""
+    key: str = "user_id"
+    """The user column, holding the same ids as the events' user column."""
+    age: str | None = None
+    """Age in years (a number; under 18 is unknown), or the band as text (18-24, 25-34, 35-44,
+    45-54, 55-64, 65+)."""
+    region: str | None = None
+    """Any value (a country, a city, a region id): each distinct value is a region."""
+    device: str | None = None
+    """The user's usual device: desktop, mobile_web, ios_app, android_app, tablet (or a common
+    spelling: pc, mobile, ios, android, ipad, ...); another value is unknown."""
+    signup: str | None = None
+    """When the account was created (ISO 8601 text, a Parquet timestamp or epoch numbers): the
+    tenure is the days from it to the user's first event in the table."""
+    tenure_days: str | None = None
+    """The account's age in days, when the table has it instead of ``signup``."""
+
+
+PROFILE_FIELDS = ("age", "region", "device", "signup", "tenure_days")
+# The config key that names the column of each role (said when the column is missing).
+SETTINGS = {
+    "profile_key": "dataset.table.profiles.key",
+    **{f: f"dataset.table.profiles.{f}" for f in PROFILE_FIELDS},
+}
+NUMBER_LIMITS = {"age": (0.0, 150.0), "tenure_days": (0.0, 36_500.0)}  # a value outside: bad row
+AGE_EDGES = np.array([18, 25, 35, 45, 55, 65])  # the lower bound of each of AGE_BANDS
+DEVICE_ALIASES = {
+    **{name: name for name in DEVICES},
+    "pc": "desktop",
+    "web": "desktop",
+    "computer": "desktop",
+    "mobile": "mobile_web",
+    "mweb": "mobile_web",
+    "ios": "ios_app",
+    "iphone": "ios_app",
+    "android": "android_app",
+    "ipad": "tablet",
+}
 
 
 @dataclass
@@ -119,6 +170,8 @@ class TableMapping:
         default_factory=lambda: ["0", "false", "normal", "human", "legit", "ok"]
     )
     """Label values (case-insensitive) that mean normal; any other value is an anomaly class."""
+    profiles: ProfileMapping = field(default_factory=ProfileMapping)
+    """A side table of user profiles (``ProfileMapping``)."""
 
 
 ROLES = (
@@ -137,6 +190,32 @@ NULLS = ("", "NA", "NULL", "null")
 FILE = "_file"  # each row's file (an index into the files read), for naming dropped rows
 
 
+CONF_DATASETS = Path(__file__).resolve().parents[2] / "conf" / "dataset"
+
+
+def mapped(name: str) -> Callable[[Path, LoadOptions], Dataset]:
+    """The loader of a public dataset expressed as a mapping (``conf/dataset/<name>.yaml``'s
+    ``table``): the run passes the composed mapping; called without one (a script, a test),
+    it reads the config's."""
+
+    def load_mapped(path: Path, options: LoadOptions) -> Dataset:
+        if options.table is None:
+            options = replace(options, name=name, table=config_mapping(name))
+        return load(path, options)
+
+    return load_mapped
+
+
+def config_mapping(name: str) -> TableMapping:
+    """``table`` of ``conf/dataset/<name>.yaml`` over the mapping's defaults."""
+    from omegaconf import DictConfig, OmegaConf  # a config file is read only here
+
+    config = OmegaConf.load(CONF_DATASETS / f"{name}.yaml")
+    given = config.get("table", {}) if isinstance(config, DictConfig) else {}
+    merged = OmegaConf.merge(OmegaConf.structured(TableMapping), given)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
 def load(path: Path, options: LoadOptions) -> Dataset:
     mapping = options.table or TableMapping()
     check_mapping(mapping)
@@ -147,9 +226,9 @@ def load(path: Path, options: LoadOptions) -> Dataset:
     rows_read = sum(p.pop("_rows_read")[0] for p in parts)
     for index, part in enumerate(parts):
         part[FILE] = np.full(len(part[LINE]), index, dtype=np.int32)
-    events, real, items = to_events(concat_columns(parts), files, mapping, q, labels)
+    events, real, items, profiles = to_events(concat_columns(parts), files, mapping, q, labels)
     report = table_report(files, mapping, q, rows_read, real)
-    return Dataset(options.name, events, items=items, source=report, session_labels=real)
+    return Dataset(options.name, events, profiles, items, source=report, session_labels=real)
 
 
 def to_events(
@@ -159,9 +238,9 @@ def to_events(
     q: Quarantine,
     labels: Interner,
     check_label_keys: bool = True,
-) -> tuple[EventTable, SessionLabels | None, ItemAttributes | None]:
+) -> tuple[EventTable, SessionLabels | None, ItemAttributes | None, UserProfiles | None]:
     """Read rows (every file's, or one partition's) as a sorted event table without repeats,
-    with the labels and the item table the mapping names."""
+    with the labels, the item table and the user profiles the mapping names."""
     keys = [k for k in ("session", "user", "timestamp", "event_type", "item") if k in cols]
     places = [place_of(f, m=mapping) for f in files]
     cols = drop_duplicates(cols, keys, q, lambda i: f"{places[cols[FILE][i]]}{cols[LINE][i]}")
@@ -183,7 +262,10 @@ def to_events(
     elif "label" in cols and len(session):
         real = session_labels(cols, mapping, labels)
     items = item_table(cols) if "brand" in cols else None
-    return events.sorted(), real, items
+    profiles = None
+    if mapping.profiles.path and len(session):
+        profiles = user_profiles(mapping, events.user_id, events.timestamp, q)
+    return events.sorted(), real, items, profiles
 
 
 def item_table(cols: dict[str, np.ndarray]) -> ItemAttributes:
@@ -288,8 +370,10 @@ class PartitionedTable:
         else:
             cols = self._empty()
         q = Quarantine(self.quarantine.strict)  # this partition's repeats, in its ``source``
-        events, real, items = to_events(cols, self.files, self.mapping, q, self.labels, False)
-        return Dataset(self.name, events, items=items, source=q.report(), session_labels=real)
+        events, real, items, profiles = to_events(
+            cols, self.files, self.mapping, q, self.labels, False
+        )
+        return Dataset(self.name, events, profiles, items, source=q.report(), session_labels=real)
 
     def _empty(self) -> dict[str, np.ndarray]:
         import pyarrow.parquet as pq
@@ -640,7 +724,7 @@ def columns_for(
     cols = {}
     for role, kind in types.items():
         name = names[role]
-        if role in IDS:  # integer ids as they are; text ids (UUIDs, SKUs, 'S') hashed
+        if role in IDS or role == "profile_key":  # integer ids kept; text (UUIDs, SKUs) hashed
             chosen = "int" if kind == "int" and not text else "id"
             cols[role] = Column(name, chosen, nullable=role in ("item", "category", "brand"))
         elif role == "timestamp" and kind != "string":
@@ -650,6 +734,14 @@ def columns_for(
             cols[role] = Column(name, "time", time_format=fmt, time_zone=m.time_zone)
         elif role == "price":
             cols[role] = Column(name, "float", nullable=True, limits=PRICE)
+        elif role == "signup" and (kind in ("int", "float") or (kind == "timestamp" and not text)):
+            cols[role] = Column(name, "float", nullable=True)  # epoch numbers or Parquet times
+        elif role == "signup":
+            cols[role] = Column(name, "time", True, ISO_8601, m.time_zone)
+        elif role in NUMBER_LIMITS and kind in ("int", "float"):
+            cols[role] = Column(name, "float", nullable=True, limits=NUMBER_LIMITS[role])
+        elif role in PROFILE_FIELDS:  # text: an age band, a region, a device
+            cols[role] = Column(name, "code", nullable=True)
         else:  # event_type, label: text interned to codes
             cols[role] = Column(name, "code", nullable=role == "label")
     return cols
@@ -662,8 +754,9 @@ def read_text(
     delimiter = m.delimiter if m.delimiter != "auto" else ("\t" if tsv else ",")
     header = list(m.column_names) if m.column_names else None
     types = sniff_csv(path, delimiter, names, header)
-    if types.get("timestamp") == "timestamp":  # text that pyarrow would parse: ours to parse
-        types["timestamp"] = "string"
+    for role in ("timestamp", "signup"):
+        if types.get(role) == "timestamp":  # text that pyarrow would parse: ours to parse
+            types[role] = "string"
     columns = columns_for(types, names, m, text=True)
     fmt = CsvFormat(
         delimiter,
@@ -692,6 +785,12 @@ def sniff_csv(
     import pyarrow as pa
     from pyarrow import csv as pacsv
 
+    mapped = tuple(Column(name, "code") for name in dict.fromkeys(names.values()))
+    text_format = CsvFormat(
+        delimiter, mapped, header=header is None, file_columns=tuple(header or ())
+    )
+    settings = {name: setting_of(role) for role, name in names.items()}
+    check_header(path, text_format, settings)
     with open_binary(path) as f:
         head = b"".join(line for _, line in zip(range(SNIFF_ROWS + 1), f, strict=False))
     try:
@@ -712,13 +811,17 @@ def _skip(row) -> str:
     return "skip"  # the full read names it
 
 
+def setting_of(role: str) -> str:
+    return SETTINGS.get(role, f"dataset.table.{role}")
+
+
 def type_of(schema, name: str, role: str, path: Path) -> str:
     """'int', 'float', 'timestamp' or 'string': the column's type in the file."""
     import pyarrow as pa
 
     if schema.get_field_index(name) < 0:
         raise DataFileError(
-            f"{path}: no column {name!r} (dataset.table.{role}); the file has {schema.names[:20]}"
+            f"{path}: no column {name!r} ({setting_of(role)}); the file has {schema.names[:20]}"
         )
     t = schema.field(name).type
     if pa.types.is_integer(t):
@@ -870,3 +973,103 @@ def file_labels(
         class_names=listed.class_names,
         by_user=by_user,
     )
+
+
+def user_profiles(
+    m: TableMapping, users: np.ndarray, times: np.ndarray, q: Quarantine
+) -> UserProfiles:
+    """The profiles of ``m.profiles`` for the users of the events (``users``, ``times``: each
+    event's user and time), sorted by user; a user the table does not list has none."""
+    p = m.profiles
+    names = {"profile_key": p.key} | {f: getattr(p, f) for f in PROFILE_FIELDS if getattr(p, f)}
+    interners = {role: Interner() for role in ("age", "region", "device")}
+    side = replace(m, column_names=None, delimiter="auto", format="auto")
+    parts = []
+    for file in table_files(Path(str(p.path)), "auto"):  # a file, or a folder of them
+        fmt = file_format(file, "auto")
+        reader = read_text if fmt == "csv" else partial(read_batches, fmt=fmt)
+        parts.append(reader(file, m=side, names=names, q=q, max_rows=None, interners=interners)[0])
+    cols = concat_columns(parts)
+    cols["user"] = cols.pop("profile_key")
+    _refuse_repeated_users(cols, Path(str(p.path)))
+    first_seen = _first_time_per_user(users, times)
+    listed = np.isin(cols["user"], first_seen[0])
+    cols = {k: v[listed] for k, v in cols.items()}
+    order = np.argsort(cols["user"], kind="stable")
+    cols = {k: v[order] for k, v in cols.items()}
+    n = len(cols["user"])
+    return UserProfiles(
+        user_id=cols["user"].astype(np.int64),
+        age_band=_age_bands(cols, interners["age"], n),
+        region=_region_codes(cols, interners["region"], n),
+        device=_device_codes(cols, interners["device"], n),
+        tenure_days=_tenure_days(cols, first_seen, n),
+    )
+
+
+def _refuse_repeated_users(cols: dict[str, np.ndarray], path: Path) -> None:
+    key = cols["user"]
+    order = np.argsort(key, kind="stable")
+    repeat = np.flatnonzero(key[order][1:] == key[order][:-1])
+    if len(repeat):
+        row = order[repeat[0] + 1]
+        raise DataFileError(
+            f"{path}: line or row {int(cols[LINE][row])} repeats the profile of user "
+            f"{int(key[row])}: a profile table has one row per user"
+        )
+
+
+def _first_time_per_user(users: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The events' distinct users and each one's first event time."""
+    distinct, inverse = np.unique(users, return_inverse=True)
+    first = np.full(len(distinct), np.inf)
+    np.minimum.at(first, inverse, times)
+    return distinct, first
+
+
+def _age_bands(cols: dict[str, np.ndarray], names: Interner, n: int) -> np.ndarray:
+    """Index into AGE_BANDS per row (-1 unknown): from years, or from the band's text."""
+    if "age" not in cols:
+        return np.full(n, -1, dtype=np.int8)
+    age = cols["age"]
+    if age.dtype.kind == "f":
+        band = np.searchsorted(AGE_EDGES, age, side="right") - 1
+        return np.where(np.isfinite(age), band, -1).astype(np.int8)
+    table = np.array([AGE_BANDS.index(v) if v in AGE_BANDS else -1 for v in names.names()] or [-1])
+    return np.where(age >= 0, table[np.maximum(age, 0)], -1).astype(np.int8)
+
+
+def _region_codes(cols: dict[str, np.ndarray], names: Interner, n: int) -> np.ndarray:
+    if "region" not in cols:
+        return np.full(n, -1, dtype=np.int16)
+    if len(names) > np.iinfo(np.int16).max:
+        raise DataFileError(
+            f"dataset.table.profiles.region has {len(names):,} distinct values; the profile "
+            "modality takes at most 32,767: map it to a coarser column"
+        )
+    return cols["region"].astype(np.int16)
+
+
+def _device_codes(cols: dict[str, np.ndarray], names: Interner, n: int) -> np.ndarray:
+    if "device" not in cols:
+        return np.full(n, -1, dtype=np.int8)
+    known = [DEVICE_ALIASES.get(v.strip().lower()) for v in names.names()]
+    table = np.array([DEVICES.index(k) if k else -1 for k in known] or [-1])
+    code = cols["device"]
+    return np.where(code >= 0, table[np.maximum(code, 0)], -1).astype(np.int8)
+
+
+def _tenure_days(
+    cols: dict[str, np.ndarray], first_seen: tuple[np.ndarray, np.ndarray], n: int
+) -> np.ndarray:
+    """Days the account existed at the user's first event (NaN unknown; never negative)."""
+    if "tenure_days" in cols:
+        return cols["tenure_days"].astype(np.float32)
+    if "signup" not in cols:
+        return np.full(n, np.nan, dtype=np.float32)
+    signup = cols["signup"].astype(np.float64)
+    if len(signup) and np.nanmedian(signup) > 1e11:  # epoch numbers in ms, us or ns
+        signup = epoch_seconds(signup, time_unit_of(signup[np.isfinite(signup)]))
+    distinct, first = first_seen
+    start = first[np.searchsorted(distinct, cols["user"])]
+    return np.maximum((start - signup) / 86_400.0, 0.0).astype(np.float32)
