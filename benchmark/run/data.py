@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from functools import partial
@@ -181,11 +181,13 @@ class _Source:
         """The record's ``source``: what was read, dropped and labelled."""
         return self.merged([p.source for p in parts], [p.label_counts for p in parts])
 
-    def merged(self, sources: list[dict], label_counts: list[dict[str, int] | None]) -> dict:
+    def merged(
+        self, sources: Sequence[Mapping[str, Any]], label_counts: list[dict[str, int] | None]
+    ) -> dict:
         """One ``source`` report of the parts' reports and real label counts."""
         if self.table is None:
             return dict(sources[0])
-        report = self.table.report(sources)
+        report = self.table.report(list(sources))
         if label_counts[0] is not None:
             counts: Counter[str] = Counter()
             for part in label_counts:

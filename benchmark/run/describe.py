@@ -29,7 +29,8 @@ class Tally:
     user's events and sessions never span two partitions)."""
 
     def __init__(self, name: str) -> None:
-        self.name, self.rows, self.users, self.modalities = name, 0, 0, ("behaviour",)
+        self.name, self.rows, self.users = name, 0, 0
+        self.modalities: tuple[str, ...] = ("behaviour",)
         self.lengths: list[np.ndarray] = []
         self.items = np.zeros(0, dtype=np.int64)
         self.categories = np.zeros(0, dtype=np.int64)
