@@ -88,11 +88,15 @@ def split_entities(
     method: str = "random",
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    cuts: tuple[float, float] | None = None,
 ) -> dict[str, EventTable]:
     """Split into train/val/test so that no user (or session) appears in two splits.
 
     ``method="random"`` shuffles entities with ``seed``; ``method="chronological"`` orders them by
-    their first event, so validation and test come after training in time.
+    their first event, so validation and test come after training in time. ``cuts``: for a part
+    of a larger table, the chronological split's two boundary times found on the whole
+    (:func:`chronological_cuts`): an entity whose first event is before the first goes to
+    training, before the second to validation, else to test.
     """
     if by not in ("user", "session"):
         raise SchemaError(f"split by={by!r} is unknown; use 'user' or 'session'")
@@ -107,15 +111,46 @@ def split_entities(
     entities, inverse = np.unique(key, return_inverse=True)
     if len(entities) < 3:
         raise SchemaError(f"need at least 3 {by}s to split, found {len(entities)}")
+    if method == "chronological" and cuts is not None:
+        first_seen = first_event_times(key, events.timestamp)
+        split_of_entity = np.searchsorted(np.asarray(cuts), first_seen, side="right")
+        split_of_row = split_of_entity[inverse]
+        return {name: events.take(split_of_row == i) for i, name in enumerate(SPLITS)}
     if method == "random":
         rank = np.random.default_rng(seed).permutation(len(entities))
     else:
-        first_seen = np.full(len(entities), np.inf)
-        np.minimum.at(first_seen, inverse, events.timestamp)
+        first_seen = first_event_times(key, events.timestamp)
         rank = np.empty(len(entities), dtype=np.int64)
         rank[np.lexsort((entities, first_seen))] = np.arange(len(entities))
-    bounds = np.round(np.cumsum(frac)[:-1] * len(entities)).astype(np.int64)
-    bounds = np.clip(bounds, [1, 2], len(entities) - 1)  # every split gets an entity
+    bounds = _bounds(frac, len(entities))
     split_of_entity = np.searchsorted(bounds, rank, side="right")
     split_of_row = split_of_entity[inverse]
     return {name: events.take(split_of_row == i) for i, name in enumerate(SPLITS)}
+
+
+def _bounds(fractions: np.ndarray, n: int) -> np.ndarray:
+    """Ranks where validation and test start (every split gets an entity)."""
+    bounds = np.round(np.cumsum(fractions)[:-1] * n).astype(np.int64)
+    return np.clip(bounds, [1, 2], n - 1)
+
+
+def first_event_times(key: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+    """Each entity's first event time, entities in sorted order of ``key``."""
+    entities, inverse = np.unique(key, return_inverse=True)
+    first_seen = np.full(len(entities), np.inf)
+    np.minimum.at(first_seen, inverse, timestamp)
+    return first_seen
+
+
+def chronological_cuts(
+    first_seen: np.ndarray, fractions: tuple[float, float, float]
+) -> tuple[float, float]:
+    """The boundary times of a chronological split of entities whose first events are
+    ``first_seen`` (all parts of a table together): the first event of the first validation
+    entity and of the first test entity. Entities tied with a boundary go to the later split,
+    so every validation and test entity starts no earlier than every training entity."""
+    if len(first_seen) < 3:
+        raise SchemaError(f"need at least 3 entities to split, found {len(first_seen)}")
+    ordered = np.sort(first_seen)
+    b1, b2 = _bounds(np.asarray(fractions, dtype=np.float64), len(ordered))
+    return float(ordered[b1]), float(ordered[b2])

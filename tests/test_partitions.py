@@ -119,7 +119,7 @@ def test_the_users_own_labels_survive_partitioning(tmp_path):
 def test_a_workers_error_is_raised_as_its_own_and_a_dead_worker_names_the_fix(taobao, tmp_path):
     from dataclasses import replace
 
-    from benchmark.run.data import run_workers
+    from benchmark.run.data import prepare_partition, run_workers
     from benchmark.run.workers import worker_result
     from datasets.loaders.common import Interner, Quarantine
     from datasets.loaders.table import PartitionedTable, TableMapping
@@ -128,7 +128,7 @@ def test_a_workers_error_is_raised_as_its_own_and_a_dead_worker_names_the_fix(ta
     missing = tmp_path / "gone.parquet"
     table = PartitionedTable([taobao], TableMapping(), Quarantine(True), Interner(), 0, [[]])
     broken = replace(table, part_files=[[missing], [missing]])
-    tasks = [(broken, k, cfg.dataset, cfg.anomaly, {}) for k in (0, 1)]
+    tasks = [(prepare_partition, (broken, k, cfg.dataset, cfg.anomaly, {})) for k in (0, 1)]
     with pytest.raises(FileNotFoundError, match=r"gone\.parquet"):
         run_workers(tasks, 2, tmp_path)
     with pytest.raises(MemoryError, match=r"lower dataset\.memory_gb or dataset\.workers"):
@@ -177,3 +177,28 @@ def test_the_card_of_a_partitioned_table_is_the_card_of_the_whole(taobao, tmp_pa
         assert line in parts, fact
     assert "rows: 60,000" in "\n".join(whole)
     assert list(tmp_path.iterdir()) == []  # the partition files are gone
+
+
+def test_a_chronological_split_is_cut_once_for_every_partition(taobao, tmp_path):
+    """Validation and test users start after every training user, in every partition."""
+    chronological = [
+        "anomaly=none",
+        "dataset.sequence.min_length=1",
+        "dataset.sequence.max_length=1000",
+        "dataset.split.method=chronological",
+    ]
+    parts, _ = prepared(taobao, tmp_path, *chronological, "dataset.memory_gb=0.005")
+    assert parts.summary["partitions"] >= 3
+    source = pq.read_table(taobao)
+    user, time = source["user"].to_numpy(), source["time"].to_numpy()
+    first = {}
+    for u, t in zip(user.tolist(), time.tolist(), strict=True):
+        first[u] = min(t, first.get(u, t))
+    starts = {
+        s: np.array([first[u] for u in np.unique(parts.arrays[s].user_id).tolist()])
+        for s in ("train", "val", "test")
+    }
+    assert starts["train"].max() <= starts["val"].min()
+    assert starts["val"].max() <= starts["test"].min()
+    users = {s: len(v) for s, v in starts.items()}
+    assert users["train"] / sum(users.values()) == pytest.approx(0.7, abs=0.02)

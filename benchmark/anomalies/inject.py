@@ -430,36 +430,76 @@ def assign_types(can: np.ndarray, target: np.ndarray, rng: np.random.Generator) 
 
     Round by round, each type still short of its target takes one free victim it can host,
     the scarcest type (fewest free hosts per victim still needed) first, preferring victims
-    that the fewest other short types could use; a type with no free host left stops. Victims
-    left over (their types' targets are met or out of reach) get a type they can host, drawn
-    in proportion to the targets."""
-    n_victims, k = can.shape
-    out = np.full(n_victims, -1)
-    need = target.astype(float).copy()
-    free = np.ones(n_victims, dtype=bool)
-    hosts_free = can.sum(axis=0)  # kept up to date as victims are taken (no O(V k) recount)
-    wanted, other_uses = None, np.zeros(n_victims, dtype=np.int64)
+    that the fewest other short types could use (a uniform draw among those); a type with no
+    free host left stops. Victims left over (their types' targets are met or out of reach) get
+    a type they can host, drawn in proportion to the targets.
+
+    Victims that can host the same types are interchangeable, so the rule runs on those
+    groups' counts (and many identical rounds at once while no group runs out and no target is
+    met); each group's victims then get its types in a random order. The cost grows with the
+    number of groups and rounds that change something, not with the victims."""
+    groups, group_of = np.unique(can.reshape(len(can), -1), axis=0, return_inverse=True)
+    group_of = group_of.reshape(-1)
+    free = np.bincount(group_of, minlength=len(groups))
+    taken = np.zeros(groups.shape, dtype=np.int64)  # (groups, k) victims given each type
+    need = target.astype(np.int64).copy()
     while True:
-        at_round_start = hosts_free.copy()
-        short = np.flatnonzero((need > 0) & (at_round_start > 0))
+        hosts_free = free @ groups
+        short = np.flatnonzero((need > 0) & (hosts_free > 0))
         if len(short) == 0:
             break
-        for t in sorted(short, key=lambda t: at_round_start[t] / need[t]):
-            pool = np.flatnonzero(free & can[:, t])
+        other_uses = (groups & (need > 0)).sum(axis=1)
+        preferred = {int(t): _preferred(groups[:, t], free, other_uses) for t in short}
+        takers = np.zeros(len(groups), dtype=np.int64)
+        for pool in preferred.values():
+            takers[pool] += 1
+        users = takers > 0
+        rounds = min(int(need[short].min()), int((free[users] // takers[users]).min()))
+        if rounds >= 1:  # identical rounds: every preferred group can serve every taker
+            for t, pool in preferred.items():
+                got = rng.multivariate_hypergeometric(free[pool], rounds)
+                taken[pool, t] += got
+                free[pool] -= got
+                need[t] -= rounds
+            continue
+        for t in sorted(short.tolist(), key=lambda t: hosts_free[t] / need[t]):
+            pool = _preferred(groups[:, t], free, other_uses)
             if len(pool) == 0:  # a scarcer type took the last one this round
                 continue
-            if wanted is None or not np.array_equal(wanted, need > 0):
-                wanted = need > 0  # recounted only when a type's target is met
-                other_uses = (can & wanted).sum(axis=1)
-            uses = other_uses[pool]
-            best = pool[uses == uses.min()]
-            taken = int(rng.choice(best))
-            out[taken], free[taken] = t, False
-            hosts_free -= can[taken]
+            g = int(pool[rng.choice(len(pool), p=free[pool] / free[pool].sum())])
+            taken[g, t] += 1
+            free[g] -= 1
             need[t] -= 1
-    for v in np.flatnonzero(out < 0):
-        weights = can[v] * np.maximum(target, 1e-9)
-        out[v] = int(rng.choice(k, p=weights / weights.sum()))
+    return _hand_out(groups, group_of, taken, free, target, rng)
+
+
+def _preferred(hosts: np.ndarray, free: np.ndarray, other_uses: np.ndarray) -> np.ndarray:
+    """The groups with free victims that can host the type, with the fewest other uses."""
+    ok = hosts & (free > 0)
+    if not ok.any():
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(ok & (other_uses == other_uses[ok].min()))
+
+
+def _hand_out(
+    groups: np.ndarray,
+    group_of: np.ndarray,
+    taken: np.ndarray,
+    left: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Each group's victims, in a random order, get the types the rule gave the group, then
+    (those left) a type they can host drawn in proportion to the targets."""
+    out = np.full(len(group_of), -1, dtype=np.int64)
+    k = groups.shape[1]
+    by_group = np.argsort(group_of, kind="stable")
+    starts = np.searchsorted(group_of[by_group], np.arange(len(groups) + 1))
+    for g in range(len(groups)):
+        members = rng.permutation(by_group[starts[g] : starts[g + 1]])
+        weights = groups[g] * np.maximum(target, 1e-9)
+        rest = rng.choice(k, size=int(left[g]), p=weights / weights.sum())
+        out[members] = np.concatenate([np.repeat(np.arange(k), taken[g]), rest])
     return out
 
 

@@ -42,6 +42,8 @@ from benchmark.config import (
     DatasetConfig,
     EventsDatasetConfig,
     PublicDatasetConfig,
+    SplitBy,
+    SplitMethod,
     SyntheticDatasetConfig,
 )
 from benchmark.errors import ConfigError
@@ -63,7 +65,15 @@ from datasets.loaders.common import DataFileError, LoadOptions, as_downloaded
 from datasets.loaders.registry import LOADERS as PUBLIC_LOADERS
 from datasets.loaders.table import PartitionedTable, partition, partitions_for
 from datasets.schema import Dataset, EventTable, SchemaError, SessionLabels
-from datasets.sessions import SPLITS, LengthReport, limit_lengths, sessionize, split_entities
+from datasets.sessions import (
+    SPLITS,
+    LengthReport,
+    chronological_cuts,
+    first_event_times,
+    limit_lengths,
+    sessionize,
+    split_entities,
+)
 from datasets.synthetic import generate
 
 
@@ -319,23 +329,67 @@ def _partitioned(
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()  # what the partitioning read cached
-    first = run_workers([(table, 0, cfg, anomaly, seeds)], 1, folder)[0]
+    workers = min(_workers(cfg), max(1, len(table) - 1))
+    cuts = _chronological_cuts(table, cfg, folder, workers)
+    first = run_workers([(prepare_partition, (table, 0, cfg, anomaly, seeds, cuts))], 1, folder)
     tasks = [
-        (table, k, cfg, first.anomaly, derive_seeds(_part_seed(seed, k), tuple(seeds)))
+        (
+            prepare_partition,
+            (
+                table,
+                k,
+                cfg,
+                first[0].anomaly,
+                derive_seeds(_part_seed(seed, k), tuple(seeds)),
+                cuts,
+            ),
+        )
         for k in range(1, len(table))
     ]
-    return [first, *run_workers(tasks, min(_workers(cfg), max(1, len(tasks))), folder)]
+    return [first[0], *run_workers(tasks, workers, folder)]
+
+
+def _chronological_cuts(
+    table: PartitionedTable, cfg: DatasetConfig, folder: Path, workers: int
+) -> tuple[float, float] | None:
+    """A chronological split of a partitioned table: its boundary times, found on every
+    partition's entities together (a first pass), so that every validation and test entity
+    of every partition starts after every training entity; None for a random split."""
+    if cfg.split.method != SplitMethod.chronological:
+        return None
+    tasks = [(entity_first_events, (table, k, cfg)) for k in range(len(table))]
+    first_seen = np.concatenate(run_workers(tasks, workers, folder))
+    split = cfg.split
+    return chronological_cuts(first_seen, (split.train, split.val, split.test))
+
+
+def entity_first_events(table: PartitionedTable, k: int, cfg: DatasetConfig) -> np.ndarray:
+    """The first event time of each entity (user or session, as the split takes them) of
+    partition ``k``, after sessions and length limits, as the split sees them."""
+    seq = cfg.sequence
+    events = sessionize(table.load(k).events, by=seq.session_by, gap_seconds=seq.gap_minutes * 60)
+    events, _ = limit_lengths(
+        events, min_length=seq.min_length, max_length=seq.max_length, keep=seq.truncate
+    )
+    key = events.user_id if cfg.split.by == SplitBy.user else events.session_id
+    return first_event_times(key, events.timestamp)
 
 
 def prepare_partition(
-    table: PartitionedTable, k: int, cfg: DatasetConfig, anomaly: AnomalyConfig, seeds: dict
+    table: PartitionedTable,
+    k: int,
+    cfg: DatasetConfig,
+    anomaly: AnomalyConfig,
+    seeds: dict,
+    cuts: tuple[float, float] | None = None,
 ) -> _Part:
     """Partition ``k`` of ``table`` prepared (a worker process's whole job)."""
-    return _prepare_part(partial(table.load, k), cfg, anomaly, seeds, False)
+    return _prepare_part(partial(table.load, k), cfg, anomaly, seeds, False, cuts)
 
 
-def run_workers(tasks: list[tuple], workers: int, folder: Path) -> list:
-    """:func:`prepare_partition` of each task, ``workers`` processes at a time, results in
+def run_workers(tasks: list[tuple[Callable, tuple]], workers: int, folder: Path) -> list:
+    """Each task's function called with its arguments (``(function, arguments)``; the
+    function at a module's top level), ``workers`` processes at a time, results in
     task order. A worker's error is raised here as it was raised there; a worker that dies
     (killed, out of memory) is one line naming the fix."""
     if not tasks:
@@ -385,9 +439,11 @@ def _prepare_part(
     anomaly: AnomalyConfig,
     seeds: dict[str, int],
     keep_events: bool,
+    cuts: tuple[float, float] | None = None,
 ) -> _Part:
     """Sessions, splits, injection and encoding (raw ids) of one table (or partition), read
-    here by ``load`` so that no caller holds the table while it is prepared."""
+    here by ``load`` so that no caller holds the table while it is prepared (``cuts``: a
+    partition's chronological split boundaries, found on the whole table)."""
     seq = cfg.sequence
     t0 = time.perf_counter()
     dataset = load()
@@ -410,6 +466,7 @@ def _prepare_part(
         method=split_cfg.method,
         fractions=(split_cfg.train, split_cfg.val, split_cfg.test),
         seed=seeds["split"],
+        cuts=cuts,
     )
     del events
     inject_s = 0.0

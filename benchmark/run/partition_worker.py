@@ -1,9 +1,9 @@
-"""A worker process of the data stage: prepares one partition of a big table.
+"""A worker process of the data stage: one job on one partition of a big table.
 
-``python -m benchmark.run.partition_worker FOLDER INDEX`` reads task ``INDEX`` (the arguments
-of :func:`benchmark.run.data.prepare_partition`) from ``FOLDER`` and writes its result there,
-or the error it raised, which the parent raises as its own (``benchmark.run.workers``).
-Started by :func:`benchmark.run.data.run_workers`.
+``python -m benchmark.run.partition_worker FOLDER INDEX`` reads task ``INDEX`` (a function of
+:mod:`benchmark.run.data`, such as ``prepare_partition``, and its arguments) from ``FOLDER``
+and writes its result there, or the error it raised, which the parent raises as its own
+(``benchmark.run.workers``). Started by :func:`benchmark.run.data.run_workers`.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from benchmark.run.data import prepare_partition
 from benchmark.run.workers import read_task, write_error, write_result
 
 
 def main(folder: Path, index: int) -> None:
-    task = read_task(folder, index)
+    function, arguments = read_task(folder, index)
     try:
-        result = prepare_partition(*task)
+        result = function(*arguments)
     except Exception as error:  # the parent raises it: one clear line where it is the user's
         write_error(folder, index, error)
         return

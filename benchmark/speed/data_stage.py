@@ -8,7 +8,8 @@ documented window) as CSV or Parquet, kept in ``--folder`` for the next run, and
 
     python -m benchmark.speed.data_stage --rows 100000000 --format parquet --folder /data/bench
 
-prints one JSON line: rows, partitions, events prepared, seconds, peak GiB.
+prints one JSON line: rows, partitions, events prepared, seconds, peak GiB, and the seconds
+spent loading and injecting, summed over partitions.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ print(json.dumps({
     "seconds": time.perf_counter() - start,
     "partitions": data.summary["partitions"],
     "events": sum(s["events"] for s in data.summary["splits"].values()),
+    # CPU seconds summed over partitions (several run at once)
+    "load_cpu_seconds": data.summary["load_seconds"],
+    "inject_cpu_seconds": data.summary["inject_seconds"],
 }))
 """
 
