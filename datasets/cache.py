@@ -13,14 +13,21 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from datasets.loaders.common import LoadOptions, cached_digest
-from datasets.schema import Dataset, EventTable, ItemAttributes, SessionLabels, UserProfiles
+from datasets.schema import (
+    Dataset,
+    EventTable,
+    ItemAttributes,
+    SessionLabels,
+    TokenLists,
+    UserProfiles,
+)
 
 CACHE_VERSION = 1  # bump when a loader's output changes for the same input
 log = logging.getLogger("datasets")
@@ -60,24 +67,13 @@ def cached_load(
     file = Path(cache_dir) / f"{name}-{key}.npz"
     dataset = read_intact(file) if file.exists() else None
     if dataset is not None:
-        return Dataset(
-            dataset.name,
-            dataset.events,
-            dataset.profiles,
-            dataset.items,
-            {**dataset.source, "cache": {"status": "hit", "file": str(file)}},
-            dataset.session_labels,
+        return replace(
+            dataset, source={**dataset.source, "cache": {"status": "hit", "file": str(file)}}
         )
     dataset = loader(path, options)
     write(file, dataset)
-    source = {**dataset.source, "cache": {"status": "stored", "file": str(file)}}
-    return Dataset(
-        dataset.name,
-        dataset.events,
-        dataset.profiles,
-        dataset.items,
-        source,
-        dataset.session_labels,
+    return replace(
+        dataset, source={**dataset.source, "cache": {"status": "stored", "file": str(file)}}
     )
 
 
@@ -103,7 +99,12 @@ def write(file: Path, dataset: Dataset) -> None:
             continue
         for f in fields(value):
             column = getattr(value, f.name)
-            arrays[f"{table}.{f.name}"] = np.asarray(column)
+            if isinstance(column, TokenLists):
+                arrays.update(_token_arrays(f"{table}.{f.name}", column))
+            elif column is not None:
+                arrays[f"{table}.{f.name}"] = np.asarray(column)
+    if dataset.queries is not None:
+        arrays.update(_token_arrays("queries", dataset.queries))
     file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".npz")
     os.close(fd)
@@ -121,7 +122,7 @@ def read(file: Path) -> Dataset:
     events = EventTable(**{k[7:]: v for k, v in data.items() if k.startswith("events.")})
     side = {}
     for table, cls in SIDE_TABLES.items():
-        columns = {k.split(".", 1)[1]: v for k, v in data.items() if k.startswith(f"{table}.")}
+        columns = _side_columns(data, table)
         if columns:
             if "class_names" in columns:
                 columns["class_names"] = tuple(str(c) for c in columns["class_names"])
@@ -134,4 +135,35 @@ def read(file: Path) -> Dataset:
         side.get("items"),
         json.loads(str(data["source"])),
         side.get("session_labels"),
+        _token_lists(data, "queries"),
     )
+
+
+def _token_arrays(prefix: str, lists: TokenLists) -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}.offsets": lists.offsets,
+        f"{prefix}.tokens": lists.tokens,
+        f"{prefix}.vocabulary": np.array(lists.vocabulary),
+    }
+
+
+def _token_lists(data: dict[str, np.ndarray], prefix: str) -> TokenLists | None:
+    if f"{prefix}.offsets" not in data:
+        return None
+    return TokenLists(
+        data[f"{prefix}.offsets"], data[f"{prefix}.tokens"], int(data[f"{prefix}.vocabulary"])
+    )
+
+
+def _side_columns(data: dict[str, np.ndarray], table: str) -> dict[str, Any]:
+    """A side table's fields: plain columns, and token lists stored as three arrays."""
+    columns: dict[str, Any] = {}
+    for key, value in data.items():
+        if not key.startswith(f"{table}."):
+            continue
+        name = key.split(".")[1]
+        if key.count(".") == 1:
+            columns[name] = value
+        elif name not in columns:
+            columns[name] = _token_lists(data, f"{table}.{name}")
+    return columns

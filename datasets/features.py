@@ -17,6 +17,7 @@ from datasets.schema import (
     AGE_BANDS,
     DEVICES,
     EVENT_TYPES,
+    GENDERS,
     MISSING_ID,
     EventTable,
     ItemAttributes,
@@ -127,7 +128,8 @@ TENURE_EDGES_DAYS = np.array([30, 90, 180, 365, 730, 1460])
 def encode_profiles(
     profiles: UserProfiles, user_ids: np.ndarray
 ) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(N, 4) profile codes per sequence (age band, region, device, tenure bucket), each shifted
+    """(N, F) profile codes per sequence (age band, region, device, tenure bucket, and gender
+    when the profiles have it), each shifted
     by one so 0 means "no profile" (or this field unknown); and each field's cardinality. Fixed
     codes: nothing fitted."""
     rows = profiles.lookup(user_ids)
@@ -145,12 +147,15 @@ def encode_profiles(
         ],
         axis=1,
     )
-    cards = (
+    cards: tuple[int, ...] = (
         len(AGE_BANDS) + 1,
         int(profiles.region.max()) + 2,
         len(DEVICES) + 1,
         len(TENURE_EDGES_DAYS) + 2,
     )
+    if profiles.gender is not None:
+        fields = np.column_stack([fields, profiles.gender[r].astype(np.int32) + 1])
+        cards = (*cards, len(GENDERS) + 1)
     return np.where(rows[:, None] >= 0, fields, 0).astype(np.int32), cards
 
 

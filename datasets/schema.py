@@ -16,10 +16,14 @@ category_id int64  the item's category, ``MISSING_ID`` when unknown
 price      float32 the price shown or paid, NaN when unknown
 device     int8    optional: device/channel index, ``MISSING_ID`` when unknown
 dwell      float32 optional: seconds spent on the event, NaN when unknown
+query      int64   optional: a search's query, a row of the dataset's ``queries`` (token lists);
+                   ``MISSING_ID`` for an event without one
 ========== ======= ===============================================================================
 
-Side tables are optional: :class:`UserProfiles` (one row per user) and :class:`ItemAttributes`
-(one row per item).
+Side tables are optional: :class:`UserProfiles` (one row per user), :class:`ItemAttributes`
+(one row per item, with its name's tokens and its image features when the data has them) and
+the queries (:class:`TokenLists`, one row per distinct query an event refers to): text and
+image vectors are stored once, never copied per event.
 """
 
 from __future__ import annotations
@@ -132,6 +136,7 @@ _REQUIRED_DTYPES: dict[str, np.dtype] = {
 _OPTIONAL_DTYPES: dict[str, np.dtype] = {
     "device": np.dtype(np.int8),
     "dwell": np.dtype(np.float32),
+    "query": np.dtype(np.int64),
 }
 
 
@@ -148,6 +153,7 @@ class EventTable:
     price: np.ndarray
     device: np.ndarray | None = None
     dwell: np.ndarray | None = None
+    query: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name, dtype in {**_REQUIRED_DTYPES, **_OPTIONAL_DTYPES}.items():
@@ -229,6 +235,43 @@ def session_time_order(session: np.ndarray, time: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class TokenLists:
+    """Ragged lists of token ids (queries, item names): list ``i`` is
+    ``tokens[offsets[i]:offsets[i + 1]]``; ids are in ``[0, vocabulary)``."""
+
+    offsets: np.ndarray  # (n + 1,) int64
+    tokens: np.ndarray  # int32
+    vocabulary: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "offsets", np.asarray(self.offsets, dtype=np.int64))
+        object.__setattr__(self, "tokens", np.asarray(self.tokens, dtype=np.int32))
+        if len(self.offsets) == 0 or self.offsets[0] != 0 or self.offsets[-1] != len(self.tokens):
+            raise SchemaError("token list offsets must run from 0 to the number of tokens")
+        if len(self.tokens) and not 0 <= self.tokens.min() <= self.tokens.max() < self.vocabulary:
+            raise SchemaError(f"token ids must be in [0, {self.vocabulary})")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def take(self, index: np.ndarray) -> TokenLists:
+        """The lists ``index`` (row numbers), in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        lengths = self.lengths[index]
+        starts = np.repeat(self.offsets[index], lengths)
+        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        offsets = np.concatenate(([0], np.cumsum(lengths)))
+        return TokenLists(offsets, self.tokens[starts + within], self.vocabulary)
+
+
+@dataclass(frozen=True)
 class UserProfiles:
     """One row per user: categorical profile fields as small integer codes."""
 
@@ -237,6 +280,7 @@ class UserProfiles:
     region: np.ndarray  # int16
     device: np.ndarray  # int8, the user's primary device
     tenure_days: np.ndarray  # float32
+    gender: np.ndarray | None = None  # int8, index into GENDERS (-1 unknown); None: not known
 
     def lookup(self, user_ids: np.ndarray) -> np.ndarray:
         """Row index of each user id, -1 where the user has no profile."""
@@ -251,6 +295,8 @@ class ItemAttributes:
     category_id: np.ndarray  # int64
     brand_id: np.ndarray  # int64, MISSING_ID when unknown
     price: np.ndarray  # float32, NaN when unknown
+    name: TokenLists | None = None  # each item's name as tokens (row-aligned with item_id)
+    image: np.ndarray | None = None  # (n_items, d) float32 image features (e.g. a CNN's)
 
     def lookup(self, item_ids: np.ndarray) -> np.ndarray:
         """Row index of each item id, -1 where the item is not in the table."""
@@ -259,6 +305,7 @@ class ItemAttributes:
 
 AGE_BANDS: tuple[str, ...] = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 DEVICES: tuple[str, ...] = ("desktop", "mobile_web", "ios_app", "android_app", "tablet")
+GENDERS: tuple[str, ...] = ("female", "male", "other")
 
 
 @dataclass(frozen=True)
@@ -295,6 +342,8 @@ class Dataset:
     """What was read (files, SHA-256 digests, rows, quarantined rows by reason), for the record."""
     session_labels: SessionLabels | None = None
     """Real per-session ground truth (labelled datasets such as web_bots); None otherwise."""
+    queries: TokenLists | None = None
+    """The search queries the events' ``query`` column refers to (their tokens)."""
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -304,6 +353,12 @@ class Dataset:
             present.append("profile")
         if self.items is not None:
             present.append("item_attributes")
+        if self.queries is not None and self.events.query is not None:
+            present.append("query_text")
+        if self.items is not None and self.items.name is not None:
+            present.append("item_text")
+        if self.items is not None and self.items.image is not None:
+            present.append("item_image")
         return tuple(present)
 
 

@@ -28,19 +28,27 @@ seeded by ``seed``: the same config and seed give identical arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from datasets.schema import (
     AGE_BANDS,
     DEVICES,
+    GENDERS,
     MISSING_ID,
     Dataset,
     EventTable,
     EventType,
     ItemAttributes,
     UserProfiles,
+)
+from datasets.synthetic_text import (
+    Vocabulary,
+    image_features,
+    item_names,
+    search_queries,
+    word_popularity,
 )
 
 N_TYPES = len(EventType)
@@ -168,6 +176,17 @@ class SyntheticConfig:
     """Number of user regions."""
     personas: dict[str, PersonaConfig] = field(default_factory=default_personas)
     """Persona name -> behaviour."""
+    generic_words: int = 40
+    """Words any item name or query may hold (cheap, new, sale, ...)."""
+    words_per_category: int = 12
+    """Words of each category's own vocabulary (Zipf-popular), from which names and queries
+    draw; every brand has a word of its own and every word a misspelt twin."""
+    typo_rate: float = 0.05
+    """Share of query words misspelt (written as the word's twin)."""
+    query_noise: float = 0.05
+    """Share of query words unrelated to what the user looks for (any word)."""
+    image_dim: int = 16
+    """Length of each item's image feature vector (the fifth article's CNN features are 512)."""
 
 
 # Median dwell seconds per event type (index = EventType), before the persona's dwell_scale.
@@ -256,6 +275,26 @@ def generate(cfg: SyntheticConfig, seed: int) -> Dataset:
     price_factor = np.exp(rng.normal(0.0, 0.05, len(sess_len)))[session_of]
     price = np.where(has_item, catalogue.price[np.maximum(item, 0)] * price_factor, np.nan)
     category = np.where(has_item, catalogue.category[np.maximum(item, 0)], sess_focus[session_of])
+    # Text, images and gender from a stream of their own: the behaviour above stays as it was.
+    media = np.random.default_rng([seed, 1])
+    vocab = Vocabulary(
+        cfg.generic_words, cfg.words_per_category, cfg.n_categories, int(catalogue.brand.max()) + 1
+    )
+    words = word_popularity(cfg.words_per_category)
+    query, queries = search_queries(
+        vocab,
+        etype,
+        item,
+        session_of,
+        sess_focus,
+        catalogue.category,
+        catalogue.brand,
+        catalogue.cat_start[:-1],  # each category's most popular item comes first
+        words,
+        cfg.typo_rate,
+        cfg.query_noise,
+        media,
+    )
     events = EventTable(
         session_id=session_of,
         user_id=sess_user[session_of],
@@ -266,14 +305,21 @@ def generate(cfg: SyntheticConfig, seed: int) -> Dataset:
         price=np.round(price, 2),
         device=sess_device[session_of],
         dwell=dwell,
+        query=query,
     )
     items = ItemAttributes(
         item_id=np.arange(cfg.n_items),
         category_id=catalogue.category,
         brand_id=catalogue.brand,
         price=catalogue.price,
+        name=item_names(vocab, catalogue.category, catalogue.brand, words, media),
+        image=image_features(
+            catalogue.category, catalogue.brand, cfg.n_categories, cfg.image_dim, media
+        ),
     )
-    return Dataset(name="synthetic", events=events, profiles=users.profiles, items=items)
+    gender = media.choice(len(GENDERS), size=cfg.n_users, p=[0.49, 0.47, 0.04]).astype(np.int8)
+    profiles = replace(users.profiles, gender=gender)
+    return Dataset("synthetic", events, profiles, items, queries=queries)
 
 
 class SyntheticConfigError(ValueError):
@@ -298,6 +344,14 @@ def check_synthetic_config(cfg: SyntheticConfig) -> None:
         raise SyntheticConfigError(
             f"generator.n_items={cfg.n_items} must be >= generator.n_categories={cfg.n_categories}"
         )
+    for key in ("generic_words", "words_per_category", "image_dim"):
+        if getattr(cfg, key) < 1:
+            raise SyntheticConfigError(f"generator.{key}={getattr(cfg, key)} must be >= 1")
+    for key in ("typo_rate", "query_noise"):
+        if not 0.0 <= getattr(cfg, key) <= 1.0:
+            raise SyntheticConfigError(
+                f"generator.{key}={getattr(cfg, key)} is a share: use a value in [0, 1]"
+            )
     if cfg.zipf_exponent < 0 or cfg.category_skew < 0:
         raise SyntheticConfigError("generator.zipf_exponent and category_skew must be >= 0")
     if not cfg.personas or sum(p.weight for p in cfg.personas.values()) <= 0:

@@ -14,7 +14,8 @@ from benchmark.anomalies.inject import ANOMALY_TYPES, AnomalyConfig, Donors, inj
 from benchmark.anomalies.inject import _main_category as main_category
 from benchmark.anomalies.profile import NormalProfile
 from benchmark.anomalies.types import _foreign_category as foreign_category
-from datasets.schema import session_offsets
+from datasets.schema import EventType, session_offsets
+from datasets.sessions import limit_lengths
 
 
 def test_each_type_edits_all_its_victims_in_one_call(sessions, monkeypatch):
@@ -122,3 +123,21 @@ def test_a_foreign_category_is_uniform_among_those_not_visited(sessions):
     drawn = Counter(new_cat.tolist())
     assert set(drawn) == set(allowed)  # every unvisited category, and only those
     assert min(drawn.values()) > 0.5 * len(b) / len(allowed)
+
+
+def test_new_searches_type_a_query_of_their_category_and_new_views_none(small_world):
+    events, _ = limit_lengths(small_world.events.sorted(), min_length=2, max_length=50)
+    cfg = AnomalyConfig(mix={"brushing": 1.0}, severity=1.0)
+    out = inject(events, cfg, rate=0.2, seed=0, max_length=50)
+    new = out.origin < 0
+    e = out.events
+    searches = new & (e.event_type == EventType.SEARCH)
+    assert searches.sum() > 100
+    assert (e.query[searches] >= 0).all()
+    assert (e.query[new & (e.event_type != EventType.SEARCH)] == -1).all()
+    # each query is one that a search of the same category typed in the source
+    used = {
+        (int(c), int(q)) for c, q in zip(events.category_id, events.query, strict=True) if q >= 0
+    }
+    typed = zip(e.category_id[searches].tolist(), e.query[searches].tolist(), strict=True)
+    assert np.mean([pair in used for pair in typed]) > 0.95

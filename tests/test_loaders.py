@@ -652,3 +652,18 @@ def test_official_compressed_downloads_read_as_they_come(tmp_path, name, sample,
     assert len(read) == len(expected) > 0
     assert np.array_equal(read.item_id, expected.item_id)
     assert np.array_equal(read.timestamp, expected.timestamp)
+
+
+def test_the_cache_keeps_text_images_and_queries(tmp_path):
+    from datasets.cache import read, write
+    from datasets.synthetic import SyntheticConfig, generate
+
+    world = generate(SyntheticConfig(n_users=200), 0)
+    write(tmp_path / "world.npz", world)
+    back = read(tmp_path / "world.npz")
+    assert back.modalities == world.modalities
+    np.testing.assert_array_equal(back.events.query, world.events.query)
+    np.testing.assert_array_equal(back.queries.tokens, world.queries.tokens)
+    np.testing.assert_array_equal(back.items.name.offsets, world.items.name.offsets)
+    np.testing.assert_array_equal(back.items.image, world.items.image)
+    np.testing.assert_array_equal(back.profiles.gender, world.profiles.gender)

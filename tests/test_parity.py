@@ -266,4 +266,20 @@ def test_parity_checkpoint_trained_in_one_framework_scores_the_same_in_the_other
     got = np.load(scored.run_dir / "scores.npz")
     np.testing.assert_allclose(got["test_score"], expected["test_score"], **OUTPUT_TOL)
     np.testing.assert_allclose(got["test_event_score"], expected["test_event_score"], **OUTPUT_TOL)
-    assert scored.record.result.roc_auc == pytest.approx(trained.record.result.roc_auc, abs=1e-6)
+    # Scores equal within OUTPUT_TOL; pairs closer than that may rank either way, so the
+    # ROC-AUCs may differ by those pairs' share and no more.
+    flippable = _pairs_within_tolerance(expected)
+    assert scored.record.result.roc_auc == pytest.approx(
+        trained.record.result.roc_auc, abs=flippable + 1e-9
+    )
+
+
+def _pairs_within_tolerance(scores) -> float:
+    """Share of (anomalous, normal) test pairs of the reference population whose scores are
+    within OUTPUT_TOL of each other."""
+    keep = scores["test_population"]
+    s, y = scores["test_score"][keep], scores["test_label"][keep].astype(bool)
+    pos, neg = np.sort(s[y]), np.sort(s[~y])
+    width = OUTPUT_TOL["atol"] + OUTPUT_TOL["rtol"] * np.abs(pos)
+    near = np.searchsorted(neg, pos + 2 * width, "right") - np.searchsorted(neg, pos - 2 * width)
+    return float(near.sum()) / max(len(pos) * len(neg), 1)

@@ -109,7 +109,14 @@ def test_time_runs_forward_and_side_tables_cover_the_events(small_world):
     rows = small_world.items.lookup(ev.item_id[has_item])
     assert np.all(rows >= 0)
     np.testing.assert_array_equal(small_world.items.category_id[rows], ev.category_id[has_item])
-    assert small_world.modalities == ("behaviour", "profile", "item_attributes")
+    assert small_world.modalities == (
+        "behaviour",
+        "profile",
+        "item_attributes",
+        "query_text",
+        "item_text",
+        "item_image",
+    )
 
 
 def test_personas_shape_behaviour(small_world):
@@ -135,8 +142,98 @@ def test_personas_shape_behaviour(small_world):
             r"generator\.personas\.x\.focus=1\.5 is a probability",
         ),
         (SyntheticConfig(personas={"x": PersonaConfig(weight=0.0)}), r"weight > 0"),
+        (SyntheticConfig(typo_rate=1.5), r"generator\.typo_rate=1\.5 is a share"),
+        (SyntheticConfig(image_dim=0), r"generator\.image_dim=0 must be >= 1"),
     ],
 )
 def test_bad_generator_settings_name_the_setting(cfg, message):
     with pytest.raises(SyntheticConfigError, match=message):
         generate(cfg, 0)
+
+
+# ------------------------------------------------------------- text, images and gender
+
+
+def vocabulary_of(cfg: SyntheticConfig, world):
+    from datasets.synthetic_text import Vocabulary
+
+    n_brands = int(world.items.brand_id.max()) + 1
+    return Vocabulary(cfg.generic_words, cfg.words_per_category, cfg.n_categories, n_brands)
+
+
+def test_every_search_and_only_a_search_carries_a_query(small_world):
+    e, queries = small_world.events, small_world.queries
+    search = e.event_type == E.SEARCH
+    assert (e.query[search] >= 0).all()
+    assert (e.query[~search] == -1).all()
+    assert len(queries) == int(search.sum()) > 500
+    assert set(np.unique(queries.lengths).tolist()) == {1, 2, 3, 4}
+    assert "query_text" in small_world.modalities
+
+
+def test_a_query_is_written_for_the_item_viewed_next(small_world):
+    """Query words are the next item's brand word, words of its category or generic words,
+    except for the configured shares of typos and unrelated words."""
+    cfg = SyntheticConfig(n_users=2000)
+    vocab = vocabulary_of(cfg, small_world)
+    e, queries, items = small_world.events, small_world.queries, small_world.items
+    offsets = session_offsets(e.session_id)
+    session_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    kinds = {"related": 0, "typo": 0, "other": 0}
+    for row in np.flatnonzero(e.query >= 0)[:3000].tolist():
+        later = np.flatnonzero((session_of == session_of[row]) & (e.item_id >= 0))
+        later = later[later > row]
+        if len(later) == 0:
+            continue
+        item = int(e.item_id[later[0]])
+        category, brand = int(items.category_id[item]), int(items.brand_id[item])
+        related = {int(vocab.brand_word(brand))}
+        related |= set(vocab.category_word(category, np.arange(cfg.words_per_category)).tolist())
+        related |= set(range(cfg.generic_words))
+        for token in queries.row(int(e.query[row])).tolist():
+            if token in related:
+                kinds["related"] += 1
+            elif token - vocab.base in related:
+                kinds["typo"] += 1
+            else:
+                kinds["other"] += 1
+    total = sum(kinds.values())
+    assert kinds["typo"] / total == pytest.approx(cfg.typo_rate * 0.95, abs=0.015)
+    assert kinds["other"] / total < 0.08  # unrelated words (5%), a few about the session's focus
+    assert kinds["related"] / total > 0.85
+
+
+def test_an_items_name_is_its_brand_and_its_categorys_words(small_world):
+    cfg = SyntheticConfig(n_users=2000)
+    vocab = vocabulary_of(cfg, small_world)
+    items = small_world.items
+    names = items.name
+    assert len(names) == len(items.item_id)
+    assert set(np.unique(names.lengths).tolist()) == {3, 4}
+    first = names.tokens[names.offsets[:-1]]
+    np.testing.assert_array_equal(first, vocab.brand_word(items.brand_id))
+    second = names.tokens[names.offsets[:-1] + 1]
+    in_category = (second - cfg.generic_words) // cfg.words_per_category
+    np.testing.assert_array_equal(in_category, items.category_id)
+
+
+def test_image_features_cluster_by_category(small_world):
+    items = small_world.items
+    image = items.image
+    assert image.shape == (len(items.item_id), SyntheticConfig().image_dim)
+    unit = image / np.linalg.norm(image, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    same = items.category_id[:, None] == items.category_id[None, :]
+    off_diagonal = ~np.eye(len(unit), dtype=bool)
+    assert similarity[same & off_diagonal].mean() > 0.5
+    assert abs(similarity[~same].mean()) < 0.1
+
+
+def test_gender_follows_its_shares_and_text_leaves_behaviour_alone(small_world):
+    gender = small_world.profiles.gender
+    shares = np.bincount(gender, minlength=3) / len(gender)
+    np.testing.assert_allclose(shares, [0.49, 0.47, 0.04], atol=0.03)
+    other = generate(SyntheticConfig(n_users=2000, typo_rate=0.3, image_dim=4), seed=3)
+    for name, column in small_world.events.columns().items():
+        if name != "query":
+            np.testing.assert_array_equal(column, other.events.columns()[name], err_msg=name)

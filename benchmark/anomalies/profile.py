@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datasets.schema import EventTable, EventType, session_offsets
+from datasets.schema import MISSING_ID, EventTable, EventType, session_offsets
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class NormalProfile:
     global_cdf: np.ndarray  # cumulative popularity over ``by_category`` (ends at 1)
     gap_pool: np.ndarray  # log gaps grouped by event type (a type never seen: all types pooled)
     gap_start: np.ndarray  # (n_types + 1,) offsets of each type's group in ``gap_pool``
+    query_pool: np.ndarray  # the searches' queries (rows of the dataset's queries), by category
+    query_category: np.ndarray  # the category of each search in ``query_pool`` (sorted)
 
     @staticmethod
     def from_events(events: EventTable) -> NormalProfile:
@@ -78,6 +80,7 @@ class NormalProfile:
             global_cdf=cum / cum[-1] if len(cum) else cum,
             gap_pool=np.concatenate(groups),
             gap_start=np.concatenate(([0], np.cumsum([len(g) for g in groups]))),
+            **_query_pool(events),
         )
 
     def sample_gaps(self, event_types: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -134,6 +137,17 @@ class NormalProfile:
         pos = np.searchsorted(self.global_cdf, rng.random(n), side="right")
         return self.items[self.by_category[np.minimum(pos, len(self.items) - 1)]]
 
+    def sample_queries(self, categories: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A query per element of ``categories``: one a search of that category used (any
+        search's, for a category without one); ``MISSING_ID`` when the data has no queries."""
+        if len(self.query_pool) == 0:
+            return np.full(len(categories), MISSING_ID, dtype=np.int64)
+        lo = np.searchsorted(self.query_category, categories, side="left")
+        hi = np.searchsorted(self.query_category, categories, side="right")
+        lo, hi = np.where(hi > lo, lo, 0), np.where(hi > lo, hi, len(self.query_pool))
+        pick = lo + (rng.random(len(categories)) * (hi - lo)).astype(np.int64)
+        return self.query_pool[np.minimum(pick, hi - 1)]
+
     def category_of(self, items: np.ndarray) -> np.ndarray:
         return self.item_category[np.searchsorted(self.items, items)]
 
@@ -156,3 +170,15 @@ def median_per_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np
     mid_hi = values[np.clip((starts + ends) // 2, 0, last)]
     median = (np.asarray(mid_lo, dtype=np.float64) + mid_hi) / 2
     return np.where(ends > starts, median, np.nan)
+
+
+def _query_pool(events: EventTable) -> dict[str, np.ndarray]:
+    """The queries searches used, ordered by the search's category."""
+    if events.query is None:
+        return {"query_pool": np.zeros(0, dtype=np.int64), "query_category": np.zeros(0)}
+    rows = np.flatnonzero(events.query >= 0)
+    order = np.argsort(events.category_id[rows], kind="stable")
+    return {
+        "query_pool": events.query[rows][order],
+        "query_category": events.category_id[rows][order],
+    }

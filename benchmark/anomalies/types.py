@@ -435,6 +435,11 @@ def _item_events(
     cols["price"] = price
     if "dwell" in cols:
         cols["dwell"] = np.full(len(items), np.nan, dtype=np.float32)
+    if "query" in cols:  # a new search types a query searches of its category used
+        query = np.full(len(items), MISSING_ID, dtype=np.int64)
+        search = types == E.SEARCH
+        query[search] = ctx.profile.sample_queries(cols["category_id"][search], ctx.rng)
+        cols["query"] = query
     return NewEvents(cols, gap, lengths)
 
 

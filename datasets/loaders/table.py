@@ -57,6 +57,7 @@ from datasets.schema import (
     AGE_BANDS,
     DEVICES,
     EVENT_TYPE_ALIASES,
+    GENDERS,
     MISSING_ID,
     Dataset,
     EventTable,
@@ -91,6 +92,8 @@ class ProfileMapping:
     device: str | None = None
     """The user's usual device: desktop, mobile_web, ios_app, android_app, tablet (or a common
     spelling: pc, mobile, ios, android, ipad, ...); another value is unknown."""
+    gender: str | None = None
+    """female, male or other (or f, m, w, x, diverse, ...); another value is unknown."""
     signup: str | None = None
     """When the account was created (ISO 8601 text, a Parquet timestamp or epoch numbers): the
     tenure is the days from it to the user's first event in the table."""
@@ -98,7 +101,7 @@ class ProfileMapping:
     """The account's age in days, when the table has it instead of ``signup``."""
 
 
-PROFILE_FIELDS = ("age", "region", "device", "signup", "tenure_days")
+PROFILE_FIELDS = ("age", "region", "device", "gender", "signup", "tenure_days")
 # The config key that names the column of each role (said when the column is missing).
 SETTINGS = {
     "profile_key": "dataset.table.profiles.key",
@@ -117,6 +120,12 @@ DEVICE_ALIASES = {
     "iphone": "ios_app",
     "android": "android_app",
     "ipad": "tablet",
+}
+GENDER_ALIASES = {
+    **{name: name for name in GENDERS},
+    **dict.fromkeys(("f", "w", "woman", "women", "femme"), "female"),
+    **dict.fromkeys(("m", "man", "men"), "male"),
+    **dict.fromkeys(("x", "d", "diverse", "non-binary", "nonbinary"), "other"),
 }
 
 
@@ -982,7 +991,7 @@ def user_profiles(
     event's user and time), sorted by user; a user the table does not list has none."""
     p = m.profiles
     names = {"profile_key": p.key} | {f: getattr(p, f) for f in PROFILE_FIELDS if getattr(p, f)}
-    interners = {role: Interner() for role in ("age", "region", "device")}
+    interners = {role: Interner() for role in ("age", "region", "device", "gender")}
     side = replace(m, column_names=None, delimiter="auto", format="auto")
     parts = []
     for file in table_files(Path(str(p.path)), "auto"):  # a file, or a folder of them
@@ -1002,8 +1011,13 @@ def user_profiles(
         user_id=cols["user"].astype(np.int64),
         age_band=_age_bands(cols, interners["age"], n),
         region=_region_codes(cols, interners["region"], n),
-        device=_device_codes(cols, interners["device"], n),
+        device=_named_codes(cols.get("device"), interners["device"], DEVICE_ALIASES, DEVICES, n),
         tenure_days=_tenure_days(cols, first_seen, n),
+        gender=(
+            _named_codes(cols["gender"], interners["gender"], GENDER_ALIASES, GENDERS, n)
+            if "gender" in cols
+            else None
+        ),
     )
 
 
@@ -1050,13 +1064,19 @@ def _region_codes(cols: dict[str, np.ndarray], names: Interner, n: int) -> np.nd
     return cols["region"].astype(np.int16)
 
 
-def _device_codes(cols: dict[str, np.ndarray], names: Interner, n: int) -> np.ndarray:
-    if "device" not in cols:
+def _named_codes(
+    codes: np.ndarray | None,
+    names: Interner,
+    aliases: dict[str, str],
+    vocabulary: tuple[str, ...],
+    n: int,
+) -> np.ndarray:
+    """Index into ``vocabulary`` per row, through the common spellings (-1 unknown)."""
+    if codes is None:
         return np.full(n, -1, dtype=np.int8)
-    known = [DEVICE_ALIASES.get(v.strip().lower()) for v in names.names()]
-    table = np.array([DEVICES.index(k) if k else -1 for k in known] or [-1])
-    code = cols["device"]
-    return np.where(code >= 0, table[np.maximum(code, 0)], -1).astype(np.int8)
+    known = [aliases.get(v.strip().lower()) for v in names.names()]
+    table = np.array([vocabulary.index(k) if k else -1 for k in known] or [-1])
+    return np.where(codes >= 0, table[np.maximum(codes, 0)], -1).astype(np.int8)
 
 
 def _tenure_days(
