@@ -40,7 +40,8 @@ SOURCES = {
         Source(
             "diginetica",
             "https://competitions.codalab.org/competitions/11161 (CIKM Cup 2016, track 2)",
-            "train-item-views.csv (and optionally product-categories.csv)",
+            "train-item-views.csv; optionally product-categories.csv, train-purchases.csv, "
+            "train-queries.csv, products.csv",
             "data/diginetica/ (then dataset.path=data/diginetica)",
             "competition data; research use",
         ),

@@ -444,9 +444,12 @@ def test_ids_out_of_range_in_other_formats_are_named(
 def test_a_utf8_byte_order_mark_is_read_as_excel_writes_it(tmp_path, loader, record_property):
     sample = SAMPLE if loader == "diginetica" else ROOT / "datasets/samples/otto"
     source = sample if sample.is_file() else next(sample.glob("*.jsonl"))
-    marked = write(tmp_path / source.name, codecs.BOM_UTF8 + source.read_bytes())
+    (tmp_path / "marked").mkdir()
+    (tmp_path / "plain").mkdir()
+    marked = write(tmp_path / "marked" / source.name, codecs.BOM_UTF8 + source.read_bytes())
+    alone = write(tmp_path / "plain" / source.name, source.read_bytes())  # no side files either
     for strict in (True, False):  # the fast reader, and the exact one (which names lines)
-        plain = LOADERS[loader](source, LoadOptions(strict=strict)).events
+        plain = LOADERS[loader](alone, LoadOptions(strict=strict)).events
         read = LOADERS[loader](marked, LoadOptions(strict=strict)).events
         assert len(read) == len(plain) > 0
         assert all(

@@ -37,18 +37,18 @@ def sessions_sorted_by_time(events) -> bool:
 
 
 def test_diginetica_sample_matches_its_documented_statistics():
+    """The views sample with the real purchases of its sessions and its items' categories
+    (the cuts shipped beside it)."""
     d = load("diginetica", SAMPLES / "diginetica" / "sample_train-item-views.csv")
     e = d.events
-    assert len(e) == 12_391
+    views, purchases = e.event_type == EventType.VIEW, e.event_type == EventType.PURCHASE
+    assert (views.sum(), purchases.sum(), len(e)) == (12_391, 256, 12_647)
     assert len(np.unique(e.session_id)) == 2_986
-    assert len(np.unique(e.item_id)) == 7_139
-    assert set(np.unique(e.event_type)) == {EventType.VIEW}
+    assert len(np.unique(e.item_id[views])) == 7_139
     assert sessions_sorted_by_time(e), "rows are re-ordered by timeframe within each session"
-    assert d.source["anonymous_rows"] == 7_681
-    # anonymous sessions get a user of their own: no user spans two anonymous sessions
-    named = d.source["anonymous_rows"]
-    assert named > 0
-    assert np.all(e.category_id == MISSING_ID)
+    assert d.source["anonymous_rows"] == 7_681 + 135  # views, then purchases, without a user
+    assert np.all(e.category_id != MISSING_ID), "every item of the sample has its category"
+    assert len(d.source["files"]) == 2  # views and purchases (categories are a lookup)
 
 
 def test_diginetica_event_time_is_first_day_plus_timeframe(tmp_path):
@@ -65,6 +65,53 @@ def test_diginetica_event_time_is_first_day_plus_timeframe(tmp_path):
     assert e.category_id.tolist() == [4, 3, MISSING_ID]
     assert e.user_id[2] == 42
     assert e.user_id[0] != 42
+
+
+def write_diginetica_text(folder) -> None:
+    """Views with the release's query and product files beside them (the layout of
+    ``train-queries.csv`` and ``products.csv``; hashed word ids as the release has them)."""
+    (folder / "train-item-views.csv").write_text(
+        "sessionId;userId;itemId;timeframe;eventdate\n"
+        "7;NA;11;5000;2016-05-09\n7;NA;12;9000;2016-05-09\n8;42;13;2000;2016-05-10\n"
+    )
+    (folder / "train-queries.csv").write_text(
+        "queryId;sessionId;userId;timeframe;duration;eventdate;searchstring.tokens;"
+        "categoryId;items;is.test\n"
+        "1;7;NA;1000;300;2016-05-09;16655,41551;;11,12,40;FALSE\n"
+        "2;8;42;500;120;2016-05-10;;1096;13,14;FALSE\n"
+        "3;99;NA;700;100;2016-05-11;41551;;15;TRUE\n"
+    )
+    (folder / "products.csv").write_text(
+        "itemId;pricelog2;product.name.tokens\n11;4;16655,7\n12;6;41551,16655,7\n13;3;900\n"
+    )
+
+
+def test_diginetica_queries_and_product_names_share_one_vocabulary(tmp_path):
+    write_diginetica_text(tmp_path)
+    d = load("diginetica", tmp_path, LENIENT)
+    e = d.events
+    assert d.modalities == ("behaviour", "item_attributes", "query_text", "item_text")
+    search = np.flatnonzero(e.event_type == EventType.SEARCH)
+    assert len(search) == 2  # the third query's session has no views: dropped and named
+    assert d.source["quarantined"] == {"query_outside_views": 1}
+    assert "train-queries.csv:4: a query in a session without views" in d.source["examples"][0]
+    first = search[e.session_id[search] == 7][0]
+    assert e.timestamp[first] < e.timestamp[first + 1], "the search came before the views"
+    words = {w: i for i, w in enumerate([7, 900, 16655, 41551])}  # dense ids in word order
+    query = d.queries.row(int(e.query[first])).tolist()
+    assert query == [words[16655], words[41551]]
+    browse = search[e.session_id[search] == 8][0]
+    assert d.queries.row(int(e.query[browse])).tolist() == []  # a category browse: no words
+    assert e.category_id[browse] == 1096
+    names = d.items.name
+    assert [names.row(i).tolist() for i in range(3)] == [
+        [words[16655], words[7]],
+        [words[41551], words[16655], words[7]],
+        [words[900]],
+    ]
+    np.testing.assert_allclose(d.items.price, [15.0, 63.0, 7.0])
+    views = e.event_type == EventType.VIEW
+    np.testing.assert_allclose(e.price[views & (e.item_id == 12)], [63.0])
 
 
 def test_yoochoose_prepared_sample_keeps_its_times_as_stored():
@@ -414,8 +461,10 @@ def test_each_shipped_sample_runs_end_to_end(compose_config, tmp_path, dataset, 
     assert record.data["source"]["files"][0]["sha256"]
     assert 0.0 <= record.result.roc_auc <= 1.0
     assert record.data["splits"]["test"]["anomalous_sequences"] > 0
-    if dataset in ("diginetica", "yoochoose"):  # views only: no purchase to tamper with
+    if dataset == "yoochoose":  # views only: no purchase to tamper with
         assert set(record.data["anomaly_types_skipped"]) == {"price_outlier", "funnel_violation"}
+    if dataset == "diginetica":  # purchases, but no prices
+        assert set(record.data["anomaly_types_skipped"]) == {"price_outlier"}
 
 
 # ------------------------------------------------------------------ dataset card and fetch
@@ -645,8 +694,10 @@ def test_official_compressed_downloads_read_as_they_come(tmp_path, name, sample,
     import gzip
 
     plain = ROOT / "datasets/samples" / sample
+    for data in plain.parent.iterdir():  # the sample and the files read beside it
+        if data.name != "SOURCE.md":
+            (tmp_path / (data.name + ".gz")).write_bytes(gzip.compress(data.read_bytes()))
     packed = tmp_path / (plain.name + ".gz")
-    packed.write_bytes(gzip.compress(plain.read_bytes()))
     read = load(name, tmp_path if as_folder else packed).events
     expected = load(name, plain).events
     assert len(read) == len(expected) > 0

@@ -252,6 +252,7 @@ def events_table(
     user_id: np.ndarray | None = None,
     category_id: np.ndarray | None = None,
     price: np.ndarray | None = None,
+    query: np.ndarray | None = None,
 ) -> EventTable:
     """An EventTable with missing fields filled by the schema's 'unknown' values: no user ids
     means one user per session, no categories ``MISSING_ID``, no prices NaN."""
@@ -264,6 +265,7 @@ def events_table(
         item_id=item_id,
         category_id=np.full(n, MISSING_ID) if category_id is None else category_id,
         price=np.full(n, np.nan, dtype=np.float32) if price is None else price,
+        query=query,
     )
 
 
