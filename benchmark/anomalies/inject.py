@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.anomalies import modality_types  # noqa: F401  (registers the modality types)
 from benchmark.anomalies.batch import (
     Batch,
     BatchContext,
@@ -143,6 +144,9 @@ def supported_mix(cfg: AnomalyConfig, events: EventTable) -> tuple[AnomalyConfig
 NEEDS = {
     "price_outlier": "a purchase with a known price",
     "funnel_violation": "a purchase after its first event",
+    "query_stuffing": "a search with a query (the data has no query text)",
+    "listing_mismatch": "an event with an item",
+    "interest_shift": "an event with an item",
 }
 
 

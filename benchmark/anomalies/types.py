@@ -258,9 +258,9 @@ def account_takeover(b: Batch, ctx: BatchContext) -> Batch:
 def _foreign_category(
     b: Batch, ctx: BatchContext, owner: np.ndarray, seen_categories: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per victim, whether its tail switches category (probability s, when a category it has
-    not visited exists) and a category drawn uniformly among those it has not visited
-    (``seen_categories`` of ``owner``: the events before the takeover)."""
+    """Per victim, a category drawn uniformly among those it has not visited
+    (``seen_categories`` of ``owner``: e.g. the events before a takeover), and whether its
+    tail switches to it (probability s, when such a category exists)."""
     categories = ctx.profile.categories
     rank = np.searchsorted(categories, seen_categories)
     known = rank < len(categories)
@@ -275,7 +275,7 @@ def _foreign_category(
     index_in_victim = ragged_arange(np.bincount(seen_owner, minlength=len(b)))
     below = (seen_rank - index_in_victim) <= k[seen_owner]
     rank_out = k + np.bincount(seen_owner[below], minlength=len(b))
-    new_cat = np.where(switch, categories[np.minimum(rank_out, len(categories) - 1)], 0)
+    new_cat = categories[np.minimum(rank_out, max(len(categories) - 1, 0))]
     return new_cat.astype(np.int64), switch
 
 
