@@ -38,6 +38,11 @@ class ModelName(Enum):
     hgb = "hgb"
     logreg = "logreg"
     selection_probe = "selection_probe"
+    knn = "knn"
+    ocsvm = "ocsvm"
+    mean_shift = "mean_shift"
+    random_forest = "random_forest"
+    decision_tree = "decision_tree"
 
 
 class FrameworkName(Enum):

@@ -129,7 +129,7 @@ def records_under(root: Path) -> list[RunRecord]:
     ("args", "expected"),
     [
         (["model.hiden_dim=3"], "unknown config key 'model.hiden_dim'; allowed here: ["),
-        (["model=lsmt"], "Could not find 'model/lsmt'; available: ['gru', 'hgb', 'iforest', 'lof'"),
+        (["model=lsmt"], "Could not find 'model/lsmt'; available: ['decision_tree', 'gru', 'hgb'"),
         (["train.epochs=abc"], "bad value for 'train.epochs'"),
         (
             ["model.name=foo"],
@@ -171,7 +171,10 @@ def records_under(root: Path) -> list[RunRecord]:
         (["-m", "seed=0,1", "experiment_name=.."], "experiment_name='..' must be one folder"),
         # inside a sweep: every swept value is checked before the first job starts
         (["-m", "model=random,markov", "model.hiden_dim=3"], "unknown config key 'model.hid"),
-        (["-m", "model=random,lsmt"], "Could not find 'model/lsmt'; available: ['gru'"),
+        (
+            ["-m", "model=random,lsmt"],
+            "Could not find 'model/lsmt'; available: ['decision_tree', 'gru'",
+        ),
         (["-m", "seed=0,1", "train.epochs=1,x"], "bad value for 'train.epochs'"),
         (["-m", "seed=0,-1"], "seed=-1 is outside [0, 4294967295]"),
     ],

@@ -37,7 +37,17 @@ def build(name: str, config, prepared):
     return create(name, "torch", detector_spec(config, prepared))
 
 
-@pytest.mark.parametrize(("name", "floor"), [("iforest", 0.9), ("markov", 0.9), ("lof", 0.9)])
+@pytest.mark.parametrize(
+    ("name", "floor"),
+    [
+        ("iforest", 0.9),
+        ("markov", 0.9),
+        ("lof", 0.9),
+        ("knn", 0.9),
+        ("ocsvm", 0.9),
+        ("mean_shift", 0.9),
+    ],
+)
 def test_baselines_catch_blatant_click_floods(blatant_flood, name, floor):
     config, prepared = blatant_flood
     detector = build(name, config, prepared)
@@ -46,7 +56,7 @@ def test_baselines_catch_blatant_click_floods(blatant_flood, name, floor):
     assert roc_auc(test.label, detector.score(test).sequence) > floor
 
 
-@pytest.mark.parametrize("name", ["hgb", "logreg"])
+@pytest.mark.parametrize("name", ["hgb", "logreg", "random_forest", "decision_tree"])
 def test_supervised_baselines_learn_blatant_floods_from_labels(blatant_flood, name):
     config, prepared = blatant_flood
     val, test = prepared.arrays["val"], prepared.arrays["test"]
@@ -118,3 +128,12 @@ def test_record_metrics_match_an_independent_computation(compose_config, tmp_pat
     assert set(metrics.per_type) <= set(ANOMALY_TYPES)
     assert result.record.n_params > 0
     assert result.record.timing.infer_seq_per_s > 0
+
+
+def test_kernel_and_clustering_comparators_fit_on_a_sample_of_the_training_split(blatant_flood):
+    config, prepared = blatant_flood
+    train = prepared.arrays["train"]
+    detector = build("ocsvm", config, prepared)
+    detector.fit_sample = len(train.label) // 2
+    facts = detector.fit(train, prepared.arrays["val"])
+    assert facts["fit_sequences"] == len(train.label) // 2

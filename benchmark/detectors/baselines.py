@@ -11,6 +11,12 @@
 - ``hgb`` (supervised): gradient-boosted trees on the session features
   (HistGradientBoostingClassifier), the probability of "anomalous" as the score;
 - ``logreg`` (supervised): logistic regression on the standardised session features;
+- the comparators the source articles name, on the same session features: ``knn`` (the mean
+  distance to the 5 nearest training sequences), ``ocsvm`` (a one-class SVM, RBF kernel),
+  ``mean_shift`` (the distance to the nearest mode MeanShift finds in the training
+  sequences), and supervised ``random_forest`` and ``decision_tree``; the kernel and
+  clustering ones fit on at most ``FIT_SAMPLE`` training sequences (their cost grows with the
+  square of the sequences);
 - ``selection_probe`` (supervised): logistic regression on what decides whether an anomaly
   type can be injected into a sequence (length, purchase presence and position, priced
   events). It sees no behaviour, so it must sit at chance: above chance it shows that victim
@@ -24,11 +30,19 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
+from sklearn.base import BaseEstimator
+from sklearn.cluster import MeanShift
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    IsolationForest,
+    RandomForestClassifier,
+)
 from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import LocalOutlierFactor
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import OneClassSVM
+from sklearn.tree import DecisionTreeClassifier
 
 from benchmark.detectors.registry import DetectorSpec, Scores, register
 from datasets.features import FIRST_KNOWN, N_GAP_BUCKETS, UNKNOWN, SequenceArrays
@@ -161,17 +175,28 @@ class SklearnDetector:
 
     modalities_used = ("behaviour",)
 
-    def __init__(self, estimator, features=session_features, supervised: bool = False) -> None:
+    def __init__(
+        self,
+        estimator,
+        features=session_features,
+        supervised: bool = False,
+        fit_sample: int | None = None,
+        seed: int = 0,
+    ) -> None:
         self.estimator, self.features, self.supervised = estimator, features, supervised
+        self.fit_sample, self.seed = fit_sample, seed
 
     def fit(self, train: SequenceArrays, val: SequenceArrays) -> dict:
         start = time.perf_counter()
-        x = self.features(train)
+        x, y = self.features(train), train.label
+        if self.fit_sample is not None and len(x) > self.fit_sample:
+            keep = np.random.default_rng(self.seed).choice(len(x), self.fit_sample, replace=False)
+            x, y = x[np.sort(keep)], y[np.sort(keep)]
         if self.supervised:
-            self.estimator.fit(x, train.label)
+            self.estimator.fit(x, y)
         else:
             self.estimator.fit(x)
-        return {"fit_seconds": time.perf_counter() - start}
+        return {"fit_seconds": time.perf_counter() - start, "fit_sequences": len(x)}
 
     def score(self, data: SequenceArrays) -> Scores:
         x = self.features(data)
@@ -188,6 +213,12 @@ class SklearnDetector:
             return int(sum(t.tree_.node_count for t in final.estimators_))
         if hasattr(final, "_predictors"):  # gradient-boosted trees: their nodes
             return int(sum(len(p.nodes) for it in final._predictors for p in it))
+        if hasattr(final, "tree_"):  # one decision tree: its nodes
+            return int(final.tree_.node_count)
+        if hasattr(final, "support_vectors_"):  # an SVM: its support vectors
+            return int(final.support_vectors_.size)
+        if hasattr(final, "modes_"):  # mean shift: its modes
+            return int(final.modes_.size)
         return int(getattr(final, "n_samples_fit_", 0) * getattr(final, "n_features_in_", 0))
 
 
@@ -222,6 +253,69 @@ def _hgb(spec: DetectorSpec) -> SklearnDetector:
 def _logreg(spec: DetectorSpec) -> SklearnDetector:
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     return SklearnDetector(model, supervised=True)
+
+
+# Fitted on at most this many training sequences: a kernel or a mean shift costs the square.
+FIT_SAMPLE = 5_000
+
+
+class NearestNeighbourScore(BaseEstimator):
+    """``score_samples``: minus the mean distance to the ``k`` nearest fitted points (the
+    kNN outlier score; scikit-learn has the neighbours, not the score)."""
+
+    def __init__(self, k: int = 5) -> None:
+        self.k = k
+
+    def fit(self, x: np.ndarray, y: None = None) -> NearestNeighbourScore:
+        self.index_ = NearestNeighbors(n_neighbors=min(self.k, len(x))).fit(x)
+        self.n_samples_fit_, self.n_features_in_ = x.shape
+        return self
+
+    def score_samples(self, x: np.ndarray) -> np.ndarray:
+        distance, _ = self.index_.kneighbors(x)
+        return -distance.mean(axis=1)
+
+
+class MeanShiftScore(BaseEstimator):
+    """``score_samples``: minus the distance to the nearest mode MeanShift finds (a density
+    mode of the fitted points; scikit-learn clusters, it does not score)."""
+
+    def fit(self, x: np.ndarray, y: None = None) -> MeanShiftScore:
+        self.modes_ = MeanShift(bin_seeding=True).fit(x).cluster_centers_
+        return self
+
+    def score_samples(self, x: np.ndarray) -> np.ndarray:
+        distance = np.linalg.norm(x[:, None, :] - self.modes_[None, :, :], axis=2)
+        return -distance.min(axis=1)
+
+
+@register("numpy", "knn")
+def _knn(spec: DetectorSpec) -> SklearnDetector:
+    model = make_pipeline(StandardScaler(), NearestNeighbourScore(k=5))
+    return SklearnDetector(model, fit_sample=FIT_SAMPLE, seed=spec.seed)
+
+
+@register("numpy", "ocsvm")
+def _ocsvm(spec: DetectorSpec) -> SklearnDetector:
+    model = make_pipeline(StandardScaler(), OneClassSVM(nu=0.1, gamma="scale"))
+    return SklearnDetector(model, fit_sample=FIT_SAMPLE, seed=spec.seed)
+
+
+@register("numpy", "mean_shift")
+def _mean_shift(spec: DetectorSpec) -> SklearnDetector:
+    model = make_pipeline(StandardScaler(), MeanShiftScore())
+    return SklearnDetector(model, fit_sample=FIT_SAMPLE, seed=spec.seed)
+
+
+@register("numpy", "random_forest")
+def _random_forest(spec: DetectorSpec) -> SklearnDetector:
+    forest = RandomForestClassifier(n_estimators=200, random_state=spec.seed)
+    return SklearnDetector(forest, supervised=True)
+
+
+@register("numpy", "decision_tree")
+def _decision_tree(spec: DetectorSpec) -> SklearnDetector:
+    return SklearnDetector(DecisionTreeClassifier(random_state=spec.seed), supervised=True)
 
 
 @register("numpy", "selection_probe")

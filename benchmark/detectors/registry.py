@@ -38,6 +38,11 @@ BASELINES: tuple[str, ...] = (
     "hgb",
     "logreg",
     "selection_probe",
+    "knn",
+    "ocsvm",
+    "mean_shift",
+    "random_forest",
+    "decision_tree",
 )
 
 # Detection settings: which labels training may use. Detectors are ranked within one only.
@@ -63,6 +68,11 @@ BASELINE_SETTINGS: dict[str, tuple[str, ...]] = {
     "hgb": (SUPERVISED,),
     "logreg": (SUPERVISED,),
     "selection_probe": (SUPERVISED,),
+    "knn": UNLABELLED,
+    "ocsvm": UNLABELLED,
+    "mean_shift": UNLABELLED,
+    "random_forest": (SUPERVISED,),
+    "decision_tree": (SUPERVISED,),
 }
 
 
