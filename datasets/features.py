@@ -173,7 +173,43 @@ EVENT_COLUMNS: dict[str, type] = {
     "log_price": np.float32,  # log1p(price), 0 where missing
     "event_label": np.bool_,
     "brand": np.int32,  # item-attribute modality (absent without item attributes)
+    "query": np.int32,  # a search's query: its row of MediaTables.query_tokens (0 = none)
 }
+
+QUERY_TOKENS = 8  # words of a query a model reads (Diginetica's queries rarely hold more)
+
+
+@dataclass(frozen=True, eq=False)
+class MediaTables:
+    """What the text and image modalities add, stored once and looked up per event by
+    :meth:`SequenceArrays.batch`: each query's words and each item's image features."""
+
+    query_tokens: np.ndarray | None = None  # (Q + 1, T) int32: word id + 1, 0 pads; row 0 empty
+    item_image: np.ndarray | None = None  # (item vocabulary, D) float32; 0 for pad and unknown
+
+    @staticmethod
+    def build(queries, items, item_vocab: Vocabulary) -> MediaTables | None:
+        """From a dataset's queries (``TokenLists``) and items (``ItemAttributes``), the image
+        rows in the order of the fitted item vocabulary; None when it has neither."""
+        tokens = query_token_table(queries) if queries is not None else None
+        images = None
+        if items is not None and items.image is not None:
+            images = np.zeros((len(item_vocab), items.image.shape[1]), dtype=np.float32)
+            row = items.lookup(item_vocab.values)
+            images[FIRST_KNOWN:][row >= 0] = items.image[row[row >= 0]]
+        if tokens is None and images is None:
+            return None
+        return MediaTables(tokens, images)
+
+
+def query_token_table(queries, max_tokens: int = QUERY_TOKENS) -> np.ndarray:
+    """(Q + 1, max_tokens) int32: row q + 1 holds query q's first words, each id + 1."""
+    lengths = np.minimum(queries.lengths, max_tokens)
+    row = np.repeat(np.arange(len(lengths)), lengths)
+    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    table = np.zeros((len(lengths) + 1, max_tokens), dtype=np.int32)
+    table[row + 1, within] = queries.tokens[queries.offsets[:-1][row] + within] + 1
+    return table
 
 
 def _model_dtype(dtype: np.dtype) -> type:
@@ -197,6 +233,7 @@ class SequenceArrays:
     session_id: np.ndarray  # (N,) int64
     profile: np.ndarray | None = None  # (N, F) int32, user-profile modality (0 = none)
     anomaly_class: np.ndarray | None = None  # (N,) int32, 0 normal, 1 + anomaly type index
+    media: MediaTables | None = None  # the dataset's query words and item images (shared)
 
     def __post_init__(self) -> None:
         n_events = int(self.offsets[-1])
@@ -238,10 +275,14 @@ class SequenceArrays:
         out[row, position] = column[flat]
         return out
 
-    def batch(self, index: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
+    def batch(
+        self, index: np.ndarray, width: int | None = None, media: bool = False
+    ) -> dict[str, np.ndarray]:
         """A model batch: rows ``index``, per-event inputs right-padded to ``width`` (default:
         the longest sequence among the rows; padding changes no score), with ``mask``,
-        ``label``, ``profile`` and ``anomaly_class`` where present."""
+        ``label``, ``profile`` and ``anomaly_class`` where present; with ``media``, each
+        event's query words (``query_tokens``, (B, W, T)) and item image (``item_image``,
+        (B, W, D)) where the data has them."""
         index = np.asarray(index)
         if width is None:
             width = max(1, int(self.length[index].max()))
@@ -254,6 +295,11 @@ class SequenceArrays:
             value = getattr(self, name)
             if value is not None:
                 out[name] = np.ascontiguousarray(value[index])
+        if media and self.media is not None:
+            if self.media.query_tokens is not None and "query" in out:
+                out["query_tokens"] = self.media.query_tokens[out["query"]]
+            if self.media.item_image is not None:
+                out["item_image"] = self.media.item_image[out["item"]]
         return out
 
     def take(self, index: np.ndarray) -> SequenceArrays:
@@ -269,7 +315,7 @@ class SequenceArrays:
             if f.name in ("label", "user_id", "session_id", "profile", "anomaly_class")
         }
         events = {name: column[flat] for name, column in self.events.items()}
-        return SequenceArrays(events, offsets, self.width, **per_sequence)
+        return SequenceArrays(events, offsets, self.width, **per_sequence, media=self.media)
 
     def without_labels(self) -> SequenceArrays:
         """The same sequences with every label erased (sequence, event and class)."""
@@ -285,11 +331,17 @@ class SequenceArrays:
             for name in ("label", "user_id", "session_id", "profile", "anomaly_class")
             if getattr(self, name) is not None
         }
+        media = {}
+        for name in ("query_tokens", "item_image"):
+            table = getattr(self.media, name, None)
+            if table is not None:
+                media[f"media.{name}"] = table
         return {
             **self.events,
             "offsets": self.offsets,
             "width": np.array(self.width),
             **per_sequence,
+            **media,
         }
 
     @staticmethod
@@ -305,6 +357,7 @@ class SequenceArrays:
             session_id=columns["session_id"],
             profile=columns["profile"] if "profile" in names else None,
             anomaly_class=columns["anomaly_class"] if "anomaly_class" in names else None,
+            media=_media_of(columns, names),
         )
 
     @staticmethod
@@ -330,6 +383,7 @@ class SequenceArrays:
             session_id=np.concatenate([p.session_id for p in parts]),
             profile=joined("profile"),
             anomaly_class=joined("anomaly_class"),
+            media=parts[0].media,
         )
 
     def with_vocabularies(self, vocabs: Vocabularies) -> SequenceArrays:
@@ -402,6 +456,13 @@ class SequenceArrays:
         return self.padded("brand") if "brand" in self.events else None
 
 
+def _media_of(columns, names: set[str]) -> MediaTables | None:
+    tables = {
+        n: columns[f"media.{n}"] for n in ("query_tokens", "item_image") if f"media.{n}" in names
+    }
+    return MediaTables(**tables) if tables else None
+
+
 def encode_sequences(
     events: EventTable,
     vocabs: Vocabularies | None,
@@ -439,6 +500,8 @@ def encode_sequences(
         "log_price": np.log1p(np.nan_to_num(np.maximum(events.price, 0.0))),
         "event_label": np.zeros(len(events), dtype=bool) if event_label is None else event_label,
     }
+    if events.query is not None:
+        columns["query"] = events.query + 1  # MISSING_ID (-1) becomes 0: no query
     raw = ("item", "category", "brand") if vocabs is None else ()
     if brand_ids is not None and vocabs is None:
         columns["brand"] = brand_ids

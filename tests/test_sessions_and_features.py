@@ -13,7 +13,7 @@ from datasets.features import (
     gap_buckets,
     price_buckets,
 )
-from datasets.schema import EventTable, SchemaError, session_offsets
+from datasets.schema import EventTable, EventType, SchemaError, session_offsets
 from datasets.sessions import limit_lengths, sessionize, split_entities
 
 
@@ -208,3 +208,58 @@ def test_ragged_storage_gives_the_padded_rows_a_batch_cut_and_take_expect():
     assert not erased.label.any()
     assert not erased.event_label.any()
     assert arrays.label.any()
+
+
+def test_a_batch_carries_each_events_query_words_and_item_image():
+    """Media tables are stored once; a batch looks each event's query words and item image
+    up: the words of the query its search typed, the image of the item it shows."""
+    from benchmark.run.data import derive_seeds, prepare_data
+    from datasets.synthetic import generate
+
+    from .conftest import compose_typed
+
+    cfg = compose_typed(["experiment=smoke", "anomaly=none"])
+    prepared = prepare_data(cfg.dataset, cfg.anomaly, 0)
+    test = prepared.arrays["test"]
+    assert test.media is not None
+    assert test.media is prepared.arrays["train"].media, "one table for every split"
+    plain = test.batch(np.arange(len(test)))
+    assert not {"query_tokens", "item_image"} & set(plain)  # only when asked for
+    batch = test.batch(np.arange(len(test)), media=True)
+    world = generate(cfg.dataset.generator, seed=derive_seeds(0, ("load",))["load"])
+    mask = batch["mask"]
+    searched = np.argwhere(mask & (batch["query"] > 0))
+    assert len(searched) > 20
+    for row, col in searched[:50]:
+        words = world.queries.row(int(batch["query"][row, col]) - 1)[:8] + 1
+        assert batch["query_tokens"][row, col][: len(words)].tolist() == words.tolist()
+        assert not batch["query_tokens"][row, col][len(words) :].any()
+    assert not batch["query_tokens"][mask & (batch["query"] == 0)].any()
+    image = batch["item_image"]
+    assert image.shape[2] == cfg.dataset.generator.image_dim
+    search = batch["event_type"] == EventType.SEARCH + FIRST_KNOWN  # no item: its own index
+    known = mask & (batch["item"] >= FIRST_KNOWN) & ~search
+    assert np.abs(image[known]).sum(axis=-1).min() > 0, "a known item has its image"
+    assert not image[mask & search].any()
+    assert not image[~mask].any(), "padding has none"
+
+
+def test_media_tables_follow_the_item_vocabulary():
+    from datasets.features import MediaTables, Vocabulary
+    from datasets.schema import ItemAttributes, TokenLists
+
+    items = ItemAttributes(
+        item_id=np.array([10, 20, 30]),
+        category_id=np.zeros(3, dtype=np.int64),
+        brand_id=np.zeros(3, dtype=np.int64),
+        price=np.ones(3, dtype=np.float32),
+        image=np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]], dtype=np.float32),
+    )
+    queries = TokenLists(np.array([0, 2, 2, 12]), np.arange(12) % 5, vocabulary=5)
+    vocab = Vocabulary(values=np.array([20, 30, 99]))  # 10 unseen in training; 99 has no image
+    media = MediaTables.build(queries, items, vocab)
+    assert media.item_image.tolist() == [[0, 0], [0, 0], [0, 2], [3, 3], [0, 0]]
+    assert media.query_tokens.shape == (4, 8)
+    assert media.query_tokens[1].tolist() == [1, 2, 0, 0, 0, 0, 0, 0]
+    assert not media.query_tokens[2].any()  # an empty query
+    assert media.query_tokens[3].tolist() == [3, 4, 5, 1, 2, 3, 4, 5]  # the first 8 of 10 words

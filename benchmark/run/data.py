@@ -54,6 +54,7 @@ from benchmark.run.workers import worker_result, write_task
 from datasets.cache import cached_load, input_files
 from datasets.features import (
     UNKNOWN,
+    MediaTables,
     SequenceArrays,
     Vocabularies,
     Vocabulary,
@@ -262,6 +263,7 @@ class _Part:
     skipped: dict[str, str]
     profile_cardinalities: tuple[int, ...]
     kept: dict[str, LabelledEvents]
+    media: tuple[Any, Any] = (None, None)  # the dataset's queries and items, for MediaTables
 
 
 def prepare_data(
@@ -515,6 +517,7 @@ def _prepare_part(
         skipped=skipped,
         profile_cardinalities=cards,
         kept=kept,
+        media=(dataset.queries, dataset.items),
     )
 
 
@@ -576,8 +579,11 @@ def _merge(
         _number_sessions_apart(parts)
     labels = {s: SequenceLabels.concat([p.labels[s] for p in parts]) for s in SPLITS}
     vocabs = _fit_vocabularies(cfg, [p.arrays["train"] for p in parts])
+    media = MediaTables.build(*first.media, vocabs.item)
     for part in parts:  # encoded part by part: raw ids of one part alive at a time
-        part.arrays = {s: a.with_vocabularies(vocabs) for s, a in part.arrays.items()}
+        part.arrays = {
+            s: replace(a.with_vocabularies(vocabs), media=media) for s, a in part.arrays.items()
+        }
     arrays = {s: SequenceArrays.concat([p.arrays.pop(s) for p in parts]) for s in SPLITS}
     source_events = sum(p.source_events for p in parts)
     load_s = read_s + sum(p.load_seconds for p in parts)
