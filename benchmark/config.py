@@ -21,7 +21,7 @@ from benchmark.detectors.registry import BASELINES, supported_settings
 from benchmark.errors import ConfigError
 from benchmark.limits import first_problem
 from datasets.loaders.table import TableMapping
-from datasets.synthetic import SyntheticConfig
+from datasets.synthetic import SyntheticConfig, check_synthetic_config
 from models_common.config import ModelSizes
 
 
@@ -588,6 +588,8 @@ def check_config(cfg: Config) -> None:
     check_heads(cfg)
     try:
         check_anomaly_config(cfg.anomaly)
+        if isinstance(ds, SyntheticDatasetConfig):  # before any run: a sweep stops at once
+            check_synthetic_config(ds.generator)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 

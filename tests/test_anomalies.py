@@ -334,21 +334,21 @@ def test_type_assignment_follows_the_plain_greedy_rule():
     from benchmark.anomalies.inject import assign_types
 
     g = np.random.default_rng(0)
-    for trial in range(12):
-        n, k = int(g.integers(20, 120)), int(g.integers(2, 8))
+    for trial in range(8):
+        n, k = int(g.integers(20, 80)), int(g.integers(2, 7))
         can = g.random((n, k)) < g.uniform(0.1, 1.0, k)
         can[np.arange(n), g.integers(0, k, n)] = True
         target = g.multinomial(n, np.ones(k) / k) if trial % 2 else g.integers(0, n // 2 + 2, k)
         fast, plain = np.zeros((n, k)), np.zeros((n, k))
-        for seed in range(60):
+        for seed in range(40):
             a = assign_types(can, target, np.random.default_rng(seed))
             b = greedy_assignment(can, target, np.random.default_rng(seed))
             assert can[np.arange(n), a].all()
             fast[np.arange(n), a] += 1
             plain[np.arange(n), b] += 1
-        np.testing.assert_allclose(fast.sum(axis=0), plain.sum(axis=0), atol=0.05 * 60 * n / k + 60)
+        np.testing.assert_allclose(fast.sum(axis=0), plain.sum(axis=0), atol=0.05 * 40 * n / k + 40)
         groups, group_of = np.unique(can, axis=0, return_inverse=True)
         for grp in range(len(groups)):
             rows = group_of.reshape(-1) == grp
             got, want = fast[rows].sum(axis=0), plain[rows].sum(axis=0)
-            assert np.abs(got - want).max() <= 0.15 * rows.sum() * 60 + 30, (trial, grp)
+            assert np.abs(got - want).max() <= 0.15 * rows.sum() * 40 + 20, (trial, grp)

@@ -615,3 +615,33 @@ def test_a_user_listed_twice_or_a_missing_profile_column_is_one_line(tmp_path):
         read(SAMPLE, replace(MAPPING, profiles=profiles))
     with pytest.raises(DataFileError, match=r"no column 'gender' \(dataset.table.profiles.age\)"):
         read(SAMPLE, replace(MAPPING, profiles=replace(profiles, age="gender")))
+
+
+def test_an_item_table_gives_attributes_names_and_missing_categories(tmp_path, table):
+    """A catalogue export joined by item: events without a category take their item's; the
+    titles become the item text; items the events never show are left out."""
+    from datasets.loaders.table import ItemMapping
+
+    products = sorted(set(table["product_id"].to_pylist()))
+    rows = ["sku,cat,seller,title"]
+    for k, sku in enumerate(products[:-1]):  # the last item is not in the catalogue
+        rows.append(f"{sku},{k % 7},shop-{k % 3},Phone case {k % 5} Black")
+    rows.append("999999999,1,shop-0,Never viewed")
+    (tmp_path / "items.csv").write_text("\n".join(rows) + "\n")
+    spec = ItemMapping(str(tmp_path / "items.csv"), "sku", "cat", "seller", None, "title")
+    got = read(SAMPLE, replace(MAPPING, category=None, items=spec))
+    assert got.modalities == ("behaviour", "item_attributes", "item_text")
+    items = got.items
+    assert items.item_id.tolist() == products[:-1]
+    index = {sku: k for k, sku in enumerate(products[:-1])}
+    e = got.events
+    listed = np.isin(e.item_id, products[:-1])
+    expected = [index[i] % 7 for i in e.item_id[listed].tolist()]
+    assert e.category_id[listed].tolist() == expected
+    assert (e.category_id[~listed] == -1).all()
+    words = {w: i for i, w in enumerate(["phone", "case", "0", "black"])}
+    assert items.name.row(0).tolist() == [words["phone"], words["case"], words["0"], words["black"]]
+    assert len(set(items.brand_id.tolist())) == 3  # three sellers, each its own id
+    (tmp_path / "items.csv").write_text("sku,cat\n44600062,1\n44600062,2\n")
+    with pytest.raises(DataFileError, match="line or row 3 repeats item 44600062"):
+        read(SAMPLE, replace(MAPPING, items=ItemMapping(str(tmp_path / "items.csv"), "sku", "cat")))

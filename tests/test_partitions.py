@@ -35,7 +35,14 @@ def prepared(path, tmp_path, *overrides):
 
 
 def test_partitions_give_the_same_sequences_as_the_whole_table(taobao, tmp_path):
-    every_event = ["anomaly=none", "dataset.sequence.min_length=1"]
+    """Also under a chronological split, cut once for every partition: validation and test
+    users start after every training user."""
+    every_event = [
+        "anomaly=none",
+        "dataset.sequence.min_length=1",
+        "dataset.sequence.max_length=1000",
+        "dataset.split.method=chronological",
+    ]
     whole, _ = prepared(taobao, tmp_path, *every_event, "dataset.memory_gb=null")
     parts, cache = prepared(taobao, tmp_path, *every_event, "dataset.memory_gb=0.005")
     assert whole.summary["partitions"] == 1
@@ -53,6 +60,15 @@ def test_partitions_give_the_same_sequences_as_the_whole_table(taobao, tmp_path)
     assert not users["train"] & users["val"]
     assert not users["train"] & users["test"]
     assert not users["val"] & users["test"]
+    table = pq.read_table(taobao)
+    first: dict[int, int] = {}
+    for u, t in zip(table["user"].to_pylist(), table["time"].to_pylist(), strict=True):
+        first[u] = min(t, first.get(u, t))
+    starts = {s: [first[u] for u in users[s]] for s in users}
+    assert max(starts["train"]) <= min(starts["val"])
+    assert max(starts["val"]) <= min(starts["test"])
+    share = len(users["train"]) / sum(len(u) for u in users.values())
+    assert share == pytest.approx(0.7, abs=0.02)
     sessions = np.concatenate([parts.arrays[s].session_id for s in ("train", "val", "test")])
     assert len(np.unique(sessions)) == len(sessions)
     # The item vocabulary holds exactly the items of the training users' events.
@@ -177,28 +193,3 @@ def test_the_card_of_a_partitioned_table_is_the_card_of_the_whole(taobao, tmp_pa
         assert line in parts, fact
     assert "rows: 60,000" in "\n".join(whole)
     assert list(tmp_path.iterdir()) == []  # the partition files are gone
-
-
-def test_a_chronological_split_is_cut_once_for_every_partition(taobao, tmp_path):
-    """Validation and test users start after every training user, in every partition."""
-    chronological = [
-        "anomaly=none",
-        "dataset.sequence.min_length=1",
-        "dataset.sequence.max_length=1000",
-        "dataset.split.method=chronological",
-    ]
-    parts, _ = prepared(taobao, tmp_path, *chronological, "dataset.memory_gb=0.005")
-    assert parts.summary["partitions"] >= 3
-    source = pq.read_table(taobao)
-    user, time = source["user"].to_numpy(), source["time"].to_numpy()
-    first = {}
-    for u, t in zip(user.tolist(), time.tolist(), strict=True):
-        first[u] = min(t, first.get(u, t))
-    starts = {
-        s: np.array([first[u] for u in np.unique(parts.arrays[s].user_id).tolist()])
-        for s in ("train", "val", "test")
-    }
-    assert starts["train"].max() <= starts["val"].min()
-    assert starts["val"].max() <= starts["test"].min()
-    users = {s: len(v) for s, v in starts.items()}
-    assert users["train"] / sum(users.values()) == pytest.approx(0.7, abs=0.02)

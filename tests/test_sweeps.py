@@ -86,7 +86,7 @@ def test_a_json_file_that_is_no_run_record_is_moved_aside_too(tmp_path, caplog):
     assert decide(previous, "ok").action == "rerun"
 
 
-PRICE_ONLY = tuple(only_type("price_outlier"))  # on a views-only dataset: fails in phase data
+PRICE_ONLY = tuple(only_type("price_outlier"))  # on Diginetica (no prices): fails in phase data
 
 
 def test_resume_skips_ok_and_reruns_failed_runs(smoke, tmp_path):
@@ -279,16 +279,23 @@ def run_records(root: Path) -> dict[str, dict]:
 
 
 def test_a_failed_run_does_not_stop_the_sweep_and_the_exit_code_says_so(tmp_path):
-    code, out = finish(sweep(tmp_path, "model=random,markov", "dataset.generator.n_users=300,-5"))
+    # price outliers in the mix: the real sample's purchases carry no price (a failure in
+    # phase data on it, while the synthetic data hosts them)
+    mix = (*only_type("click_flood"), "anomaly.mix.price_outlier=1.0")
+    strict = ("anomaly.skip_unsupported=false", *mix)
+    prices = ("dataset=synthetic_small,diginetica", *strict)
+    code, out = finish(sweep(tmp_path, "model=random,markov", *prices))
     assert code == 1, out
     assert "sweep: 4 jobs: 2 failed, 2 ok" in out
     assert "job 1/4 (" in out  # where the sweep is, before each job
     assert re.search(r"job 4/4 \(\d+ s elapsed, about \d+ s left\): ", out)
-    assert "in phase data: SyntheticConfigError: generator.n_users=-5 must be >= 1" in out
+    assert "in phase data: InjectionError: anomaly type(s) of the mix fit no sequence" in out
+    assert "'price_outlier': 'no sequence has at least 1 event and a purchase with a known" in out
     statuses = sorted(r["status"] for r in run_records(tmp_path).values())
     assert statuses == ["failed", "failed", "ok", "ok"]
     before = sorted(tmp_path.rglob("*"))
-    code, out = finish(sweep(tmp_path, "model=random,markov", "seed=0,1", "dry_run=true"))
+    dry = ("seed=0,1", *strict, "dry_run=true")
+    code, out = finish(sweep(tmp_path, "model=random,markov", *dry))
     assert code == 0, out
     assert "sweep: 4 jobs: 4 planned, would run 2, skip 2" in out
     assert sorted(tmp_path.rglob("*")) == before, "a dry run writes nothing, Hydra included"

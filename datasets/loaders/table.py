@@ -64,6 +64,7 @@ from datasets.schema import (
     EventType,
     ItemAttributes,
     SessionLabels,
+    TokenLists,
     UserProfiles,
 )
 
@@ -101,11 +102,34 @@ class ProfileMapping:
     """The account's age in days, when the table has it instead of ``signup``."""
 
 
+@dataclass
+class ItemMapping:
+    """Your items: a table of their own (CSV, Parquet or JSON Lines; a file or a folder), one
+    row per item, joined to the events' items by ``key``. It gives the multimodal detector the
+    item attributes and, with ``name``, the item text; events without a category or price take
+    their item's. Name the columns you have (null: absent)."""
+
+    path: str | None = None
+    """null: no item table."""
+    key: str = "item_id"
+    """The item column, holding the same ids as the events' item column."""
+    category: str | None = None
+    brand: str | None = None
+    """A brand, a seller, a shop: any id or text."""
+    price: str | None = None
+    name: str | None = None
+    """The item's title: its words (split at spaces and punctuation, lower-cased) become the
+    item-text modality."""
+
+
 PROFILE_FIELDS = ("age", "region", "device", "gender", "signup", "tenure_days")
+ITEM_FIELDS = ("category", "brand", "price", "name")
 # The config key that names the column of each role (said when the column is missing).
 SETTINGS = {
     "profile_key": "dataset.table.profiles.key",
     **{f: f"dataset.table.profiles.{f}" for f in PROFILE_FIELDS},
+    "item_key": "dataset.table.items.key",
+    **{f"item_{f}": f"dataset.table.items.{f}" for f in ITEM_FIELDS},
 }
 NUMBER_LIMITS = {"age": (0.0, 150.0), "tenure_days": (0.0, 36_500.0)}  # a value outside: bad row
 AGE_EDGES = np.array([18, 25, 35, 45, 55, 65])  # the lower bound of each of AGE_BANDS
@@ -181,6 +205,8 @@ class TableMapping:
     """Label values (case-insensitive) that mean normal; any other value is an anomaly class."""
     profiles: ProfileMapping = field(default_factory=ProfileMapping)
     """A side table of user profiles (``ProfileMapping``)."""
+    items: ItemMapping = field(default_factory=ItemMapping)
+    """A side table of items (``ItemMapping``)."""
 
 
 ROLES = (
@@ -271,6 +297,9 @@ def to_events(
     elif "label" in cols and len(session):
         real = session_labels(cols, mapping, labels)
     items = item_table(cols) if "brand" in cols else None
+    if mapping.items.path and len(session):
+        items = item_side_table(mapping, q, np.unique(events.item_id))
+        events = with_item_facts(events, items)
     profiles = None
     if mapping.profiles.path and len(session):
         profiles = user_profiles(mapping, events.user_id, events.timestamp, q)
@@ -484,6 +513,8 @@ def check_mapping(m: TableMapping) -> None:
         raise DataFileError(f"dataset.table needs a user or a session column; {HINT}")
     if m.brand is not None and m.item is None:
         raise DataFileError("dataset.table.brand is an item attribute: it needs dataset.table.item")
+    if m.items.path and m.item is None:
+        raise DataFileError("dataset.table.items is joined by item: it needs dataset.table.item")
     if m.label_file and (m.label is None or m.label_level == "event"):
         raise DataFileError(
             "dataset.table.label_file needs dataset.table.label (its label column) and "
@@ -733,15 +764,17 @@ def columns_for(
     cols = {}
     for role, kind in types.items():
         name = names[role]
-        if role in IDS or role == "profile_key":  # integer ids kept; text (UUIDs, SKUs) hashed
+        if role in IDS or role in ("profile_key", "item_key", "item_category", "item_brand"):
+            # integer ids kept; text (UUIDs, SKUs) hashed
             chosen = "int" if kind == "int" and not text else "id"
-            cols[role] = Column(name, chosen, nullable=role in ("item", "category", "brand"))
+            optional = ("item", "category", "brand", "item_category", "item_brand")
+            cols[role] = Column(name, chosen, nullable=role in optional)
         elif role == "timestamp" and kind != "string":
             cols[role] = Column(name, "float")  # epoch numbers, scaled by time_unit
         elif role == "timestamp":
             fmt = m.time_format or ISO_8601
             cols[role] = Column(name, "time", time_format=fmt, time_zone=m.time_zone)
-        elif role == "price":
+        elif role in ("price", "item_price"):
             cols[role] = Column(name, "float", nullable=True, limits=PRICE)
         elif role == "signup" and (kind in ("int", "float") or (kind == "timestamp" and not text)):
             cols[role] = Column(name, "float", nullable=True)  # epoch numbers or Parquet times
@@ -749,7 +782,7 @@ def columns_for(
             cols[role] = Column(name, "time", True, ISO_8601, m.time_zone)
         elif role in NUMBER_LIMITS and kind in ("int", "float"):
             cols[role] = Column(name, "float", nullable=True, limits=NUMBER_LIMITS[role])
-        elif role in PROFILE_FIELDS:  # text: an age band, a region, a device
+        elif role in PROFILE_FIELDS or role == "item_name":  # text: a band, a region, a title
             cols[role] = Column(name, "code", nullable=True)
         else:  # event_type, label: text interned to codes
             cols[role] = Column(name, "code", nullable=role == "label")
@@ -1021,15 +1054,20 @@ def user_profiles(
     )
 
 
-def _refuse_repeated_users(cols: dict[str, np.ndarray], path: Path) -> None:
+def _refuse_repeated_users(cols: dict[str, np.ndarray], path: Path, what: str = "user") -> None:
     key = cols["user"]
     order = np.argsort(key, kind="stable")
     repeat = np.flatnonzero(key[order][1:] == key[order][:-1])
     if len(repeat):
         row = order[repeat[0] + 1]
+        table = (
+            "a profile table has one row per user"
+            if what == "user"
+            else ("an item table has one row per item")
+        )
+        listed = "the profile of user" if what == "user" else "item"
         raise DataFileError(
-            f"{path}: line or row {int(cols[LINE][row])} repeats the profile of user "
-            f"{int(key[row])}: a profile table has one row per user"
+            f"{path}: line or row {int(cols[LINE][row])} repeats {listed} {int(key[row])}: {table}"
         )
 
 
@@ -1093,3 +1131,70 @@ def _tenure_days(
     distinct, first = first_seen
     start = first[np.searchsorted(distinct, cols["user"])]
     return np.maximum((start - signup) / 86_400.0, 0.0).astype(np.float32)
+
+
+def item_side_table(m: TableMapping, q: Quarantine, wanted: np.ndarray) -> ItemAttributes:
+    """The items of ``m.items`` that the events have (``wanted``: their item ids), sorted by
+    id, with their names' words when the table has names."""
+    spec = m.items
+    names = {"item_key": spec.key} | {
+        f"item_{f}": getattr(spec, f) for f in ITEM_FIELDS if getattr(spec, f)
+    }
+    interners = {"item_name": Interner()}
+    side = replace(m, column_names=None, delimiter="auto", format="auto")
+    parts = []
+    for file in table_files(Path(str(spec.path)), "auto"):
+        fmt = file_format(file, "auto")
+        reader = read_text if fmt == "csv" else partial(read_batches, fmt=fmt)
+        parts.append(reader(file, m=side, names=names, q=q, max_rows=None, interners=interners)[0])
+    cols = concat_columns(parts)
+    cols["user"] = cols.pop("item_key")  # the repeated-key check reads a "user" column
+    _refuse_repeated_users(cols, Path(str(spec.path)), "item")
+    key = cols.pop("user")
+    keep = np.isin(key, wanted)
+    order = np.argsort(key[keep], kind="stable")
+    rows = np.flatnonzero(keep)[order]
+    n = len(rows)
+
+    def column(role: str, missing, dtype) -> np.ndarray:
+        return cols[role][rows].astype(dtype) if role in cols else np.full(n, missing, dtype)
+
+    name = None
+    if "item_name" in cols:
+        name = _name_tokens(cols["item_name"][rows], interners["item_name"].names())
+    return ItemAttributes(
+        item_id=key[rows].astype(np.int64),
+        category_id=column("item_category", MISSING_ID, np.int64),
+        brand_id=column("item_brand", MISSING_ID, np.int64),
+        price=column("item_price", np.nan, np.float32),
+        name=name,
+    )
+
+
+def _name_tokens(codes: np.ndarray, texts: list[str]) -> TokenLists:
+    """Each row's title (``codes`` into ``texts``; ``MISSING_ID``: none) as word ids over a
+    vocabulary of the titles' lower-cased words."""
+    import re
+
+    vocabulary: dict[str, int] = {}
+    per_text = [
+        [vocabulary.setdefault(w, len(vocabulary)) for w in re.findall(r"\w+", t.lower())]
+        for t in texts
+    ]
+    lists = [per_text[c] if c >= 0 else [] for c in codes.tolist()]
+    lengths = np.array([len(x) for x in lists], dtype=np.int64)
+    tokens = np.array([w for x in lists for w in x], dtype=np.int64)
+    return TokenLists(np.concatenate(([0], np.cumsum(lengths))), tokens, max(len(vocabulary), 1))
+
+
+def with_item_facts(events: EventTable, items: ItemAttributes) -> EventTable:
+    """Events without a category or a price take their item's from the item table."""
+    row = items.lookup(events.item_id)
+    found = row >= 0
+    category = events.category_id.copy()
+    fill = found & (category == MISSING_ID)
+    category[fill] = items.category_id[row[fill]]
+    price = events.price.copy()
+    fill = found & np.isnan(price)
+    price[fill] = items.price[row[fill]]
+    return events.with_columns(category_id=category, price=price)
