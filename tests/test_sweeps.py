@@ -302,11 +302,11 @@ def test_a_failed_run_does_not_stop_the_sweep_and_the_exit_code_says_so(tmp_path
 
 
 def test_two_sweeps_started_together_run_each_config_once_in_their_own_hydra_folders(tmp_path):
-    """Both sweeps walk the same four configs in the same order: each config runs in exactly
+    """Both sweeps walk the same three configs in the same order: each config runs in exactly
     one of them (the other finds it running or finished). Hydra names a sweep folder by the
     second it started; the process id beside it keeps the two sweeps' job outcomes apart."""
-    first = sweep(tmp_path, "model=random,markov", "seed=0,1")
-    second = sweep(tmp_path, "model=random,markov", "seed=0,1")
+    first = sweep(tmp_path, "model=random", "seed=0,1,2")
+    second = sweep(tmp_path, "model=random", "seed=0,1,2")
     outputs = [finish(first), finish(second)]
     for code, out in outputs:
         assert code == 0, out
@@ -314,7 +314,7 @@ def test_two_sweeps_started_together_run_each_config_once_in_their_own_hydra_fol
     passed = sum(
         len(re.findall(r"^(skipped|running elsewhere): ", out, re.M)) for _, out in outputs
     )
-    assert (ok, passed) == (4, 4), outputs
+    assert (ok, passed) == (3, 3), outputs
     stored = records(store_path(tmp_path), latest_only=False)
     assert sorted(r.run_id for r in stored) == sorted(run_records(tmp_path)), "a config ran twice"
     assert all(r["status"] == "ok" for r in run_records(tmp_path).values())
@@ -322,7 +322,7 @@ def test_two_sweeps_started_together_run_each_config_once_in_their_own_hydra_fol
     assert len(folders) == 2
     assert {f.name.rsplit("-p", 1)[1] for f in folders} == {str(first.pid), str(second.pid)}
     for folder in folders:
-        assert len(list(folder.glob("*/outcome.json"))) == 4
+        assert len(list(folder.glob("*/outcome.json"))) == 3
 
 
 GRID = ("model=random,markov,iforest", "seed=0,1,2,3")
