@@ -22,6 +22,7 @@ from datasets.schema import (
     EventTable,
     ItemAttributes,
     UserProfiles,
+    ragged_arange,
     session_offsets,
 )
 
@@ -206,7 +207,7 @@ def query_token_table(queries, max_tokens: int = QUERY_TOKENS) -> np.ndarray:
     """(Q + 1, max_tokens) int32: row q + 1 holds query q's first words, each id + 1."""
     lengths = np.minimum(queries.lengths, max_tokens)
     row = np.repeat(np.arange(len(lengths)), lengths)
-    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    within = ragged_arange(lengths)
     table = np.zeros((len(lengths) + 1, max_tokens), dtype=np.int32)
     table[row + 1, within] = queries.tokens[queries.offsets[:-1][row] + within] + 1
     return table

@@ -234,6 +234,13 @@ def session_time_order(session: np.ndarray, time: np.ndarray) -> np.ndarray:
     return np.lexsort((time, session))  # two times too close to tell apart in the key
 
 
+def ragged_arange(lengths: np.ndarray) -> np.ndarray:
+    """0..n-1 for each group of ``lengths``, back to back (positions inside ragged groups)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
+
+
 @dataclass(frozen=True)
 class TokenLists:
     """Ragged lists of token ids (queries, item names): list ``i`` is
@@ -266,9 +273,8 @@ class TokenLists:
         index = np.asarray(index, dtype=np.int64)
         lengths = self.lengths[index]
         starts = np.repeat(self.offsets[index], lengths)
-        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         offsets = np.concatenate(([0], np.cumsum(lengths)))
-        return TokenLists(offsets, self.tokens[starts + within], self.vocabulary)
+        return TokenLists(offsets, self.tokens[starts + ragged_arange(lengths)], self.vocabulary)
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,10 @@ from typing import Any
 import numpy as np
 
 from benchmark.anomalies.profile import NormalProfile
-from datasets.schema import EventTable
+from datasets.schema import EventTable, ragged_arange
 
 # Victims per chunk when rebuilding timestamps (a padded (victims, length) block each).
 _CUMSUM_CELLS = 1 << 22
-
-
-def ragged_arange(lengths: np.ndarray) -> np.ndarray:
-    """0..n-1 for each group of ``lengths``, back to back."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    starts = np.cumsum(lengths) - lengths
-    return np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
 
 
 def offsets_of(lengths: np.ndarray) -> np.ndarray:
@@ -86,9 +79,6 @@ class Batch:
 
     def position(self) -> np.ndarray:
         return ragged_arange(self.lengths)
-
-    def rows(self, victims: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        return self.offsets[victims] + positions
 
     def gather(self, rows: np.ndarray, lengths: np.ndarray) -> Batch:
         """Rows ``rows`` (gaps travel with their events), ``lengths[v]`` of them per victim;

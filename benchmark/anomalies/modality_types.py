@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.anomalies.batch import Batch, BatchContext, owner_of
+from benchmark.anomalies.batch import Batch, BatchContext, owner_of, ragged_arange
 from benchmark.anomalies.core import any_per_session, injector
-from benchmark.anomalies.types import _foreign_category, _item_events
+from benchmark.anomalies.types import _foreign_category, _item_events, distinct_items
 from datasets.schema import MISSING_ID, EventTable, EventType
 
 E = EventType
@@ -98,7 +98,8 @@ def listing_mismatch(b: Batch, ctx: BatchContext) -> Batch:
     the event keeps the category and price it was listed under, so the item's image and name
     disagree with its listing."""
     out = b.copy()
-    rows, distinct, inverse, who = _distinct_items(b)
+    rows = np.flatnonzero(b.cols["item_id"] >= 0)
+    distinct, inverse, who = distinct_items(b, rows)
     swap = ctx.rng.random(len(distinct)) < ctx.severity[who]
     other = _other_category(ctx, b.cols["category_id"][rows[distinct]])
     drawn = ctx.profile.sample_items_like(other, ctx.rng)
@@ -150,24 +151,9 @@ def _other_category(ctx: BatchContext, own: np.ndarray) -> np.ndarray:
     categories = ctx.profile.categories
     if len(categories) < 2:
         return np.asarray(own).copy()
-    rank = np.searchsorted(categories, own)
-    known = (rank < len(categories)) & (categories[np.minimum(rank, len(categories) - 1)] == own)
+    rank, known = ctx.profile.category_rank(own)
     r = (ctx.rng.random(len(own)) * (len(categories) - known)).astype(np.int64)
     return categories[np.where(known & (r >= rank), r + 1, r)]
-
-
-def _distinct_items(b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rows with an item, the first row of each distinct (victim, item) among them, each
-    row's distinct index, and each distinct pair's victim."""
-    rows = np.flatnonzero(b.cols["item_id"] >= 0)
-    item, who = b.cols["item_id"][rows], b.owner()[rows]
-    order = np.lexsort((item, who))
-    starts = np.ones(len(order), dtype=bool)
-    starts[1:] = (item[order][1:] != item[order][:-1]) | (who[order][1:] != who[order][:-1])
-    inverse = np.empty(len(order), dtype=np.int64)
-    inverse[order] = np.cumsum(starts) - 1
-    distinct = order[starts]
-    return rows, distinct, inverse, who[distinct]
 
 
 def _user_categories(b: Batch, ctx: BatchContext) -> tuple[np.ndarray, np.ndarray]:
@@ -178,17 +164,14 @@ def _user_categories(b: Batch, ctx: BatchContext) -> tuple[np.ndarray, np.ndarra
     lo = np.searchsorted(pairs[0], users, side="left")
     hi = np.searchsorted(pairs[0], users, side="right")
     count = hi - lo
-    victim = owner_of(count)
-    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    return victim, pairs[1][np.repeat(lo, count) + within]
+    return owner_of(count), pairs[1][np.repeat(lo, count) + ragged_arange(count)]
 
 
 def _visited_count(ctx: BatchContext, owner: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
     """Per victim, how many of the profile's categories its user visited."""
     categories = ctx.profile.categories
     width = max(len(categories), 1)
-    rank = np.searchsorted(categories, seen)
-    known = (rank < len(categories)) & (categories[np.minimum(rank, width - 1)] == seen)
+    rank, known = ctx.profile.category_rank(seen)
     return np.bincount(np.unique(owner[known] * width + rank[known]) // width, minlength=n)
 
 

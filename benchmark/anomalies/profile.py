@@ -112,11 +112,8 @@ class NormalProfile:
         """One item per element of ``categories``, drawn by popularity (or uniformly) from that
         category (from all, for a category the profile has not seen); vectorised: a draw per
         element, no loop over categories."""
-        categories = np.asarray(categories)
         u = rng.random(len(categories))
-        rank = np.searchsorted(self.categories, categories)
-        rank_c = np.minimum(rank, max(len(self.categories) - 1, 0))
-        known = (rank < len(self.categories)) & (self.categories[rank_c] == categories)
+        rank_c, known = self.category_rank(categories)
         lo = np.where(known, self.category_start[rank_c], 0)
         hi = np.where(known, self.category_start[rank_c + 1], len(self.items))
         if popular:
@@ -147,6 +144,16 @@ class NormalProfile:
         lo, hi = np.where(hi > lo, lo, 0), np.where(hi > lo, hi, len(self.query_pool))
         pick = lo + (rng.random(len(categories)) * (hi - lo)).astype(np.int64)
         return self.query_pool[np.minimum(pick, hi - 1)]
+
+    def category_rank(self, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each category's position in ``self.categories`` (clipped into range) and whether
+        the profile has it."""
+        categories = np.asarray(categories)
+        rank = np.searchsorted(self.categories, categories)
+        rank_c = np.minimum(rank, max(len(self.categories) - 1, 0))
+        if len(self.categories) == 0:
+            return rank_c, np.zeros(len(categories), dtype=bool)
+        return rank_c, (rank < len(self.categories)) & (self.categories[rank_c] == categories)
 
     def category_of(self, items: np.ndarray) -> np.ndarray:
         return self.item_category[np.searchsorted(self.items, items)]

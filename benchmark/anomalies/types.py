@@ -227,14 +227,8 @@ def account_takeover(b: Batch, ctx: BatchContext) -> Batch:
     # Each distinct item of a victim's tail gets the intruder's item for it, or (probability
     # 1 - s) keeps itself.
     rows = np.flatnonzero(tail & (b.cols["item_id"] >= 0))
-    old, who = b.cols["item_id"][rows], owner[rows]
-    order = np.lexsort((old, who))
-    starts = np.ones(len(order), dtype=bool)
-    starts[1:] = (old[order][1:] != old[order][:-1]) | (who[order][1:] != who[order][:-1])
-    distinct = order[starts]  # the first appearance of each (victim, item)
-    inverse = np.empty(len(order), dtype=np.int64)
-    inverse[order] = np.cumsum(starts) - 1
-    d_owner = who[distinct]
+    old = b.cols["item_id"][rows]
+    distinct, inverse, d_owner = distinct_items(b, rows)
     replace = ctx.rng.random(len(distinct)) < ctx.severity[d_owner]
     own_category = b.cols["category_id"][rows[distinct]]
     cats = np.where(switch[d_owner], new_cat[d_owner], own_category)
@@ -255,6 +249,20 @@ def account_takeover(b: Batch, ctx: BatchContext) -> Batch:
     return out
 
 
+def distinct_items(b: Batch, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Among ``rows`` (rows with an item): the first appearance of each distinct (victim,
+    item) pair (an index into ``rows``), each row's pair, and each pair's victim. An injector
+    that swaps items swaps a pair once, so a victim's funnel on one item stays one item."""
+    item, who = b.cols["item_id"][rows], b.owner()[rows]
+    order = np.lexsort((item, who))
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = (item[order][1:] != item[order][:-1]) | (who[order][1:] != who[order][:-1])
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    distinct = order[starts]
+    return distinct, inverse, who[distinct]
+
+
 def _foreign_category(
     b: Batch, ctx: BatchContext, owner: np.ndarray, seen_categories: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -262,9 +270,7 @@ def _foreign_category(
     (``seen_categories`` of ``owner``: e.g. the events before a takeover), and whether its
     tail switches to it (probability s, when such a category exists)."""
     categories = ctx.profile.categories
-    rank = np.searchsorted(categories, seen_categories)
-    known = rank < len(categories)
-    known[known] = categories[rank[known]] == seen_categories[known]
+    rank, known = ctx.profile.category_rank(seen_categories)
     seen = np.unique(owner[known] * len(categories) + rank[known])  # (victim, rank), sorted
     seen_owner, seen_rank = seen // max(len(categories), 1), seen % max(len(categories), 1)
     n_foreign = len(categories) - np.bincount(seen_owner, minlength=len(b))

@@ -47,7 +47,14 @@ from datasets.loaders.common import (
     require_file,
     source_report,
 )
-from datasets.schema import MISSING_ID, Dataset, EventType, ItemAttributes, TokenLists
+from datasets.schema import (
+    MISSING_ID,
+    Dataset,
+    EventType,
+    ItemAttributes,
+    TokenLists,
+    ragged_arange,
+)
 
 VIEWS = "train-item-views.csv"
 CATEGORIES = "product-categories.csv"
@@ -283,8 +290,7 @@ def _take_lists(
     """The token lists ``rows`` (of lists of ``lengths`` back to back), in that order."""
     starts = np.concatenate(([0], np.cumsum(lengths)))[rows]
     kept = lengths[rows]
-    within = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
-    return kept, tokens[np.repeat(starts, kept) + within]
+    return kept, tokens[np.repeat(starts, kept) + ragged_arange(kept)]
 
 
 def _shared_vocabulary(

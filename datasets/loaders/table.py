@@ -1033,7 +1033,7 @@ def user_profiles(
         parts.append(reader(file, m=side, names=names, q=q, max_rows=None, interners=interners)[0])
     cols = concat_columns(parts)
     cols["user"] = cols.pop("profile_key")
-    _refuse_repeated_users(cols, Path(str(p.path)))
+    _refuse_repeated_keys(cols["user"], cols[LINE], Path(str(p.path)), "the profile of user")
     first_seen = _first_time_per_user(users, times)
     listed = np.isin(cols["user"], first_seen[0])
     cols = {k: v[listed] for k, v in cols.items()}
@@ -1054,20 +1054,15 @@ def user_profiles(
     )
 
 
-def _refuse_repeated_users(cols: dict[str, np.ndarray], path: Path, what: str = "user") -> None:
-    key = cols["user"]
+def _refuse_repeated_keys(key: np.ndarray, lines: np.ndarray, path: Path, what: str) -> None:
+    """A side table lists each key once: the first repeat is one line naming it."""
     order = np.argsort(key, kind="stable")
     repeat = np.flatnonzero(key[order][1:] == key[order][:-1])
     if len(repeat):
         row = order[repeat[0] + 1]
-        table = (
-            "a profile table has one row per user"
-            if what == "user"
-            else ("an item table has one row per item")
-        )
-        listed = "the profile of user" if what == "user" else "item"
         raise DataFileError(
-            f"{path}: line or row {int(cols[LINE][row])} repeats {listed} {int(key[row])}: {table}"
+            f"{path}: line or row {int(lines[row])} repeats {what} {int(key[row])}: a side "
+            "table has one row per key"
         )
 
 
@@ -1148,9 +1143,8 @@ def item_side_table(m: TableMapping, q: Quarantine, wanted: np.ndarray) -> ItemA
         reader = read_text if fmt == "csv" else partial(read_batches, fmt=fmt)
         parts.append(reader(file, m=side, names=names, q=q, max_rows=None, interners=interners)[0])
     cols = concat_columns(parts)
-    cols["user"] = cols.pop("item_key")  # the repeated-key check reads a "user" column
-    _refuse_repeated_users(cols, Path(str(spec.path)), "item")
-    key = cols.pop("user")
+    key = cols.pop("item_key")
+    _refuse_repeated_keys(key, cols[LINE], Path(str(spec.path)), "item")
     keep = np.isin(key, wanted)
     order = np.argsort(key[keep], kind="stable")
     rows = np.flatnonzero(keep)[order]
