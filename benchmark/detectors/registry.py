@@ -190,6 +190,16 @@ def create(model: str, framework: str, spec: DetectorSpec) -> Detector:
     return factory(spec)
 
 
+def check_device(model: str, framework: str, device: str) -> None:
+    """Raise ConfigError when ``framework.device`` names an accelerator the framework cannot
+    see: asked before the data is read, so a missing GPU is said in seconds, not after the
+    data stage. A baseline, or a device the framework chooses itself, imports nothing."""
+    framework = framework_of(model, framework)
+    if device != "cuda" or framework not in SPEED_PROBES:
+        return
+    importlib.import_module(ADAPTERS[framework]).pick_device(device)
+
+
 def speed_probe(
     detector: Detector, data: SequenceArrays, framework: str, implementation: str = "detector"
 ) -> SpeedProbe:

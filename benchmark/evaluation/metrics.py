@@ -10,10 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
-from scipy.stats import mannwhitneyu
-from sklearn import metrics as sk
+
+
+def _sk() -> ModuleType:
+    """scikit-learn's metrics, imported at first use: with scipy that takes over a second,
+    which a dry run or a refused command line (both import this module) would pay for nothing."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +42,7 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     labels, scores = _check(labels, scores)
     if not _both_classes(labels):
         return float("nan")
-    return float(sk.roc_auc_score(labels, scores))
+    return float(_sk().roc_auc_score(labels, scores))
 
 
 def _curve(labels: np.ndarray, scores: np.ndarray):
@@ -54,7 +61,7 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     labels, scores = _check(labels, scores)
     if not labels.any():
         return float("nan")
-    return float(sk.average_precision_score(labels, scores))
+    return float(_sk().average_precision_score(labels, scores))
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +69,7 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     labels, scores = _check(labels, scores)
     if not _both_classes(labels):
         raise ValueError("a ROC curve needs both anomalous and normal sequences")
-    fpr, tpr, _ = sk.roc_curve(labels, scores, drop_intermediate=False)
+    fpr, tpr, _ = _sk().roc_curve(labels, scores, drop_intermediate=False)
     return fpr, tpr
 
 
@@ -71,7 +78,7 @@ def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
     labels, scores = _check(labels, scores)
     if not labels.any():
         raise ValueError("a precision-recall curve needs anomalous sequences")
-    precision, recall, _ = sk.precision_recall_curve(labels, scores)
+    precision, recall, _ = _sk().precision_recall_curve(labels, scores)
     return recall[-2::-1], precision[-2::-1]  # without scikit-learn's closing (0, 1) point
 
 
@@ -219,7 +226,7 @@ def weighted_roc_auc(labels: np.ndarray, scores: np.ndarray, weight: np.ndarray 
     """ROC-AUC with per-sequence weights (scikit-learn's; NaN if one class)."""
     if not _both_classes(np.asarray(labels, dtype=bool)):
         return float("nan")
-    return float(sk.roc_auc_score(labels, scores, sample_weight=weight))
+    return float(_sk().roc_auc_score(labels, scores, sample_weight=weight))
 
 
 def bootstrap_ci(
@@ -257,6 +264,8 @@ def _roc_auc_rows(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
     """ROC-AUC of each row pair (anomalous scores, normal scores) at once: the Mann-Whitney U
     of the row over its size, ties counting half, as ``roc_auc``. Here rather than
     scikit-learn's, whose per-call input checks cost more than a bootstrap resample's AUC."""
+    from scipy.stats import mannwhitneyu  # at first use, as scikit-learn (see _sk)
+
     u = mannwhitneyu(positive, negative, axis=1, method="asymptotic", use_continuity=False)
     return u.statistic / (positive.shape[1] * negative.shape[1])
 

@@ -30,9 +30,11 @@ def save(fig, stem: Path) -> Path:
     previous plot, never half of one); returns the PNG path."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     try:
+        # the tight box measured once: "tight" would lay the figure out again for each format
+        box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
         for suffix, dpi in ((".png", 130), (".svg", None)):
             with atomic_path(stem.with_suffix(suffix)) as tmp:
-                fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=suffix[1:])
+                fig.savefig(tmp, dpi=dpi, bbox_inches=box, format=suffix[1:])
     finally:
         plt.close(fig)
     return stem.with_suffix(".png")

@@ -38,7 +38,7 @@ import psutil
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.config import Config, check_config, resolved_setting, with_setting
-from benchmark.detectors.registry import framework_of
+from benchmark.detectors.registry import check_device, framework_of
 from benchmark.errors import ResultsWriteError
 from benchmark.records import strict_json
 from benchmark.records.atomic import atomic_path, write_atomic
@@ -266,6 +266,7 @@ def stages(
     config: Config, record: RunRecord, run_dir: Path, phase: Phase, tracker: LiveRun
 ) -> None:
     """Data, detector (build, train, score, evaluate) and timing, filling ``record``."""
+    check_device(config.model.name.value, config.framework.name.value, config.framework.device)
     phase("data")
     data_seed = config.seed if config.data_seed is None else config.data_seed
     prepared = prepare_data(config.dataset, config.anomaly, data_seed)

@@ -99,15 +99,37 @@ def value_problem(cfg) -> str | None:
     from omegaconf import OmegaConf
 
     from benchmark.config import NotApplicableError, check_config, with_setting
+    from benchmark.detectors.registry import check_device
     from benchmark.errors import ConfigError
 
     try:
-        check_config(with_setting(OmegaConf.to_object(cfg)))  # type: ignore[arg-type]
+        config = with_setting(OmegaConf.to_object(cfg))  # type: ignore[arg-type]
+        check_config(config)
+        check_device(config.model.name.value, config.framework.name.value, config.framework.device)
     except NotApplicableError:
         return None
     except ConfigError as err:
         return str(err)
-    return None
+    return table_problem(config.dataset)
+
+
+def table_problem(dataset: object) -> str | None:
+    """Why an event table (``dataset=events`` or a mapping over it) cannot be found, or None:
+    said before Hydra starts rather than when the data stage begins."""
+    from benchmark.config import EventsDatasetConfig
+    from benchmark.run.data import table_path
+    from datasets.loaders.common import DataFileError
+    from datasets.loaders.table import HINT
+
+    if not isinstance(dataset, EventsDatasetConfig) or not dataset.path.strip():
+        return None
+    try:
+        path = table_path(dataset)
+    except DataFileError as err:
+        return str(err)
+    if path.exists():
+        return None
+    return f"event table not found at {path}: check dataset.path ({HINT})"
 
 
 def is_multirun(argv: list[str]) -> bool:
