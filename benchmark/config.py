@@ -22,7 +22,7 @@ from benchmark.errors import ConfigError
 from benchmark.limits import first_problem
 from datasets.loaders.table import TableMapping
 from datasets.synthetic import SyntheticConfig, check_synthetic_config
-from models_common.config import ModelSizes
+from models_common.config import MODALITIES, ModelSizes
 
 
 class ModelName(Enum):
@@ -252,6 +252,9 @@ class ModelConfig(ModelSizes):
     standardize_inputs: bool = False
     """Multimodal: z-score the numeric input (log price) with the training split's mean and
     standard deviation (validation and test reuse them: nothing leaks)."""
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    """Multimodal: the modalities it may read (behaviour always; the modality ablation
+    leaves the others out one by one). One the data lacks is left out whatever this says."""
 
 
 @dataclass
@@ -586,12 +589,21 @@ def check_config(cfg: Config) -> None:
                 f"{cfg.model.name.value}: set it to 0"
             )
     check_heads(cfg)
+    check_modalities(cfg.model.modalities)
     try:
         check_anomaly_config(cfg.anomaly)
         if isinstance(ds, SyntheticDatasetConfig):  # before any run: a sweep stops at once
             check_synthetic_config(ds.generator)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+def check_modalities(chosen: list[str]) -> None:
+    unknown = [m for m in chosen if m not in MODALITIES]
+    if unknown or "behaviour" not in chosen:
+        raise ConfigError(
+            f"model.modalities={list(chosen)}: give behaviour and any of {list(MODALITIES[1:])}"
+        )
 
 
 def check_heads(cfg: Config) -> None:

@@ -78,6 +78,7 @@ LIMITS: dict[str, Limit] = {
     "model.embed_dim": AT_LEAST_1,
     "model.hidden_dim": AT_LEAST_1,
     "model.ff_dim": AT_LEAST_1,
+    "model.text_dim": AT_LEAST_1,
     "model.num_heads": AT_LEAST_1,
     "model.num_layers": AT_LEAST_1,
     "model.dropout": SHARE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,28 @@ FORECAST_DIM = 11
 GAP_SCALE = 1.5
 PRICE_SCALE = 5.0
 N_TYPES = 8
+
+
+class Fusion(StrEnum):
+    """How the multimodal detector joins its modalities."""
+
+    early = "early"
+    """Per event, before the encoder (the fifth article's E = X (+) U (+) P, then a
+    Transformer): each modality projected to the model width and summed with weights a
+    softmax gate computes from the event itself."""
+    late = "late"
+    """After the encoder: a profile-query attention over each modality's events, and a
+    softmax gate over the modality summaries of the sequence."""
+
+
+# The multimodal detector's modalities, in the order of its gates (both frameworks).
+MODALITIES: tuple[str, ...] = (
+    "behaviour",
+    "item_attributes",
+    "query_text",
+    "item_image",
+    "profile",
+)
 
 
 @dataclass(kw_only=True, unsafe_hash=True)
@@ -44,6 +67,11 @@ class ModelSizes:
     """Feed-forward width of attention blocks."""
     dropout: float = 0.1
     """Dropout on embeddings and between layers (off in eval mode)."""
+    fusion: Fusion = Fusion.early
+    """Multimodal: where the modalities meet (see Fusion)."""
+    text_dim: int = 32
+    """Multimodal: width of the query-word embeddings the text encoder averages (the
+    fifth article: 100)."""
 
 
 @dataclass(kw_only=True, unsafe_hash=True)
@@ -69,6 +97,10 @@ class Vocabulary:
     """Multimodal: vocabulary of each user-profile field (empty: no profile modality)."""
     n_brands: int = 0
     """Multimodal: brand vocabulary of the item-attribute modality (0: none)."""
+    n_words: int = 0
+    """Multimodal: query-word vocabulary (word id + 1; 0 pads); 0: no text modality."""
+    image_dim: int = 0
+    """Multimodal: width of the item image features; 0: no image modality."""
     n_anomaly_types: int = 0
     """classify_type: anomaly types the classifier tells apart (plus the class "normal")."""
     price_mean: float = 0.0

@@ -42,9 +42,12 @@ class TransformerEncoder(nnx.Module):
         self.norm = layer_norm(cfg.hidden_dim, rngs)
 
     def __call__(self, batch: dict, hide: jax.Array | None = None) -> jax.Array:
-        x = self.project(self.embed(batch, hide))
+        return self.encode(self.project(self.embed(batch, hide)), batch["mask"])
+
+    def encode(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        """States (B, T, H) of per-event inputs ``x`` (B, T, H): positions, blocks, norm."""
         x = x + self.positions[...][: x.shape[1]]
-        allowed = attention_mask(batch["mask"], self.cfg.causal)
+        allowed = attention_mask(mask, self.cfg.causal)
         for layer in range(self.cfg.num_layers):  # share_layers: one block, applied repeatedly
             x = self.blocks[layer % len(self.blocks)](x, allowed)
         return self.norm(x)

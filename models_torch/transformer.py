@@ -49,9 +49,12 @@ class TransformerEncoder(nn.Module):
     def forward(
         self, batch: dict[str, torch.Tensor], hide: torch.Tensor | None = None
     ) -> torch.Tensor:
-        x = self.project(self.embed(batch, hide))
+        return self.encode(self.project(self.embed(batch, hide)), batch["mask"])
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """States (B, T, H) of per-event inputs ``x`` (B, T, H): positions, blocks, norm."""
         x = x + self.positions[: x.shape[1]]
-        allowed = attention_mask(batch["mask"], self.cfg.causal)
+        allowed = attention_mask(mask, self.cfg.causal)
         for layer in range(self.cfg.num_layers):
             x = self.blocks[layer % len(self.blocks)](x, allowed)
         return self.norm(x)

@@ -52,8 +52,8 @@ def test_jax_scores_ignore_padding(smoke, model):
     test = smoke[1].arrays["test"]
     index = np.argsort(test.length, kind="stable")[:10]
     net = nnx.merge(d.eval_graph, d.params, d.rest)
-    narrow = numpy_batch(test, index)
-    wide = numpy_batch(test, index, smoke[0].dataset.sequence.max_length)
+    narrow = numpy_batch(test, index, media=True)
+    wide = numpy_batch(test, index, smoke[0].dataset.sequence.max_length, media=True)
     assert wide["mask"].shape[1] > narrow["mask"].shape[1] + 5
     forward = nnx.jit(lambda model, batch: model(batch))  # eagerly: one compile per op
     out_narrow, out_wide = forward(net, narrow), forward(net, wide)

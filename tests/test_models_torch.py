@@ -7,7 +7,7 @@ from benchmark.detectors.adapters import torch_objectives as objectives
 from benchmark.detectors.adapters.common import CHECKPOINT, lr_factor
 from benchmark.detectors.adapters.torch_adapter import MODELS, TorchDetector
 from benchmark.run.experiment import run
-from models_common.config import OBJECTIVES, DetectorConfig
+from models_common.config import MODALITIES, OBJECTIVES, DetectorConfig
 from models_torch.multimodal import MultimodalAttentionDetector
 
 LENGTHS = [7, 3, 1, 5]
@@ -44,10 +44,16 @@ def config(objective: str, **kw) -> DetectorConfig:
         dropout=0.1,
         profile_cardinalities=(7, 5, 6),
         n_brands=9,
+        n_words=WORDS,
+        image_dim=IMAGE_DIM,
+        text_dim=6,
         n_anomaly_types=9,
     )
     base.update(kw)
     return DetectorConfig(**base)
+
+
+WORDS, IMAGE_DIM = 21, 6
 
 
 def make_batch(seed: int = 0, width: int = 7) -> dict[str, torch.Tensor]:
@@ -73,14 +79,29 @@ def make_batch(seed: int = 0, width: int = 7) -> dict[str, torch.Tensor]:
         "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
         "anomaly_class": torch.tensor([0, 3, 0, 9]),
         "event_label": (torch.rand(b, width, generator=g) < 0.3).float() * mask,
+        **media(g, mask),
     }
+
+
+def media(g: torch.Generator, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Query words on about half the events (two to four words, id + 1, 0 pads) and item
+    images on about three quarters (zeros: an item without features)."""
+    b, width = mask.shape
+    searched = (torch.rand(b, width, generator=g) < 0.5) & mask
+    n_words = torch.randint(2, 5, (b, width), generator=g) * searched
+    tokens = torch.randint(1, WORDS, (b, width, 4), generator=g)
+    tokens = tokens * (torch.arange(4) < n_words[..., None])
+    pictured = (torch.rand(b, width, generator=g) < 0.75) & mask
+    image = torch.randn(b, width, IMAGE_DIM, generator=g) * pictured[..., None]
+    return {"query_tokens": tokens, "item_image": image}
 
 
 def pad(batch: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in batch.items():
-        if v.ndim == 2 and k != "profile":
-            v = torch.cat([v, torch.zeros(v.shape[0], extra, dtype=v.dtype)], dim=1)
+        if v.ndim >= 2 and k != "profile":
+            zeros = torch.zeros(v.shape[0], extra, *v.shape[2:], dtype=v.dtype)
+            v = torch.cat([v, zeros], dim=1)
         out[k] = v
     return out
 
@@ -217,6 +238,46 @@ def test_zscore_of_the_price_input_uses_training_moments_only():
         assert (cfg.price_mean, cfg.price_std) == expected
 
 
+def test_the_modalities_a_run_chooses_reach_the_model_and_no_other_detector_reads_them():
+    from types import SimpleNamespace
+
+    from benchmark.config import ObjectiveName
+    from benchmark.detectors.adapters.common import detector_config, reads_media
+    from benchmark.detectors.registry import DataInfo
+
+    data = DataInfo(
+        **VOCABULARIES,
+        profile_cardinalities=(3, 4),
+        n_brands=5,
+        n_words=9,
+        image_dim=4,
+        modalities=("behaviour", "profile", "item_attributes", "query_text", "item_image"),
+    )
+
+    def chosen(model: str, modalities: list[str]) -> DetectorConfig:
+        return detector_config(
+            SimpleNamespace(
+                model=small_model(model, modalities=modalities),
+                objective=SimpleNamespace(name=ObjectiveName("classify")),
+                data=data,
+            )
+        )
+
+    for modalities in (["behaviour"], ["behaviour", "query_text"], list(MODALITIES)):
+        cfg = chosen("multimodal", modalities)
+        used = MultimodalAttentionDetector(cfg).modalities_used
+        assert used == tuple(m for m in MODALITIES if m in modalities)
+        assert reads_media(cfg) == ("query_text" in modalities)
+    plain = chosen("transformer", list(MODALITIES))
+    assert (plain.n_words, plain.image_dim, plain.n_brands, plain.profile_cardinalities) == (
+        0,
+        0,
+        0,
+        (),
+    )
+    assert not reads_media(plain)
+
+
 def test_multimodal_price_input_is_zscored_with_the_configured_moments():
     torch.manual_seed(10)
     raw = MultimodalAttentionDetector(config("classify", dropout=0.0)).eval()
@@ -248,29 +309,101 @@ def test_shared_layers_apply_one_block_num_layers_times():
         torch.testing.assert_close(shared.eval()(batch)["states"], separate.eval()(batch)["states"])
 
 
-def test_multimodal_exposes_input_dependent_attention_and_gates():
+FUSIONS = pytest.mark.parametrize("fusion", ["early", "late"])
+
+
+@FUSIONS
+def test_multimodal_exposes_input_dependent_attention_and_gates(fusion):
     torch.manual_seed(5)
-    model = MultimodalAttentionDetector(config("classify")).eval()
+    model = MultimodalAttentionDetector(config("classify", fusion=fusion)).eval()
     batch = make_batch(seed=6)
     out = model(batch)
     weights, gates = out["attention_weights"], out["gates"]
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(4))
     assert torch.all(weights[~batch["mask"]] == 0)
+    assert gates.shape == (4, 5)
     torch.testing.assert_close(gates.sum(dim=1), torch.ones(4))
     other = make_batch(seed=7)
     assert not torch.allclose(model(other)["attention_weights"], weights)
-    assert model.modalities_used == ("behaviour", "item_attributes", "profile")
+    assert not torch.allclose(model(other)["gates"], gates)
+    assert model.modalities_used == MODALITIES
 
 
-def test_multimodal_uses_only_the_modalities_a_dataset_has():
+@FUSIONS
+def test_multimodal_uses_only_the_modalities_a_dataset_has(fusion):
     model = MultimodalAttentionDetector(
-        config("classify", profile_cardinalities=(), n_brands=0)
+        config(
+            "classify", fusion=fusion, profile_cardinalities=(), n_brands=0, n_words=0, image_dim=0
+        )
     ).eval()
-    batch = {k: v for k, v in make_batch().items() if k not in ("profile", "brand")}
+    absent = ("profile", "brand", "query_tokens", "item_image")
+    batch = {k: v for k, v in make_batch().items() if k not in absent}
     gates = model(batch)["gates"]
     assert torch.all(gates[:, 1:] == 0)
     torch.testing.assert_close(gates[:, 0], torch.ones(4))
     assert model.modalities_used == ("behaviour",)
+
+
+def test_early_fusion_weighs_only_what_each_event_has():
+    """Per real event the gates sum to 1; the text gate is 0 on events without a query, the
+    image gate 0 on items without features; padding weighs nothing."""
+    torch.manual_seed(8)
+    model = MultimodalAttentionDetector(config("classify", fusion="early")).eval()
+    batch = make_batch(seed=9)
+    gates = model(batch)["event_gates"]  # (B, T, 5)
+    mask = batch["mask"]
+    torch.testing.assert_close(gates[mask].sum(-1), torch.ones(int(mask.sum())))
+    assert torch.all(gates[~mask] == 0)
+    no_query = mask & (batch["query_tokens"][..., 0] == 0)
+    no_image = mask & (batch["item_image"] == 0).all(-1)
+    assert no_query.any()
+    assert no_image.any()
+    assert (mask & ~no_query).any()
+    assert torch.all(gates[..., MODALITIES.index("query_text")][no_query] == 0)
+    assert torch.all(gates[..., MODALITIES.index("item_image")][no_image] == 0)
+    assert torch.all(gates[..., MODALITIES.index("query_text")][mask & ~no_query] > 0)
+
+
+@FUSIONS
+def test_a_hidden_event_shows_nothing_of_itself(fusion):
+    """The masked objective hides an event: its query words, image and brand then change no
+    output; the same change at a visible event does."""
+    torch.manual_seed(14)
+    model = MultimodalAttentionDetector(config("masked", fusion=fusion, dropout=0.0)).eval()
+    batch = make_batch(seed=15)
+    hide = torch.zeros_like(batch["mask"])
+    hide[0, 2] = hide[3, 1] = True
+
+    def altered(row: int, t: int) -> dict[str, torch.Tensor]:
+        other = {k: v.clone() for k, v in batch.items()}
+        other["query_tokens"][row, t] = torch.tensor([5, 6, 7, 0])
+        other["item_image"][row, t] = 3.0
+        other["brand"][row, t] = 8
+        return other
+
+    with torch.no_grad():
+        base = model(batch, hide)
+        for key, value in model(altered(0, 2), hide).items():
+            torch.testing.assert_close(value, base[key], msg=key)
+        changed = model(altered(0, 3), hide)
+    assert not torch.allclose(changed["item_logits"], base["item_logits"])
+
+
+def test_query_text_is_the_mean_of_its_words():
+    """Word order and padding within a query change nothing; another word does."""
+    torch.manual_seed(16)
+    model = MultimodalAttentionDetector(config("classify", dropout=0.0)).eval()
+    batch = make_batch(seed=17)
+    tokens = batch["query_tokens"]
+    n = (tokens > 0).sum(-1, keepdim=True)
+    position = torch.arange(tokens.shape[-1])
+    reversed_order = torch.where(position < n, n - 1 - position, position)
+    shuffled = {**batch, "query_tokens": torch.gather(tokens, -1, reversed_order)}
+    swapped = {**batch, "query_tokens": torch.where(tokens > 0, (tokens % (WORDS - 1)) + 1, 0)}
+    with torch.no_grad():
+        base = model(batch)["sequence_logit"]
+        torch.testing.assert_close(model(shuffled)["sequence_logit"], base)
+        assert not torch.allclose(model(swapped)["sequence_logit"], base)
 
 
 def test_learning_rate_warms_up_then_decays():

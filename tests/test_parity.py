@@ -21,6 +21,7 @@ from benchmark.detectors.adapters.common import numpy_batch
 from benchmark.detectors.adapters.jax_adapter import JaxDetector
 from benchmark.detectors.adapters.torch_adapter import TorchDetector, to_batch
 from benchmark.run.data import prepare_data
+from models_common.config import MODALITIES, Fusion
 from models_jax.convert import key_map, load_canonical, to_canonical
 
 from .conftest import compose_typed, detector_spec
@@ -77,8 +78,9 @@ def batches(world, objective: str) -> tuple[dict, dict]:
     """The same batch for both; the masked objective gets a fixed mask ``hide``."""
     _, prepared, index = world
     test = prepared.arrays["test"]
-    torch_batch = to_batch(test, index, torch.device("cpu"))
-    jax_batch = numpy_batch(test, index)
+    torch_batch = to_batch(test, index, torch.device("cpu"), media=True)
+    jax_batch = numpy_batch(test, index, media=True)
+    assert {"query_tokens", "item_image"} <= set(jax_batch)  # the multimodal inputs, all five
     if objective == "masked":
         hide = jax_batch["mask"] & (np.random.default_rng(2).random(jax_batch["mask"].shape) < 0.3)
         torch_batch["hide"], jax_batch["hide"] = torch.as_tensor(hide), hide
@@ -142,8 +144,8 @@ def fast_on(fast: set[tuple[str, str]]):
 
 
 FAST_CASES = fast_on(COVERING)
-# The optimiser step is the same AdamW whatever the model: two pairs in the fast tier.
-STEP_CASES = fast_on({("lstm", "classify"), ("transformer", "masked")})
+# The optimiser step is the same AdamW whatever the model: one pair in the fast tier.
+STEP_CASES = fast_on({("lstm", "classify")})
 
 
 @FAST_CASES
@@ -173,6 +175,23 @@ def test_parity_shared_layers_outputs_and_gradients(world):
     assert not any(k.startswith("encoder.blocks.1.") for k in weights)
     assert set(key_map(jax_model(jax_detector))) == set(weights)
     assert_same_loss_and_gradients(torch_detector, jax_detector, *batches(world, "masked"))
+
+
+@pytest.mark.parametrize("objective", ["classify", pytest.param("masked", marks=pytest.mark.slow)])
+def test_parity_late_fusion_outputs_loss_and_gradients(world, objective):
+    """The multimodal detector's other fusion (after the encoder) alike in both frameworks."""
+    torch_detector, jax_detector = twins(world, "multimodal", objective, fusion=Fusion.late)
+    assert set(key_map(jax_model(jax_detector))) == set(torch_detector.canonical_weights())
+    assert jax_detector.modalities_used == MODALITIES
+    torch_batch, jax_batch = batches(world, objective)
+    torch_detector.model.eval()
+    with torch.no_grad():
+        expected = torch_detector.model(torch_batch, torch_batch.get("hide"))
+    got = jax_model(jax_detector)(jax_batch, jax_batch.get("hide"))
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(got[name]), value.numpy(), **OUTPUT_TOL, err_msg=name)
+    assert_same_loss_and_gradients(torch_detector, jax_detector, torch_batch, jax_batch)
 
 
 def test_parity_pooled_representations_feed_pca_alike(world):

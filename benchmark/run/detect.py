@@ -66,7 +66,21 @@ def data_info(prepared: PreparedData, max_length: int) -> DataInfo:
         n_anomaly_types=len(prepared.labelled["train"].type_names),
         price_mean=price_mean,
         price_std=price_std,
+        **media_sizes(prepared.arrays["train"]),
     )
+
+
+def media_sizes(train: SequenceArrays) -> dict[str, int]:
+    """The query-word vocabulary (word ids + 1; 0: no queries) and the image width (0: no
+    images) of the data's shared media tables."""
+    media = train.media
+    words = media.query_tokens if media is not None else None
+    images = media.item_image if media is not None else None
+    n_words = int(words.max()) + 1 if words is not None and words.size else 0
+    return {
+        "n_words": n_words if n_words > 1 else 0,
+        "image_dim": int(images.shape[1]) if images is not None else 0,
+    }
 
 
 def log_price_moments(train: SequenceArrays) -> tuple[float, float]:

@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,14 +51,18 @@ from datasets.features import (
     N_EVENT_TYPES,
     N_GAP_BUCKETS,
     N_PRICE_BUCKETS,
+    QUERY_TOKENS,
+    MediaTables,
     SequenceArrays,
 )
+from models_common.config import MODALITIES
 
 DEEP = ("lstm", "gru", "transformer", "multimodal")
 FRAMEWORKS = ("torch", "jax")
 IMPLEMENTATIONS = ("detector", "reference")
 PROFILE_CARDINALITIES = (8, 12, 5, 9)
 N_BRANDS = 200
+N_WORDS, N_QUERIES, IMAGE_DIM = 1_000, 256, 64  # the multimodal detector's text and images
 
 # Sizes and protocol per preset; any of them can be overridden after the preset.
 PRESETS: dict[str, list[str]] = {
@@ -152,8 +157,9 @@ def synthetic_batch_source(config, n_items: int, rows: int, seed: int = 0) -> Se
         "log_price": rng.random((rows, t), dtype=np.float32),
         "event_label": np.zeros((rows, t), dtype=bool),
         "brand": ids(N_BRANDS),
+        "query": ids(N_QUERIES + 1),
     }
-    return SequenceArrays.from_padded(
+    arrays = SequenceArrays.from_padded(
         padded,
         np.full(rows, t, dtype=np.int32),
         label=rng.random(rows) < 0.1,
@@ -161,6 +167,10 @@ def synthetic_batch_source(config, n_items: int, rows: int, seed: int = 0) -> Se
         session_id=np.arange(rows, dtype=np.int64),
         profile=np.stack([ids(c, (rows,)) for c in PROFILE_CARDINALITIES], axis=1),
     )
+    words = ids(N_WORDS, (N_QUERIES + 1, QUERY_TOKENS))
+    words[0] = 0  # row 0: no query
+    images = rng.standard_normal((n_items, IMAGE_DIM), dtype=np.float32)
+    return replace(arrays, media=MediaTables(words, images))
 
 
 def build(model: str, framework: str, overrides: list[str], n_items: int = 10_000):
@@ -174,9 +184,11 @@ def build(model: str, framework: str, overrides: list[str], n_items: int = 10_00
         n_gap_buckets=N_GAP_BUCKETS,
         n_price_buckets=N_PRICE_BUCKETS,
         n_devices=N_DEVICES,
-        modalities=("behaviour", "item_attributes", "profile"),
+        modalities=MODALITIES,
         profile_cardinalities=PROFILE_CARDINALITIES,
         n_brands=N_BRANDS,
+        n_words=N_WORDS,
+        image_dim=IMAGE_DIM,
     )
     spec = DetectorSpec(
         model=config.model,
@@ -226,6 +238,11 @@ def flop_sizes(config, model: str) -> Sizes:
         ff_dim=m.ff_dim,
         length=config.dataset.sequence.max_length,
         objective=config.objective.name.value,
+        fusion=m.fusion.value,
+        text_dim=m.text_dim if "query_text" in m.modalities else 0,
+        query_words=QUERY_TOKENS,
+        image_dim=IMAGE_DIM if "item_image" in m.modalities else 0,
+        items="item_attributes" in m.modalities,
     )
 
 

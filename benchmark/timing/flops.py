@@ -35,6 +35,12 @@ class Sizes:
     n_event_types: int = 10
     n_gap_buckets: int = 16
     n_classes: int = 10
+    # The multimodal detector's other modalities (0 or False: the data has none).
+    fusion: str = "early"
+    items: bool = True  # brand and price
+    text_dim: int = 0  # query-word embedding width
+    query_words: int = 8  # words of a query the text encoder averages
+    image_dim: int = 0  # item image feature width
 
 
 def recurrent_layers(s: Sizes) -> float:
@@ -75,11 +81,30 @@ def detector_forward(s: Sizes) -> float:
     if s.model == "transformer":
         return encoder + heads(s, w)
     if s.model == "multimodal":
-        # Keys of both modalities, the profile query, two single-query attentions (scores and
-        # weighted values), the price projection (1 -> w) and the three-way gate.
-        fusion = 2.0 * (2 * t * w * w + w * w + 2 * 2 * t * w + t * w + 3 * w * 3)
-        return encoder + fusion + heads(s, w)
+        return encoder + modality_inputs(s) + fusion(s) + heads(s, w)
     raise ValueError(f"unknown model {s.model!r}")
+
+
+def modality_inputs(s: Sizes) -> float:
+    """Per event: the price projection (1 -> w), the query words' mean and its projection,
+    the image projection."""
+    w, t = s.hidden_dim, s.length
+    text = s.query_words * s.text_dim + s.text_dim * w if s.text_dim else 0
+    return 2.0 * t * ((w if s.items else 0) + text + s.image_dim * w)
+
+
+def fusion(s: Sizes) -> float:
+    """Early: the per-event gate over the five modalities and the gated sum, then the
+    profile query, the states' keys and one single-query attention (scores and weighted
+    values). Late: the query and keys, one attention per per-event modality, the five-way
+    gate and the gated sum of the summaries."""
+    w, t, n = s.hidden_dim, s.length, 5
+    query = w * w + t * w * w
+    if s.fusion == "early":
+        return 2.0 * (t * (n * w * n + n * w) + query + 2 * t * w)
+    streams = 1 + s.items + bool(s.text_dim) + bool(s.image_dim)
+    keys = (streams - 1) * t * w * w
+    return 2.0 * (query + keys + streams * 2 * t * w + n * w * n + n * w)
 
 
 def reference_forward(s: Sizes) -> float:

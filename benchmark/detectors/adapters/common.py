@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import safe_open
@@ -33,6 +34,8 @@ ID_FIELDS = (
     "price_bucket",
     "device",
     "brand",
+    "query",
+    "query_tokens",
     "profile",
     "anomaly_class",
 )
@@ -43,14 +46,28 @@ class CheckpointError(UserError):
 
 
 def detector_config(spec: DetectorSpec) -> DetectorConfig:
-    """The model's sizes and the data's vocabularies; the profile, brand and price z-score
-    reach the multimodal detector only (the others read the behaviour stream)."""
+    """The model's sizes and the data's vocabularies; the profile, item attributes, query
+    text, item images and price z-score reach the multimodal detector only (the others read
+    the behaviour stream), and only those of ``model.modalities``."""
     vocabulary = spec.data
-    if spec.model.name.value != "multimodal":
-        vocabulary = replace(vocabulary, profile_cardinalities=(), n_brands=0)
+    chosen = spec.model.modalities if spec.model.name.value == "multimodal" else ["behaviour"]
+    dropped: dict[str, dict[str, Any]] = {
+        "profile": {"profile_cardinalities": ()},
+        "item_attributes": {"n_brands": 0},
+        "query_text": {"n_words": 0},
+        "item_image": {"image_dim": 0},
+    }
+    for modality, sizes in dropped.items():
+        if modality not in chosen:
+            vocabulary = replace(vocabulary, **sizes)
     if not (spec.model.name.value == "multimodal" and spec.model.standardize_inputs):
         vocabulary = replace(vocabulary, price_mean=0.0, price_std=1.0)
     return DetectorConfig.of(spec.model, vocabulary, spec.objective.name.value)
+
+
+def reads_media(cfg: DetectorConfig) -> bool:
+    """Whether the model reads query words or item images (batches then carry them)."""
+    return cfg.n_words > 0 or cfg.image_dim > 0
 
 
 def epoch_entry(
@@ -66,11 +83,12 @@ def epoch_entry(
 
 
 def numpy_batch(
-    arrays: SequenceArrays, index: np.ndarray, width: int | None = None
+    arrays: SequenceArrays, index: np.ndarray, width: int | None = None, media: bool = False
 ) -> dict[str, np.ndarray]:
     """Rows ``index`` as a model batch, per-event fields cut (or zero-padded) to ``width``
-    (default: the longest sequence among the rows; padding changes no score)."""
-    return arrays.batch(index, width)
+    (default: the longest sequence among the rows; padding changes no score); with
+    ``media``, each event's query words and item image."""
+    return arrays.batch(index, width, media)
 
 
 def length_buckets(max_length: int) -> tuple[int, ...]:

@@ -33,6 +33,7 @@ from benchmark.detectors.adapters.common import (
     gather_scores,
     length_buckets,
     numpy_batch,
+    reads_media,
     save_checkpoint,
     warmup_steps,
 )
@@ -272,7 +273,7 @@ class JaxDetector:
         width = bucket_width(data.length[index], self.buckets)
         n_real = len(index)
         index = np.concatenate([index, np.repeat(index[:1], size - n_real)])
-        batch = numpy_batch(data, index, width)
+        batch = numpy_batch(data, index, width, reads_media(self.cfg))
         batch["row_valid"] = np.arange(size) < n_real
         for name, value in batch.items():
             if name in FLOAT_FIELDS:

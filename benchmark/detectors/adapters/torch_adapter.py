@@ -33,6 +33,7 @@ from benchmark.detectors.adapters.common import (
     length_buckets,
     lr_factor,
     numpy_batch,
+    reads_media,
     save_checkpoint,
     warmup_steps,
 )
@@ -82,12 +83,17 @@ def release_memory() -> None:
 
 
 def to_batch(
-    arrays: SequenceArrays, index: np.ndarray, device: torch.device, width: int | None = None
+    arrays: SequenceArrays,
+    index: np.ndarray,
+    device: torch.device,
+    width: int | None = None,
+    media: bool = False,
 ) -> dict:
     """Rows ``index`` as tensors, trimmed to ``width`` (default: the longest sequence among
-    them; padding beyond it changes no score, and shorter batches are faster)."""
+    them; padding beyond it changes no score, and shorter batches are faster); with
+    ``media``, each event's query words and item image."""
     batch = {}
-    for name, rows in numpy_batch(arrays, index, width).items():
+    for name, rows in numpy_batch(arrays, index, width, media).items():
         dtype = (
             torch.long if name in ID_FIELDS else (torch.bool if name == "mask" else torch.float32)
         )
@@ -139,7 +145,7 @@ class TorchDetector:
     def batch(self, data: SequenceArrays, index: np.ndarray) -> dict:
         """Rows ``index`` on the device (padded to a length bucket when compiled)."""
         width = None if self.buckets is None else bucket_width(data.length[index], self.buckets)
-        return to_batch(data, index, self.device, width)
+        return to_batch(data, index, self.device, width, reads_media(self.cfg))
 
     def _loss(
         self, batch: dict, generator: torch.Generator | None, stats: dict | None = None
