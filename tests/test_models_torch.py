@@ -564,3 +564,38 @@ def test_attention_with_cpu_dropout_masks_computes_what_sdpa_does(causal):
     assert block.train().attention_dropout.drops_here(x)
     explicit = block(x, allowed)
     torch.testing.assert_close(explicit, block.eval()(x, allowed), rtol=1e-5, atol=1e-6)
+
+
+def test_a_multimodal_run_explains_its_top_sequences(compose_config, tmp_path):
+    """explanations.json holds the ten highest-scored test sequences, best first, each event
+    as the run saw it with the attention it received (summing to 1 over the sequence) and the
+    modality weights; the report renders them as a strip of shaded events."""
+    import json
+
+    from benchmark.records.store import EXPLANATIONS_FILE
+    from benchmark.report.page import explanation_html, explanation_lines
+
+    overrides = ["experiment=smoke", "model=multimodal", f"results_dir={tmp_path}"]
+    result = run(compose_config(overrides))
+    found = json.loads((result.run_dir / EXPLANATIONS_FILE).read_text())
+    saved = np.load(result.run_dir / "scores.npz")
+    sequences = found["sequences"]
+    top = np.sort(saved["test_score"])[::-1][:10]
+    np.testing.assert_allclose([s["score"] for s in sequences], top, rtol=1e-6)
+    assert [s["rank"] for s in sequences] == list(range(1, 11))
+    for s in sequences:
+        row = s["row"]
+        assert s["anomalous"] == bool(saved["test_label"][row])
+        assert len(s["events"]) == int(saved["test_mask"][row].sum())
+        assert sum(e["attention"] for e in s["events"]) == pytest.approx(1.0, abs=1e-5)
+        injected = [e["injected"] for e in s["events"]]
+        assert injected == saved["test_event_label"][row][: len(injected)].astype(bool).tolist()
+        assert sum(s["modality_weights"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert set(s["modality_weights"]) == set(MODALITIES)
+    page = explanation_html(found, 5)
+    assert page.count("<h4>") == 5
+    assert page.count('class="event"') == sum(len(s["events"]) for s in sequences[:5])
+    assert len(explanation_lines(found, 5)) == 5
+    # a detector without attention leaves no file
+    plain = run(compose_config([*overrides[:1], "model=gru", overrides[2]]))
+    assert not (plain.run_dir / EXPLANATIONS_FILE).exists()

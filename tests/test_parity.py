@@ -194,12 +194,23 @@ def test_parity_late_fusion_outputs_loss_and_gradients(world, objective):
     assert_same_loss_and_gradients(torch_detector, jax_detector, torch_batch, jax_batch)
 
 
-def test_parity_pooled_representations_feed_pca_alike(world):
+def test_parity_pooled_representations_and_explanations_alike(world):
+    """The pooled representations (PCA's input) and what the detector shows of its reasoning
+    (the report's explanations: attention over events, modality gates) agree."""
     torch_detector, jax_detector = twins(world, "multimodal", "classify")
     test = world[1].arrays["test"]
     expected, got = torch_detector.represent(test), jax_detector.represent(test)
     assert expected.shape == (len(test), world[0].model.hidden_dim)
     np.testing.assert_allclose(got, expected, **OUTPUT_TOL)
+    rows = world[2][:5]
+    shown, jax_shown = torch_detector.inspect(test, rows), jax_detector.inspect(test, rows)
+    assert set(shown) == set(jax_shown) == {"attention_weights", "gates", "event_gates"}
+    for name, value in shown.items():
+        other = jax_shown[name]
+        if name != "gates":  # per event: each framework pads to its own width
+            width = min(value.shape[1], other.shape[1])
+            value, other = value[:, :width], other[:, :width]
+        np.testing.assert_allclose(other, value, **OUTPUT_TOL, err_msg=name)
 
 
 def canonical_gradients(detector: JaxDetector, batch: dict) -> tuple[float, dict]:

@@ -47,6 +47,9 @@ class FakeDetector:
     def represent(self, data):
         raise AssertionError("pretraining never reads representations")
 
+    def inspect(self, data, index):
+        raise AssertionError("pretraining never inspects")
+
     n_params = 5
     modalities_used = ("behaviour",)
 

@@ -22,12 +22,25 @@ from benchmark.evaluation.stats import friedman, holm, mean_ci, nemenyi_critical
 from benchmark.records.locks import WRITER_LOCK, sole_writer, try_lock
 from benchmark.records.record import RunRecord, dumps, from_dict
 from benchmark.records.store import RECORD_FILE, SCORES_FILE
-from benchmark.report.page import build, cells, console, magnitude, main, publish, write
+from benchmark.report.page import (
+    Report,
+    ablation_table,
+    build,
+    cells,
+    console,
+    magnitude,
+    main,
+    publish,
+    to_html,
+    to_markdown,
+    write,
+)
 from benchmark.report.selection import (
     INVERSE_NOTE,
     aggregate,
     compare_top_two,
     cross_setting,
+    modality_ablations,
     pareto_optimal,
     ranks_inversely,
     recommendations,
@@ -100,6 +113,36 @@ def test_rows_aggregate_seeds_rank_and_use_the_right_interval():
     assert [gru.rank, lstm.rank, rows["random/numpy"].rank] == [1, 2, 3]
     assert lstm.per_type["brushing"] == pytest.approx(0.82)
     assert lstm.latency_ms == pytest.approx(1.0)  # 1000 seq/s, no timing protocol figure
+
+
+def test_the_modality_ablation_shows_what_each_modality_buys_per_type():
+    """Multimodal runs differing only in model.modalities: one table row per set of
+    modalities (fewest first), each overall and per-type figure beside its difference from
+    behaviour alone; a detector read with one set of modalities only has no table."""
+
+    def reading(modalities: list[str], seed: int, auc: float, brushing: float) -> RunRecord:
+        r = record("multimodal", seed, auc)
+        config = {**r.config, "model": {"modalities": modalities}}
+        per_type = {"click_flood": 1.0, "brushing": brushing}
+        metrics = replace(r.metrics, per_type=per_type)
+        run_id = f"{r.run_id}-{'-'.join(modalities)}"
+        return replace(r, run_id=run_id, config=config, modalities_used=modalities, metrics=metrics)
+
+    alone, text = ["behaviour"], ["behaviour", "query_text"]
+    records = [reading(alone, s, 0.70 + 0.02 * s, 0.60) for s in range(3)]
+    records += [reading(text, s, 0.80 + 0.02 * s, 0.90) for s in range(3)]
+    records += [record("lstm", 0, 0.75)]
+    (ablation,) = modality_ablations(aggregate(records))
+    header, body = ablation_table(ablation)
+    assert header == ["modalities read", "seeds", "ROC-AUC [95% CI]", "brushing", "click_flood"]
+    assert [row[0] for row in body] == ["behaviour", "behaviour + query text"]
+    assert body[0][2].startswith("0.720 (+0.000) [")
+    assert body[1][2].startswith("0.820 (+0.100) [")
+    assert body[1][3:] == ["0.900 (+0.300)", "1.000 (+0.000)"]
+    assert modality_ablations(aggregate(records[:3] + records[-1:])) == []
+    page = Report(ROOT, ROOT, [], [], [], [ablation], {}, [], "test")
+    assert "## What each modality buys: multimodal/torch/classify" in to_markdown(page)
+    assert "<td>0.900 (+0.300)</td>" in to_html(page)
 
 
 def test_settings_are_ranked_separately():

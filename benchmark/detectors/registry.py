@@ -147,6 +147,11 @@ class NeuralDetector(Detector, Protocol):
 
     def load_weights(self, weights: dict[str, np.ndarray]) -> None: ...
 
+    def inspect(self, data: SequenceArrays, index: np.ndarray) -> dict[str, np.ndarray]:
+        """What the model shows of how it scored rows ``index`` (attention over events,
+        modality gates), by output name; empty for a model that shows nothing."""
+        ...
+
 
 def as_neural(detector: Detector, what: str) -> NeuralDetector:
     """``detector`` as a deep detector, or one line saying ``what`` needs one."""

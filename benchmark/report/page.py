@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import re
 import sys
@@ -22,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.records.record import RunRecord
+from benchmark.records.store import EXPLANATIONS_FILE
 from benchmark.report import plots, render
 from benchmark.report.selection import (
+    Ablation,
     CrossSetting,
     Row,
     SeenUnseen,
@@ -31,6 +34,7 @@ from benchmark.report.selection import (
     cross_setting,
     failed_records,
     latency_of,
+    modality_ablations,
     ok_records,
     ranks_inversely,
     recommendations,
@@ -167,6 +171,31 @@ class Section:
     speed: tuple[list[str], list[list[str]]] = ([], [])
 
 
+@dataclass(frozen=True)
+class Explained:
+    """A row's first run's ``explanations.json``: its top test sequences, each event's
+    attention and the modality weights."""
+
+    setting: str
+    name: str
+    found: dict
+
+
+def explained(rows: list[Row]) -> list[Explained]:
+    """The explanations of every row whose first run left one (an unreadable file is
+    skipped: the report still shows everything else)."""
+    out = []
+    for row in rows:
+        path = Path(row.run_dirs[0]) / EXPLANATIONS_FILE if row.run_dirs else None
+        if path is None or not path.exists():
+            continue
+        try:
+            out.append(Explained(row.setting, row.name, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 @dataclass
 class Report:
     root: Path
@@ -174,9 +203,11 @@ class Report:
     sections: list[Section]
     cross: list[CrossSetting]  # one per detection setting
     unseen: list[SeenUnseen]  # per-type ROC-AUC seen vs held out of training
+    ablations: list[Ablation]  # multimodal rows that read different modalities
     cd_plots: dict[str, Path]  # detection setting -> critical-difference diagram
     failures: list[RunRecord]
     hardware: str
+    explained: list[Explained] = field(default_factory=list)  # top sequences' attention
 
 
 def fast_paths_text(environment: dict) -> str:
@@ -271,7 +302,16 @@ def build(root: Path, out_dir: Path | None = None) -> Report:
     }
     unseen = seen_vs_unseen(records)
     return Report(
-        Path(root), out_dir, sections, cross, unseen, cd_plots, failed_records(records), hardware
+        Path(root),
+        out_dir,
+        sections,
+        cross,
+        unseen,
+        modality_ablations(rows),
+        cd_plots,
+        failed_records(records),
+        hardware,
+        explained(rows),
     )
 
 
@@ -389,6 +429,12 @@ def to_markdown(report: Report) -> str:
             "",
             render.markdown(*unseen_table(report.unseen)),
         ]
+    for e in report.explained:
+        out += ["", f"## Why it flagged them: {e.name}, {e.setting}", "", EXPLAINED_NOTE, ""]
+        out += [f"- {line}" for line in explanation_lines(e.found, SHOWN_SEQUENCES)]
+    for a in report.ablations:
+        out += ["", f"## What each modality buys: {a.detector}, {a.setting}", "", ABLATION_NOTE]
+        out += ["", render.markdown(*ablation_table(a))]
     for c in report.cross:
         out += ["", f"## Across settings: {c.detection}", "", cross_text(c)]
     if report.failures:
@@ -416,6 +462,108 @@ UNSEEN_NOTE = (
     "held out of its training and validation (anomaly.holdout; unseen), each the mean over the "
     "runs of that kind, over the types that were both; gap = unseen - seen."
 )
+
+
+SHOWN_SEQUENCES = 5
+EXPLAINED_NOTE = (
+    "The highest-scored test sequences of the detector's first seed: each event shaded by the "
+    "attention the sequence summary paid it (darker: more; underlined: changed by an injected "
+    "anomaly), and the weight each modality had in the sequence (the softmax gates)."
+)
+
+
+def modality_weights_text(weights: dict[str, float]) -> str:
+    return ", ".join(f"{m.replace('_', ' ')} {w:.2f}" for m, w in weights.items() if w > 0)
+
+
+def sequence_heading(sequence: dict) -> str:
+    kind = sequence["type"] or ("anomalous" if sequence["anomalous"] else "normal")
+    return f"#{sequence['rank']}, score {sequence['score']:.3g}, {kind}"
+
+
+def explanation_lines(found: dict, shown: int) -> list[str]:
+    """One line per sequence: what it was, its three most attended events, its weights."""
+    lines = []
+    for sequence in found["sequences"][:shown]:
+        events = sorted(sequence["events"], key=lambda e: -e["attention"])[:3]
+        attended = ", ".join(
+            f"{e['event_type']} at {e['position']}{' (injected)' if e['injected'] else ''} "
+            f"{e['attention']:.2f}"
+            for e in events
+        )
+        weights = modality_weights_text(sequence.get("modality_weights", {}))
+        lines.append(f"{sequence_heading(sequence)}: most attended {attended}; weights: {weights}")
+    return lines
+
+
+def explanation_html(found: dict, shown: int) -> str:
+    """Per sequence: a heading, its modality weights and its events as a strip of cells
+    shaded by attention (each cell's title says the event in full)."""
+    parts = []
+    for sequence in found["sequences"][:shown]:
+        top = max((e["attention"] for e in sequence["events"]), default=0.0) or 1.0
+        cells = []
+        for e in sequence["events"]:
+            shade = e["attention"] / top
+            title = (
+                f"position {e['position']}: {e['event_type']}, item {e['item']}, category "
+                f"{e['category']}, {e['seconds_since_previous']:.0f} s after the previous, "
+                f"attention {e['attention']:.3f}"
+                + (
+                    f"; weights {modality_weights_text(e['modality_weights'])}"
+                    if "modality_weights" in e
+                    else ""
+                )
+            )
+            style = f"background:rgba(200,40,40,{shade:.2f});" + (
+                "text-decoration:underline;" if e["injected"] else ""
+            )
+            cells.append(
+                f'<span class="event" style="{style}" title="{html.escape(title)}">'
+                f"{html.escape(e['event_type'])}{' &#128269;' if e['searched'] else ''}</span>"
+            )
+        weights = modality_weights_text(sequence.get("modality_weights", {}))
+        parts.append(
+            f"<h4>{html.escape(sequence_heading(sequence))}</h4>"
+            f"<p>Modality weights: {html.escape(weights)}</p>"
+            f'<p class="events">{" ".join(cells)}</p>'
+        )
+    return "\n".join(parts)
+
+
+ABLATION_NOTE = (
+    "The multimodal detector reading some of its modalities (model.modalities; those the "
+    "data lacks are never read): ROC-AUC with its 95% interval, and per anomaly type the mean "
+    "ROC-AUC over seeds, each with its difference from the detector reading behaviour alone."
+)
+
+
+def ablation_table(a: Ablation) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one modality ablation: overall and per-type ROC-AUC per set of
+    modalities, each beside its difference from behaviour alone."""
+    base = a.base
+
+    def cell(value: float | None, reference: float | None) -> str:
+        if value is None or math.isnan(value):
+            return "-"
+        if reference is None or math.isnan(reference) or base is None:
+            return fmt(value)
+        return f"{fmt(value)} ({value - reference:+.3f})"
+
+    body = []
+    for r in a.rows:
+        label = " + ".join(m.replace("_", " ") for m in Ablation.modalities(r))
+        other = re.sub(r"model\.modalities=\[[^\]]*\](, )?", "", r.variant).strip(", ")
+        overall = cell(r.roc_auc_mean, base.roc_auc_mean if base else None)
+        body.append(
+            [
+                label + (f" [{other}]" if other else ""),  # what else tells rows apart
+                str(len(r.seeds)),
+                f"{overall} [{fmt(r.roc_auc_low)}, {fmt(r.roc_auc_high)}]",
+                *(cell(r.per_type.get(t), base.per_type.get(t) if base else None) for t in a.types),
+            ]
+        )
+    return ["modalities read", "seeds", "ROC-AUC [95% CI]", *a.types], body
 
 
 def unseen_table(entries: list[SeenUnseen]) -> tuple[list[str], list[list[str]]]:
@@ -575,6 +723,19 @@ def to_html(report: Report) -> str:
             "<h2>Unseen anomaly types</h2>",
             f"<p>{html.escape(UNSEEN_NOTE)}</p>",
             render.html_table(*unseen_table(report.unseen)),
+        ]
+    for e in report.explained:
+        parts += [
+            f"<h2>Why it flagged them: {html.escape(e.name)}, {html.escape(e.setting)}</h2>",
+            f"<p>{html.escape(EXPLAINED_NOTE)}</p>",
+            explanation_html(e.found, SHOWN_SEQUENCES),
+        ]
+    for a in report.ablations:
+        parts += [
+            f"<h2>What each modality buys: {html.escape(a.detector)}, "
+            f"{html.escape(a.setting)}</h2>",
+            f"<p>{html.escape(ABLATION_NOTE)}</p>",
+            render.html_table(*ablation_table(a)),
         ]
     for c in report.cross:
         parts += [

@@ -547,6 +547,45 @@ def seen_vs_unseen(records: list[RunRecord]) -> list[SeenUnseen]:
     return out
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """One setting's multimodal rows that differ in the modalities the detector read
+    (``model.modalities``): what each modality buys, overall and per anomaly type."""
+
+    setting: str
+    detector: str
+    rows: list[Row]
+
+    @staticmethod
+    def modalities(row: Row) -> tuple[str, ...]:
+        return tuple(row.records[0].modalities_used)
+
+    @property
+    def base(self) -> Row | None:
+        """The row that read behaviour alone (what the others are compared with)."""
+        return next((r for r in self.rows if self.modalities(r) == ("behaviour",)), None)
+
+    @property
+    def types(self) -> list[str]:
+        return sorted({t for r in self.rows for t in r.per_type})
+
+
+def modality_ablations(rows: list[Row]) -> list[Ablation]:
+    """Per setting and multimodal framework/objective, the rows that read different sets of
+    modalities (two at least), fewest modalities first."""
+    groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.model == "multimodal" and row.records:
+            groups[(row.setting, row.framework, row.objective)].append(row)
+    out = []
+    for (setting, framework, objective), members in sorted(groups.items()):
+        if len({Ablation.modalities(r) for r in members}) < 2:
+            continue
+        members = sorted(members, key=lambda r: (len(Ablation.modalities(r)), r.name))
+        out.append(Ablation(setting, display_name("multimodal", framework, objective), members))
+    return out
+
+
 def _key_without_holdout(record: RunRecord) -> str:
     config = record.config
     anomaly = {k: v for k, v in config.get("anomaly", {}).items() if k != "holdout"}

@@ -37,6 +37,7 @@ from benchmark.records.atomic import atomic_path
 from benchmark.records.record import Metrics, OomRetry, RunRecord, Timing
 from benchmark.records.store import SCORES_FILE
 from benchmark.run.data import PreparedData
+from benchmark.run.explain import write_explanations
 from benchmark.timing.protocol import Plan, TimingProtocol, current_rss_mb, measure
 from datasets.features import (
     N_DEVICES,
@@ -186,6 +187,8 @@ def detect(
         infer_seq_per_s=len(test) / max(infer_seconds, 1e-9),
     )
     save_scores(run_dir / SCORES_FILE, prepared, val_scores, test_scores)
+    if isinstance(detector, NeuralDetector):
+        write_explanations(run_dir, detector, prepared, test_scores)
     return detector
 
 

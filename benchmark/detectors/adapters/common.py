@@ -41,6 +41,11 @@ ID_FIELDS = (
 )
 
 
+# Model outputs that show how a detector reached a score (the multimodal detector's
+# attention over events and modality gates), as ``inspect`` returns them.
+INSPECTED = ("attention_weights", "gates", "event_gates")
+
+
 class CheckpointError(UserError):
     """A checkpoint file that is missing, unreadable or for another model."""
 

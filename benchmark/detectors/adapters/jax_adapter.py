@@ -27,6 +27,7 @@ from flax import nnx
 from benchmark.detectors.adapters import jax_objectives as objectives
 from benchmark.detectors.adapters import training
 from benchmark.detectors.adapters.common import (
+    INSPECTED,
     BatchScores,
     bucket_width,
     detector_config,
@@ -212,6 +213,7 @@ class JaxDetector:
         self._eval_loss = jit(self._eval_loss_fn)
         self._score = jit(self._score_fn)
         self._represent = jit(self._represent_fn)
+        self._inspect = jit(self._inspect_fn)
 
     def _model(self, graph, params, rest):
         if self.bf16:  # the output heads stay float32 (see models_jax.layers.Heads)
@@ -260,6 +262,10 @@ class JaxDetector:
             model, batch, self.objective, o.mask_prob, o.top_k
         )
         return _cast_floats((seq, event, alt), jnp.float32)
+
+    def _inspect_fn(self, params, rest, batch):
+        out = self._model(self.eval_graph, params, rest)(batch)
+        return {k: out[k].astype(jnp.float32) for k in INSPECTED if k in out}
 
     def _represent_fn(self, params, rest, batch):
         model = self._model(self.eval_graph, params, rest)
@@ -369,6 +375,13 @@ class JaxDetector:
             pooled = self._represent(self.params, self.rest, self._batch(data, index))
             parts.append(np.asarray(pooled)[: len(index)])  # without the padding rows
         return np.concatenate(parts)
+
+    def inspect(self, data: SequenceArrays, index: np.ndarray) -> dict[str, np.ndarray]:
+        """The inspectable outputs (``INSPECTED``) of rows ``index``; empty for a model
+        without any."""
+        index = np.asarray(index)
+        out = self._inspect(self.params, self.rest, self._batch(data, index, len(index)))
+        return {k: np.asarray(v) for k, v in out.items()}
 
     def canonical_weights(self) -> dict[str, np.ndarray]:
         return to_canonical(nnx.merge(self.eval_graph, self.params, self.rest))

@@ -26,6 +26,7 @@ from benchmark.detectors.adapters import torch_objectives as objectives
 from benchmark.detectors.adapters import training
 from benchmark.detectors.adapters.common import (
     ID_FIELDS,
+    INSPECTED,
     BatchScores,
     bucket_width,
     detector_config,
@@ -261,6 +262,15 @@ class TorchDetector:
                 pooled = self.net(self.batch(data, index))["pooled"]
             parts.append(pooled.float().cpu().numpy())
         return np.concatenate(parts)
+
+    @torch.no_grad()
+    def inspect(self, data: SequenceArrays, index: np.ndarray) -> dict[str, np.ndarray]:
+        """The inspectable outputs (``INSPECTED``) of rows ``index``; empty for a model
+        without any."""
+        self.model.eval()
+        with self._context():
+            out = self.net(self.batch(data, np.asarray(index)))
+        return {k: out[k].float().cpu().numpy() for k in INSPECTED if k in out}
 
     def canonical_weights(self) -> dict[str, np.ndarray]:
         """The framework-neutral weights (PyTorch names and layouts, float32 NumPy)."""
