@@ -69,6 +69,13 @@ def test_paper_scale_uses_the_articles_numbers(compose_config):
     assert (five.model.name.value, five.objective.name.value) == ("multimodal", "classify_type")
     assert (five.train.epochs, five.train.batch_size, five.train.weight_decay) == (10, 32, 0.0)
     assert five.model.standardize_inputs
+    m = five.model
+    assert (m.fusion.value, m.text_dim, m.hidden_dim, five.dataset.generator.image_dim) == (
+        "early",
+        100,
+        512,
+        512,
+    )
     assert five.reproduction["claimed"]["train_loss_first_epoch"] == 2.3026
 
 
