@@ -175,6 +175,7 @@ EVENT_COLUMNS: dict[str, type] = {
     "event_label": np.bool_,
     "brand": np.int32,  # item-attribute modality (absent without item attributes)
     "query": np.int32,  # a search's query: its row of MediaTables.query_tokens (0 = none)
+    "image": np.int32,  # the item's row of MediaTables.item_image (0 = none), by raw item id
 }
 
 QUERY_TOKENS = 8  # words of a query a model reads (Diginetica's queries rarely hold more)
@@ -186,18 +187,19 @@ class MediaTables:
     :meth:`SequenceArrays.batch`: each query's words and each item's image features."""
 
     query_tokens: np.ndarray | None = None  # (Q + 1, T) int32: word id + 1, 0 pads; row 0 empty
-    item_image: np.ndarray | None = None  # (item vocabulary, D) float32; 0 for pad and unknown
+    item_image: np.ndarray | None = None  # (items + 1, D) float32: the item table's; row 0 zeros
 
     @staticmethod
-    def build(queries, items, item_vocab: Vocabulary) -> MediaTables | None:
-        """From a dataset's queries (``TokenLists``) and items (``ItemAttributes``), the image
-        rows in the order of the fitted item vocabulary; None when it has neither."""
+    def build(queries, items) -> MediaTables | None:
+        """From a dataset's queries (``TokenLists``) and items (``ItemAttributes``); None when
+        it has neither. Images stay in the item table's order, so an item the training split
+        never showed (outside the item vocabulary) still has its image: features of the
+        catalogue, no label in them."""
         tokens = query_token_table(queries) if queries is not None else None
         images = None
         if items is not None and items.image is not None:
-            images = np.zeros((len(item_vocab), items.image.shape[1]), dtype=np.float32)
-            row = items.lookup(item_vocab.values)
-            images[FIRST_KNOWN:][row >= 0] = items.image[row[row >= 0]]
+            images = np.zeros((len(items.image) + 1, items.image.shape[1]), dtype=np.float32)
+            images[1:] = items.image
         if tokens is None and images is None:
             return None
         return MediaTables(tokens, images)
@@ -299,8 +301,8 @@ class SequenceArrays:
         if media and self.media is not None:
             if self.media.query_tokens is not None and "query" in out:
                 out["query_tokens"] = self.media.query_tokens[out["query"]]
-            if self.media.item_image is not None:
-                out["item_image"] = self.media.item_image[out["item"]]
+            if self.media.item_image is not None and "image" in out:
+                out["item_image"] = self.media.item_image[out["image"]]
         return out
 
     def take(self, index: np.ndarray) -> SequenceArrays:
@@ -387,10 +389,13 @@ class SequenceArrays:
             media=parts[0].media,
         )
 
-    def with_vocabularies(self, vocabs: Vocabularies) -> SequenceArrays:
+    def with_vocabularies(self, vocabs: Vocabularies, items: Any = None) -> SequenceArrays:
         """Raw item, category and brand ids (as :func:`encode_sequences` leaves them without
-        vocabularies) as vocabulary indices."""
+        vocabularies) as vocabulary indices; with the dataset's ``items`` (``ItemAttributes``)
+        holding images, each event's row of the image table (``image``), found by raw id."""
         encoded = {"item": vocabs.item.encode(self.events["item"])}
+        if items is not None and items.image is not None:
+            encoded["image"] = items.lookup(self.events["item"]) + 1  # -1 (none) becomes 0
         encoded["category"] = vocabs.category.encode(self.events["category"])
         if "brand" in self.events and vocabs.brand is not None:
             encoded["brand"] = vocabs.brand.encode(self.events["brand"])

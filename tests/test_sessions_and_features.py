@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -237,15 +239,20 @@ def test_a_batch_carries_each_events_query_words_and_item_image():
     assert not batch["query_tokens"][mask & (batch["query"] == 0)].any()
     image = batch["item_image"]
     assert image.shape[2] == cfg.dataset.generator.image_dim
-    search = batch["event_type"] == EventType.SEARCH + FIRST_KNOWN  # no item: its own index
-    known = mask & (batch["item"] >= FIRST_KNOWN) & ~search
-    assert np.abs(image[known]).sum(axis=-1).min() > 0, "a known item has its image"
+    search = batch["event_type"] == EventType.SEARCH + FIRST_KNOWN  # no item
+    shown = mask & ~search
+    assert np.abs(image[shown]).sum(axis=-1).min() > 0, "every item shown has its image"
+    unseen = shown & (batch["item"] == UNKNOWN)
+    assert unseen.any()
+    assert np.abs(image[unseen]).sum(axis=-1).min() > 0, "also one training never showed"
+    rows = batch["image"][shown] - 1
+    np.testing.assert_array_equal(image[shown], world.items.image[rows])
     assert not image[mask & search].any()
     assert not image[~mask].any(), "padding has none"
 
 
-def test_media_tables_follow_the_item_vocabulary():
-    from datasets.features import MediaTables, Vocabulary
+def test_media_tables_hold_every_items_image_found_by_raw_id():
+    from datasets.features import MediaTables
     from datasets.schema import ItemAttributes, TokenLists
 
     items = ItemAttributes(
@@ -256,9 +263,24 @@ def test_media_tables_follow_the_item_vocabulary():
         image=np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]], dtype=np.float32),
     )
     queries = TokenLists(np.array([0, 2, 2, 12]), np.arange(12) % 5, vocabulary=5)
-    vocab = Vocabulary(values=np.array([20, 30, 99]))  # 10 unseen in training; 99 has no image
-    media = MediaTables.build(queries, items, vocab)
-    assert media.item_image.tolist() == [[0, 0], [0, 0], [0, 2], [3, 3], [0, 0]]
+    media = MediaTables.build(queries, items)
+    assert media.item_image.tolist() == [[0, 0], [1, 0], [0, 2], [3, 3]]
+    # 10 is unseen in training (unknown to the vocabulary) yet keeps its image; 99 has none
+    vocabs = Vocabularies(
+        item=Vocabulary(values=np.array([20, 30, 99])), category=Vocabulary(values=np.array([0]))
+    )
+    raw = SequenceArrays.from_padded(
+        {"item": np.array([[10, 20, 30, 99, -1]]), "category": np.zeros((1, 5), np.int64)},
+        np.array([5]),
+        label=np.zeros(1, bool),
+        user_id=np.zeros(1, np.int64),
+        session_id=np.zeros(1, np.int64),
+    )
+    encoded = replace(raw.with_vocabularies(vocabs, items), media=media)
+    batch = encoded.batch(np.array([0]), media=True)
+    assert batch["item"].tolist() == [[UNKNOWN, 2, 3, 4, UNKNOWN]]
+    assert batch["image"].tolist() == [[1, 2, 3, 0, 0]]
+    assert batch["item_image"][0].tolist() == [[1, 0], [0, 2], [3, 3], [0, 0], [0, 0]]
     assert media.query_tokens.shape == (4, 8)
     assert media.query_tokens[1].tolist() == [1, 2, 0, 0, 0, 0, 0, 0]
     assert not media.query_tokens[2].any()  # an empty query

@@ -579,10 +579,12 @@ def _merge(
         _number_sessions_apart(parts)
     labels = {s: SequenceLabels.concat([p.labels[s] for p in parts]) for s in SPLITS}
     vocabs = _fit_vocabularies(cfg, [p.arrays["train"] for p in parts])
-    media = MediaTables.build(*first.media, vocabs.item)
+    queries, items = first.media
+    media = MediaTables.build(queries, items)
     for part in parts:  # encoded part by part: raw ids of one part alive at a time
         part.arrays = {
-            s: replace(a.with_vocabularies(vocabs), media=media) for s, a in part.arrays.items()
+            s: replace(a.with_vocabularies(vocabs, items), media=media)
+            for s, a in part.arrays.items()
         }
     arrays = {s: SequenceArrays.concat([p.arrays.pop(s) for p in parts]) for s in SPLITS}
     source_events = sum(p.source_events for p in parts)

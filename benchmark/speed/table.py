@@ -158,6 +158,7 @@ def synthetic_batch_source(config, n_items: int, rows: int, seed: int = 0) -> Se
         "event_label": np.zeros((rows, t), dtype=bool),
         "brand": ids(N_BRANDS),
         "query": ids(N_QUERIES + 1),
+        "image": ids(n_items),
     }
     arrays = SequenceArrays.from_padded(
         padded,
@@ -170,6 +171,7 @@ def synthetic_batch_source(config, n_items: int, rows: int, seed: int = 0) -> Se
     words = ids(N_WORDS, (N_QUERIES + 1, QUERY_TOKENS))
     words[0] = 0  # row 0: no query
     images = rng.standard_normal((n_items, IMAGE_DIM), dtype=np.float32)
+    images[0] = 0.0  # row 0: no image
     return replace(arrays, media=MediaTables(words, images))
 
 

@@ -36,6 +36,7 @@ ID_FIELDS = (
     "brand",
     "query",
     "query_tokens",
+    "image",
     "profile",
     "anomaly_class",
 )
