@@ -409,6 +409,23 @@ class PCAConfig:
 
 
 @dataclass
+class OnlineConfig:
+    """Online detection (benchmark/online): the test traffic replayed event by event."""
+
+    enabled: bool = False
+    """Score every test event as the prefix of its sequence up to it, raise alarms at a
+    threshold fitted on validation prefixes, and record time to detection."""
+    false_alarm_rate: float = 0.05
+    """Share of normal validation sequences allowed an alarm: fits the alarm threshold."""
+    concurrent_users: list[int] = field(default_factory=lambda: [1, 1000, 100000])
+    """What per-event scoring costs is measured with this many sequences in flight."""
+    events_per_call: int = 1024
+    """Most events the stateful scorer takes in one call (one per sequence in flight)."""
+    cost_seconds: float = 2.0
+    """Timed seconds per concurrency level (0: no cost figures)."""
+
+
+@dataclass
 class Config:
     dataset: Any = MISSING
     anomaly: AnomalyConfig = MISSING
@@ -420,6 +437,7 @@ class Config:
     logger: LoggerConfig = MISSING
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     pca: PCAConfig = field(default_factory=PCAConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     setting: DetectionSetting | None = None
     """Detection setting: 'unsupervised' (train on unlabelled, contaminated data),
     'semi_supervised' (train on the normal training sequences only) or 'supervised' (train on
@@ -588,6 +606,11 @@ def check_config(cfg: Config) -> None:
                 f"{key} applies to the deep detectors, not the baseline "
                 f"{cfg.model.name.value}: set it to 0"
             )
+    if cfg.online.enabled and cfg.pca.components:
+        raise ConfigError(
+            "online.enabled=true replays the objective's own score; pca.components scores "
+            "whole sequences: set one of them off"
+        )
     check_heads(cfg)
     check_modalities(cfg.model.modalities)
     try:

@@ -105,6 +105,10 @@ LIMITS: dict[str, Limit] = {
     "evaluation.target_fpr": SHARE,
     "evaluation.fixed_threshold": FINITE,
     "pca.components": Limit(0, hint="(0: no PCA)"),
+    "online.false_alarm_rate": SHARE,
+    "online.concurrent_users": AT_LEAST_1,  # each element of the list
+    "online.events_per_call": AT_LEAST_1,
+    "online.cost_seconds": Limit(0, hint="(seconds; 0: no cost figures)"),
 }
 CHECKED_ELSEWHERE = ("anomaly.", "dataset.generator.", "reproduction.")
 

@@ -178,6 +178,9 @@ EVENT_COLUMNS: dict[str, type] = {
     "image": np.int32,  # the item's row of MediaTables.item_image (0 = none), by raw item id
 }
 
+# Per-sequence columns of SequenceArrays, besides the per-event ones.
+PER_SEQUENCE = ("label", "user_id", "session_id", "profile", "anomaly_class", "start_time")
+
 QUERY_TOKENS = 8  # words of a query a model reads (Diginetica's queries rarely hold more)
 
 
@@ -237,6 +240,7 @@ class SequenceArrays:
     profile: np.ndarray | None = None  # (N, F) int32, user-profile modality (0 = none)
     anomaly_class: np.ndarray | None = None  # (N,) int32, 0 normal, 1 + anomaly type index
     media: MediaTables | None = None  # the dataset's query words and item images (shared)
+    start_time: np.ndarray | None = None  # (N,) float64 seconds of each first event
 
     def __post_init__(self) -> None:
         n_events = int(self.offsets[-1])
@@ -315,7 +319,7 @@ class SequenceArrays:
         per_sequence: dict[str, Any] = {
             f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
             for f in fields(self)
-            if f.name in ("label", "user_id", "session_id", "profile", "anomaly_class")
+            if f.name in PER_SEQUENCE
         }
         events = {name: column[flat] for name, column in self.events.items()}
         return SequenceArrays(events, offsets, self.width, **per_sequence, media=self.media)
@@ -330,9 +334,7 @@ class SequenceArrays:
         """Every stored column, flat, for a ``.npz`` file: the per-event columns, ``offsets``,
         ``width`` and the per-sequence columns (see :meth:`from_columns`)."""
         per_sequence = {
-            name: getattr(self, name)
-            for name in ("label", "user_id", "session_id", "profile", "anomaly_class")
-            if getattr(self, name) is not None
+            name: getattr(self, name) for name in PER_SEQUENCE if getattr(self, name) is not None
         }
         media = {}
         for name in ("query_tokens", "item_image"):
@@ -361,6 +363,7 @@ class SequenceArrays:
             profile=columns["profile"] if "profile" in names else None,
             anomaly_class=columns["anomaly_class"] if "anomaly_class" in names else None,
             media=_media_of(columns, names),
+            start_time=columns["start_time"] if "start_time" in names else None,
         )
 
     @staticmethod
@@ -387,6 +390,7 @@ class SequenceArrays:
             profile=joined("profile"),
             anomaly_class=joined("anomaly_class"),
             media=parts[0].media,
+            start_time=joined("start_time"),
         )
 
     def with_vocabularies(self, vocabs: Vocabularies, items: Any = None) -> SequenceArrays:
@@ -524,4 +528,5 @@ def encode_sequences(
         user_id=events.user_id[offsets[:-1]],
         session_id=events.session_id[offsets[:-1]],
         profile=profile,
+        start_time=events.timestamp[offsets[:-1]].astype(np.float64),
     )

@@ -90,9 +90,9 @@ class LSTMLayer(nnx.Module):
         return x @ self.w_ih[...] + self.b_ih[...] + self.b_hh[...]
 
     def __call__(
-        self, x: jax.Array, unroll: int = 1, hoist: bool = True
+        self, x: jax.Array, unroll: int = 1, hoist: bool = True, carry: tuple | None = None
     ) -> tuple[jax.Array, tuple]:
-        """x (B, T, in) -> states (B, T, H) and the final carry."""
+        """x (B, T, in) -> states (B, T, H) and the final carry (from ``carry``; None: zeros)."""
         w_hh, b_hh = self.w_hh[...], self.b_hh[...]
         if hoist:
             xs = self.project_inputs(x).swapaxes(0, 1)  # (T, B, gates * H)
@@ -100,8 +100,9 @@ class LSTMLayer(nnx.Module):
         else:
             xs = x.swapaxes(0, 1)  # (T, B, in)
             step = lambda c, x_t: self.step(c, self.project_inputs(x_t), w_hh, b_hh)  # noqa: E731
-        carry, states = jax.lax.scan(step, self.initial_carry(x.shape[0]), xs, unroll=unroll)
-        return states.swapaxes(0, 1), carry
+        start = self.initial_carry(x.shape[0]) if carry is None else carry
+        final, states = jax.lax.scan(step, start, xs, unroll=unroll)
+        return states.swapaxes(0, 1), final
 
     def fused(self, x: jax.Array, lengths: jax.Array, kernel: str) -> tuple[jax.Array, tuple]:
         """x (B, T, in) through one call of a cuDNN-layout kernel (``LSTM_KERNELS``);
@@ -154,7 +155,23 @@ class LSTMDetector(nnx.Module):
                 x, carry = layer.fused(x, lengths, self.kernel)
             carries.append(carry)
         pooled = last_valid(x, batch["mask"])
+        return self._outputs(x, pooled, batch["mask"], carries)
+
+    def step(self, batch: dict, carries: list[tuple] | None) -> tuple[jax.Array, list[tuple]]:
+        """Events (B, t) on from per-layer ``carries`` (None: the start): the top layer's
+        states (B, t, H) and each layer's carry after the last of them. Event by event this
+        gives the states ``__call__`` gives the whole sequence (eval mode, scan kernel)."""
+        x = self.embed(batch)
+        out = []
+        for i, layer in enumerate(self.rnn):
+            if i > 0:
+                x = self.between(x)
+            x, carry = layer(x, self.unroll, self.hoist, None if carries is None else carries[i])
+            out.append(carry)
+        return x, out
+
+    def _outputs(self, x: jax.Array, pooled: jax.Array, mask: jax.Array, carries) -> dict:
         final = {"final_hidden": jnp.stack([c[0] for c in carries])}
         if len(carries[0]) == 2:
             final["final_cell"] = jnp.stack([c[1] for c in carries])
-        return {**self.heads(x, pooled, batch["mask"]), "states": x, "pooled": pooled, **final}
+        return {**self.heads(x, pooled, mask), "states": x, "pooled": pooled, **final}

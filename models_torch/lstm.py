@@ -19,6 +19,8 @@ from torch import nn
 from models_common.config import DetectorConfig
 from models_torch.layers import EventEmbedding, Heads, init_weights, last_valid
 
+Carry = tuple[torch.Tensor, torch.Tensor] | torch.Tensor  # LSTM (h, c), GRU h: (L, B, H)
+
 
 class LSTMDetector(nn.Module):
     rnn_type: type[nn.LSTM] | type[nn.GRU] = nn.LSTM
@@ -48,6 +50,15 @@ class LSTMDetector(nn.Module):
             "pooled": pooled,
             **final_carry(carry),
         }
+
+    def step(
+        self, batch: dict[str, torch.Tensor], carry: Carry | None
+    ) -> tuple[torch.Tensor, Carry]:
+        """Events (B, t) on from ``carry`` (as ``nn.LSTM``/``nn.GRU`` take it; None: the
+        start): the top layer's states (B, t, H) and the carry after the last of them. Event
+        by event this gives the states ``forward`` gives the whole sequence (eval mode)."""
+        states, carry = self.rnn(self.embed(batch), carry)
+        return states, carry
 
 
 def final_carry(carry) -> dict[str, torch.Tensor]:

@@ -15,12 +15,13 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from pydantic import TypeAdapter
 from scipy import stats
 
 from benchmark.errors import ResultsWriteError
 from benchmark.evaluation.stats import friedman, holm, mean_ci, nemenyi_critical_difference
 from benchmark.records.locks import WRITER_LOCK, sole_writer, try_lock
-from benchmark.records.record import RunRecord, dumps, from_dict
+from benchmark.records.record import OnlineMetrics, RunRecord, dumps, from_dict
 from benchmark.records.store import RECORD_FILE, SCORES_FILE
 from benchmark.report.page import (
     Report,
@@ -588,3 +589,51 @@ def test_records_know_the_folder_they_were_found_in(tmp_path):
     folder.mkdir(parents=True)
     (folder / "record.json").write_text(json.dumps({"run_id": "abc123", "run_dir": "gone/abc"}))
     assert [r.run_dir for r in load_records(tmp_path / "copied")] == [str(folder)]
+
+
+def online_figures(within5: float, p99: float, users_rate: float) -> dict:
+    curve = [within5 * min(1.0, k / 5) for k in range(1, 21)]
+    detected = {"sequences": 10, "detected": 9, "detection_rate": 0.9, "within_events": curve}
+    return {
+        "threshold": 1.0,
+        "false_alarm_target": 0.05,
+        "event_roc_auc": 0.8,
+        "false_alarms_per_1000_sequences": 40.0,
+        "overall": {**detected, "median_delay_events": 2.0, "median_delay_seconds": 30.0},
+        "per_type": {"brushing": detected},
+        "cost": {
+            "scorer": "carried state",
+            "state_bytes_per_user": 392,
+            "levels": [
+                {"users": 1, "events_per_s": 900.0, "latency_ms_p99": p99},
+                {"users": 1000, "events_per_s": users_rate, "latency_ms_p99": 9.0},
+            ],
+        },
+    }
+
+
+def test_the_online_section_ranks_time_to_detection_within_latency_budgets(tmp_path):
+    """Detectors that replayed the stream get a table (detection within k events, false
+    alarms, cost per concurrency level), a delay plot, and per latency budget the detector
+    that detects most attacks within 5 events among those whose p99 fits it."""
+    fast = replace(record("gru", 0, 0.8), online=from_dict_online(online_figures(0.5, 0.4, 9e4)))
+    slow = replace(
+        record("transformer", 0, 0.9), online=from_dict_online(online_figures(0.8, 20.0, 2e3))
+    )
+    write_runs(tmp_path, [fast, slow, record("lstm", 0, 0.7)], with_scores=False)
+    report = build(tmp_path)
+    assert [o.name for o in report.online] == ["transformer/torch/classify", "gru/torch/classify"]
+    md = to_markdown(report)
+    section = md[md.index("## Online detection") :]
+    assert "p99 per event <= 1 ms: **gru/torch/classify** detects 50% of attacks" in section
+    assert "p99 per event <= 100 ms: **transformer/torch/classify** detects 80%" in section
+    row = next(line for line in section.splitlines() if line.startswith("| gru/torch"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:7] == ["0.900 [0.900, 0.900]", "0.100", "0.300", "0.500", "0.500"]
+    assert cells[-2:] == ["900", "90,000"]  # events/s at 1 and 1,000 users
+    assert "lstm/torch" not in section  # no online figures, no online row
+    assert report.online_plots and all(p.exists() for p in report.online_plots.values())
+
+
+def from_dict_online(values: dict) -> OnlineMetrics:
+    return TypeAdapter(OnlineMetrics).validate_python(values)

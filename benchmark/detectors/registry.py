@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from benchmark.errors import ConfigError
+from benchmark.online.stream import StatefulScorer
 from benchmark.timing.protocol import ScoreProbe, SpeedProbe
 from datasets.features import SequenceArrays
 from models_common.config import Vocabulary
@@ -150,6 +151,11 @@ class NeuralDetector(Detector, Protocol):
     def inspect(self, data: SequenceArrays, index: np.ndarray) -> dict[str, np.ndarray]:
         """What the model shows of how it scored rows ``index`` (attention over events,
         modality gates), by output name; empty for a model that shows nothing."""
+        ...
+
+    def stateful_scorer(self) -> StatefulScorer | None:
+        """A scorer that carries each sequence's state event by event (the recurrent
+        detectors); None: online scoring rescans a window (``WindowScorer``)."""
         ...
 
 

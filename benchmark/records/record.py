@@ -94,6 +94,41 @@ class Timing:
 
 
 @dataclass
+class Detection:
+    """Time to detection over anomalous test sequences (all, or one type): from the attack's
+    first event to the first alarm at or after it (``benchmark.online.alarms``)."""
+
+    sequences: int = 0
+    detected: int = 0
+    detection_rate: float | None = None
+    within_events: list[float | None] = field(default_factory=list)  # [k - 1]: by k events
+    median_delay_events: float | None = None  # of the detected
+    mean_delay_events: float | None = None
+    median_delay_seconds: float | None = None
+    alarmed_before_attack: int = 0  # sequences with an alarm before their attack started
+
+
+@dataclass
+class OnlineMetrics:
+    """The test stream replayed event by event (``online.enabled``): alarms at a threshold
+    fitted on validation prefixes, time to detection, false alarms, and what per-event scoring
+    costs (``cost``: the stateful scorer's figures)."""
+
+    threshold: float | None = None
+    false_alarm_target: float = 0.0  # share of normal validation sequences alarmed
+    event_roc_auc: float | None = None
+    normal_sequences: int = 0
+    alarmed_normal_sequences: int = 0
+    false_alarms_per_1000_sequences: float | None = None
+    false_alarms_per_hour: float | None = None
+    traffic_hours: float = 0.0
+    events: int = 0
+    overall: Detection = field(default_factory=Detection)
+    per_type: dict[str, Detection] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Owner:
     """The process that runs (or ran) the attempt; ``heartbeat_at`` is renewed while it runs
     (``benchmark.run.lease``)."""
@@ -122,7 +157,7 @@ class RunRecord:
     experiment: str = ""
     run_dir: str = ""
     error: str | None = None  # ``Type: message`` of a failure
-    failed_phase: str | None = None  # setup, data, build, train, score, evaluate, timing
+    failed_phase: str | None = None  # setup, data, build, train, score, evaluate, online, timing
     model: str = ""
     framework: str = ""  # torch, jax, or numpy for the baselines
     objective: str = ""
@@ -149,6 +184,7 @@ class RunRecord:
     metrics: Metrics | None = None  # None until the evaluate phase ends
     n_params: int | None = None
     modalities_used: list[str] = field(default_factory=list)
+    online: OnlineMetrics | None = None  # online.enabled: the event-by-event replay
     timing: Timing = field(default_factory=Timing)
     tracking: dict[str, Any] = field(default_factory=dict)  # W&B: status, mode, id, dir
 

@@ -28,6 +28,7 @@ STORE_FILE = "runs.sqlite"
 # What every run folder holds (results/<experiment>/<run_id>/).
 RECORD_FILE = "record.json"
 SCORES_FILE = "scores.npz"
+ONLINE_SCORES_FILE = "online_scores.npz"  # per test event: online score, time, stream order
 EXPLANATIONS_FILE = "explanations.json"  # the top test sequences' attention and gates
 CHECKPOINT_FILE = "checkpoint.safetensors"  # the trained weights of a deep detector
 

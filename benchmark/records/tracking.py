@@ -25,7 +25,7 @@ import numpy as np
 from benchmark.evaluation.metrics import pr_curve, roc_curve
 from benchmark.records import strict_json
 from benchmark.records.record import RunRecord, RunStatus, to_dict
-from benchmark.records.store import CHECKPOINT_FILE, SCORES_FILE
+from benchmark.records.store import CHECKPOINT_FILE, ONLINE_SCORES_FILE, SCORES_FILE
 
 log = logging.getLogger("benchmark")
 
@@ -47,7 +47,13 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 def summary_of(record: RunRecord) -> dict[str, Any]:
     """The scalar results of a record as W&B summary keys (metrics/..., timing/..., ...)."""
     values = to_dict(record)
-    keep = {k: values[k] for k in ("metrics", "timing", "n_params") if values[k] is not None}
+    keep = {
+        k: values[k] for k in ("metrics", "online", "timing", "n_params") if values[k] is not None
+    }
+    if "online" in keep:  # cost levels keyed by users in flight, so that each is a scalar key
+        cost = keep["online"].get("cost") or {}
+        levels = {f"users_{lv['users']}": lv for lv in cost.pop("levels", [])}
+        keep["online"]["cost"] = {**cost, **levels}
     keep["status"] = record.status.value
     if record.error:
         keep["error"] = record.error
@@ -182,7 +188,8 @@ def log_run(wandb, run, record: RunRecord, run_dir: Path) -> None:
     scores = Path(run_dir) / SCORES_FILE
     if record.status == RunStatus.ok and scores.exists():
         log_curves(wandb, run, scores)
-    files = [f for f in (scores, Path(run_dir) / CHECKPOINT_FILE) if f.exists()]
+    outputs = (scores, Path(run_dir) / ONLINE_SCORES_FILE, Path(run_dir) / CHECKPOINT_FILE)
+    files = [f for f in outputs if f.exists()]
     if files:
         artifact = wandb.Artifact(
             f"run-{record.run_id}", type="run-output", metadata={"status": record.status.value}

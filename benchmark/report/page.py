@@ -25,6 +25,13 @@ from typing import Any
 from benchmark.records.record import RunRecord
 from benchmark.records.store import EXPLANATIONS_FILE
 from benchmark.report import plots, render
+from benchmark.report.online import (
+    ONLINE_NOTE,
+    OnlineRow,
+    online_recommendations,
+    online_rows,
+    online_table,
+)
 from benchmark.report.selection import (
     Ablation,
     CrossSetting,
@@ -208,6 +215,8 @@ class Report:
     failures: list[RunRecord]
     hardware: str
     explained: list[Explained] = field(default_factory=list)  # top sequences' attention
+    online: list[OnlineRow] = field(default_factory=list)  # rows that replayed the stream
+    online_plots: dict[str, Path] = field(default_factory=dict)  # setting -> delay plot
 
 
 def fast_paths_text(environment: dict) -> str:
@@ -301,6 +310,15 @@ def build(root: Path, out_dir: Path | None = None) -> Report:
         if c.friedman is not None
     }
     unseen = seen_vs_unseen(records)
+    online = online_rows(rows)
+    online_plots = {
+        setting: plots.detection_delay(
+            [o for o in online if o.setting == setting],
+            f"Time to detection: {setting}",
+            plot_dir / f"detection-delay-{slug(setting)}",
+        )
+        for setting in sorted({o.setting for o in online})
+    }
     return Report(
         Path(root),
         out_dir,
@@ -312,6 +330,8 @@ def build(root: Path, out_dir: Path | None = None) -> Report:
         failed_records(records),
         hardware,
         explained(rows),
+        online,
+        {k: v for k, v in online_plots.items() if v is not None},
     )
 
 
@@ -432,6 +452,14 @@ def to_markdown(report: Report) -> str:
     for e in report.explained:
         out += ["", f"## Why it flagged them: {e.name}, {e.setting}", "", EXPLAINED_NOTE, ""]
         out += [f"- {line}" for line in explanation_lines(e.found, SHOWN_SEQUENCES)]
+    for setting, mine in online_by_setting(report.online):
+        out += ["", f"## Online detection: {setting}", "", ONLINE_NOTE, "", "### Recommendation"]
+        out += ["", *(f"- {line}" for line in online_recommendations(mine))]
+        out += ["", render.markdown(*online_table(mine))]
+        types = sorted({t for r in mine for t in r.per_type_rate})
+        if types:
+            out += ["", "Share of attacks detected, per type:", ""]
+            out += [render.markdown(*online_type_table(mine, types))]
     for a in report.ablations:
         out += ["", f"## What each modality buys: {a.detector}, {a.setting}", "", ABLATION_NOTE]
         out += ["", render.markdown(*ablation_table(a))]
@@ -536,6 +564,16 @@ ABLATION_NOTE = (
     "data lacks are never read): ROC-AUC with its 95% interval, and per anomaly type the mean "
     "ROC-AUC over seeds, each with its difference from the detector reading behaviour alone."
 )
+
+
+def online_by_setting(rows: list[OnlineRow]) -> list[tuple[str, list[OnlineRow]]]:
+    return [(s, [r for r in rows if r.setting == s]) for s in sorted({r.setting for r in rows})]
+
+
+def online_type_table(rows: list[OnlineRow], types: list[str]) -> tuple[list[str], list[list[str]]]:
+    return ["detector", *types], [
+        [r.name, *(fmt(r.per_type_rate.get(t)) for t in types)] for r in rows
+    ]
 
 
 def ablation_table(a: Ablation) -> tuple[list[str], list[list[str]]]:
@@ -730,6 +768,22 @@ def to_html(report: Report) -> str:
             f"<p>{html.escape(EXPLAINED_NOTE)}</p>",
             explanation_html(e.found, SHOWN_SEQUENCES),
         ]
+    for setting, mine in online_by_setting(report.online):
+        parts += [
+            f"<h2>Online detection: {html.escape(setting)}</h2>",
+            f"<p>{html.escape(ONLINE_NOTE)}</p>",
+            "<h3>Recommendation</h3><ul>",
+            *(f"<li>{_md_inline(line)}</li>" for line in online_recommendations(mine)),
+            "</ul>",
+            render.html_table(*online_table(mine)),
+        ]
+        types = sorted({t for r in mine for t in r.per_type_rate})
+        if types:
+            parts += [
+                "<h3>Share of attacks detected, per type</h3>",
+                render.html_table(*online_type_table(mine, types)),
+            ]
+        parts.append(_img(report.online_plots.get(setting), "time to detection"))
     for a in report.ablations:
         parts += [
             f"<h2>What each modality buys: {html.escape(a.detector)}, "

@@ -22,6 +22,7 @@ from benchmark.evaluation.stats import Friedman
 from benchmark.records.atomic import atomic_path
 from benchmark.records.record import RunRecord
 from benchmark.records.store import SCORES_FILE
+from benchmark.report.online import OnlineRow
 from benchmark.report.selection import Row, pareto_optimal
 
 
@@ -274,6 +275,34 @@ def training_curves(records: list[RunRecord], title: str, stem: Path) -> Path | 
     for ax in axes.ravel()[len(runs) :]:
         ax.axis("off")
     axes.ravel()[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def detection_delay(rows: list[OnlineRow], title: str, stem: Path) -> Path | None:
+    """Share of attacks detected vs events since the attack started: all attacks, then one
+    panel per anomaly type, a line per detector."""
+    if not rows:
+        return None
+    panels = list(dict.fromkeys(k for r in rows for k in r.curves))
+    cols = min(4, len(panels))
+    n_rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.2 * cols, 2.6 * n_rows), squeeze=False)
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        for r in rows:
+            curve = r.curves.get(panel)
+            if curve:
+                ax.plot(range(1, len(curve) + 1), curve, marker=".", ms=3, label=r.name)
+        ax.set_title("all attacks" if panel == "all" else panel, fontsize=8)
+        ax.set_xlabel("events since the attack started", fontsize=8)
+        ax.set_ylabel("share detected", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save(fig, stem)

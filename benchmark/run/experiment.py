@@ -53,6 +53,7 @@ from benchmark.records.tracking import LiveRun
 from benchmark.run.data import PreparedData, data_path, drops_text, prepare_data
 from benchmark.run.detect import detect, time_detector
 from benchmark.run.lease import heartbeat, held_elsewhere, holder, now, owner, try_lease
+from benchmark.run.replay import online_line, replay
 from benchmark.run.threads import resolve_threads
 from benchmark.timing.protocol import nvidia_smi
 from datasets.cache import input_files
@@ -265,7 +266,8 @@ def execute(config: Config, resolved: dict[str, Any], rid: str, run_dir: Path) -
 def stages(
     config: Config, record: RunRecord, run_dir: Path, phase: Phase, tracker: LiveRun
 ) -> None:
-    """Data, detector (build, train, score, evaluate) and timing, filling ``record``."""
+    """Data, detector (build, train, score, evaluate), online replay and timing, filling
+    ``record``."""
     check_device(config.model.name.value, config.framework.name.value, config.framework.device)
     phase("data")
     data_seed = config.seed if config.data_seed is None else config.data_seed
@@ -282,6 +284,10 @@ def stages(
     if config.save_arrays:
         save_arrays(prepared, run_dir)
     detector = detect(config, prepared, run_dir, record, phase, tracker.log_epoch)
+    if config.online.enabled:
+        phase("online")
+        record.online = replay(detector, prepared, config.online, run_dir)
+        log.info("online: %s", online_line(record.online))
     if config.timing.enabled:
         phase("timing")  # the metrics are in the record already: a failure here keeps them
         batch = record.oom_retry.retried_with if record.oom_retry else None

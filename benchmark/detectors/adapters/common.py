@@ -47,6 +47,26 @@ ID_FIELDS = (
 INSPECTED = ("attention_weights", "gates", "event_gates")
 
 
+# Objectives whose score a recurrent detector carries event by event (the masked objective
+# hides events in passes, each pass with a carry of its own: it rescans a window instead).
+STEPPED_OBJECTIVES = ("classify", "classify_type", "next_event", "forecast")
+STEPPED_MODELS = ("lstm", "gru")
+
+
+def steps_online(spec: DetectorSpec) -> bool:
+    """Whether the detector scores online from a carried state (else: a window rescan)."""
+    return (
+        spec.model.name.value in STEPPED_MODELS and spec.objective.name.value in STEPPED_OBJECTIVES
+    )
+
+
+def event_rows(source: SequenceArrays, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Flat events ``rows`` of ``source`` as a batch of one-event sequences, (k, 1) each."""
+    out = {name: column[rows][:, None] for name, column in source.events.items()}
+    out["mask"] = np.ones((len(rows), 1), dtype=bool)
+    return out
+
+
 class CheckpointError(UserError):
     """A checkpoint file that is missing, unreadable or for another model."""
 

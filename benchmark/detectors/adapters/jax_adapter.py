@@ -31,11 +31,13 @@ from benchmark.detectors.adapters.common import (
     BatchScores,
     bucket_width,
     detector_config,
+    event_rows,
     gather_scores,
     length_buckets,
     numpy_batch,
     reads_media,
     save_checkpoint,
+    steps_online,
     warmup_steps,
 )
 from benchmark.detectors.registry import DetectorSpec, Scores, register
@@ -162,6 +164,19 @@ def limit_cpu_threads(threads: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} {ONE_CPU_THREAD}".strip()
 
 
+def model_inputs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A NumPy batch in the dtypes the models take: float32 values, int32 ids."""
+    out = {}
+    for name, value in batch.items():
+        if name in FLOAT_FIELDS:
+            out[name] = value.astype(np.float32)
+        elif value.dtype.kind in "iu":
+            out[name] = value.astype(np.int32)
+        else:
+            out[name] = value
+    return out
+
+
 class JaxDetector:
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
@@ -281,12 +296,7 @@ class JaxDetector:
         index = np.concatenate([index, np.repeat(index[:1], size - n_real)])
         batch = numpy_batch(data, index, width, reads_media(self.cfg))
         batch["row_valid"] = np.arange(size) < n_real
-        for name, value in batch.items():
-            if name in FLOAT_FIELDS:
-                batch[name] = value.astype(np.float32)
-            elif value.dtype.kind in "iu":
-                batch[name] = value.astype(np.int32)
-        return jax.device_put(batch, self.device)
+        return jax.device_put(model_inputs(batch), self.device)
 
     def _chunks(self, n: int, order: np.ndarray | None = None):
         order = np.arange(n) if order is None else order
@@ -383,6 +393,11 @@ class JaxDetector:
         out = self._inspect(self.params, self.rest, self._batch(data, index, len(index)))
         return {k: np.asarray(v) for k, v in out.items()}
 
+    def stateful_scorer(self) -> JaxRecurrentScorer | None:
+        """The online scorer that carries each sequence's state (recurrent detectors with a
+        stepped objective); None: the harness rescans a window instead."""
+        return JaxRecurrentScorer(self) if steps_online(self.spec) else None
+
     def canonical_weights(self) -> dict[str, np.ndarray]:
         return to_canonical(nnx.merge(self.eval_graph, self.params, self.rest))
 
@@ -403,3 +418,71 @@ class JaxDetector:
 
 for _name in MODELS:
     register("jax", _name)(JaxDetector)
+
+
+class JaxRecurrentScorer:
+    """Scores events as they arrive: per sequence slot, each layer's carry and the
+    objective's running statistics (``jax_objectives.online_step``), in device tables updated
+    in place by one jitted step per push. Pushes are padded to a power of two of events (a few
+    compiled shapes) into a spare slot."""
+
+    kind = "carried state"
+
+    def __init__(self, detector: JaxDetector) -> None:
+        self.detector = detector
+        self._advance = jax.jit(self._advance_fn, donate_argnums=(2,))
+
+    def start(self, source: SequenceArrays, slots: int) -> None:
+        """Empty state for ``slots`` sequences whose events come from ``source``."""
+        cfg = self.detector.cfg
+        layers = (cfg.num_layers, slots + 1, cfg.hidden_dim)
+        tables = {
+            "hidden": jnp.zeros(layers),
+            "summary": jnp.zeros((slots + 1, cfg.hidden_dim)),
+            "total": jnp.zeros(slots + 1),
+            "count": jnp.zeros(slots + 1),
+        }
+        if self.detector.spec.model.name.value == "lstm":
+            tables["cell"] = jnp.zeros(layers)
+        self.tables = self.detector._committed(tables)
+        self.source, self.spare = source, slots
+
+    def state_bytes(self) -> int:
+        """Bytes of state one sequence holds."""
+        total = sum(t.size * t.dtype.itemsize for t in self.tables.values())
+        return total // (self.spare + 1)
+
+    def _advance_fn(self, params, rest, tables, slots, batch, first):
+        model = self.detector._model(self.detector.eval_graph, params, rest)
+        keep = (~first)[:, None]
+        names = ("hidden", "cell") if "cell" in tables else ("hidden",)
+        carries = [
+            tuple(tables[n][layer, slots] * keep for n in names)
+            for layer in range(tables["hidden"].shape[0])
+        ]
+        states, carries = model.step(batch, carries)
+        carried = (tables["summary"][slots], tables["total"][slots], tables["count"][slots])
+        score, carried = objectives.online_step(
+            model, batch, states[:, 0].astype(jnp.float32), carried, first, self.detector.objective
+        )
+        new = dict(tables)
+        for i, n in enumerate(names):
+            new[n] = tables[n].at[:, slots].set(jnp.stack([c[i] for c in carries]))
+        for n, value in zip(("summary", "total", "count"), carried, strict=True):
+            new[n] = tables[n].at[slots].set(value)
+        return score.astype(jnp.float32), new
+
+    def push(self, slots: np.ndarray, rows: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Events ``rows`` of the source, one for each of the distinct ``slots`` (``first``:
+        it opens its sequence): their online scores."""
+        k = len(slots)
+        pad = (1 << max(0, (k - 1).bit_length())) - k
+        slots = np.concatenate([slots, np.full(pad, self.spare)]).astype(np.int32)
+        rows = np.concatenate([rows, np.repeat(rows[:1], pad)])
+        first = np.concatenate([first, np.ones(pad, dtype=bool)])
+        batch = model_inputs(event_rows(self.source, rows))
+        d = self.detector
+        score, self.tables = self._advance(
+            d.params, d.rest, self.tables, *d._committed((slots, batch, first))
+        )
+        return np.asarray(score)[:k]

@@ -147,3 +147,25 @@ def loss(
         raise ValueError("the masked objective's loss needs the mask `hide`")
     nll = _token_nll(model(batch, hide), batch, shifted=False)
     return _weighted_mean(nll, hide & mask)
+
+
+def online_step(
+    model, batch: Batch, state: jax.Array, carried: tuple, first: jax.Array, objective: str
+) -> tuple[jax.Array, tuple]:
+    """The twin of ``torch_objectives.online_step``."""
+    summary, total, count = carried
+    ones = jnp.ones((first.shape[0], 1), bool)
+    if objective in ("classify", "classify_type"):
+        summary = jnp.where(first[:, None], state, jnp.maximum(summary, state))
+        out = model.heads(summary[:, None], state, ones)
+        if objective == "classify":
+            return out["sequence_logit"], (summary, total, count)
+        return not_normal_log_odds(out["class_logits"]), (summary, total, count)
+    before = model.heads(summary[:, None], summary, ones)  # predictions made at t - 1
+    if objective == "next_event":
+        value = _token_nll(before, batch, shifted=False)[:, 0]
+    else:
+        value = jnp.linalg.norm(before["forecast"] - forecast_targets(batch), axis=-1)[:, 0]
+    total = jnp.where(first, 0.0, total + value)
+    count = jnp.where(first, 0.0, count + 1.0)
+    return total / jnp.maximum(count, 1.0), (state, total, count)

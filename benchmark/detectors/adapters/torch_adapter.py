@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack
+from typing import cast
 
 import numpy as np
 import torch
@@ -30,12 +31,14 @@ from benchmark.detectors.adapters.common import (
     BatchScores,
     bucket_width,
     detector_config,
+    event_rows,
     gather_scores,
     length_buckets,
     lr_factor,
     numpy_batch,
     reads_media,
     save_checkpoint,
+    steps_online,
     warmup_steps,
 )
 from benchmark.detectors.registry import DetectorSpec, Scores, register
@@ -93,13 +96,18 @@ def to_batch(
     """Rows ``index`` as tensors, trimmed to ``width`` (default: the longest sequence among
     them; padding beyond it changes no score, and shorter batches are faster); with
     ``media``, each event's query words and item image."""
-    batch = {}
-    for name, rows in numpy_batch(arrays, index, width, media).items():
+    return as_tensors(numpy_batch(arrays, index, width, media), device)
+
+
+def as_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """A NumPy batch as model inputs: ids as int64, the mask as bool, the rest float32."""
+    out = {}
+    for name, rows in batch.items():
         dtype = (
             torch.long if name in ID_FIELDS else (torch.bool if name == "mask" else torch.float32)
         )
-        batch[name] = torch.as_tensor(rows, dtype=dtype, device=device)
-    return batch
+        out[name] = torch.as_tensor(rows, dtype=dtype, device=device)
+    return out
 
 
 class TorchDetector:
@@ -272,6 +280,11 @@ class TorchDetector:
             out = self.net(self.batch(data, np.asarray(index)))
         return {k: out[k].float().cpu().numpy() for k in INSPECTED if k in out}
 
+    def stateful_scorer(self) -> TorchRecurrentScorer | None:
+        """The online scorer that carries each sequence's state (recurrent detectors with a
+        stepped objective); None: the harness rescans a window instead."""
+        return TorchRecurrentScorer(self) if steps_online(self.spec) else None
+
     def canonical_weights(self) -> dict[str, np.ndarray]:
         """The framework-neutral weights (PyTorch names and layouts, float32 NumPy)."""
         return {
@@ -289,6 +302,60 @@ class TorchDetector:
             "objective": self.objective,
         }
         save_checkpoint(self.spec.run_dir, self.canonical_weights(), metadata)
+
+
+class TorchRecurrentScorer:
+    """Scores events as they arrive: per sequence slot, each layer's carry and the
+    objective's running statistics (``torch_objectives.online_step``), on the device."""
+
+    kind = "carried state"
+
+    def __init__(self, detector: TorchDetector) -> None:
+        self.detector = detector
+        self.model = cast(LSTMDetector, detector.model)  # GRUDetector is one too
+        self.lstm = isinstance(self.model.rnn, torch.nn.LSTM)
+
+    def start(self, source: SequenceArrays, slots: int) -> None:
+        """Empty state for ``slots`` sequences whose events come from ``source``."""
+        cfg, device = self.detector.cfg, self.detector.device
+        layers = (cfg.num_layers, slots, cfg.hidden_dim)
+        self.source = source
+        self.hidden = torch.zeros(layers, device=device)
+        self.cell = torch.zeros(layers, device=device) if self.lstm else None
+        self.summary = torch.zeros(slots, cfg.hidden_dim, device=device)
+        self.total = torch.zeros(slots, device=device)
+        self.count = torch.zeros(slots, device=device)
+
+    def state_bytes(self) -> int:
+        """Bytes of state one sequence holds."""
+        tables = [self.hidden, self.cell, self.summary, self.total, self.count]
+        total = sum(t.numel() * t.element_size() for t in tables if t is not None)
+        return total // self.summary.shape[0]
+
+    @torch.no_grad()
+    def push(self, slots: np.ndarray, rows: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Events ``rows`` of the source, one for each of the distinct ``slots`` (``first``:
+        it opens its sequence): their online scores."""
+        self.model.eval()
+        device = self.detector.device
+        batch = as_tensors(event_rows(self.source, rows), device)
+        at = torch.as_tensor(slots, device=device)
+        opens = torch.as_tensor(first, device=device)
+        keep = (~opens).float()[None, :, None]
+        hidden = self.hidden[:, at] * keep
+        carry = (hidden, self.cell[:, at] * keep) if self.cell is not None else hidden
+        with self.detector._context():
+            states, carry = self.model.step(batch, carry)
+            carried = (self.summary[at], self.total[at], self.count[at])
+            score, carried = objectives.online_step(
+                self.model, batch, states[:, 0].float(), carried, opens, self.detector.objective
+            )
+        if isinstance(carry, tuple) and self.cell is not None:
+            self.hidden[:, at], self.cell[:, at] = carry
+        elif isinstance(carry, torch.Tensor):
+            self.hidden[:, at] = carry
+        self.summary[at], self.total[at], self.count[at] = carried
+        return score.float().cpu().numpy()
 
 
 for _name in MODELS:

@@ -158,3 +158,34 @@ def loss(
         hide = mask & (draw < mask_prob)
     nll = _token_nll(model(batch, hide), batch, shifted=False)
     return (nll * hide).sum() / hide.sum().clamp(min=1)
+
+
+def online_step(
+    model,
+    batch: Batch,
+    state: torch.Tensor,
+    carried: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    first: torch.Tensor,
+    objective: str,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """A recurrent detector's online score after one more event per sequence: ``batch``
+    (B, 1), ``state`` (B, H) the top layer's state after it, ``first`` (B,) whether it opens
+    its sequence. ``carried`` is (summary (B, H), total (B,), count (B,)): the classifiers'
+    running maximum of the states, or the previous state and the running sum and count of
+    the per-event scores, whose mean is the score (as ``sequence_scores`` on the prefix)."""
+    summary, total, count = carried
+    ones = torch.ones_like(first)[:, None]
+    if objective in ("classify", "classify_type"):
+        summary = torch.where(first[:, None], state, torch.maximum(summary, state))
+        out = model.heads(summary[:, None], state, ones)
+        if objective == "classify":
+            return out["sequence_logit"], (summary, total, count)
+        return not_normal_log_odds(out["class_logits"]), (summary, total, count)
+    before = model.heads(summary[:, None], summary, ones)  # predictions made at t - 1
+    if objective == "next_event":
+        value = _token_nll(before, batch, shifted=False)[:, 0]
+    else:
+        value = (before["forecast"] - forecast_targets(batch)).norm(dim=-1)[:, 0]
+    total = torch.where(first, torch.zeros_like(total), total + value)
+    count = torch.where(first, torch.zeros_like(count), count + 1)
+    return total / count.clamp(min=1.0), (state, total, count)

@@ -1,0 +1,138 @@
+"""Alarms from online scores and how soon they come: the threshold fitted on validation
+prefixes, time to detection, false alarms (NumPy only).
+
+An alarm is an event whose online score reaches the threshold (as ``decide`` flags). An
+attack starts at a sequence's first injected event (its first event when the ground truth
+marks no single event, as real labels do); it is detected at the first alarm from there on,
+``delay`` events later (0: the first attacked event raised it). A sequence never alarmed from
+its start is undetected: counted and shown, never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmark.evaluation.metrics import fpr_threshold, roc_auc
+from benchmark.records.record import Detection, OnlineMetrics
+from datasets.features import SequenceArrays
+
+# Detection curves run to this many events after the attack's start; tables name a few.
+CURVE_EVENTS = 20
+WITHIN_EVENTS = (1, 3, 5, 10)
+
+
+def session_peaks(scores: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(N,) each sequence's highest online score (sequences hold at least one event)."""
+    return np.maximum.reduceat(scores, offsets[:-1]) if len(offsets) > 1 else np.zeros(0)
+
+
+def fit_alarm_threshold(peaks: np.ndarray, false_alarm_rate: float) -> float:
+    """The lowest threshold at which at most ``false_alarm_rate`` of the (normal, validation)
+    sequences with these ``peaks`` raise an alarm."""
+    return fpr_threshold(np.zeros(len(peaks), dtype=bool), peaks, false_alarm_rate)
+
+
+@dataclass(frozen=True)
+class Delays:
+    """Per sequence: where its attack starts and its first alarm from there (-1: none), as
+    positions and as seconds."""
+
+    start: np.ndarray  # (N,) position of the first attacked event (0 for normal sequences)
+    alarm: np.ndarray  # (N,) position of the first alarm at or after start, -1 if none
+    seconds: np.ndarray  # (N,) seconds from start to that alarm, NaN if none
+    early: np.ndarray  # (N,) bool: an alarm before the start
+
+
+def attack_starts(arrays: SequenceArrays) -> np.ndarray:
+    """(N,) position of each sequence's first injected event (0 where none is marked)."""
+    marked = arrays.events["event_label"].astype(bool)
+    position = np.arange(len(marked)) - np.repeat(arrays.offsets[:-1], arrays.length)
+    first = np.where(marked, position, np.iinfo(np.int64).max)
+    starts = np.minimum.reduceat(first, arrays.offsets[:-1]) if len(arrays) else first[:0]
+    return np.where(starts == np.iinfo(np.int64).max, 0, starts)
+
+
+def delays(
+    scores: np.ndarray, arrays: SequenceArrays, times: np.ndarray, threshold: float
+) -> Delays:
+    """First alarms of every sequence, from online ``scores`` and event ``times``."""
+    start = attack_starts(arrays)
+    sequence = np.repeat(np.arange(len(arrays)), arrays.length)
+    position = np.arange(len(scores)) - np.repeat(arrays.offsets[:-1], arrays.length)
+    alarm = scores >= threshold
+    after = alarm & (position >= start[sequence])
+    never = np.iinfo(np.int64).max
+    first = np.where(after, position, never)
+    first_alarm = np.minimum.reduceat(first, arrays.offsets[:-1]) if len(arrays) else first[:0]
+    found = first_alarm != never
+    alarm_row = arrays.offsets[:-1] + np.where(found, first_alarm, 0)
+    start_row = arrays.offsets[:-1] + start
+    seconds = np.where(found, times[alarm_row] - times[start_row], np.nan)
+    early_rows = alarm & (position < start[sequence])
+    early = np.bincount(sequence[early_rows], minlength=len(arrays)) > 0
+    return Delays(start, np.where(found, first_alarm, -1), seconds, early)
+
+
+def detection(d: Delays, rows: np.ndarray) -> Detection:
+    """Time to detection over sequences ``rows`` (anomalous ones)."""
+    alarm, start = d.alarm[rows], d.start[rows]
+    found = alarm >= 0
+    events = (alarm - start)[found]
+    n = len(rows)
+    curve = [
+        float(np.mean(found & (alarm - start < k))) if n else None
+        for k in range(1, CURVE_EVENTS + 1)
+    ]
+    return Detection(
+        sequences=n,
+        detected=int(found.sum()),
+        detection_rate=float(found.mean()) if n else None,
+        within_events=curve,
+        median_delay_events=float(np.median(events)) if len(events) else None,
+        mean_delay_events=float(np.mean(events)) if len(events) else None,
+        median_delay_seconds=float(np.median(d.seconds[rows][found])) if len(events) else None,
+        alarmed_before_attack=int(d.early[rows].sum()),
+    )
+
+
+def online_metrics(
+    scores: np.ndarray,
+    arrays: SequenceArrays,
+    times: np.ndarray,
+    threshold: float,
+    false_alarm_rate: float,
+    population: np.ndarray,
+    types: np.ndarray,
+    type_names: tuple[str, ...],
+) -> OnlineMetrics:
+    """The test stream's online figures: ``scores`` and ``times`` per flat event, ``population``
+    (N,) the sequences evaluated, ``types`` (N,) each one's anomaly type (-1: normal)."""
+    d = delays(scores, arrays, times, threshold)
+    label = arrays.label.astype(bool)
+    normal = np.flatnonzero(population & ~label)
+    anomalous = np.flatnonzero(population & label)
+    alarmed_normal = int((d.alarm[normal] >= 0).sum())
+    hours = float(times.max() - times.min()) / 3600.0 if len(times) else 0.0
+    in_population = np.repeat(population, arrays.length)
+    event_auc = roc_auc(arrays.events["event_label"][in_population], scores[in_population])
+    return OnlineMetrics(
+        threshold=threshold,
+        false_alarm_target=false_alarm_rate,
+        event_roc_auc=None if np.isnan(event_auc) else event_auc,
+        normal_sequences=len(normal),
+        alarmed_normal_sequences=alarmed_normal,
+        false_alarms_per_1000_sequences=(
+            1000.0 * alarmed_normal / len(normal) if len(normal) else None
+        ),
+        false_alarms_per_hour=alarmed_normal / hours if hours > 0 else None,
+        traffic_hours=hours,
+        events=int(in_population.sum()),
+        overall=detection(d, anomalous),
+        per_type={
+            name: detection(d, anomalous[types[anomalous] == t])
+            for t, name in enumerate(type_names)
+            if np.any(types[anomalous] == t)
+        },
+    )
