@@ -417,6 +417,9 @@ class OnlineConfig:
     threshold fitted on validation prefixes, and record time to detection."""
     false_alarm_rate: float = 0.05
     """Share of normal validation sequences allowed an alarm: fits the alarm threshold."""
+    per_user: bool = True
+    """Also alarm on each score minus its user's running level (the mean of their earlier
+    scores in the stream): a per-user adaptive threshold, fitted the same way."""
     concurrent_users: list[int] = field(default_factory=lambda: [1, 1000, 100000])
     """What per-event scoring costs is measured with this many sequences in flight."""
     events_per_call: int = 1024

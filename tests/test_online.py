@@ -12,7 +12,13 @@ from benchmark.detectors.adapters.jax_adapter import JaxDetector
 from benchmark.detectors.adapters.torch_adapter import TorchDetector
 from benchmark.detectors.baselines import MarkovDetector
 from benchmark.errors import ConfigError
-from benchmark.online.alarms import attack_starts, delays, detection, fit_alarm_threshold
+from benchmark.online.alarms import (
+    attack_starts,
+    delays,
+    detection,
+    fit_alarm_threshold,
+    user_relative,
+)
 from benchmark.online.cost import scoring_cost
 from benchmark.online.stream import (
     WindowScorer,
@@ -190,6 +196,19 @@ def test_time_to_detection_from_first_injected_event_to_first_alarm_after_it():
     assert curve[:3] == [0.0, 1.0, 1.0]
 
 
+def test_the_per_user_score_subtracts_the_users_earlier_mean_in_stream_order():
+    arrays = interleaved()  # sequences 0 and 2 belong to one user, 1 to another
+    arrays = replace(arrays, user_id=np.array([7, 3, 7]))
+    order = stream_order(arrays)  # rows 0, 3, 5, 4, 6, 1, 7, 2
+    scores = np.array([1.0, 2, 3, 10, 20, 4, 5, 6])
+    relative = user_relative(scores, arrays, order, start=0.5)
+    # user 7 in stream order: rows 0 (1), 5 (4), 6 (5), 1 (2), 7 (6), 2 (3)
+    expected = {0: 1 - 0.5, 5: 4 - 1, 6: 5 - 2.5, 1: 2 - 10 / 3, 7: 6 - 3, 2: 3 - 18 / 5}
+    # user 3: rows 3 (10), 4 (20)
+    expected.update({3: 10 - 0.5, 4: 20 - 10})
+    np.testing.assert_allclose(relative, [expected[i] for i in range(8)])
+
+
 def test_the_alarm_threshold_allows_the_false_alarm_share_on_validation():
     peaks = np.arange(100, dtype=np.float64)
     threshold = fit_alarm_threshold(peaks, 0.05)
@@ -240,11 +259,13 @@ def test_a_run_records_online_figures_that_the_saved_scores_reproduce(compose_co
             delays_events.append(alarms[0] - start)
         if not label[i] and alarms:
             alarmed_normal += 1
-    assert online.overall.detected == detected
-    assert online.overall.sequences == int(label.sum())
-    assert online.alarmed_normal_sequences == alarmed_normal
+    assert online.alarms.overall.detected == detected
+    assert online.alarms.overall.sequences == int(label.sum())
+    assert online.alarms.alarmed_normal_sequences == alarmed_normal
     if delays_events:
-        assert online.overall.median_delay_events == float(np.median(delays_events))
+        assert online.alarms.overall.median_delay_events == float(np.median(delays_events))
+    assert online.per_user is not None
+    assert online.per_user.overall.sequences == int(label.sum())
 
 
 def test_online_refuses_pca_scores():

@@ -594,13 +594,17 @@ def test_records_know_the_folder_they_were_found_in(tmp_path):
 def online_figures(within5: float, p99: float, users_rate: float) -> dict:
     curve = [within5 * min(1.0, k / 5) for k in range(1, 21)]
     detected = {"sequences": 10, "detected": 9, "detection_rate": 0.9, "within_events": curve}
-    return {
+    alarms = {
         "threshold": 1.0,
-        "false_alarm_target": 0.05,
-        "event_roc_auc": 0.8,
         "false_alarms_per_1000_sequences": 40.0,
         "overall": {**detected, "median_delay_events": 2.0, "median_delay_seconds": 30.0},
         "per_type": {"brushing": detected},
+    }
+    return {
+        "false_alarm_target": 0.05,
+        "event_roc_auc": 0.8,
+        "alarms": alarms,
+        "per_user": {**alarms, "false_alarms_per_1000_sequences": 30.0},
         "cost": {
             "scorer": "carried state",
             "state_bytes_per_user": 392,
@@ -630,9 +634,11 @@ def test_the_online_section_ranks_time_to_detection_within_latency_budgets(tmp_p
     row = next(line for line in section.splitlines() if line.startswith("| gru/torch"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2:7] == ["0.900 [0.900, 0.900]", "0.100", "0.300", "0.500", "0.500"]
+    assert cells[11:13] == ["0.500", "30"]  # the per-user rule: within 5 events, false alarms
     assert cells[-2:] == ["900", "90,000"]  # events/s at 1 and 1,000 users
     assert "lstm/torch" not in section  # no online figures, no online row
-    assert report.online_plots and all(p.exists() for p in report.online_plots.values())
+    assert report.online_plots
+    assert all(p.exists() for p in report.online_plots.values())
 
 
 def from_dict_online(values: dict) -> OnlineMetrics:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.evaluation.metrics import fpr_threshold, roc_auc
-from benchmark.records.record import Detection, OnlineMetrics
+from benchmark.records.record import Alarms, Detection
 from datasets.features import SequenceArrays
 
 # Detection curves run to this many events after the attack's start; tables name a few.
@@ -97,38 +97,32 @@ def detection(d: Delays, rows: np.ndarray) -> Detection:
     )
 
 
-def online_metrics(
+def alarm_figures(
     scores: np.ndarray,
     arrays: SequenceArrays,
     times: np.ndarray,
     threshold: float,
-    false_alarm_rate: float,
     population: np.ndarray,
     types: np.ndarray,
     type_names: tuple[str, ...],
-) -> OnlineMetrics:
-    """The test stream's online figures: ``scores`` and ``times`` per flat event, ``population``
-    (N,) the sequences evaluated, ``types`` (N,) each one's anomaly type (-1: normal)."""
+) -> Alarms:
+    """Alarms at ``threshold`` on the stream: ``scores`` and ``times`` per flat event,
+    ``population`` (N,) the sequences evaluated, ``types`` (N,) each one's anomaly type (-1:
+    normal)."""
     d = delays(scores, arrays, times, threshold)
     label = arrays.label.astype(bool)
     normal = np.flatnonzero(population & ~label)
     anomalous = np.flatnonzero(population & label)
     alarmed_normal = int((d.alarm[normal] >= 0).sum())
-    hours = float(times.max() - times.min()) / 3600.0 if len(times) else 0.0
-    in_population = np.repeat(population, arrays.length)
-    event_auc = roc_auc(arrays.events["event_label"][in_population], scores[in_population])
-    return OnlineMetrics(
+    hours = traffic_hours(times)
+    return Alarms(
         threshold=threshold,
-        false_alarm_target=false_alarm_rate,
-        event_roc_auc=None if np.isnan(event_auc) else event_auc,
         normal_sequences=len(normal),
         alarmed_normal_sequences=alarmed_normal,
         false_alarms_per_1000_sequences=(
             1000.0 * alarmed_normal / len(normal) if len(normal) else None
         ),
         false_alarms_per_hour=alarmed_normal / hours if hours > 0 else None,
-        traffic_hours=hours,
-        events=int(in_population.sum()),
         overall=detection(d, anomalous),
         per_type={
             name: detection(d, anomalous[types[anomalous] == t])
@@ -136,3 +130,35 @@ def online_metrics(
             if np.any(types[anomalous] == t)
         },
     )
+
+
+def traffic_hours(times: np.ndarray) -> float:
+    """The stream's span, first event to last, in hours."""
+    return float(times.max() - times.min()) / 3600.0 if len(times) else 0.0
+
+
+def event_roc_auc(scores: np.ndarray, arrays: SequenceArrays, population: np.ndarray):
+    """Every evaluated event's online score against its injected flag (None: one class)."""
+    events = np.repeat(population, arrays.length)
+    auc = roc_auc(arrays.events["event_label"][events], scores[events])
+    return None if np.isnan(auc) else auc
+
+
+def user_relative(
+    scores: np.ndarray, arrays: SequenceArrays, order: np.ndarray, start: float
+) -> np.ndarray:
+    """(events,) each online score minus the mean of its user's earlier scores in the stream
+    ``order`` (all their earlier events, earlier sequences included), or minus ``start``
+    where the user has none yet: the per-user adaptive score."""
+    users = np.repeat(arrays.user_id, arrays.length)[order]
+    by_user = np.lexsort((np.arange(len(order)), users))  # each user's events, in stream order
+    values, owner = scores[order][by_user], users[by_user]
+    opens = np.r_[True, owner[1:] != owner[:-1]]
+    group_start = np.maximum.accumulate(np.where(opens, np.arange(len(owner)), 0))
+    running = np.cumsum(values)
+    before = running - values - np.where(group_start > 0, running[group_start - 1], 0.0)
+    seen = np.arange(len(owner)) - group_start
+    level = np.where(seen > 0, before / np.maximum(seen, 1), start)
+    out = np.empty_like(scores)
+    out[order[by_user]] = values - level
+    return out

@@ -109,22 +109,32 @@ class Detection:
 
 
 @dataclass
-class OnlineMetrics:
-    """The test stream replayed event by event (``online.enabled``): alarms at a threshold
-    fitted on validation prefixes, time to detection, false alarms, and what per-event scoring
-    costs (``cost``: the stateful scorer's figures)."""
+class Alarms:
+    """Alarms at one threshold rule on the test stream: false alarms on normal sequences and
+    time to detection of the anomalous ones (``benchmark.online.alarms``)."""
 
-    threshold: float | None = None
-    false_alarm_target: float = 0.0  # share of normal validation sequences alarmed
-    event_roc_auc: float | None = None
+    threshold: float | None = None  # fitted on validation prefixes
     normal_sequences: int = 0
     alarmed_normal_sequences: int = 0
     false_alarms_per_1000_sequences: float | None = None
     false_alarms_per_hour: float | None = None
-    traffic_hours: float = 0.0
-    events: int = 0
     overall: Detection = field(default_factory=Detection)
     per_type: dict[str, Detection] = field(default_factory=dict)
+
+
+@dataclass
+class OnlineMetrics:
+    """The test stream replayed event by event (``online.enabled``): alarms at a threshold
+    fitted on validation prefixes (``alarms``; ``per_user``: on each score minus its user's
+    running level), the per-event ROC-AUC, and what per-event scoring costs (``cost``: the
+    stateful scorer's figures)."""
+
+    false_alarm_target: float = 0.0  # share of normal validation sequences alarmed
+    event_roc_auc: float | None = None
+    traffic_hours: float = 0.0
+    events: int = 0
+    alarms: Alarms = field(default_factory=Alarms)
+    per_user: Alarms | None = None
     cost: dict[str, Any] = field(default_factory=dict)
 
 

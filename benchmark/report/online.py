@@ -33,6 +33,8 @@ class OnlineRow:
     median_delay_seconds: float | None
     false_alarms_per_1000: float | None
     false_alarms_per_hour: float | None
+    per_user_within: float | None  # the per-user adaptive rule: detected within RANK_WITHIN
+    per_user_false_alarms_per_1000: float | None
     event_roc_auc: float | None
     curves: dict[str, list[float]]  # "all" and each type -> share detected by k = 1..
     per_type_rate: dict[str, float]
@@ -68,15 +70,18 @@ def online_row(row: Row) -> OnlineRow | None:
     found: list[OnlineMetrics] = [r.online for r in row.records if r.online is not None]
     if not found:
         return None
-    rates = [o.overall.detection_rate or 0.0 for o in found]
+    rates = [o.alarms.overall.detection_rate or 0.0 for o in found]
     if len(rates) > 1:
         ci = mean_ci(rates, bounds=UNIT)
         rate, low, high = ci.mean, ci.low, ci.high
     else:
         rate = low = high = rates[0]
-    types = sorted({t for o in found for t in o.per_type})
-    curves = {"all": _curve([o.overall for o in found])}
-    curves.update({t: _curve([o.per_type[t] for o in found if t in o.per_type]) for t in types})
+    alarms = [o.alarms for o in found]
+    types = sorted({t for a in alarms for t in a.per_type})
+    curves = {"all": _curve([a.overall for a in alarms])}
+    curves.update({t: _curve([a.per_type[t] for a in alarms if t in a.per_type]) for t in types})
+    per_user = [o.per_user for o in found if o.per_user is not None]
+    per_user_curve = _curve([a.overall for a in per_user])
     levels = [lv for o in found for lv in o.cost.get("levels", [])]
     users = sorted({int(lv["users"]) for lv in levels})
     return OnlineRow(
@@ -87,14 +92,18 @@ def online_row(row: Row) -> OnlineRow | None:
         detection_low=low,
         detection_high=high,
         within={k: curves["all"][k - 1] if k <= len(curves["all"]) else math.nan for k in WITHIN},
-        median_delay_events=_mean([o.overall.median_delay_events for o in found]),
-        median_delay_seconds=_mean([o.overall.median_delay_seconds for o in found]),
-        false_alarms_per_1000=_mean([o.false_alarms_per_1000_sequences for o in found]),
-        false_alarms_per_hour=_mean([o.false_alarms_per_hour for o in found]),
+        median_delay_events=_mean([a.overall.median_delay_events for a in alarms]),
+        median_delay_seconds=_mean([a.overall.median_delay_seconds for a in alarms]),
+        false_alarms_per_1000=_mean([a.false_alarms_per_1000_sequences for a in alarms]),
+        false_alarms_per_hour=_mean([a.false_alarms_per_hour for a in alarms]),
+        per_user_within=(
+            per_user_curve[RANK_WITHIN - 1] if len(per_user_curve) >= RANK_WITHIN else None
+        ),
+        per_user_false_alarms_per_1000=_mean([a.false_alarms_per_1000_sequences for a in per_user]),
         event_roc_auc=_mean([o.event_roc_auc for o in found]),
         curves=curves,
         per_type_rate={
-            t: _mean([o.per_type[t].detection_rate for o in found if t in o.per_type]) or 0.0
+            t: _mean([a.per_type[t].detection_rate for a in alarms if t in a.per_type]) or 0.0
             for t in types
         },
         scorer=str(found[0].cost.get("scorer", "")),
@@ -148,6 +157,8 @@ def online_table(rows: list[OnlineRow]) -> tuple[list[str], list[list[str]]]:
         "median delay (s)",
         "false alarms / 1,000 normal",
         "per-event ROC-AUC",
+        f"per-user rule: within {RANK_WITHIN}",
+        "per-user rule: false alarms / 1,000",
         "scorer",
         "state (bytes/user)",
         "p99 ms/event (1 user)",
@@ -163,6 +174,8 @@ def online_table(rows: list[OnlineRow]) -> tuple[list[str], list[list[str]]]:
             num(r.median_delay_seconds, ".0f"),
             num(r.false_alarms_per_1000, ".0f"),
             num(r.event_roc_auc, ".3f"),
+            num(r.per_user_within, ".3f"),
+            num(r.per_user_false_alarms_per_1000, ".0f"),
             r.scorer,
             "-" if r.state_bytes is None else f"{r.state_bytes:,}",
             num(r.latency_p99_ms, ".2f"),
@@ -178,7 +191,9 @@ ONLINE_NOTE = (
     "alarm where the score reaches a threshold fitted on validation prefixes (the share of "
     "normal validation sequences alarmed set by online.false_alarm_rate). Delay: events (and "
     "seconds) from an attack's first injected event to the first alarm from there on; "
-    "undetected attacks count against 'detected' and 'within k', never dropped. Cost: the "
+    "undetected attacks count against 'detected' and 'within k', never dropped. The per-user "
+    "rule alarms on each score minus its user's running level (the mean of their earlier "
+    "scores), with its own threshold fitted the same way. Cost: the "
     "stateful scorer's events/s with that many sequences in flight, and its p99 latency per "
     "call with one (wall time on the report's hardware; compare within one report)."
 )

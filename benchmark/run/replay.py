@@ -11,7 +11,14 @@ import numpy as np
 
 from benchmark.config import OnlineConfig
 from benchmark.detectors.registry import Detector, NeuralDetector
-from benchmark.online.alarms import fit_alarm_threshold, online_metrics, session_peaks
+from benchmark.online.alarms import (
+    alarm_figures,
+    event_roc_auc,
+    fit_alarm_threshold,
+    session_peaks,
+    traffic_hours,
+    user_relative,
+)
 from benchmark.online.cost import scoring_cost
 from benchmark.online.stream import (
     StatefulScorer,
@@ -21,7 +28,7 @@ from benchmark.online.stream import (
     stream_order,
 )
 from benchmark.records.atomic import atomic_path
-from benchmark.records.record import OnlineMetrics
+from benchmark.records.record import Alarms, OnlineMetrics
 from benchmark.records.store import ONLINE_SCORES_FILE
 from benchmark.run.data import PreparedData
 from benchmark.run.detect import population
@@ -35,25 +42,33 @@ def replay(
         return detector.score(arrays).sequence
 
     val, test = prepared.arrays["val"], prepared.arrays["test"]
-    val_scores = online_scores(score, val)
+    val_scores, test_scores = online_scores(score, val), online_scores(score, test)
     normal_val = population(prepared, "val") & ~val.label.astype(bool)
-    peaks = session_peaks(val_scores, val.offsets)[normal_val]
-    threshold = fit_alarm_threshold(peaks, cfg.false_alarm_rate)
-    test_scores = online_scores(score, test)
-    times = event_times(test)
-    labelled = prepared.labelled["test"]
-    in_population = population(prepared, "test")
-    save_online_scores(run_dir / ONLINE_SCORES_FILE, test, test_scores, times, threshold)
-    metrics = online_metrics(
-        test_scores,
-        test,
-        times,
-        threshold,
-        cfg.false_alarm_rate,
-        in_population,
-        labelled.anomaly_type,
-        labelled.type_names,
+    threshold = fit_alarm_threshold(
+        session_peaks(val_scores, val.offsets)[normal_val], cfg.false_alarm_rate
     )
+    times = event_times(test)
+    save_online_scores(run_dir / ONLINE_SCORES_FILE, test, test_scores, times, threshold)
+    labelled, in_population = prepared.labelled["test"], population(prepared, "test")
+
+    def alarms(scores: np.ndarray, at: float) -> Alarms:
+        types = labelled.anomaly_type, labelled.type_names
+        return alarm_figures(scores, test, times, at, in_population, *types)
+
+    metrics = OnlineMetrics(
+        false_alarm_target=cfg.false_alarm_rate,
+        event_roc_auc=event_roc_auc(test_scores, test, in_population),
+        traffic_hours=traffic_hours(times),
+        events=int(np.repeat(in_population, test.length).sum()),
+        alarms=alarms(test_scores, threshold),
+    )
+    if cfg.per_user:
+        # a user without history starts from the typical normal validation event's score
+        start = float(np.median(val_scores[np.repeat(normal_val, val.length)]))
+        val_relative = user_relative(val_scores, val, stream_order(val), start)
+        peaks = session_peaks(val_relative, val.offsets)[normal_val]
+        relative = user_relative(test_scores, test, stream_order(test), start)
+        metrics.per_user = alarms(relative, fit_alarm_threshold(peaks, cfg.false_alarm_rate))
     if cfg.cost_seconds > 0:
         metrics.cost = online_cost(stateful_scorer(detector), test, cfg)
     return metrics
@@ -99,10 +114,10 @@ def save_online_scores(
 def online_line(online: OnlineMetrics) -> str:
     """'detected 151/177 (median 2 events after the attack began), 41 false alarms per 1,000
     normal sequences, per-event ROC-AUC 0.874'."""
-    overall = online.overall
+    overall = online.alarms.overall
     delay = overall.median_delay_events
     median = "" if delay is None else f" (median {delay:g} events after the attack began)"
-    per_1000 = online.false_alarms_per_1000_sequences
+    per_1000 = online.alarms.false_alarms_per_1000_sequences
     alarms = "no normal sequences" if per_1000 is None else f"{per_1000:.0f} false alarms"
     auc = online.event_roc_auc
     return (
