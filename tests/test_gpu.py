@@ -139,3 +139,31 @@ def test_jax_cudnn_lstm_scores_like_the_scan_and_trains(smoke_data):
         )
     fit = fused.fit(train, val)
     assert all(np.isfinite(h["train_loss"]) for h in fit["history"])
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_carried_state_on_the_gpu_scores_the_cpu_prefix_pass(smoke_data, model, framework):
+    """The stateful scorer's tables on the device, fed the stream in time order: the CPU's
+    offline scores of every prefix, to float tolerance; and its cost figures at 10,000
+    sequences in flight."""
+    from benchmark.online.cost import scoring_cost
+    from benchmark.online.stream import online_scores, replay
+
+    if framework == "jax":
+        jax_on_gpu()
+    config, prepared = smoke_data
+    stream = prepared.arrays["test"].take(np.arange(40))
+    gpu = create(
+        model, framework, spec_for(config, prepared, model, "classify", "cuda", "fp32", framework)
+    )
+    cpu = create(
+        model, framework, spec_for(config, prepared, model, "classify", "cpu", "fp32", framework)
+    )
+    cpu.load_weights(gpu.canonical_weights())
+    expected = online_scores(lambda a: cpu.score(a).sequence, stream)
+    np.testing.assert_allclose(
+        replay(gpu.stateful_scorer(), stream, most=16), expected, rtol=1e-4, atol=1e-4
+    )
+    figures = scoring_cost(gpu.stateful_scorer(), stream, 10_000, 1024, seconds=0.5)
+    assert figures["events_per_s"] > 0
