@@ -127,7 +127,13 @@ def online_recommendations(rows: list[OnlineRow]) -> list[str]:
     most attacks within ``RANK_WITHIN`` events among those that fit it."""
     lines = []
     for budget in BUDGETS_MS:
-        fits = [r for r in rows if r.latency_p99_ms is not None and r.latency_p99_ms <= budget]
+        fits = [
+            r
+            for r in rows
+            if r.latency_p99_ms is not None
+            and r.latency_p99_ms <= budget
+            and not math.isnan(r.within[RANK_WITHIN])
+        ]
         if not fits:
             lines.append(f"p99 per event <= {budget:g} ms: no detector fits")
             continue
@@ -141,45 +147,59 @@ def online_recommendations(rows: list[OnlineRow]) -> list[str]:
     return lines
 
 
-def online_table(rows: list[OnlineRow]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the online table."""
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None or math.isnan(value) else format(value, spec)
 
-    def num(value: float | None, spec: str) -> str:
-        return "-" if value is None or math.isnan(value) else format(value, spec)
 
-    users = sorted({u for r in rows for u in r.events_per_s})
+def detection_table(rows: list[OnlineRow]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of how soon and how often each detector raises alarms."""
     header = [
         "detector",
         "seeds",
         "detected [95% CI]",
         *(f"within {k}" for k in WITHIN),
-        "median delay (events)",
-        "median delay (s)",
-        "false alarms / 1,000 normal",
+        "median delay: events",
+        "median delay: s",
+        "false alarms per 1,000",
         "per-event ROC-AUC",
         f"per-user rule: within {RANK_WITHIN}",
-        "per-user rule: false alarms / 1,000",
-        "scorer",
-        "state (bytes/user)",
-        "p99 ms/event (1 user)",
-        *(f"events/s ({u:,} users)" for u in users),
+        "per-user rule: false alarms",
     ]
     body = [
         [
             r.name,
             str(r.seeds),
             f"{r.detection_rate:.3f} [{r.detection_low:.3f}, {r.detection_high:.3f}]",
-            *(num(r.within[k], ".3f") for k in WITHIN),
-            num(r.median_delay_events, ".1f"),
-            num(r.median_delay_seconds, ".0f"),
-            num(r.false_alarms_per_1000, ".0f"),
-            num(r.event_roc_auc, ".3f"),
-            num(r.per_user_within, ".3f"),
-            num(r.per_user_false_alarms_per_1000, ".0f"),
+            *(_num(r.within[k], ".3f") for k in WITHIN),
+            _num(r.median_delay_events, ".1f"),
+            _num(r.median_delay_seconds, ".0f"),
+            _num(r.false_alarms_per_1000, ".0f"),
+            _num(r.event_roc_auc, ".3f"),
+            _num(r.per_user_within, ".3f"),
+            _num(r.per_user_false_alarms_per_1000, ".0f"),
+        ]
+        for r in rows
+    ]
+    return header, body
+
+
+def cost_table(rows: list[OnlineRow]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of what scoring each event costs each detector."""
+    users = sorted({u for r in rows for u in r.events_per_s})
+    header = [
+        "detector",
+        "scorer",
+        "state, bytes per user",
+        "p99 ms per event, 1 user",
+        *(f"events/s, {u:,} users" for u in users),
+    ]
+    body = [
+        [
+            r.name,
             r.scorer,
             "-" if r.state_bytes is None else f"{r.state_bytes:,}",
-            num(r.latency_p99_ms, ".2f"),
-            *(num(r.events_per_s.get(u), ",.0f") for u in users),
+            _num(r.latency_p99_ms, ".2f"),
+            *(_num(r.events_per_s.get(u), ",.0f") for u in users),
         ]
         for r in rows
     ]
@@ -191,7 +211,8 @@ ONLINE_NOTE = (
     "alarm where the score reaches a threshold fitted on validation prefixes (the share of "
     "normal validation sequences alarmed set by online.false_alarm_rate). Delay: events (and "
     "seconds) from an attack's first injected event to the first alarm from there on; "
-    "undetected attacks count against 'detected' and 'within k', never dropped. The per-user "
+    "undetected attacks count against 'detected' and 'within k' (the share detected within k "
+    "events), never dropped; false alarms: normal test sequences alarmed, per 1,000. The per-user "
     "rule alarms on each score minus its user's running level (the mean of their earlier "
     "scores), with its own threshold fitted the same way. Cost: the "
     "stateful scorer's events/s with that many sequences in flight, and its p99 latency per "

@@ -28,9 +28,10 @@ from benchmark.report import plots, render
 from benchmark.report.online import (
     ONLINE_NOTE,
     OnlineRow,
+    cost_table,
+    detection_table,
     online_recommendations,
     online_rows,
-    online_table,
 )
 from benchmark.report.selection import (
     Ablation,
@@ -455,7 +456,8 @@ def to_markdown(report: Report) -> str:
     for setting, mine in online_by_setting(report.online):
         out += ["", f"## Online detection: {setting}", "", ONLINE_NOTE, "", "### Recommendation"]
         out += ["", *(f"- {line}" for line in online_recommendations(mine))]
-        out += ["", render.markdown(*online_table(mine))]
+        out += ["", render.markdown(*detection_table(mine))]
+        out += ["", "What scoring each event costs:", "", render.markdown(*cost_table(mine))]
         types = sorted({t for r in mine for t in r.per_type_rate})
         if types:
             out += ["", "Share of attacks detected, per type:", ""]
@@ -775,7 +777,9 @@ def to_html(report: Report) -> str:
             "<h3>Recommendation</h3><ul>",
             *(f"<li>{_md_inline(line)}</li>" for line in online_recommendations(mine)),
             "</ul>",
-            render.html_table(*online_table(mine)),
+            render.html_table(*detection_table(mine)),
+            "<h3>What scoring each event costs</h3>",
+            render.html_table(*cost_table(mine)),
         ]
         types = sorted({t for r in mine for t in r.per_type_rate})
         if types:
