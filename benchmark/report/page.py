@@ -548,9 +548,10 @@ def explanation_html(found: dict, shown: int) -> str:
             style = f"background:rgba(200,40,40,{shade:.2f});" + (
                 "text-decoration:underline;" if e["injected"] else ""
             )
+            query = "<small> (query)</small>" if e["searched"] else ""  # text: no emoji font needed
             cells.append(
                 f'<span class="event" style="{style}" title="{html.escape(title)}">'
-                f"{html.escape(e['event_type'])}{' &#128269;' if e['searched'] else ''}</span>"
+                f"{html.escape(e['event_type'])}{query}</span>"
             )
         weights = modality_weights_text(sequence.get("modality_weights", {}))
         parts.append(
