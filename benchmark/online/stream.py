@@ -148,7 +148,8 @@ class WindowScorer:
     masked objective, the baselines): each new event rescores its sequence so far, at most
     ``dataset.sequence.max_length`` events, as a whole. Bidirectional attention changes
     every earlier state when an event arrives, so nothing can be carried; a slot holds the
-    window of events (here the replayed source holds them, and the slot where they are)."""
+    window of events (here the replayed source holds them: an event's window is its
+    sequence up to it)."""
 
     kind = "window rescan"
 
@@ -158,19 +159,13 @@ class WindowScorer:
     def start(self, source: SequenceArrays, slots: int) -> None:
         self.source = source
         self.sequence_of = event_sequences(source)
-        self.sequence = np.full(slots, -1, dtype=np.int64)
-        self.length = np.zeros(slots, dtype=np.int64)
 
     def state_bytes(self) -> int:
         """A window of events: every per-event column at its width, and a length."""
         per_event = sum(c.dtype.itemsize for c in self.source.events.values())
-        return self.source.width * per_event + self.length.dtype.itemsize
+        return self.source.width * per_event + np.dtype(np.int64).itemsize
 
     def push(self, slots: np.ndarray, rows: np.ndarray, first: np.ndarray) -> np.ndarray:
         sequence = self.sequence_of[rows]
-        follows = self.sequence[slots] == sequence
-        if not np.all(first | follows):
-            raise ValueError("an event pushed into a slot that holds another sequence")
-        self.sequence[slots] = sequence
-        self.length[slots] = np.where(first, 1, self.length[slots] + 1)
-        return self.score(cut(self.source, sequence, self.length[slots]))
+        lengths = rows - self.source.offsets[sequence] + 1
+        return self.score(cut(self.source, sequence, lengths))
