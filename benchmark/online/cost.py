@@ -5,9 +5,10 @@ Each of ``users`` slots replays a sequence of the source (drawn at random, a new
 ends), from a random point of it, so that the sequences in flight are as far along as in a
 steady stream (a window rescan's cost grows with that); a call takes the next event of up to
 ``most`` slots, round robin, as a server batching the events that arrived in one tick would.
-Events/s counts the time spent in the scorer's calls only. An event waits for its whole call, so the call's
-latency is each of its events' latency. Timed with ``time.perf_counter`` after warm-up calls
-(which compile what the framework compiles); wall time, so compare within one run.
+Events/s counts the time spent in the scorer's calls only. An event waits for its whole call,
+so the call's latency is each of its events' latency. Timed with ``time.perf_counter`` after
+warm-up calls (which compile what the framework compiles); wall time, so compare within one
+run.
 """
 
 from __future__ import annotations
