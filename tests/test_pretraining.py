@@ -50,6 +50,9 @@ class FakeDetector:
     def inspect(self, data, index):
         raise AssertionError("pretraining never inspects")
 
+    def stateful_scorer(self):
+        raise AssertionError("pretraining never scores online")
+
     n_params = 5
     modalities_used = ("behaviour",)
 
