@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.evaluation.metrics import fpr_threshold, roc_auc
+from benchmark.online.stream import event_positions, event_sequences
 from benchmark.records.record import Alarms, Detection
 from datasets.features import SequenceArrays
 
-# Detection curves run to this many events after the attack's start; tables name a few.
+# Detection curves run to this many events after the attack's start.
 CURVE_EVENTS = 20
-WITHIN_EVENTS = (1, 3, 5, 10)
 
 
 def session_peaks(scores: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ class Delays:
 def attack_starts(arrays: SequenceArrays) -> np.ndarray:
     """(N,) position of each sequence's first injected event (0 where none is marked)."""
     marked = arrays.events["event_label"].astype(bool)
-    position = np.arange(len(marked)) - np.repeat(arrays.offsets[:-1], arrays.length)
+    position = event_positions(arrays)
     first = np.where(marked, position, np.iinfo(np.int64).max)
     starts = np.minimum.reduceat(first, arrays.offsets[:-1]) if len(arrays) else first[:0]
     return np.where(starts == np.iinfo(np.int64).max, 0, starts)
@@ -59,8 +59,7 @@ def delays(
 ) -> Delays:
     """First alarms of every sequence, from online ``scores`` and event ``times``."""
     start = attack_starts(arrays)
-    sequence = np.repeat(np.arange(len(arrays)), arrays.length)
-    position = np.arange(len(scores)) - np.repeat(arrays.offsets[:-1], arrays.length)
+    sequence, position = event_sequences(arrays), event_positions(arrays)
     alarm = scores >= threshold
     after = alarm & (position >= start[sequence])
     never = np.iinfo(np.int64).max

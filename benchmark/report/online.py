@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from benchmark.evaluation.stats import mean_ci
 from benchmark.records.record import Detection, OnlineMetrics
-from benchmark.report.selection import Row
+from benchmark.report.selection import Row, _median
+from benchmark.report.selection import _mean as mean_of_defined
 
 WITHIN = (1, 3, 5, 10)  # the "detected within k events" columns
 BUDGETS_MS = (1.0, 10.0, 100.0)  # per-event latency budgets the recommendation names
@@ -45,16 +46,9 @@ class OnlineRow:
 
 
 def _mean(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else None
-
-
-def _median(values: list[float]) -> float | None:
-    kept = sorted(values)
-    if not kept:
-        return None
-    mid = len(kept) // 2
-    return kept[mid] if len(kept) % 2 else (kept[mid - 1] + kept[mid]) / 2
+    """The mean of the defined values; None where there is none."""
+    mean = mean_of_defined(values)
+    return None if math.isnan(mean) else mean
 
 
 def _curve(detections: list[Detection]) -> list[float]:

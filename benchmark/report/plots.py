@@ -256,9 +256,7 @@ def training_curves(records: list[RunRecord], title: str, stem: Path) -> Path | 
     runs = [r for r in records if r.training.get("history")]
     if not runs:
         return None
-    cols = min(4, len(runs))
-    rows = math.ceil(len(runs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = panel_grid(len(runs))
     for ax, r in zip(axes.ravel(), runs, strict=False):
         hist = r.training["history"]
         epochs = [h["epoch"] for h in hist]
@@ -270,14 +268,7 @@ def training_curves(records: list[RunRecord], title: str, stem: Path) -> Path | 
         ax.set_title(f"{r.model}/{r.framework}/{r.objective}", fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel(f"{r.objective} loss", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes.ravel()[len(runs) :]:
-        ax.axis("off")
-    axes.ravel()[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save(fig, stem)
+    return finish_panels(fig, axes, len(runs), title, stem, legend_size=7)
 
 
 def detection_delay(rows: list[OnlineRow], title: str, stem: Path) -> Path | None:
@@ -286,9 +277,7 @@ def detection_delay(rows: list[OnlineRow], title: str, stem: Path) -> Path | Non
     if not rows:
         return None
     panels = list(dict.fromkeys(k for r in rows for k in r.curves))
-    cols = min(4, len(panels))
-    n_rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(3.2 * cols, 2.6 * n_rows), squeeze=False)
+    fig, axes = panel_grid(len(panels))
     for ax, panel in zip(axes.ravel(), panels, strict=False):
         for r in rows:
             curve = r.curves.get(panel)
@@ -298,11 +287,25 @@ def detection_delay(rows: list[OnlineRow], title: str, stem: Path) -> Path | Non
         ax.set_xlabel("events since the attack started", fontsize=8)
         ax.set_ylabel("share detected", fontsize=8)
         ax.set_ylim(0, 1)
+    return finish_panels(fig, axes, len(panels), title, stem, legend_size=6)
+
+
+def panel_grid(n: int):
+    """A figure of ``n`` small panels, four to a row."""
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    return plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+
+
+def finish_panels(fig, axes, n: int, title: str, stem: Path, legend_size: int) -> Path:
+    """Small ticks and a grid on the ``n`` panels used, the rest hidden, the legend on the
+    first, the title; written as ``stem``.png and .svg."""
+    for ax in axes.ravel()[:n]:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in axes.ravel()[len(panels) :]:
+    for ax in axes.ravel()[n:]:
         ax.axis("off")
-    axes.ravel()[0].legend(fontsize=6)
+    axes.ravel()[0].legend(fontsize=legend_size)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save(fig, stem)

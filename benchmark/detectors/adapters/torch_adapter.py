@@ -325,6 +325,7 @@ class TorchRecurrentScorer:
         self.summary = torch.zeros(slots, cfg.hidden_dim, device=device)
         self.total = torch.zeros(slots, device=device)
         self.count = torch.zeros(slots, device=device)
+        self.model.eval()  # here, not per push: it walks every module
 
     def state_bytes(self) -> int:
         """Bytes of state one sequence holds."""
@@ -336,7 +337,6 @@ class TorchRecurrentScorer:
     def push(self, slots: np.ndarray, rows: np.ndarray, first: np.ndarray) -> np.ndarray:
         """Events ``rows`` of the source, one for each of the distinct ``slots`` (``first``:
         it opens its sequence): their online scores."""
-        self.model.eval()
         device = self.detector.device
         batch = as_tensors(event_rows(self.source, rows), device)
         at = torch.as_tensor(slots, device=device)
