@@ -67,6 +67,13 @@ class ObjectiveName(Enum):
     forecast = "forecast"
 
 
+class Pool(StrEnum):
+    """How a sequence's event scores become its score."""
+
+    mean = "mean"
+    max = "max"  # a sequence flagged when any of its events is: a per-event threshold
+
+
 # Choices a config value takes; OmegaConf refuses any other at composition, naming the allowed
 # ones. StrEnums compare equal to their values, so code and records read them as strings.
 class SessionBy(StrEnum):
@@ -319,6 +326,10 @@ class ObjectiveConfig:
     """Share of events masked (masked objective)."""
     top_k: int = 10
     """k of the top-k miss rate (next_event objective)."""
+    pool: Pool = Pool.mean
+    """The objectives that score events (next_event, forecast, masked): a sequence's score is
+    the mean of its events' scores, or their maximum (a threshold on it flags a sequence when
+    any of its events exceeds it, as a per-time-point threshold does)."""
 
 
 @dataclass
@@ -599,6 +610,11 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(
             f"model.share_layers=true applies to transformer and multimodal, not "
             f"{cfg.model.name.value}: drop it or pick model=transformer"
+        )
+    if cfg.model.lag_window and cfg.model.name.value in ("transformer", "multimodal"):
+        raise ConfigError(
+            f"model.lag_window={cfg.model.lag_window} applies to lstm and gru (the baselines "
+            f"ignore it), not {cfg.model.name.value}: set it to 0 or pick model=lstm"
         )
     for key, value in (
         ("pca.components", cfg.pca.components),

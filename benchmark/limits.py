@@ -82,6 +82,8 @@ LIMITS: dict[str, Limit] = {
     "model.num_heads": AT_LEAST_1,
     "model.num_layers": AT_LEAST_1,
     "model.dropout": SHARE,
+    "model.head_dropout": SHARE,
+    "model.lag_window": Limit(0, hint="(0: the whole history)"),
     "framework.scan_unroll": AT_LEAST_1,
     "framework.dense_embedding_grad_rows": Limit(0, hint="(0: never; null: per device)"),
     "objective.mask_prob": OPEN_SHARE,

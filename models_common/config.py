@@ -36,6 +36,17 @@ class Fusion(StrEnum):
     softmax gate over the modality summaries of the sequence."""
 
 
+class Head(StrEnum):
+    """What a sequence classifier's output layer reads."""
+
+    pooled_max = "pooled_max"
+    """The pooled summary beside the element-wise maximum of the events' states, so that an
+    anomaly confined to a few events of a long sequence is not averaged (or forgotten) away."""
+    pooled = "pooled"
+    """The pooled summary alone: a recurrent model's state at the last event, an attention
+    model's mean state (the articles' classifiers)."""
+
+
 # The multimodal detector's modalities, in the order of its gates (both frameworks).
 MODALITIES: tuple[str, ...] = (
     "behaviour",
@@ -69,6 +80,18 @@ class ModelSizes:
     """Dropout on embeddings and between layers (off in eval mode)."""
     fusion: Fusion = Fusion.early
     """Multimodal: where the modalities meet (see Fusion)."""
+    head: Head = Head.pooled_max
+    """Sequence classifiers: what the output layer reads (see Head)."""
+    event_head: bool = True
+    """Binary classifier: a second output per event, trained on the injected events' labels
+    beside the sequence label (its scores localise an anomaly); false: the sequence output
+    alone."""
+    head_dropout: float = 0.0
+    """Sequence classifiers: dropout on the summary the output layer reads (training only)."""
+    lag_window: int = 0
+    """Recurrent models: each event's state from the last ``lag_window`` events alone (a
+    fresh recurrence over that window, the earliest windows filled with zero inputs on the
+    left); 0: from the whole history."""
     text_dim: int = 32
     """Multimodal: width of the query-word embeddings the text encoder averages (the
     fifth article: 100)."""

@@ -17,7 +17,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models_common.config import DROP_BITS, FORECAST_DIM, DetectorConfig, kept_decisions
+from models_common.config import (
+    DROP_BITS,
+    FORECAST_DIM,
+    DetectorConfig,
+    Head,
+    kept_decisions,
+)
 
 LN_EPS = 1e-5
 INIT_STD = 0.02  # GPT-2 style init, as models_torch.layers.init_weights
@@ -247,11 +253,15 @@ class Heads(nnx.Module):
 
     def __init__(self, cfg: DetectorConfig, width: int, rngs: nnx.Rngs) -> None:
         self.objective = cfg.objective
+        self.head = cfg.head
+        summary = 2 * width if cfg.head == Head.pooled_max else width
+        # Built only when it drops: a dropout module takes its own random stream.
+        self.summary_dropout = Dropout(cfg.head_dropout, rngs) if cfg.head_dropout > 0 else None
         if cfg.objective == "classify":
-            self.sequence = linear(2 * width, 1, rngs)
-            self.event = linear(width, 1, rngs)
+            self.sequence = linear(summary, 1, rngs)
+            self.event = linear(width, 1, rngs) if cfg.event_head else None
         elif cfg.objective == "classify_type":
-            self.classes = linear(2 * width, cfg.n_classes, rngs)
+            self.classes = linear(summary, cfg.n_classes, rngs)
         elif cfg.objective in ("next_event", "masked"):
             self.type_logits = linear(width, cfg.n_event_types, rngs)
             self.item_logits = linear(width, cfg.n_items, rngs)
@@ -261,18 +271,22 @@ class Heads(nnx.Module):
         else:
             raise ValueError(f"unknown objective {cfg.objective!r}")
 
+    def summary(self, states: jax.Array, pooled: jax.Array, mask: jax.Array) -> jax.Array:
+        """What a sequence classifier's output layer reads (B, summary width)."""
+        if self.head == Head.pooled_max:
+            pooled = jnp.concatenate([pooled, masked_max(states, mask)], axis=-1)
+        return pooled if self.summary_dropout is None else self.summary_dropout(pooled)
+
     def __call__(self, states: jax.Array, pooled: jax.Array, mask: jax.Array) -> dict:
         # float32 outputs under bf16 (the adapter leaves these parameters in float32 too).
         states, pooled = states.astype(jnp.float32), pooled.astype(jnp.float32)
         if self.objective == "classify":
-            summary = jnp.concatenate([pooled, masked_max(states, mask)], axis=-1)
-            return {
-                "sequence_logit": self.sequence(summary)[:, 0],
-                "event_logit": self.event(states)[..., 0],
-            }
+            out = {"sequence_logit": self.sequence(self.summary(states, pooled, mask))[:, 0]}
+            if self.event is not None:
+                out["event_logit"] = self.event(states)[..., 0]
+            return out
         if self.objective == "classify_type":
-            summary = jnp.concatenate([pooled, masked_max(states, mask)], axis=-1)
-            return {"class_logits": self.classes(summary)}
+            return {"class_logits": self.classes(self.summary(states, pooled, mask))}
         if self.objective in ("next_event", "masked"):
             return {
                 "type_logits": self.type_logits(states),

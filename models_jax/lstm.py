@@ -15,6 +15,9 @@ taken at the last real event (the scan's run on through the padding); every outp
 read is the same. ``"cudnn_reference"`` is JAX's own reference implementation of that kernel
 (``jax.experimental.rnn.lstm_ref``): same packing and semantics, runs on any device, so the
 wiring is tested where no GPU is.
+
+``cfg.lag_window = d > 0``: each event's state from a fresh recurrence over its last d events
+(see models_torch.lstm).
 """
 
 from __future__ import annotations
@@ -60,6 +63,15 @@ LSTM_KERNELS: dict[str, Callable[..., tuple]] = {
     "cudnn": rnn.lstm,
     "cudnn_reference": cudnn_reference,
 }
+
+
+def lag_windows(x: jax.Array, d: int) -> jax.Array:
+    """(B, T, E) -> (B * T, d, E): row b * T + t holds events t - d + 1 .. t of sequence b,
+    zeros before its first event."""
+    b, t, e = x.shape
+    padded = jnp.pad(x, ((0, 0), (d - 1, 0), (0, 0)))
+    at = jnp.arange(t)[:, None] + jnp.arange(d)[None, :]  # (T, d)
+    return padded[:, at].reshape(b * t, d, e)
 
 
 class LSTMLayer(nnx.Module):
@@ -143,8 +155,13 @@ class LSTMDetector(nnx.Module):
 
     def __call__(self, batch: dict, hide: jax.Array | None = None) -> dict:
         x = self.embed(batch, hide)
-        # The fused kernels stop each sequence at its last real event.
-        lengths = jnp.maximum(batch["mask"].sum(axis=1), 1).astype(jnp.int32)
+        b, t, _ = x.shape
+        d = self.cfg.lag_window
+        if d > 0:
+            x = lag_windows(x, d)
+            lengths = jnp.full(b * t, d, jnp.int32)  # windows are padded on the left
+        else:  # the fused kernels stop each sequence at its last real event
+            lengths = jnp.maximum(batch["mask"].sum(axis=1), 1).astype(jnp.int32)
         carries = []
         for i, layer in enumerate(self.rnn):
             if i > 0:  # torch applies dropout to every layer's output but the last
@@ -154,6 +171,8 @@ class LSTMDetector(nnx.Module):
             else:  # one layer per call, so that dropout between layers stays ours
                 x, carry = layer.fused(x, lengths, self.kernel)
             carries.append(carry)
+        if d > 0:
+            x = x[:, -1].reshape(b, t, -1)
         pooled = last_valid(x, batch["mask"])
         return self._outputs(x, pooled, batch["mask"], carries)
 

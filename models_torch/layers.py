@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models_common.config import DROP_BITS, FORECAST_DIM, DetectorConfig, kept_decisions
+from models_common.config import (
+    DROP_BITS,
+    FORECAST_DIM,
+    DetectorConfig,
+    Head,
+    kept_decisions,
+)
 
 LN_EPS = 1e-5  # set explicitly: Flax's LayerNorm defaults to 1e-6
 
@@ -190,19 +196,20 @@ def masked_max(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class Heads(nn.Module):
     """The objective's output layers on top of per-event states (B, T, H) and a pooled (B, H).
 
-    The sequence classifiers (binary, or softmax over "normal" and the anomaly types) read
-    the pooled summary beside the element-wise maximum of the
-    real events' states, so an anomaly confined to a few events in the middle of a long
-    sequence is not averaged (or forgotten) away."""
+    The sequence classifiers (binary, or softmax over "normal" and the anomaly types) read the
+    summary ``cfg.head`` names (see ``models_common.config.Head``), through ``head_dropout``."""
 
     def __init__(self, cfg: DetectorConfig, width: int) -> None:
         super().__init__()
         self.objective = cfg.objective
+        self.head = cfg.head
+        summary = 2 * width if cfg.head == Head.pooled_max else width
+        self.summary_dropout = Dropout(cfg.head_dropout) if cfg.head_dropout > 0 else None
         if cfg.objective == "classify":
-            self.sequence = nn.Linear(2 * width, 1)
-            self.event = nn.Linear(width, 1)
+            self.sequence = nn.Linear(summary, 1)
+            self.event = nn.Linear(width, 1) if cfg.event_head else None
         elif cfg.objective == "classify_type":
-            self.classes = nn.Linear(2 * width, cfg.n_classes)
+            self.classes = nn.Linear(summary, cfg.n_classes)
         elif cfg.objective in ("next_event", "masked"):
             self.type_logits = nn.Linear(width, cfg.n_event_types)
             self.item_logits = nn.Linear(width, cfg.n_items)
@@ -220,18 +227,24 @@ class Heads(nn.Module):
         with torch.autocast(states.device.type, enabled=False):
             return self._outputs(states.float(), pooled.float(), mask)
 
+    def summary(
+        self, states: torch.Tensor, pooled: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """What a sequence classifier's output layer reads (B, summary width)."""
+        if self.head == Head.pooled_max:
+            pooled = torch.cat([pooled, masked_max(states, mask)], dim=-1)
+        return pooled if self.summary_dropout is None else self.summary_dropout(pooled)
+
     def _outputs(
         self, states: torch.Tensor, pooled: torch.Tensor, mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         if self.objective == "classify":
-            summary = torch.cat([pooled, masked_max(states, mask)], dim=-1)
-            return {
-                "sequence_logit": self.sequence(summary)[:, 0],
-                "event_logit": self.event(states)[..., 0],
-            }
+            out = {"sequence_logit": self.sequence(self.summary(states, pooled, mask))[:, 0]}
+            if self.event is not None:
+                out["event_logit"] = self.event(states)[..., 0]
+            return out
         if self.objective == "classify_type":
-            summary = torch.cat([pooled, masked_max(states, mask)], dim=-1)
-            return {"class_logits": self.classes(summary)}
+            return {"class_logits": self.classes(self.summary(states, pooled, mask))}
         if self.objective in ("next_event", "masked"):
             return {
                 "type_logits": self.type_logits(states),

@@ -9,11 +9,16 @@ Equations (torch gate order i, f, g, o; ``W_ih (4H, in)``, ``W_hh (4H, H)``, two
 Unidirectional, on right-padded input without packing: a real event's state never depends on
 the padding after it. The sequence summary is the state at the last real event. The final
 carries (after the padded steps) are returned too, for parity checks against JAX.
+
+With ``cfg.lag_window = d > 0`` each event's state is a fresh recurrence over the last d events
+alone (the lag window [x_{t-d+1} ... x_t]; zero inputs fill the earliest windows on the left):
+all B * T windows run as one batch, and the final carries are those of the windows (L, B * T, H).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models_common.config import DetectorConfig
@@ -42,7 +47,13 @@ class LSTMDetector(nn.Module):
     def forward(
         self, batch: dict[str, torch.Tensor], hide: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        states, carry = self.rnn(self.embed(batch, hide))  # (B, T, H)
+        x = self.embed(batch, hide)
+        if self.cfg.lag_window > 0:
+            b, t, _ = x.shape
+            window_states, carry = self.rnn(lag_windows(x, self.cfg.lag_window))
+            states = window_states[:, -1].reshape(b, t, -1)
+        else:
+            states, carry = self.rnn(x)  # (B, T, H)
         pooled = last_valid(states, batch["mask"])  # (B, H)
         return {
             **self.heads(states, pooled, batch["mask"]),
@@ -59,6 +70,14 @@ class LSTMDetector(nn.Module):
         by event this gives the states ``forward`` gives the whole sequence (eval mode)."""
         states, carry = self.rnn(self.embed(batch), carry)
         return states, carry
+
+
+def lag_windows(x: torch.Tensor, d: int) -> torch.Tensor:
+    """(B, T, E) -> (B * T, d, E): row b * T + t holds events t - d + 1 .. t of sequence b,
+    zeros before its first event."""
+    b, t, e = x.shape
+    padded = F.pad(x, (0, 0, d - 1, 0))  # (B, T + d - 1, E)
+    return padded.unfold(1, d, 1).permute(0, 1, 3, 2).reshape(b * t, d, e)
 
 
 def final_carry(carry) -> dict[str, torch.Tensor]:

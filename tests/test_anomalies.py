@@ -275,6 +275,26 @@ def test_type_knobs_are_set_by_name_and_a_misspelt_knob_names_the_known_ones(ses
         inject(sessions, bad, rate=0.05, seed=0, max_length=MAX_LEN)
 
 
+DRAW = {"rate": 0.1, "seed": 0, "max_length": MAX_LEN}
+
+
+def test_a_price_outlier_can_be_far_above_the_users_usual_amount(sessions):
+    """reference=user, increases only (the second article's anomaly): the altered purchase
+    costs the user's median priced purchase in the table times the factor (25 at severity 1),
+    not the item's own price times it."""
+    knobs = {"price_outlier": {"reference": "user", "p_up": 1.0}}
+    out = inject(sessions, only("price_outlier", severity=1.0, params=knobs), **DRAW)
+    changed = np.flatnonzero(out.event_label)
+    assert len(changed) == out.label.sum() > 10
+    usual = NormalProfile.from_events(sessions).usual_purchase(out.events.user_id[changed])
+    np.testing.assert_allclose(out.events.price[changed], np.round(usual * 25.0, 2))
+    own = sessions.price[out.origin[changed]]  # the same for a user's one priced purchase
+    assert np.mean(np.abs(out.events.price[changed] - np.round(own * 25.0, 2)) > 0.01) > 0.3
+    bad = only("price_outlier", params={"price_outlier": {"reference": "users"}})
+    with pytest.raises(ValueError, match="reference='users': use 'item' or 'user'"):
+        inject(sessions, bad, **DRAW)
+
+
 def test_eligibility_marks_the_sequences_each_type_can_use(sessions):
     out = inject(sessions, AnomalyConfig(), rate=0.1, seed=0, max_length=MAX_LEN)
     assert out.eligible.shape == (len(out.label), len(ANOMALY_TYPES))

@@ -309,6 +309,44 @@ def test_shared_layers_apply_one_block_num_layers_times():
         torch.testing.assert_close(shared.eval()(batch)["states"], separate.eval()(batch)["states"])
 
 
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_a_lag_window_state_is_the_recurrence_over_that_window_alone(name):
+    """With lag_window=d, event t's state is what the recurrence gives reading events
+    t - d + 1 .. t alone (zero inputs before the first event), not the whole history."""
+    torch.manual_seed(14)
+    d = 3
+    model = MODELS[name](config("forecast", dropout=0.0, num_layers=2, lag_window=d)).eval()
+    batch = make_batch(seed=15)
+    with torch.no_grad():
+        states = model(batch)["states"]
+        x = model.embed(batch)
+        for t in range(x.shape[1]):
+            window = x[:, max(0, t - d + 1) : t + 1]
+            window = torch.cat(
+                [torch.zeros(x.shape[0], d - window.shape[1], x.shape[2]), window], 1
+            )
+            torch.testing.assert_close(states[:, t], model.rnn(window)[0][:, -1])
+        whole = MODELS[name](config("forecast", dropout=0.0, num_layers=2))
+        whole.load_state_dict(model.state_dict())
+        history = whole.eval()(batch)["states"]
+    assert not torch.allclose(states[:, d:], history[:, d:], atol=1e-4)  # the history is cut
+
+
+def test_the_last_state_head_reads_the_last_state_and_drops_the_event_output():
+    """head=pooled without an event head: the sequence logit is the output layer applied to
+    the state at each sequence's last real event, and no per-event output exists."""
+    torch.manual_seed(16)
+    model = MODELS["lstm"](config("classify", dropout=0.0, head="pooled", event_head=False))
+    batch = make_batch(seed=17)
+    with torch.no_grad():
+        out = model.eval()(batch)
+    last = out["states"][torch.arange(len(LENGTHS)), torch.tensor(LENGTHS) - 1]
+    expected = model.heads.sequence(last)[:, 0]
+    torch.testing.assert_close(out["sequence_logit"], expected)
+    assert "event_logit" not in out
+    assert objectives.sequence_scores(model, batch, "classify", 0.15, 10)[1] is None
+
+
 FUSIONS = pytest.mark.parametrize("fusion", ["early", "late"])
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from benchmark.config import check_config
+from benchmark.config import Pool, check_config
 from benchmark.detectors.adapters.jax_adapter import JaxDetector
 from benchmark.detectors.adapters.torch_adapter import TorchDetector
 from benchmark.detectors.baselines import MarkovDetector
@@ -53,10 +53,16 @@ def world():
     return config, prepared, test.take(np.sort(rows))
 
 
-def detector(world, model: str, objective: str, framework: str):
+def detector(world, model: str, objective: str, framework: str, pool=Pool.mean, **model_fields):
     config, prepared, _ = world
     spec = detector_spec(config, prepared, model, objective, device="cpu")
-    return FRAMEWORKS[framework](replace(spec, framework=replace(spec.framework, name=framework)))
+    spec = replace(
+        spec,
+        framework=replace(spec.framework, name=framework),
+        model=replace(spec.model, **model_fields),
+        objective=replace(spec.objective, pool=pool),
+    )
+    return FRAMEWORKS[framework](spec)
 
 
 def sequence_scores(d):
@@ -93,6 +99,24 @@ def test_carried_state_scores_equal_the_offline_pass_on_every_prefix(
     # the prefix pass itself: a whole sequence's last event scores as the sequence does
     last = stream.offsets[1:] - 1
     np.testing.assert_allclose(offline[last], d.score(stream).sequence, **TOL)
+
+
+@pytest.mark.parametrize("framework", ["torch", pytest.param("jax", marks=pytest.mark.slow)])
+def test_a_max_pooled_score_carries_its_running_maximum(world, framework):
+    """objective.pool=max (the third article's per-time-point threshold): the carried state
+    keeps the largest event score so far, equal to the offline pass on every prefix."""
+    _, _, stream = world
+    d = detector(world, "lstm", "forecast", framework, pool=Pool.max)
+    online = replay(d.stateful_scorer(), stream, most=16)
+    np.testing.assert_allclose(online, online_scores(sequence_scores(d), stream), **TOL)
+    mean = detector(world, "lstm", "forecast", framework)
+    mean.load_weights(d.canonical_weights())
+    assert not np.allclose(online, replay(mean.stateful_scorer(), stream, most=16), **TOL)
+
+
+def test_a_lag_window_detector_rescans(world):
+    """A lag window restarts the recurrence at every event: no state to carry."""
+    assert detector(world, "gru", "forecast", "torch", lag_window=3).stateful_scorer() is None
 
 
 @pytest.mark.parametrize("framework", ["torch", pytest.param("jax", marks=pytest.mark.slow)])

@@ -17,11 +17,12 @@ import pytest
 import torch
 from flax import nnx
 
+from benchmark.config import Pool
 from benchmark.detectors.adapters.common import numpy_batch
 from benchmark.detectors.adapters.jax_adapter import JaxDetector
 from benchmark.detectors.adapters.torch_adapter import TorchDetector, to_batch
 from benchmark.run.data import prepare_data
-from models_common.config import MODALITIES, Fusion
+from models_common.config import MODALITIES, Fusion, Head
 from models_jax.convert import key_map, load_canonical, to_canonical
 
 from .conftest import compose_typed, detector_spec
@@ -60,10 +61,16 @@ def world():
     return config, prepared, index
 
 
-def twins(world, model: str, objective: str, **model_fields) -> tuple[TorchDetector, JaxDetector]:
+def twins(
+    world, model: str, objective: str, pool: Pool = Pool.mean, **model_fields
+) -> tuple[TorchDetector, JaxDetector]:
     config, prepared, _ = world
     spec = detector_spec(config, prepared, model, objective, device="cpu")
-    spec = replace(spec, model=replace(spec.model, **model_fields))
+    spec = replace(
+        spec,
+        model=replace(spec.model, **model_fields),
+        objective=replace(spec.objective, pool=pool),
+    )
     torch_detector = TorchDetector(spec)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -191,6 +198,41 @@ def test_parity_late_fusion_outputs_loss_and_gradients(world, objective):
     assert set(got) == set(expected)
     for name, value in expected.items():
         np.testing.assert_allclose(np.asarray(got[name]), value.numpy(), **OUTPUT_TOL, err_msg=name)
+    assert_same_loss_and_gradients(torch_detector, jax_detector, torch_batch, jax_batch)
+
+
+@pytest.mark.parametrize(
+    ("model", "objective", "pool", "fields"),
+    [
+        pytest.param("lstm", "classify", Pool.mean, {"head": Head.pooled, "event_head": False}),
+        pytest.param("gru", "forecast", Pool.max, {"lag_window": 3}),
+    ],
+    ids=["last-state-head", "lag-window-max-pooled"],
+)
+def test_parity_article_switches(world, model, objective, pool, fields):
+    """The switches the article setups turn (the output layer on the last state alone and no
+    event head; a lag window, the events' maximum as the score) alike in both frameworks:
+    outputs, carries, scores, loss and gradients."""
+    torch_detector, jax_detector = twins(world, model, objective, pool, **fields)
+    weights = torch_detector.canonical_weights()
+    assert set(key_map(jax_model(jax_detector))) == set(weights)
+    torch_batch, jax_batch = batches(world, objective)
+    torch_detector.model.eval()
+    with torch.no_grad():
+        expected = torch_detector.model(torch_batch)
+    got = jax_model(jax_detector)(jax_batch)
+    assert set(got) == set(expected)
+    if "event_head" in fields:  # one output, reading the last state alone
+        assert "event_logit" not in got
+        assert "heads.event.weight" not in weights
+        assert weights["heads.sequence.weight"].shape == (1, torch_detector.spec.model.hidden_dim)
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(got[name]), value.numpy(), **OUTPUT_TOL, err_msg=name)
+    test = world[1].arrays["test"].take(world[2])
+    scores, jax_scores = torch_detector.score(test), jax_detector.score(test)
+    np.testing.assert_allclose(jax_scores.sequence, scores.sequence, **OUTPUT_TOL)
+    if pool == Pool.max:  # the score is the largest event score
+        np.testing.assert_allclose(scores.sequence, scores.event.max(axis=1), rtol=1e-6)
     assert_same_loss_and_gradients(torch_detector, jax_detector, torch_batch, jax_batch)
 
 

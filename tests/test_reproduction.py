@@ -7,9 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from benchmark.evaluation.stats import mean_ci
 from benchmark.records.record import RunRecord, dumps, from_dict
+from benchmark.report.articles import reproduction_deviations
 from benchmark.report.reproduction import METRICS, build, majority_accuracy, summarise, verdict
 from benchmark.run.experiment import as_config, run
 
@@ -38,6 +40,70 @@ def test_each_setup_composes_in_both_frameworks_and_scales(compose_config, paper
     assert meta["article_metrics"]
     assert len(meta["open_choices"]) >= 4, "every choice the article leaves open is stated"
     assert isinstance(meta["claimed"], dict)
+
+
+def deep_models(paper: str) -> list[str]:
+    """The deep detectors a setup's sweep runs (none named: the experiment's own model)."""
+    from benchmark.detectors.registry import BASELINES
+
+    sweep = yaml.safe_load((CONF_DIR / "experiment" / f"{paper}.yaml").read_text())
+    named = str(sweep["hydra"]["sweeper"]["params"].get("model", "")).split(",")
+    return [m for m in named if m and m not in BASELINES] or [""]
+
+
+def article_config(compose_config, paper: str, model: str, *overrides: str):
+    """A setup at the article's sizes, as written (its default version)."""
+    chosen = [f"model={model}"] if model else []
+    return as_config(compose_config([f"experiment={paper}", "scale=paper", *chosen, *overrides]))
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_every_departure_from_the_article_is_listed_with_its_reason(compose_config, paper):
+    """Each setup's model, loss, dropout, input, score and threshold (the facts
+    benchmark/report/articles.py reads from a config) against what its article specifies:
+    every difference is a key of reproduction.deviations with a reason, and every listed key
+    is a difference (nothing stale)."""
+    found: set[str] = set()
+    for model in deep_models(paper):
+        config = article_config(compose_config, paper, model)
+        listed = config.reproduction["deviations"]
+        differences = reproduction_deviations(config)
+        unlisted = {k: v for k, v in differences.items() if k not in listed}
+        assert not unlisted, f"{paper} {model}: (article, config) differ, unlisted: {unlisted}"
+        found |= set(differences)
+        assert all(len(str(why).split()) >= 8 for why in listed.values()), "a reason, not a word"
+    assert set(listed) <= found, f"{paper}: listed but not different: {set(listed) - found}"
+
+
+@pytest.mark.parametrize(
+    ("paper", "change", "fact"),
+    [
+        ("paper_2_lstm_classifier", "model.dropout=0.3", "dropout"),
+        ("paper_2_lstm_classifier", "model.head=pooled_max", "head"),
+        ("paper_1_model_selection", "dataset.sequence.max_length=5", "window"),
+        ("paper_5_multimodal_fusion", "model.fusion=late", "fusion"),
+        ("paper_3_lstm_forecast", "objective.pool=mean", "threshold_on"),
+        ("paper_3_lstm_forecast", "model.lag_window=0", "input"),
+        ("paper_4_pretrained_transformer_pca", "model.event_head=true", "event_head"),
+        ("paper_2_lstm_classifier", "anomaly.params.price_outlier.p_up=0.8", "anomaly"),
+    ],
+)
+def test_an_unlisted_departure_is_caught(compose_config, paper, change, fact):
+    """The check above, broken on purpose: one setting moved away from the article."""
+    config = article_config(compose_config, paper, deep_models(paper)[0], change)
+    assert fact in reproduction_deviations(config)
+    assert fact not in config.reproduction["deviations"]
+
+
+def test_the_harness_version_differs_from_the_article_in_head_and_losses_only(compose_config):
+    paper = "paper_2_lstm_classifier"
+    article = article_config(compose_config, paper, "")
+    harness = article_config(compose_config, paper, "", "reproduction.variant=harness")
+    assert (article.model.head, article.model.event_head) == ("pooled", False)
+    assert (harness.model.head, harness.model.event_head) == ("pooled_max", True)
+    assert replace(harness.model, head=article.model.head, event_head=False) == article.model
+    three = article_config(compose_config, "paper_3_lstm_forecast", "lstm")
+    assert (three.model.lag_window, three.objective.pool) == (5, "max")
 
 
 def sizes(compose_config, *overrides):
@@ -89,8 +155,15 @@ def test_scale_ci_is_smaller_and_a_command_line_value_still_wins(compose_config)
 # --- the table --------------------------------------------------------------------------
 
 
-def record(seed: int, accuracy: float, recall: float, model: str = "lstm", **extra) -> RunRecord:
-    metrics = dict(accuracy=accuracy, precision=0.5, recall=recall, f1=0.6, roc_auc=0.8)
+def record(
+    seed: int,
+    accuracy: float,
+    recall: float,
+    model: str = "lstm",
+    roc_auc: float = 0.8,
+    **extra,
+) -> RunRecord:
+    metrics = dict(accuracy=accuracy, precision=0.5, recall=recall, f1=0.6, roc_auc=roc_auc)
     metrics.update(pr_auc=0.4, n_test=200, n_test_anomalies=20)
     metrics["alternative_roc_auc"] = {"objective_score": 0.7}
     return from_dict(
@@ -100,10 +173,12 @@ def record(seed: int, accuracy: float, recall: float, model: str = "lstm", **ext
             "dataset": "synthetic",
             "model": model,
             "framework": "torch",
+            "setting": "supervised",
             "seed": seed,
             "metrics": metrics,
             "data": {"splits": {"train": {"contamination": 0.05}}},
             "config": {
+                "scale": "ci",
                 "evaluation": {"threshold": "fixed", "fixed_threshold": 0.0},
                 "reproduction": {
                     "article": 9,
@@ -112,6 +187,8 @@ def record(seed: int, accuracy: float, recall: float, model: str = "lstm", **ext
                     "article_metrics": ["accuracy", "recall"],
                     "claimed": {"accuracy": 0.9, "recall": 0.95},
                     "open_choices": ["data: not named"],
+                    "variant": "article",
+                    "deviations": {"loss": "the worked example's loss"},
                 },
             },
             **extra,
@@ -136,8 +213,8 @@ def test_the_table_shows_the_records_means_and_judges_claims_by_the_interval(tmp
     text = build(tmp_path)
     acc, rec = mean_ci(accuracies), mean_ci(recalls)
     assert (
-        f"| synthetic | lstm | torch | 0,1,2 | {acc.mean:.3f} [{acc.low:.3f}, {acc.high:.3f}]"
-        in text
+        f"| 1 | ci | synthetic | lstm (article) | torch | 0,1,2 | "
+        f"{acc.mean:.3f} [{acc.low:.3f}, {acc.high:.3f}]" in text
     )
     assert f"{rec.mean:.3f} [{rec.low:.3f}, {rec.high:.3f}]" in text
     assert "| accuracy | 0.9 | reproduced (inside the 95% interval) |" in text
@@ -230,5 +307,27 @@ def test_two_scales_of_a_setup_never_pool_as_seeds():
                 )
             )
     setup = summarise("paper_2_lstm_classifier", [*runs, replace(runs[0], run_id="again")])
-    assert {g.label for g in setup.groups} == {"lstm [train.epochs=10]", "lstm [train.epochs=100]"}
+    assert [(g.scale, g.label) for g in setup.groups] == [("ci", "lstm"), ("paper", "lstm")]
     assert [g.seeds for g in setup.groups] == [(0, 1), (0, 1)]
+
+
+def test_settings_get_tables_of_their_own_and_the_deviations_are_listed(tmp_path):
+    """A comparator of another detection setting is ranked in its own table, never against
+    the supervised rows; within a table the rows are ranked by ROC-AUC; every deviation the
+    config lists is shown with its reason."""
+    runs = [record(s, 0.9, 0.5, roc_auc=0.7 + s / 100) for s in range(2)]
+    runs += [record(s, 0.9, 0.5, "random_forest", roc_auc=0.9, framework="numpy") for s in range(2)]
+    runs += [
+        record(s, 0.9, 0.5, "knn", roc_auc=0.99, setting="semi_supervised", framework="numpy")
+        for s in range(2)
+    ]
+    write_records(tmp_path, runs)
+    text = build(tmp_path)
+    supervised = text.index("Setting: **supervised**")
+    semi = text.index("Setting: **semi_supervised**")
+    assert semi < supervised  # alphabetical
+    assert "| 1 | ci | synthetic | knn | numpy |" in text[semi:supervised]
+    assert "| 1 | ci | synthetic | random_forest | numpy |" in text[supervised:]
+    assert "| 2 | ci | synthetic | lstm (article) | torch |" in text[supervised:]
+    assert "knn" not in text[supervised : text.index("| claim |")]
+    assert "- loss: the worked example's loss" in text

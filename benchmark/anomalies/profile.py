@@ -34,6 +34,8 @@ class NormalProfile:
     gap_start: np.ndarray  # (n_types + 1,) offsets of each type's group in ``gap_pool``
     query_pool: np.ndarray  # the searches' queries (rows of the dataset's queries), by category
     query_category: np.ndarray  # the category of each search in ``query_pool`` (sorted)
+    buyers: np.ndarray  # distinct users with a priced purchase, sorted
+    buyer_price: np.ndarray  # median price of each buyer's priced purchases
 
     @staticmethod
     def from_events(events: EventTable) -> NormalProfile:
@@ -81,7 +83,15 @@ class NormalProfile:
             gap_pool=np.concatenate(groups),
             gap_start=np.concatenate(([0], np.cumsum([len(g) for g in groups]))),
             **_query_pool(events),
+            **_buyers(events),
         )
+
+    def usual_purchase(self, users: np.ndarray) -> np.ndarray:
+        """Each user's median purchase price in this table (NaN: no priced purchase)."""
+        at = np.minimum(np.searchsorted(self.buyers, users), max(len(self.buyers) - 1, 0))
+        if not len(self.buyers):
+            return np.full(len(users), np.nan)
+        return np.where(self.buyers[at] == users, self.buyer_price[at], np.nan)
 
     def sample_gaps(self, event_types: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Seconds before each event, drawn from the gaps seen before events of its type."""
@@ -160,6 +170,15 @@ class NormalProfile:
 
     def price_of(self, items: np.ndarray) -> np.ndarray:
         return self.item_price[np.searchsorted(self.items, items)]
+
+
+def _buyers(events: EventTable) -> dict[str, np.ndarray]:
+    priced = (events.event_type == EventType.PURCHASE) & np.isfinite(events.price)
+    buyers, which = np.unique(events.user_id[priced], return_inverse=True)
+    return {
+        "buyers": buyers,
+        "buyer_price": median_per_group(events.price[priced], which, len(buyers)),
+    }
 
 
 def median_per_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:

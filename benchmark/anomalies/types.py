@@ -74,6 +74,10 @@ class PriceOutlierParams:
     """Multiplier (or divisor) on a purchase's price at severity 1."""
     p_up: float = 0.8
     """Probability the price is inflated rather than deflated."""
+    reference: str = "item"
+    """What the factor multiplies: 'item' (the purchase's own price) or 'user' (the median
+    of the user's priced purchases in the split: an amount far above the user's usual; the
+    purchase's own price for a user without another)."""
 
 
 @dataclass
@@ -315,17 +319,26 @@ def _has_priced_purchase(events: EventTable, offsets: np.ndarray) -> np.ndarray:
     batched=True,
 )
 def price_outlier(b: Batch, ctx: BatchContext) -> Batch:
-    """A purchase at an amount far outside the item's usual price (card testing, a pricing
-    exploit, laundering): one priced purchase is multiplied (or, with probability 1 - p_up,
-    divided) by a factor rising from 1 (s=0) to ``max_factor`` (s=1)."""
+    """A purchase at an amount far outside the usual (card testing, a pricing exploit,
+    laundering): one priced purchase becomes its reference amount (the item's price, or the
+    user's usual purchase: ``reference``) multiplied (or, with probability 1 - p_up, divided)
+    by a factor rising from 1 (s=0) to ``max_factor`` (s=1)."""
     p: PriceOutlierParams = ctx.params
+    if p.reference not in ("item", "user"):
+        raise ValueError(
+            f"anomaly.params.price_outlier.reference={p.reference!r}: use 'item' or 'user'"
+        )
     priced = (b.cols["event_type"] == E.PURCHASE) & np.isfinite(b.cols["price"])
     at = ctx.pick_row(b, priced)
     factor = ctx.loglerp(1.0, p.max_factor)
     factor = np.where(ctx.rng.random(len(b)) < p.p_up, factor, 1.0 / factor)
     out = b.copy()
     rows = b.offsets[:-1] + at
-    out.cols["price"][rows] = np.round(out.cols["price"][rows] * factor, 2)
+    base = out.cols["price"][rows]
+    if p.reference == "user":
+        usual = ctx.profile.usual_purchase(b.cols["user_id"][rows])
+        base = np.where(np.isfinite(usual), usual, base)
+    out.cols["price"][rows] = np.round(base * factor, 2)
     ctx.record.update(row=at, factor=factor)
     return out
 

@@ -35,12 +35,22 @@ def ignored_sections(framework: str) -> tuple[str, ...]:
     return ("framework", "objective") if framework == BASELINE_FRAMEWORK else ()
 
 
+def identity_config(config: Mapping[str, Any], framework: str) -> Mapping[str, Any]:
+    """What of ``config`` decides a run of a ``framework`` detector: a baseline reads its
+    model's name and none of the deep detectors' layer settings, so a sweep that varies those
+    runs each baseline once."""
+    model = config.get("model")
+    if framework != BASELINE_FRAMEWORK or not isinstance(model, Mapping):
+        return config
+    return {**config, "model": {"name": model.get("name")}}
+
+
 def replicate_key(config: Mapping[str, Any], framework: str, length: int = 10) -> str:
     """The hash of a run's config without its seed (and noise keys, and the sections its
     detector, of ``framework``, ignores): runs with equal keys differ in the seed alone, so
     they are replicates of one configuration and only they may be pooled over seeds."""
     ignored = ignored_sections(framework)
-    return run_id(config, (*NOISE_KEYS, *ignored, "seed"), length)
+    return run_id(identity_config(config, framework), (*NOISE_KEYS, *ignored, "seed"), length)
 
 
 def run_id(config: Mapping[str, Any], noise_keys: tuple[str, ...], length: int = 10) -> str:

@@ -18,7 +18,12 @@ from pathlib import Path
 
 from benchmark.evaluation.stats import MeanCI, mean_ci
 from benchmark.records.atomic import write_atomic
-from benchmark.records.identity import NOISE_KEYS, ignored_sections, replicate_key
+from benchmark.records.identity import (
+    BASELINE_FRAMEWORK,
+    NOISE_KEYS,
+    ignored_sections,
+    replicate_key,
+)
 from benchmark.records.locks import sole_writer
 from benchmark.records.record import RunRecord, RunStatus
 from benchmark.report import render, table
@@ -49,8 +54,12 @@ THRESHOLD_WORDS = {
 
 @dataclass(frozen=True)
 class Group:
-    """One row of a setup's table: the runs (seeds) of one dataset x model x framework."""
+    """One row of a setup's table: the runs (seeds) of one configuration, named by its
+    detection setting, scale, variant, dataset, model and framework."""
 
+    setting: str
+    scale: str
+    version: str  # "article" (as written) or "harness" (the project's own head and losses)
     dataset: str
     model: str
     framework: str
@@ -63,7 +72,18 @@ class Group:
 
     @property
     def label(self) -> str:
-        return self.model + (f" [{self.variant}]" if self.variant else "")
+        version = f" ({self.version})" if self.version else ""
+        return self.model + version + (f" [{self.variant}]" if self.variant else "")
+
+    @property
+    def name(self) -> str:
+        """Every name of the row, for the notes and the verdict columns."""
+        return " / ".join((self.setting, self.scale, self.dataset, self.label, self.framework))
+
+    @property
+    def ranked_among(self) -> tuple[str, str, str]:
+        """Rows are ranked only against rows of the same setting, scale and dataset."""
+        return (self.setting, self.scale, self.dataset)
 
 
 @dataclass(frozen=True)
@@ -127,17 +147,27 @@ def train_majority_accuracy(record: RunRecord) -> float:
 
 
 def row_variants(by_row: dict[tuple, list[RunRecord]]) -> dict[tuple, str]:
-    """For rows sharing dataset, model and framework: the config keys they differ on."""
+    """For rows sharing every name (setting, scale, version, dataset, model, framework): the
+    config keys they differ on."""
     out = dict.fromkeys(by_row, "")
     names: dict[tuple, list[tuple]] = defaultdict(list)
     for key in by_row:
-        names[key[:3]].append(key)
+        names[key[:-1]].append(key)
     for keys in names.values():
         if len(keys) > 1:
             configs = [by_row[k][0].config for k in keys]
             ignore = ("seed", *NOISE_KEYS, *ignored_sections(by_row[keys[0]][0].framework))
             out.update(zip(keys, differing_keys(configs, ignore), strict=True))
     return out
+
+
+def row_names(record: RunRecord) -> tuple[str, str, str, str, str, str]:
+    """(setting, scale, version, dataset, model, framework) of a run: its row's name. A
+    baseline has no version (it has no head or loss to change)."""
+    meta = record.config.get("reproduction") or {}
+    version = "" if record.framework == BASELINE_FRAMEWORK else str(meta.get("variant") or "")
+    scale = str(record.config.get("scale") or "")
+    return (record.setting, scale, version, record.dataset, record.model, record.framework)
 
 
 def summarise(experiment: str, records: list[RunRecord]) -> Setup:
@@ -148,12 +178,15 @@ def summarise(experiment: str, records: list[RunRecord]) -> Setup:
     config = (ok or failed)[0].config
     # Pooled as seeds only when the configs differ in the seed alone (so scale=ci and
     # scale=paper runs, or two sweeps of other sizes, are rows of their own), one run per seed.
-    by_row: dict[tuple[str, str, str, str], list[RunRecord]] = defaultdict(list)
+    by_row: dict[tuple[str, ...], list[RunRecord]] = defaultdict(list)
     for r in latest_per_run(ok):
-        by_row[(r.dataset, r.model, r.framework, replicate_key(r.config, r.framework))].append(r)
+        by_row[(*row_names(r), replicate_key(r.config, r.framework))].append(r)
     variants = row_variants(by_row)
     groups = [
         Group(
+            setting=setting,
+            scale=scale,
+            version=version,
             dataset=dataset,
             model=model,
             framework=framework,
@@ -165,7 +198,7 @@ def summarise(experiment: str, records: list[RunRecord]) -> Setup:
             variant=variants[key],
         )
         for key, runs in sorted((k, one_per_seed(v)) for k, v in by_row.items())
-        for dataset, model, framework, _ in [key]
+        for setting, scale, version, dataset, model, framework, _ in [key]
     ]
     ev = config["evaluation"]
     return Setup(
@@ -195,7 +228,7 @@ def gap_facts(setup: Setup) -> list[str]:
     for g in setup.groups:
         acc, base = g.metrics["accuracy"].mean, g.majority_accuracy.mean
         facts.append(
-            f"{g.dataset} / {g.label} / {g.framework}: accuracy {acc:.3f} against "
+            f"{g.name}: accuracy {acc:.3f} against "
             f"{base:.3f} for calling every sequence normal (class imbalance); ROC-AUC "
             f"{g.metrics['roc_auc'].mean:.3f} measures the ranking whatever the threshold."
         )
@@ -203,13 +236,10 @@ def gap_facts(setup: Setup) -> list[str]:
             others = ", ".join(
                 f"{name} {ci.mean:.3f}" for name, ci in g.alternative_roc_auc.items()
             )
-            facts.append(
-                f"{g.dataset} / {g.label} / {g.framework}: ROC-AUC of the other scores "
-                f"of the same runs: {others}."
-            )
+            facts.append(f"{g.name}: ROC-AUC of the other scores of the same runs: {others}.")
         if "train_accuracy_first_epoch" in g.metrics:
             facts.append(
-                f"{g.dataset} / {g.label} / {g.framework}: training accuracy "
+                f"{g.name}: training accuracy "
                 f"{g.metrics['train_accuracy_first_epoch'].mean:.3f} in the first epoch and "
                 f"{g.metrics['train_accuracy_last_epoch'].mean:.3f} in the last, against "
                 f"{g.train_majority_accuracy.mean:.3f} for always answering the largest "
@@ -227,6 +257,33 @@ def _cell(ci: MeanCI | None, bounded: bool = True) -> str:
         return f"{ci.mean:.3f}"
     low, high = (max(ci.low, 0.0), min(ci.high, 1.0)) if bounded else (ci.low, ci.high)
     return f"{ci.mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def by_setting(groups: list[Group]) -> dict[str, list[Group]]:
+    found: dict[str, list[Group]] = defaultdict(list)
+    for g in groups:
+        found[g.setting].append(g)
+    return dict(sorted(found.items()))
+
+
+def ranked(groups: list[Group]) -> list[tuple[int, Group]]:
+    """Rows in order of scale and dataset, then of mean ROC-AUC (best first), each with its
+    rank among the rows of its setting, scale and dataset."""
+    order = sorted(groups, key=lambda g: (g.ranked_among, -_number(g.metrics["roc_auc"].mean)))
+    out, previous, rank = [], None, 0
+    for g in order:
+        rank = rank + 1 if g.ranked_among == previous else 1
+        previous = g.ranked_among
+        out.append((rank, g))
+    return out
+
+
+def _number(x: float) -> float:
+    return -math.inf if math.isnan(x) else x
+
+
+def seeds_of(group: Group) -> str:
+    return ",".join(str(s) for s in group.seeds)
 
 
 def setup_markdown(setup: Setup) -> str:
@@ -249,21 +306,25 @@ def setup_markdown(setup: Setup) -> str:
         )
     else:
         lines.append("**Claimed:** no numbers (the article names its metrics only).")
-    measured = [
-        [g.dataset, g.label, g.framework, ",".join(str(s) for s in g.seeds)]
-        + [_cell(g.metrics.get(m), bounded=m not in UNBOUNDED) for m in shown]
-        for g in setup.groups
-    ]
     lines += [
         "",
         "Measured on the test split, training-log figures on the training split (mean "
         "over seeds, Student t 95% interval, clipped to [0, 1] except for losses; with 3 "
-        "seeds the t factor is 4.3, so intervals are wide):",
-        "",
-        render.markdown(["dataset", "model", "framework", "seeds", *shown], measured),
+        "seeds the t factor is 4.3, so intervals are wide). One table per detection "
+        "setting; rows ranked by ROC-AUC among the rows of the same scale and dataset. "
+        "Version: *article* as written, *harness* with the project's own head and losses "
+        "(baselines have none).",
     ]
+    for setting, groups in by_setting(setup.groups).items():
+        rows = [
+            [str(rank), g.scale, g.dataset, g.label, g.framework, seeds_of(g)]
+            + [_cell(g.metrics.get(m), bounded=m not in UNBOUNDED) for m in shown]
+            for rank, g in ranked(groups)
+        ]
+        header = ["rank", "scale", "dataset", "model", "framework", "seeds", *shown]
+        lines += ["", f"Setting: **{setting}**", "", render.markdown(header, rows)]
     if claimed:
-        columns = [f"{g.dataset}/{g.label}/{g.framework}" for g in setup.groups]
+        columns = [g.name for g in setup.groups]
         verdicts = [
             [name, f"{value:g}"]
             + [
@@ -273,6 +334,10 @@ def setup_markdown(setup: Setup) -> str:
             for name, value in sorted(claimed.items())
         ]
         lines += ["", render.markdown(["claim", "value", *columns], verdicts)]
+    deviations = meta.get("deviations") or {}
+    if deviations:
+        lines += ["", "**Where this setup departs from the article, and why.**", ""]
+        lines += [f"- {fact}: {why}" for fact, why in deviations.items()]
     lines += ["", "**What bears on the gap.**", ""]
     lines += [f"- {fact}" for fact in gap_facts(setup)]
     lines += [f"- {choice}" for choice in meta.get("open_choices") or []]

@@ -54,9 +54,12 @@ STEPPED_MODELS = ("lstm", "gru")
 
 
 def steps_online(spec: DetectorSpec) -> bool:
-    """Whether the detector scores online from a carried state (else: a window rescan)."""
+    """Whether the detector scores online from a carried state (else: a window rescan; a lag
+    window restarts the recurrence at every event, so it carries no state)."""
     return (
-        spec.model.name.value in STEPPED_MODELS and spec.objective.name.value in STEPPED_OBJECTIVES
+        spec.model.name.value in STEPPED_MODELS
+        and spec.objective.name.value in STEPPED_OBJECTIVES
+        and spec.model.lag_window == 0
     )
 
 

@@ -274,7 +274,7 @@ class JaxDetector:
         model = self._model(self.eval_graph, params, rest)
         o = self.spec.objective
         seq, event, alt = objectives.sequence_scores(
-            model, batch, self.objective, o.mask_prob, o.top_k
+            model, batch, self.objective, o.mask_prob, o.top_k, o.pool.value
         )
         return _cast_floats((seq, event, alt), jnp.float32)
 
@@ -463,7 +463,13 @@ class JaxRecurrentScorer:
         states, carries = model.step(batch, carries)
         carried = (tables["summary"][slots], tables["total"][slots], tables["count"][slots])
         score, carried = objectives.online_step(
-            model, batch, states[:, 0].astype(jnp.float32), carried, first, self.detector.objective
+            model,
+            batch,
+            states[:, 0].astype(jnp.float32),
+            carried,
+            first,
+            self.detector.objective,
+            self.detector.spec.objective.pool.value,
         )
         new = dict(tables)
         for i, n in enumerate(names):

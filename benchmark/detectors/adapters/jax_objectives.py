@@ -82,17 +82,25 @@ def not_normal_log_odds(class_logits: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(class_logits[:, 1:], axis=-1) - class_logits[:, 0]
 
 
+def _pool_over(values: jax.Array, where: jax.Array, pool: str) -> jax.Array:
+    """(B,) the mean or the maximum of each row's ``values`` where ``where`` (0 if nowhere)."""
+    if pool == "mean":
+        return _mean_over(values, where)
+    return jnp.where(where, values, 0.0).max(axis=1)  # the scores are >= 0
+
+
 def sequence_scores(
-    model, batch: Batch, objective: str, mask_prob: float, top_k: int
+    model, batch: Batch, objective: str, mask_prob: float, top_k: int, pool: str = "mean"
 ) -> tuple[jax.Array, jax.Array | None, dict[str, jax.Array]]:
-    """Sequence scores (B,), event scores (B, T) (None: the objective does not localise) and
-    alternative sequence scores by name."""
+    """Sequence scores (B,), event scores (B, T) (None: the model does not localise) and
+    alternative sequence scores by name (see torch_objectives)."""
     mask = batch["mask"]
     if objective == "classify_type":
         return not_normal_log_odds(model(batch)["class_logits"]), None, {}
     if objective == "classify":
         out = model(batch)
-        return out["sequence_logit"], out["event_logit"] * mask, {}
+        events = out["event_logit"] * mask if "event_logit" in out else None
+        return out["sequence_logit"], events, {}
     if objective == "next_event":
         out = model(batch)
         scored = _next_mask(batch)
@@ -101,13 +109,13 @@ def sequence_scores(
         _, top = jax.lax.top_k(_shift(out["item_logits"]), k)
         miss = (top != batch["item"][..., None]).all(axis=-1)
         alt = {"top_k_miss_rate": _mean_over(miss.astype(jnp.float32), scored)}
-        return _mean_over(events, scored), events, alt
+        return _pool_over(events, scored, pool), events, alt
     if objective == "forecast":
         error = jnp.linalg.norm(_shift(model(batch)["forecast"]) - forecast_targets(batch), axis=-1)
         events = error * _next_mask(batch)
-        return _mean_over(events, _next_mask(batch)), events, {}
+        return _pool_over(events, _next_mask(batch), pool), events, {}
     events = _masked_nll(model, batch, mask_prob)
-    return _mean_over(events, mask), events, {}
+    return _pool_over(events, mask, pool), events, {}
 
 
 def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
@@ -135,6 +143,8 @@ def loss(
             right = (out["sequence_logit"] > 0) == (batch["label"] > 0.5)
             stats["hits"] = (right & rows).sum()
         seq = optax.sigmoid_binary_cross_entropy(out["sequence_logit"], batch["label"])
+        if "event_logit" not in out:
+            return _weighted_mean(seq, rows)
         event = optax.sigmoid_binary_cross_entropy(out["event_logit"], batch["event_label"])
         return _weighted_mean(seq, rows) + _weighted_mean(event, mask)
     if objective == "next_event":
@@ -150,7 +160,13 @@ def loss(
 
 
 def online_step(
-    model, batch: Batch, state: jax.Array, carried: tuple, first: jax.Array, objective: str
+    model,
+    batch: Batch,
+    state: jax.Array,
+    carried: tuple,
+    first: jax.Array,
+    objective: str,
+    pool: str = "mean",
 ) -> tuple[jax.Array, tuple]:
     """The twin of ``torch_objectives.online_step``."""
     summary, total, count = carried
@@ -166,6 +182,9 @@ def online_step(
         value = _token_nll(before, batch, shifted=False)[:, 0]
     else:
         value = jnp.linalg.norm(before["forecast"] - forecast_targets(batch), axis=-1)[:, 0]
-    total = jnp.where(first, 0.0, total + value)
     count = jnp.where(first, 0.0, count + 1.0)
+    if pool == "max":
+        total = jnp.where(first, 0.0, jnp.maximum(total, value))
+        return total, (state, total, count)
+    total = jnp.where(first, 0.0, total + value)
     return total / jnp.maximum(count, 1.0), (state, total, count)

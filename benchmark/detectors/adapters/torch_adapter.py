@@ -243,7 +243,9 @@ class TorchDetector:
         device (no host sync)."""
         o = self.spec.objective
         with self._context():
-            return objectives.sequence_scores(self.net, batch, self.objective, o.mask_prob, o.top_k)
+            return objectives.sequence_scores(
+                self.net, batch, self.objective, o.mask_prob, o.top_k, o.pool.value
+            )
 
     @torch.no_grad()
     def score(self, data: SequenceArrays) -> Scores:
@@ -348,7 +350,13 @@ class TorchRecurrentScorer:
             states, carry = self.model.step(batch, carry)
             carried = (self.summary[at], self.total[at], self.count[at])
             score, carried = objectives.online_step(
-                self.model, batch, states[:, 0].float(), carried, opens, self.detector.objective
+                self.model,
+                batch,
+                states[:, 0].float(),
+                carried,
+                opens,
+                self.detector.objective,
+                self.detector.spec.objective.pool.value,
             )
         if isinstance(carry, tuple) and self.cell is not None:
             self.hidden[:, at], self.cell[:, at] = carry

@@ -1,6 +1,7 @@
 """Training losses and anomaly scores of the five objectives, for PyTorch models.
 
-Every score is computed per event, then averaged over a sequence's scored events; padding never
+Every score is computed per event, then pooled over a sequence's scored events (their mean, or
+with ``pool="max"`` their maximum: a sequence flagged when any of its events is); padding never
 contributes. Next-event and forecast predictions for event t come from the state at t - 1, so
 the first event of a sequence has no score (0) and is left out of the mean.
 """
@@ -66,6 +67,13 @@ def _mean_over(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def _pool_over(values: torch.Tensor, where: torch.Tensor, pool: str) -> torch.Tensor:
+    """(B,) the mean or the maximum of each row's ``values`` where ``where`` (0 if nowhere)."""
+    if pool == "mean":
+        return _mean_over(values, where)
+    return torch.where(where, values, 0.0).amax(dim=1)  # the scores are >= 0
+
+
 def not_normal_log_odds(class_logits: torch.Tensor) -> torch.Tensor:
     """log(P(any anomaly type) / P(normal)) from (B, 1 + types) logits: a monotone map of
     1 - p(normal) that keeps its resolution where the softmax saturates."""
@@ -73,9 +81,8 @@ def not_normal_log_odds(class_logits: torch.Tensor) -> torch.Tensor:
 
 
 def event_scores(model, batch: Batch, objective: str, mask_prob: float) -> torch.Tensor:
-    """(B, T) per-event anomaly scores (0 where nothing is scored)."""
-    if objective == "classify":
-        return model(batch)["event_logit"] * batch["mask"]
+    """(B, T) per-event anomaly scores (0 where nothing is scored) of the objectives that
+    score events (next_event, forecast, masked)."""
     if objective == "next_event":
         return _token_nll(model(batch), batch, shifted=True) * _next_mask(batch)
     if objective == "forecast":
@@ -96,25 +103,26 @@ def _masked_nll(model, batch: Batch, mask_prob: float) -> torch.Tensor:
 
 
 def sequence_scores(
-    model, batch: Batch, objective: str, mask_prob: float, top_k: int
+    model, batch: Batch, objective: str, mask_prob: float, top_k: int, pool: str = "mean"
 ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-    """Sequence scores (B,), event scores (B, T) (None: the objective does not localise) and
+    """Sequence scores (B,), event scores (B, T) (None: the model does not localise) and
     alternative sequence scores by name."""
     if objective == "classify_type":
         return not_normal_log_odds(model(batch)["class_logits"]), None, {}
     if objective == "classify":
         out = model(batch)
-        return out["sequence_logit"], out["event_logit"] * batch["mask"], {}
+        events = out["event_logit"] * batch["mask"] if "event_logit" in out else None
+        return out["sequence_logit"], events, {}
     if objective == "next_event":
         out = model(batch)
         events = _token_nll(out, batch, shifted=True) * _next_mask(batch)
         top = _shift(out["item_logits"]).topk(min(top_k, out["item_logits"].shape[-1]), -1)
         miss = (top.indices != batch["item"][..., None]).all(dim=-1)
         alt = {"top_k_miss_rate": _mean_over(miss.float(), _next_mask(batch))}
-        return _mean_over(events, _next_mask(batch)), events, alt
+        return _pool_over(events, _next_mask(batch), pool), events, alt
     events = event_scores(model, batch, objective, mask_prob)
     where = batch["mask"] if objective == "masked" else _next_mask(batch)
-    return _mean_over(events, where), events, {}
+    return _pool_over(events, where, pool), events, {}
 
 
 def loss(
@@ -141,6 +149,8 @@ def loss(
         if stats is not None:
             stats["hits"] = ((out["sequence_logit"] > 0) == (batch["label"] > 0.5)).sum()
         seq = F.binary_cross_entropy_with_logits(out["sequence_logit"], batch["label"])
+        if "event_logit" not in out:
+            return seq
         event = F.binary_cross_entropy_with_logits(
             out["event_logit"], batch["event_label"], reduction="none"
         )
@@ -167,12 +177,14 @@ def online_step(
     carried: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     first: torch.Tensor,
     objective: str,
+    pool: str = "mean",
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """A recurrent detector's online score after one more event per sequence: ``batch``
     (B, 1), ``state`` (B, H) the top layer's state after it, ``first`` (B,) whether it opens
     its sequence. ``carried`` is (summary (B, H), total (B,), count (B,)): the classifiers'
     running maximum of the states, or the previous state and the running sum and count of
-    the per-event scores, whose mean is the score (as ``sequence_scores`` on the prefix)."""
+    the per-event scores, whose mean is the score (as ``sequence_scores`` on the prefix); with
+    ``pool="max"`` the running maximum instead of the sum."""
     summary, total, count = carried
     ones = torch.ones_like(first)[:, None]
     if objective in ("classify", "classify_type"):
@@ -186,6 +198,9 @@ def online_step(
         value = _token_nll(before, batch, shifted=False)[:, 0]
     else:
         value = (before["forecast"] - forecast_targets(batch)).norm(dim=-1)[:, 0]
-    total = torch.where(first, torch.zeros_like(total), total + value)
     count = torch.where(first, torch.zeros_like(count), count + 1)
+    if pool == "max":
+        total = torch.where(first, torch.zeros_like(total), torch.maximum(total, value))
+        return total, (state, total, count)
+    total = torch.where(first, torch.zeros_like(total), total + value)
     return total / count.clamp(min=1.0), (state, total, count)
