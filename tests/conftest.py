@@ -132,3 +132,29 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if outcomes:
         counts = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items(), key=lambda x: -x[1]))
         terminalreporter.write_line(f"bad-input corpus: {sum(outcomes.values())} cases: {counts}")
+
+
+# The longest test files first: `make test` hands whole files to its two workers as each
+# becomes free (--dist loadfile), so a long file scheduled last leaves the other worker idle
+# until it ends. Longest first keeps the tail short. A hint only: a stale list costs balance,
+# never a result. Ordered by their time in the fast tier on the reference machine.
+LONGEST_FIRST = (
+    "test_bad_inputs.py",
+    "test_parity.py",
+    "test_loaders.py",
+    "test_sweeps.py",
+    "test_config.py",
+    "test_partitions.py",
+    "test_timing.py",
+    "test_reproduction.py",
+    "test_models_jax.py",
+    "test_report.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its own order

@@ -98,7 +98,13 @@ def test_bf16_scores_keep_the_ranking_and_float32_outputs(smoke):
 def test_jax_smoke_run_ends_ok_and_reports_compiles(compose_config, tmp_path):
     result = run(
         compose_config(
-            ["experiment=smoke", "framework=jax", "objective=masked", f"results_dir={tmp_path}"]
+            [
+                "experiment=smoke",
+                "framework=jax",
+                "objective=masked",
+                "train.epochs=1",
+                f"results_dir={tmp_path}",
+            ]
         )
     )
     assert result.status == "ok"

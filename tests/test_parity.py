@@ -204,7 +204,13 @@ def test_parity_late_fusion_outputs_loss_and_gradients(world, objective):
 @pytest.mark.parametrize(
     ("model", "objective", "pool", "fields"),
     [
-        pytest.param("lstm", "classify", Pool.mean, {"head": Head.pooled, "event_head": False}),
+        pytest.param(  # its PyTorch side in the fast tier: tests/test_models_torch.py
+            "lstm",
+            "classify",
+            Pool.mean,
+            {"head": Head.pooled, "event_head": False},
+            marks=pytest.mark.slow,
+        ),
         pytest.param("gru", "forecast", Pool.max, {"lag_window": 3}),
     ],
     ids=["last-state-head", "lag-window-max-pooled"],
