@@ -278,3 +278,26 @@ def test_unfused_dropout_switch_gives_nnx_dropouts_own_masks(smoke):
         dropouts = [m for _, m in nnx.iter_graph(model) if isinstance(m, Dropout)]
         assert len(dropouts) == 2  # embeddings, between the layers
         assert {d.fused for d in dropouts} == {fused}
+
+
+def test_head_dropout_drops_in_training_only(smoke):
+    """model.head_dropout (setup 2's 0.2): the output layer's input is dropped while training,
+    so two training passes differ, and left whole in eval mode, where the output is the
+    layer applied to the last state."""
+    from dataclasses import replace
+
+    from models_common.config import Head
+    from models_jax.lstm import LSTMDetector
+
+    d = detector(smoke, "lstm")
+    cfg = replace(d.cfg, head=Head.pooled, event_head=False, dropout=0.0, head_dropout=0.5)
+    model = LSTMDetector(cfg, nnx.Rngs(params=0, dropout=1))
+    test = smoke[1].arrays["test"]
+    batch = numpy_batch(test, np.arange(16))
+    model.train()
+    first, second = model(batch)["sequence_logit"], model(batch)["sequence_logit"]
+    assert not np.allclose(first, second)
+    model.eval()
+    out = model(batch)
+    np.testing.assert_allclose(out["sequence_logit"], model.heads.sequence(out["pooled"])[:, 0])
+    assert "event_logit" not in out
