@@ -101,6 +101,19 @@ def jax_model(detector: JaxDetector):
     return nnx.merge(detector.eval_graph, detector.params, detector.rest)
 
 
+def same_outputs(torch_detector, jax_detector, torch_batch: dict, jax_batch: dict) -> dict:
+    """Both models' outputs on the same batch (eval mode; ``hide`` when the batch has one),
+    every one alike within OUTPUT_TOL; the JAX outputs."""
+    torch_detector.model.eval()
+    with torch.no_grad():
+        expected = torch_detector.model(torch_batch, torch_batch.get("hide"))
+    got = jax_model(jax_detector)(jax_batch, jax_batch.get("hide"))
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(got[name]), value.numpy(), **OUTPUT_TOL, err_msg=name)
+    return got
+
+
 CASES = pytest.mark.parametrize(("model", "objective"), PAIRS)
 
 
@@ -114,17 +127,10 @@ def test_parity_key_map_outputs_states_and_carries(world, model, objective):
     back = jax_detector.canonical_weights()
     for name, value in weights.items():
         np.testing.assert_array_equal(back[name], value, err_msg=name)
-    torch_batch, jax_batch = batches(world, objective)
-    torch_detector.model.eval()
-    with torch.no_grad():
-        expected = torch_detector.model(torch_batch)
-    got = jax_model(jax_detector)(jax_batch)
-    assert set(got) == set(expected)
+    got = same_outputs(torch_detector, jax_detector, *batches(world, objective))
     if model in ("lstm", "gru"):
         assert "final_hidden" in got
         assert (model == "gru") == ("final_cell" not in got)
-    for name, value in expected.items():
-        np.testing.assert_allclose(np.asarray(got[name]), value.numpy(), **OUTPUT_TOL, err_msg=name)
 
 
 # Scores, losses, gradients and the optimiser step: in the fast tier a covering set of pairs,
@@ -191,13 +197,7 @@ def test_parity_late_fusion_outputs_loss_and_gradients(world, objective):
     assert set(key_map(jax_model(jax_detector))) == set(torch_detector.canonical_weights())
     assert jax_detector.modalities_used == MODALITIES
     torch_batch, jax_batch = batches(world, objective)
-    torch_detector.model.eval()
-    with torch.no_grad():
-        expected = torch_detector.model(torch_batch, torch_batch.get("hide"))
-    got = jax_model(jax_detector)(jax_batch, jax_batch.get("hide"))
-    assert set(got) == set(expected)
-    for name, value in expected.items():
-        np.testing.assert_allclose(np.asarray(got[name]), value.numpy(), **OUTPUT_TOL, err_msg=name)
+    same_outputs(torch_detector, jax_detector, torch_batch, jax_batch)
     assert_same_loss_and_gradients(torch_detector, jax_detector, torch_batch, jax_batch)
 
 
@@ -223,17 +223,11 @@ def test_parity_article_switches(world, model, objective, pool, fields):
     weights = torch_detector.canonical_weights()
     assert set(key_map(jax_model(jax_detector))) == set(weights)
     torch_batch, jax_batch = batches(world, objective)
-    torch_detector.model.eval()
-    with torch.no_grad():
-        expected = torch_detector.model(torch_batch)
-    got = jax_model(jax_detector)(jax_batch)
-    assert set(got) == set(expected)
+    got = same_outputs(torch_detector, jax_detector, torch_batch, jax_batch)
     if "event_head" in fields:  # one output, reading the last state alone
         assert "event_logit" not in got
         assert "heads.event.weight" not in weights
         assert weights["heads.sequence.weight"].shape == (1, torch_detector.spec.model.hidden_dim)
-    for name, value in expected.items():
-        np.testing.assert_allclose(np.asarray(got[name]), value.numpy(), **OUTPUT_TOL, err_msg=name)
     test = world[1].arrays["test"].take(world[2])
     scores, jax_scores = torch_detector.score(test), jax_detector.score(test)
     np.testing.assert_allclose(jax_scores.sequence, scores.sequence, **OUTPUT_TOL)

@@ -80,7 +80,7 @@ def test_every_departure_from_the_article_is_listed_with_its_reason(compose_conf
     [
         ("paper_2_lstm_classifier", "model.dropout=0.3", "dropout"),
         ("paper_2_lstm_classifier", "model.head=pooled_max", "head"),
-        ("paper_1_model_selection", "dataset.sequence.max_length=5", "window"),
+        ("paper_1_model_selection", "dataset.sequence.max_length=5", "max_length"),
         ("paper_5_multimodal_fusion", "model.fusion=late", "fusion"),
         ("paper_3_lstm_forecast", "objective.pool=mean", "threshold_on"),
         ("paper_3_lstm_forecast", "model.lag_window=0", "input"),

@@ -88,9 +88,9 @@ class NormalProfile:
 
     def usual_purchase(self, users: np.ndarray) -> np.ndarray:
         """Each user's median purchase price in this table (NaN: no priced purchase)."""
-        at = np.minimum(np.searchsorted(self.buyers, users), max(len(self.buyers) - 1, 0))
         if not len(self.buyers):
             return np.full(len(users), np.nan)
+        at = np.minimum(np.searchsorted(self.buyers, users), len(self.buyers) - 1)
         return np.where(self.buyers[at] == users, self.buyer_price[at], np.nan)
 
     def sample_gaps(self, event_types: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -36,21 +36,24 @@ def ignored_sections(framework: str) -> tuple[str, ...]:
 
 
 def identity_config(config: Mapping[str, Any], framework: str) -> Mapping[str, Any]:
-    """What of ``config`` decides a run of a ``framework`` detector: a baseline reads its
-    model's name and none of the deep detectors' layer settings, so a sweep that varies those
-    runs each baseline once."""
-    model = config.get("model")
-    if framework != BASELINE_FRAMEWORK or not isinstance(model, Mapping):
+    """What of ``config`` decides a run of a ``framework`` detector: a baseline reads neither
+    the sections ``ignored_sections`` names nor any of the deep detectors' layer settings (its
+    model's name alone), so a sweep that varies those runs each baseline once."""
+    if framework != BASELINE_FRAMEWORK:
         return config
-    return {**config, "model": {"name": model.get("name")}}
+    ignored = ignored_sections(framework)
+    kept = {k: v for k, v in config.items() if k not in ignored}
+    model = config.get("model")
+    if isinstance(model, Mapping):
+        kept["model"] = {"name": model.get("name")}
+    return kept
 
 
 def replicate_key(config: Mapping[str, Any], framework: str, length: int = 10) -> str:
-    """The hash of a run's config without its seed (and noise keys, and the sections its
-    detector, of ``framework``, ignores): runs with equal keys differ in the seed alone, so
-    they are replicates of one configuration and only they may be pooled over seeds."""
-    ignored = ignored_sections(framework)
-    return run_id(identity_config(config, framework), (*NOISE_KEYS, *ignored, "seed"), length)
+    """The hash of a run's config without its seed (and noise keys, and what its detector, of
+    ``framework``, ignores): runs with equal keys differ in the seed alone, so they are
+    replicates of one configuration and only they may be pooled over seeds."""
+    return run_id(identity_config(config, framework), (*NOISE_KEYS, "seed"), length)
 
 
 def run_id(config: Mapping[str, Any], noise_keys: tuple[str, ...], length: int = 10) -> str:

@@ -52,7 +52,7 @@ ARTICLES: dict[int, dict[str, dict[str, Any]]] = {
             "loss": LOSS["classify"],
             "head": "pooled",
             "event_head": False,
-            "window": 3,
+            "max_length": 3,  # windows of 3 events
             "optimizer": "Adam",
             "epochs": 10,
             "batch_size": 32,
@@ -170,7 +170,6 @@ def setup_facts(cfg: Config) -> dict[str, Any]:
         "text_dim": m.text_dim,
         "image_dim": getattr(getattr(cfg.dataset, "generator", None), "image_dim", None),
         "items": cfg.dataset.sequence.max_items,
-        "window": cfg.dataset.sequence.max_length,
         "max_length": cfg.dataset.sequence.max_length,
         "head": m.head.value,
         "event_head": m.event_head if objective == "classify" else False,

@@ -28,7 +28,12 @@ from benchmark.records.locks import sole_writer
 from benchmark.records.record import RunRecord, RunStatus
 from benchmark.report import render, table
 from benchmark.report.page import failure_line
-from benchmark.report.selection import differing_keys, latest_per_run, one_per_seed
+from benchmark.report.selection import (
+    differing_keys,
+    latest_per_run,
+    nan_lowest,
+    one_per_seed,
+)
 
 PREFIX = "paper_"
 OUT_DIR = "reproduction"
@@ -269,17 +274,13 @@ def by_setting(groups: list[Group]) -> dict[str, list[Group]]:
 def ranked(groups: list[Group]) -> list[tuple[int, Group]]:
     """Rows in order of scale and dataset, then of mean ROC-AUC (best first), each with its
     rank among the rows of its setting, scale and dataset."""
-    order = sorted(groups, key=lambda g: (g.ranked_among, -_number(g.metrics["roc_auc"].mean)))
+    order = sorted(groups, key=lambda g: (g.ranked_among, -nan_lowest(g.metrics["roc_auc"].mean)))
     out, previous, rank = [], None, 0
     for g in order:
         rank = rank + 1 if g.ranked_among == previous else 1
         previous = g.ranked_among
         out.append((rank, g))
     return out
-
-
-def _number(x: float) -> float:
-    return -math.inf if math.isnan(x) else x
 
 
 def seeds_of(group: Group) -> str:

@@ -206,7 +206,7 @@ def aggregate(records: list[RunRecord]) -> list[Row]:
         by_setting[row.setting].append(row)
     out = []
     for setting in sorted(by_setting):
-        ranked = sorted(by_setting[setting], key=lambda r: (-_key(r.roc_auc_mean), r.name))
+        ranked = sorted(by_setting[setting], key=lambda r: (-nan_lowest(r.roc_auc_mean), r.name))
         for i, row in enumerate(ranked, start=1):
             row.rank = i
         flag_pareto(ranked)
@@ -273,7 +273,8 @@ def _disambiguate(rows: list[Row], keys: list[tuple]) -> None:
                 row.variant = diff
 
 
-def _key(x: float) -> float:
+def nan_lowest(x: float) -> float:
+    """``x``, with NaN (a metric that could not be computed) below every number when sorting."""
     return -math.inf if math.isnan(x) else x
 
 

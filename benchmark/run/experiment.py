@@ -42,7 +42,7 @@ from benchmark.detectors.registry import check_device, framework_of
 from benchmark.errors import ResultsWriteError
 from benchmark.records import strict_json
 from benchmark.records.atomic import atomic_path, write_atomic
-from benchmark.records.identity import NOISE_KEYS, identity_config, ignored_sections
+from benchmark.records.identity import NOISE_KEYS, identity_config
 from benchmark.records.identity import run_id as make_run_id
 from benchmark.records.locks import Lock, remove_temporaries
 from benchmark.records.record import Provenance, RecordError, RunRecord, RunStatus
@@ -175,9 +175,7 @@ def run(cfg: DictConfig | Config) -> RunResult:
     check_config(config)
     resolved = {**plain_dict(cfg), "setting": resolved_setting(config)}
     framework = framework_of(config.model.name.value, config.framework.name.value)
-    rid = make_run_id(
-        identity_config(resolved, framework), NOISE_KEYS + ignored_sections(framework)
-    )
+    rid = make_run_id(identity_config(resolved, framework), NOISE_KEYS)
     run_dir = Path(config.results_dir) / config.experiment_name / rid
     if config.dry_run:
         previous = previous_record(run_dir, move_aside=False)
