@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models_common.config import MODALITIES, DetectorConfig, Fusion
-from models_jax.layers import DEFAULT_SPEED, Embedding, Heads, Speed, linear
+from models_jax.layers import DEFAULT_SPEED, Embedding, Heads, Speed, layer_norm, linear
 from models_jax.transformer import TransformerEncoder
 
 BEHAVIOUR, ITEMS, TEXT, IMAGE, PROFILE = range(len(MODALITIES))
@@ -106,6 +106,7 @@ class MultimodalAttentionDetector(nnx.Module):
         self.key_s = linear(h, h, rngs)
         n = len(MODALITIES)
         if cfg.fusion == Fusion.early:
+            self.stream_norms = nnx.List(layer_norm(h, rngs) for _ in MODALITIES)
             self.event_gate = linear(n * h, n, rngs)
         else:
             self.keys = nnx.List(linear(h, h, rngs) for _ in (ITEMS, TEXT, IMAGE))
@@ -133,6 +134,10 @@ class MultimodalAttentionDetector(nnx.Module):
         zeros = jnp.zeros_like(behaviour)
         per_event = [behaviour, *(streams.get(m, zeros) for m in (ITEMS, TEXT, IMAGE))]
         per_event.append(jnp.broadcast_to(profile[:, None, :], behaviour.shape))
+        # Each stream normalised: at initialisation their root mean squares differ up to 50-fold
+        # (behaviour 0.004-0.008, items and images 0.07-0.10, text 0.002), and the items and
+        # images drowned what each event is (a purchase moved first went unseen).
+        per_event = [norm(u) for norm, u in zip(self.stream_norms, per_event, strict=True)]
         # absent modalities are zeros in the gate's input and weigh nothing in the sum
         per_event = [jnp.where(on[..., m, None], u, 0.0) for m, u in enumerate(per_event)]
         gates = masked_softmax(
