@@ -216,22 +216,34 @@ def in_session_time_order(session: np.ndarray, time: np.ndarray) -> bool:
 
 def session_time_order(session: np.ndarray, time: np.ndarray) -> np.ndarray:
     """``np.lexsort((time, session))``, about five times faster on millions of rows: one stable
-    argsort of a float key, session rank x time span + time, used when it orders the rows
-    exactly (checked, O(n)); lexsort otherwise (non-finite times, a key beyond 2^52)."""
+    argsort of one key, session rank x time span + time (integers when every time is a whole
+    second: their sort is faster), used when it orders the rows exactly (checked, O(n));
+    lexsort otherwise (non-finite times, a key beyond 2^52)."""
     if len(session) < 2 or not np.all(np.isfinite(time)):
         return np.lexsort((time, session))
-    if np.all(session[1:] >= session[:-1]):  # grouped already: ranks without a sort
-        rank = np.concatenate(([0], np.cumsum(session[1:] != session[:-1])))
-    else:
-        rank = np.unique(session, return_inverse=True)[1].reshape(-1)
     low = float(time.min())
     span = float(time.max()) - low + 1.0
+    rank = session_ranks(session, span)
     if float(rank.max()) * span > 2.0**52:
         return np.lexsort((time, session))
-    order = np.argsort(rank * span + (time - low), kind="stable")
+    key = rank * span + (time - low)
+    whole = np.rint(key)
+    order = np.argsort(whole.astype(np.int64) if np.array_equal(whole, key) else key, kind="stable")
     if in_session_time_order(rank[order], time[order]):
         return order
     return np.lexsort((time, session))  # two times too close to tell apart in the key
+
+
+def session_ranks(session: np.ndarray, span: float) -> np.ndarray:
+    """Numbers in the order of ``session``, small enough to multiply by ``span``: the ids
+    themselves less the smallest when integer ids fit (no sort), else their ranks."""
+    if len(session) and np.issubdtype(session.dtype, np.integer):
+        low, high = int(session.min()), int(session.max())
+        if (high - low + 1) * span <= 2.0**52:
+            return session - low
+    if np.all(session[1:] >= session[:-1]):  # grouped already: ranks without a sort
+        return np.concatenate(([0], np.cumsum(session[1:] != session[:-1])))
+    return np.unique(session, return_inverse=True)[1].reshape(-1)
 
 
 def ragged_arange(lengths: np.ndarray) -> np.ndarray:

@@ -544,6 +544,37 @@ def test_dedup_matches_a_reference_on_random_rows():
     assert q.counts["duplicate_event"] == 2000 - len(first)
 
 
+def test_one_sort_orders_and_deduplicates_as_dedup_then_lexsort():
+    """sorted_without_repeats keeps each row's first copy in file order, orders the rest as a
+    stable lexsort by session and time, and names the repeats in file order."""
+    from datasets.loaders.common import Quarantine, sorted_without_repeats
+
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        n = int(rng.integers(2, 3000))
+        cols = {
+            "user": rng.integers(0, int(rng.integers(1, 40)), n),
+            "t": rng.integers(0, int(rng.integers(1, 8)), n) * rng.choice([1.0, 1e-3]),
+            "item": rng.integers(0, 3, n),
+            "row": np.arange(n),  # not a key: shows which copy was kept
+        }
+        if trial % 4 == 0:
+            cols["user"] = cols["user"] * (2**58)  # ids too wide to be their own ranks
+        keys = ["user", "t", "item"]
+        rows = np.stack([cols[k] for k in keys], axis=1)
+        _, first = np.unique(rows, axis=0, return_index=True)
+        kept = np.sort(first)
+        expected = kept[np.lexsort((cols["t"][kept], cols["user"][kept]))]
+        q = Quarantine(strict=True)
+        out = sorted_without_repeats(
+            {k: v.copy() for k, v in cols.items()}, "user", "t", keys, q, lambda i: f"row {i}"
+        )
+        assert np.array_equal(out["row"], expected), trial
+        assert q.counts["duplicate_event"] == n - len(kept)
+        repeats = np.setdiff1d(np.arange(n), kept)[:10]
+        assert q.examples == [f"row {i}: a repeat of an earlier event" for i in repeats]
+
+
 def test_types_a_views_only_dataset_cannot_host_are_an_error_when_asked(compose_config, tmp_path):
     from benchmark.anomalies.core import InjectionError
 

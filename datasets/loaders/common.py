@@ -29,7 +29,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from datasets.schema import MISSING_ID, EventTable, SchemaError, map_event_types
+from datasets.schema import (
+    MISSING_ID,
+    EventTable,
+    SchemaError,
+    map_event_types,
+    session_time_order,
+)
 
 BLOCK_BYTES = 16 << 20  # pyarrow CSV block: bounds the memory of one read step
 EXACT_CHUNK_ROWS = 200_000  # rows buffered as Python objects on the exact path
@@ -936,42 +942,89 @@ def drop_duplicates(
 ) -> dict:
     """Remove exact repeats of the ``keys`` fields (the first is kept), counted as
     ``duplicate_event`` in the report in both modes (``where(i)`` names row i for the
-    examples). Rows are grouped by a 64-bit hash of the
-    keys (one sort instead of a multi-key sort) and candidates are compared field by field."""
+    examples)."""
     n = len(columns[keys[0]])
     if n < 2:
         return columns
-    digest = np.zeros(n, dtype=np.uint64)
+    dup = np.zeros(n, dtype=bool)
+    dup[repeats_among(columns, keys, np.arange(n))] = True
+    _count_repeats(quarantine, np.flatnonzero(dup), where)
+    return keep_rows(columns, ~dup)
+
+
+def sorted_without_repeats(
+    columns: dict[str, np.ndarray],
+    session: str,
+    time: str,
+    keys: list[str],
+    quarantine: Quarantine,
+    where: Callable[[int], str] | None = None,
+) -> dict:
+    """The rows in EventTable order (``session``, then ``time``; stable, so ties keep their
+    file order) without exact repeats of the ``keys`` fields, which must include both: the
+    first in file order is kept, the others counted as :func:`drop_duplicates` does. One sort
+    does both jobs: repeats tie on session and time, so only runs of tied rows are searched
+    (on a 2M-row table, a third of the time of de-duplicating and then sorting)."""
+    n = len(columns[session])
+    order = session_time_order(columns[session], columns[time])
+    if n < 2:
+        return {name: col[order] for name, col in columns.items()}
+    s, t = columns[session][order], columns[time][order]
+    tied = (s[1:] == s[:-1]) & (t[1:] == t[:-1])  # sorted row i + 1 ties with row i
+    del s, t
+    members = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])
+    run = np.cumsum(np.r_[True, ~tied])[members]  # which run of ties each member is in
+    dup = repeats_among(columns, keys, order[members], run)
+    _count_repeats(quarantine, np.sort(order[members[dup]]), where)
+    keep = np.ones(n, dtype=bool)
+    keep[members[dup]] = False
+    order = order[keep] if not keep.all() else order
+    for name in list(columns):  # one column at a time: the peak is one extra column
+        columns[name] = columns[name][order]
+    return columns
+
+
+def repeats_among(
+    columns: dict[str, np.ndarray],
+    keys: list[str],
+    rows: np.ndarray,
+    group: np.ndarray | None = None,
+) -> np.ndarray:
+    """Which of ``rows`` (in priority order) repeat the ``keys`` fields of an earlier one of
+    the same ``group``: a bool mask over ``rows``. Rows are grouped by a 64-bit hash of the
+    keys (one sort instead of a multi-key sort) and candidates compared field by field."""
+    digest = np.zeros(len(rows), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in keys:
-            v = np.ascontiguousarray(columns[k])
+            v = np.ascontiguousarray(columns[k][rows])
             bits = v.view(np.uint64) if v.dtype.itemsize == 8 else v.astype(np.uint64)
             digest = digest * np.uint64(0x100000001B3) ^ bits
-    order = np.argsort(digest, kind="stable")  # equal rows end up adjacent, first one first
-    sorted_digest = digest[order]
-    first, second = order[:-1], order[1:]
-    same = sorted_digest[1:] == sorted_digest[:-1]
+    # stable: equal rows end up adjacent, the earliest first
+    if group is None:
+        order = np.argsort(digest, kind="stable")
+        same = digest[order][1:] == digest[order][:-1]
+    else:
+        order = np.lexsort((digest, group))
+        same = (digest[order][1:] == digest[order][:-1]) & (group[order][1:] == group[order][:-1])
+    first, second = rows[order[:-1]], rows[order[1:]]
     candidates = np.flatnonzero(same)
     for k in keys:
         v = columns[k]
         same[candidates] &= v[second[candidates]] == v[first[candidates]]
-    dup = np.zeros(n, dtype=bool)
-    dup[second[same]] = True
+    repeat = np.zeros(len(rows), dtype=bool)
+    repeat[order[1:][same]] = True
+    return repeat
+
+
+def _count_repeats(
+    quarantine: Quarantine, rows: np.ndarray, where: Callable[[int], str] | None
+) -> None:
+    """Count repeated ``rows`` (file order) as ``duplicate_event``, naming the first ones."""
     named: Iterable[str] = ()
     if where is not None:
         name = where
-        named = (f"{name(int(i))}: a repeat of an earlier event" for i in np.flatnonzero(dup))
-    quarantine.drop("duplicate_event", dup.sum(), named)
-    return keep_rows(columns, ~dup)
-
-
-def sort_by_session_and_time(columns: dict[str, np.ndarray], session: str, time: str) -> dict:
-    """The rows in EventTable order (session, then time; stable), permuting one column at a
-    time so that the peak is one extra column, not a second copy of the table."""
-    order = np.lexsort((columns[time], columns[session]))
-    for name in list(columns):
-        columns[name] = columns[name][order]
-    return columns
+        named = (f"{name(int(i))}: a repeat of an earlier event" for i in rows)
+    quarantine.drop("duplicate_event", len(rows), named)
 
 
 def per_session_min(session: np.ndarray, value: np.ndarray) -> np.ndarray:

@@ -42,7 +42,6 @@ from datasets.loaders.common import (
     check_header,
     concat_columns,
     convert_block,
-    drop_duplicates,
     events_table,
     keep_rows,
     latest_per_key,
@@ -51,6 +50,7 @@ from datasets.loaders.common import (
     open_binary,
     read_csv,
     reject_rows,
+    sorted_without_repeats,
     source_report,
 )
 from datasets.schema import (
@@ -278,10 +278,10 @@ def to_events(
     with the labels, the item table and the user profiles the mapping names."""
     keys = [k for k in ("session", "user", "timestamp", "event_type", "item") if k in cols]
     places = [place_of(f, m=mapping) for f in files]
-    cols = drop_duplicates(cols, keys, q, lambda i: f"{places[cols[FILE][i]]}{cols[LINE][i]}")
-    cols.pop(LINE)
-    cols.pop(FILE)
-    session = cols["session"] if "session" in cols else cols["user"]
+    by = "session" if "session" in cols else "user"
+    where = partial(_place_of_row, places, cols.pop(FILE), cols.pop(LINE))
+    cols = sorted_without_repeats(cols, by, "timestamp", keys, q, where)
+    session = cols[by]
     events = events_table(
         session_id=session,
         timestamp=cols["timestamp"],
@@ -304,6 +304,10 @@ def to_events(
     if mapping.profiles.path and len(session):
         profiles = user_profiles(mapping, events.user_id, events.timestamp, q)
     return events.sorted(), real, items, profiles
+
+
+def _place_of_row(places: list[str], file: np.ndarray, line: np.ndarray, i: int) -> str:
+    return f"{places[file[i]]}{line[i]}"
 
 
 def item_table(cols: dict[str, np.ndarray]) -> ItemAttributes:

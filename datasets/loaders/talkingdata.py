@@ -26,13 +26,12 @@ from datasets.loaders.common import (
     as_downloaded,
     check_times,
     concat_columns,
-    drop_duplicates,
     events_table,
     line_of,
     read_csv,
     reject_rows,
     require_file,
-    sort_by_session_and_time,
+    sorted_without_repeats,
     source_report,
 )
 from datasets.schema import Dataset, EventType, SessionLabels
@@ -93,10 +92,8 @@ def load(path: Path, options: LoadOptions) -> Dataset:
         "category": cols["channel"][downloaded],
     }
     del cols
-    events = drop_duplicates(
-        concat_columns([clicks, installs]), ["entity", "time", "type", "item", "category"], q
-    )
-    events = sort_by_session_and_time(events, "entity", "time")
+    keys = ["entity", "time", "type", "item", "category"]
+    events = sorted_without_repeats(concat_columns([clicks, installs]), "entity", "time", keys, q)
     table = events_table(
         session_id=events["entity"],  # sessionised by gap downstream
         timestamp=events["time"],
