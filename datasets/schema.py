@@ -215,10 +215,13 @@ def in_session_time_order(session: np.ndarray, time: np.ndarray) -> bool:
 
 
 def session_time_order(session: np.ndarray, time: np.ndarray) -> np.ndarray:
-    """``np.lexsort((time, session))``, about five times faster on millions of rows: one stable
-    argsort of one key, session rank x time span + time (integers when every time is a whole
-    second: their sort is faster), used when it orders the rows exactly (checked, O(n));
-    lexsort otherwise (non-finite times, a key beyond 2^52)."""
+    """``np.lexsort((time, session))``, five to ten times faster on millions of rows: one sort
+    of packed integer keys when every time is a whole second (:func:`packed_session_time_sort`),
+    else one stable argsort of a float key, session rank x time span + time, used when it orders
+    the rows exactly (checked, O(n)); lexsort otherwise (non-finite times, a key beyond 2^52)."""
+    packed = packed_session_time_sort(session, time)
+    if packed is not None:
+        return packed[0]
     if len(session) < 2 or not np.all(np.isfinite(time)):
         return np.lexsort((time, session))
     low = float(time.min())
@@ -226,12 +229,40 @@ def session_time_order(session: np.ndarray, time: np.ndarray) -> np.ndarray:
     rank = session_ranks(session, span)
     if float(rank.max()) * span > 2.0**52:
         return np.lexsort((time, session))
-    key = rank * span + (time - low)
-    whole = np.rint(key)
-    order = np.argsort(whole.astype(np.int64) if np.array_equal(whole, key) else key, kind="stable")
+    order = np.argsort(rank * span + (time - low), kind="stable")
     if in_session_time_order(rank[order], time[order]):
         return order
     return np.lexsort((time, session))  # two times too close to tell apart in the key
+
+
+def packed_session_time_sort(
+    session: np.ndarray, time: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(order, keys)``: the stable order of rows by session, then time, and each sorted row's
+    integer key (equal keys: equal session and time). Each row's key, session rank x time span +
+    time, is shifted left by the bits of a row number and the row number added, so one sort of
+    int64 *values* (vectorised in NumPy, about eight times faster than an argsort) orders the
+    rows and keeps ties in file order. ``None`` when a time is not a whole second or key and
+    row number do not fit in 63 bits."""
+    n = len(session)
+    if n < 2 or not np.all(np.isfinite(time)) or np.abs(time).max() >= 2.0**52:
+        return None
+    if not np.issubdtype(time.dtype, np.integer) and not np.array_equal(np.rint(time), time):
+        return None
+    seconds = time.astype(np.int64)
+    low = int(seconds.min())
+    span = int(seconds.max()) - low + 1
+    rank = session_ranks(session, float(span)).astype(np.int64, copy=False)
+    row_bits = (n - 1).bit_length()
+    if ((int(rank.max()) + 1) * span).bit_length() + row_bits > 63:
+        return None
+    packed = (rank * span + (seconds - low)) << row_bits
+    del rank, seconds
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()
+    order = packed & ((1 << row_bits) - 1)
+    packed >>= row_bits
+    return order, packed
 
 
 def session_ranks(session: np.ndarray, span: float) -> np.ndarray:

@@ -142,9 +142,10 @@ def timed(fn, rounds: int = 2) -> float:
 @pytest.mark.parametrize("layout", ["csv", "parquet"])
 def test_event_table_ingest_against_a_plain_pyarrow_read(benchmark, tmp_path, layout):
     """dataset=events reads, validates, maps, de-duplicates and sorts; a plain pyarrow read of
-    the same file, in the same run, is the peer. The bounds guard against regressions: 9.1x
-    (CSV, 1.39M rows/s) and 14.5x (Parquet, 1.79M rows/s) measured on the reference machine
-    at 2M rows; the Parquet goal of 5M rows/s is not met yet."""
+    the same file, in the same run, is the peer. Measured on the reference machine at 2M rows
+    (quiet, two runs): CSV 2.7-3.1M rows/s (3.3-4.0x the plain read), Parquet 5.4-6.9M rows/s
+    (4.0-4.5x; the goal is 5M). The bounds guard against regressions with room for a busy
+    machine's noise."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -176,7 +177,7 @@ def test_event_table_ingest_against_a_plain_pyarrow_read(benchmark, tmp_path, la
         rows_per_s=rows / ours, pyarrow_rows_per_s=rows / plain, ratio=ours / plain
     )
     assert data.source["rows_read"] == rows
-    assert ours / plain < (13.0 if layout == "csv" else 20.0), f"{ours / plain:.1f}x"
+    assert ours / plain < (7.0 if layout == "csv" else 9.0), f"{ours / plain:.1f}x"
 
 
 PLAIN_READ_PROBE = """

@@ -171,6 +171,23 @@ def test_the_fast_session_time_order_is_lexsort_exactly():
     assert np.array_equal(session_time_order(session, time), np.lexsort((time, session)))
 
 
+def test_the_packed_sort_orders_whole_seconds_and_its_keys_tie_exactly_where_rows_do():
+    """Whole seconds take the packed value sort: lexsort's order, and equal keys exactly where
+    session and time are equal; fractional times and keys too wide for 63 bits decline it."""
+    from datasets.schema import packed_session_time_sort
+
+    rng = np.random.default_rng(2)
+    session = rng.integers(0, 40, 5000) * 7 + 3
+    time = (1.5e9 + rng.integers(0, 30, 5000)).astype(float)
+    order, keys = packed_session_time_sort(session, time)
+    assert np.array_equal(order, np.lexsort((time, session)))
+    s, t = session[order], time[order]
+    assert np.array_equal(keys[1:] == keys[:-1], (s[1:] == s[:-1]) & (t[1:] == t[:-1]))
+    assert packed_session_time_sort(session, time + 0.5 * (session % 2)) is None
+    many = np.arange(2048)  # 2^11 sessions x a 2^51 s span x 2^11 rows: beyond 63 bits
+    assert packed_session_time_sort(many, np.where(many == 5, 2.0**51, 0.0)) is None
+
+
 def test_ragged_storage_gives_the_padded_rows_a_batch_cut_and_take_expect():
     """Stored ragged, read padded: a batch is the padded view's rows cut to the batch width;
     take, columns and from_padded round-trip every value."""

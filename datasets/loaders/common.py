@@ -34,6 +34,7 @@ from datasets.schema import (
     EventTable,
     SchemaError,
     map_event_types,
+    packed_session_time_sort,
     session_time_order,
 )
 
@@ -499,9 +500,13 @@ def _sep(d: str) -> str:
     return {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(d, repr(d))
 
 
-def _arrow_type(col: Column):
+def _arrow_type(col: Column, stream: bool = False):
+    """The Arrow type a column is read as; in a ``stream`` of blocks, text to be interned
+    arrives dictionary-encoded (a block's few distinct strings, not one per row)."""
     import pyarrow as pa
 
+    if stream and col.kind == "code":
+        return pa.dictionary(pa.int32(), pa.string())
     return {"int": pa.int64(), "float": pa.float64()}.get(col.kind, pa.string())
 
 
@@ -529,7 +534,7 @@ def _fast_chunks(path, fmt, quarantine, max_rows, interners) -> Iterator[dict[st
         ),
         parse_options=pacsv.ParseOptions(delimiter=fmt.delimiter, invalid_row_handler=bad_row),
         convert_options=pacsv.ConvertOptions(
-            column_types={c.name: _arrow_type(c) for c in fmt.columns},
+            column_types={c.name: _arrow_type(c, stream=True) for c in fmt.columns},
             include_columns=fmt.names,
             null_values=list(fmt.null_values),
             strings_can_be_null=True,
@@ -564,24 +569,26 @@ def convert_block(
 
     for c in fmt.columns:
         arr = arrays[c.name]
-        null = arr.is_null().to_numpy(zero_copy_only=False)
+        # the common column without nulls skips a mask and its passes
+        null = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
         if c.kind == "int":
-            values = arr.fill_null(MISSING_ID).to_numpy().astype(np.int64, copy=False)
-            bad |= _reject_outside(values, ~null & ~bad, c, (0, INT64_MAX), quarantine, where)
+            filled = arr.fill_null(MISSING_ID) if null is not None else arr
+            values = filled.to_numpy().astype(np.int64, copy=False)
+            bad |= _reject_outside(values, judged(null, bad), c, (0, INT64_MAX), quarantine, where)
         elif c.kind == "float":
             values = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
             limits = c.limits or (-np.inf, np.inf)
-            bad |= _reject_outside(values, ~null & ~bad, c, limits, quarantine, where)
+            bad |= _reject_outside(values, judged(null, bad), c, limits, quarantine, where)
         elif c.kind == "code":
             values = _codes(arr, interners[c.name])
         elif c.kind == "hash":
             values = hash_ids(arr)
         elif c.kind == "id":
             values = mixed_ids(arr)
-            bad |= _reject_outside(values, ~null & ~bad, c, (0, INT64_MAX), quarantine, where)
+            bad |= _reject_outside(values, judged(null, bad), c, (0, INT64_MAX), quarantine, where)
         else:  # time
             values = parse_times(arr, c.time_format, c.time_zone)
-            invalid = np.isnan(values) & ~null & ~bad
+            invalid = np.isnan(values) & judged(null, bad)
             reject_rows(
                 invalid,
                 quarantine,
@@ -593,7 +600,7 @@ def convert_block(
                 "bad_value",
             )
             bad |= invalid
-            outside = ~null & ~bad & ((values < EPOCH_MIN) | (values > EPOCH_MAX))
+            outside = judged(null, bad) & ((values < EPOCH_MIN) | (values > EPOCH_MAX))
             reject_rows(
                 outside,
                 quarantine,
@@ -604,7 +611,7 @@ def convert_block(
                 "time_out_of_range",
             )
             bad |= outside
-        if not c.nullable:
+        if not c.nullable and null is not None:
             missing = null & ~bad
             reject_rows(
                 missing,
@@ -615,6 +622,11 @@ def convert_block(
             bad |= missing
         cols[c.name] = values
     return {k: v[~bad] for k, v in cols.items()} if bad.any() else cols
+
+
+def judged(null: np.ndarray | None, bad: np.ndarray) -> np.ndarray:
+    """Rows whose value is there and not rejected yet."""
+    return ~bad if null is None else ~null & ~bad
 
 
 def _reject_outside(values, judged, col: Column, limits, quarantine, where) -> np.ndarray:
@@ -714,6 +726,8 @@ def _codes(arr, interner: Interner) -> np.ndarray:
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     table = interner.encode_unique(encoded.dictionary.to_pylist())
+    if not encoded.indices.null_count and len(table):
+        return table[encoded.indices.to_numpy()]
     index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return np.where(
         index >= 0, table[np.maximum(index, 0)] if len(table) else MISSING_ID, MISSING_ID
@@ -965,12 +979,9 @@ def sorted_without_repeats(
     first in file order is kept, the others counted as :func:`drop_duplicates` does. One sort
     does both jobs: repeats tie on session and time, so only runs of tied rows are searched."""
     n = len(columns[session])
-    order = session_time_order(columns[session], columns[time])
     if n < 2:
-        return {name: col[order] for name, col in columns.items()}
-    s, t = columns[session][order], columns[time][order]
-    tied = (s[1:] == s[:-1]) & (t[1:] == t[:-1])  # sorted row i + 1 ties with row i
-    del s, t
+        return columns
+    order, tied = _sort_with_ties(columns[session], columns[time])
     members = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])
     run = np.cumsum(np.r_[True, ~tied])[members]  # which run of ties each member is in
     dup = repeats_among(columns, keys, order[members], run)
@@ -981,6 +992,17 @@ def sorted_without_repeats(
     for name in list(columns):  # one column at a time: the peak is one extra column
         columns[name] = columns[name][order]
     return columns
+
+
+def _sort_with_ties(session: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The session-time order and, per sorted row i + 1, whether it ties with row i."""
+    packed = packed_session_time_sort(session, time)
+    if packed is not None:
+        order, keys = packed
+        return order, keys[1:] == keys[:-1]
+    order = session_time_order(session, time)
+    s, t = session[order], time[order]
+    return order, (s[1:] == s[:-1]) & (t[1:] == t[:-1])
 
 
 def repeats_among(

@@ -17,7 +17,7 @@ column, its user). Values in ``normal_labels`` are normal; every other value is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -303,7 +303,7 @@ def to_events(
     profiles = None
     if mapping.profiles.path and len(session):
         profiles = user_profiles(mapping, events.user_id, events.timestamp, q)
-    return events.sorted(), real, items, profiles
+    return events, real, items, profiles  # in session-time order: sorted_without_repeats
 
 
 def _place_of_row(places: list[str], file: np.ndarray, line: np.ndarray, i: int) -> str:
@@ -886,7 +886,8 @@ def read_batches(
     type and converted like a CSV block (with a ``sink``: each block goes there)."""
     place = place_of(path, fmt)
     parts, seen, columns, types = [], 0, None, {}
-    for batch in record_batches(path, fmt, list(names.values())):
+    coded = [names[r] for r in ("event_type", "label") if r in names]  # few distinct texts
+    for batch in record_batches(path, fmt, list(names.values()), coded, whole=sink is None):
         if max_rows is not None and seen >= max_rows:
             break
         if max_rows is not None:
@@ -913,21 +914,33 @@ def read_batches(
     return concat_columns(parts), types.get("timestamp") not in ("string", None)
 
 
-def record_batches(path: Path, fmt: str, columns: list[str]) -> Iterator:
+def record_batches(
+    path: Path, fmt: str, columns: list[str], coded: Sequence[str] = (), whole: bool = False
+) -> Iterator:
+    """The file's ``columns`` in record batches of ``ROW_BATCH`` rows; with ``whole``, a
+    Parquet source as one table (read by Arrow's threads, converted without stacking blocks:
+    for a file that is held whole anyway). Parquet text columns named in ``coded`` arrive
+    dictionary-encoded as they are stored: no string per row is built or hashed."""
     import pyarrow as pa
     import pyarrow.dataset as ds
     from pyarrow import json as pajson
 
     try:
         if fmt == "parquet":
-            data = ds.dataset(path, format="parquet", partitioning="hive")
+            read = ds.ParquetReadOptions(dictionary_columns=list(coded))
+            data = ds.dataset(
+                path, format=ds.ParquetFileFormat(read_options=read), partitioning="hive"
+            )
             missing = [c for c in columns if c not in data.schema.names]
             if missing:
                 raise DataFileError(
                     f"{path}: no column(s) {missing} (dataset.table); the file has "
                     f"{data.schema.names[:20]}"
                 )
-            yield from data.to_batches(columns=columns, batch_size=ROW_BATCH)
+            if whole:
+                yield data.to_table(columns=columns)
+            else:
+                yield from data.to_batches(columns=columns, batch_size=ROW_BATCH)
         else:
             yield from pajson.open_json(str(path))
     except (pa.ArrowInvalid, OSError) as err:
@@ -947,6 +960,8 @@ def as_kind(arr, col: Column):
         )
     if pa.types.is_timestamp(t):
         return pc.divide(pc.cast(pc.cast(arr, pa.int64()), pa.float64()), UNITS[t.unit])
+    if col.kind == "code" and pa.types.is_dictionary(t) and pa.types.is_string(t.value_type):
+        return arr  # interned from its dictionary
     target = {"int": pa.int64(), "float": pa.float64()}.get(col.kind, pa.string())
     return arr if t == target else pc.cast(arr, target)
 
@@ -955,7 +970,7 @@ def epoch_seconds(values: np.ndarray, unit: str) -> np.ndarray:
     """Numeric times in epoch seconds: divided by ``unit`` ('auto': :func:`time_unit_of`)."""
     if unit == "auto":
         unit = time_unit_of(values)
-    return values / UNITS[unit]
+    return values if UNITS[unit] == 1.0 else values / UNITS[unit]
 
 
 def time_unit_of(values: np.ndarray) -> str:
