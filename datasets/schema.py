@@ -215,13 +215,16 @@ def in_session_time_order(session: np.ndarray, time: np.ndarray) -> bool:
 
 
 def session_time_order(session: np.ndarray, time: np.ndarray) -> np.ndarray:
-    """``np.lexsort((time, session))``, five to ten times faster on millions of rows: one sort
-    of packed integer keys when every time is a whole second (:func:`packed_session_time_sort`),
-    else one stable argsort of a float key, session rank x time span + time, used when it orders
-    the rows exactly (checked, O(n)); lexsort otherwise (non-finite times, a key beyond 2^52)."""
+    """``np.lexsort((time, session))``, faster on millions of rows (2M random rows: about 10x
+    with whole seconds, 2x with milliseconds): one sort of packed integer keys when every time
+    is a whole second (:func:`packed_session_time_sort`), else :func:`float_key_order`."""
     packed = packed_session_time_sort(session, time)
-    if packed is not None:
-        return packed[0]
+    return packed[0] if packed is not None else float_key_order(session, time)
+
+
+def float_key_order(session: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """The stable session-time order by an argsort of a float key, for times that are not
+    whole seconds; lexsort where the key cannot tell rows apart."""
     if len(session) < 2 or not np.all(np.isfinite(time)):
         return np.lexsort((time, session))
     low = float(time.min())

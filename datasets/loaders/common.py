@@ -33,9 +33,9 @@ from datasets.schema import (
     MISSING_ID,
     EventTable,
     SchemaError,
+    float_key_order,
     map_event_types,
     packed_session_time_sort,
-    session_time_order,
 )
 
 BLOCK_BYTES = 16 << 20  # pyarrow CSV block: bounds the memory of one read step
@@ -574,21 +574,25 @@ def convert_block(
         if c.kind == "int":
             filled = arr.fill_null(MISSING_ID) if null is not None else arr
             values = filled.to_numpy().astype(np.int64, copy=False)
-            bad |= _reject_outside(values, judged(null, bad), c, (0, INT64_MAX), quarantine, where)
+            bad |= _reject_outside(
+                values, to_judge(null, bad), c, (0, INT64_MAX), quarantine, where
+            )
         elif c.kind == "float":
             values = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
             limits = c.limits or (-np.inf, np.inf)
-            bad |= _reject_outside(values, judged(null, bad), c, limits, quarantine, where)
+            bad |= _reject_outside(values, to_judge(null, bad), c, limits, quarantine, where)
         elif c.kind == "code":
             values = _codes(arr, interners[c.name])
         elif c.kind == "hash":
             values = hash_ids(arr)
         elif c.kind == "id":
             values = mixed_ids(arr)
-            bad |= _reject_outside(values, judged(null, bad), c, (0, INT64_MAX), quarantine, where)
+            bad |= _reject_outside(
+                values, to_judge(null, bad), c, (0, INT64_MAX), quarantine, where
+            )
         else:  # time
             values = parse_times(arr, c.time_format, c.time_zone)
-            invalid = np.isnan(values) & judged(null, bad)
+            invalid = np.isnan(values) & to_judge(null, bad)
             reject_rows(
                 invalid,
                 quarantine,
@@ -600,7 +604,7 @@ def convert_block(
                 "bad_value",
             )
             bad |= invalid
-            outside = judged(null, bad) & ((values < EPOCH_MIN) | (values > EPOCH_MAX))
+            outside = to_judge(null, bad) & ((values < EPOCH_MIN) | (values > EPOCH_MAX))
             reject_rows(
                 outside,
                 quarantine,
@@ -624,7 +628,7 @@ def convert_block(
     return {k: v[~bad] for k, v in cols.items()} if bad.any() else cols
 
 
-def judged(null: np.ndarray | None, bad: np.ndarray) -> np.ndarray:
+def to_judge(null: np.ndarray | None, bad: np.ndarray) -> np.ndarray:
     """Rows whose value is there and not rejected yet."""
     return ~bad if null is None else ~null & ~bad
 
@@ -1000,7 +1004,7 @@ def _sort_with_ties(session: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, 
     if packed is not None:
         order, keys = packed
         return order, keys[1:] == keys[:-1]
-    order = session_time_order(session, time)
+    order = float_key_order(session, time)
     s, t = session[order], time[order]
     return order, (s[1:] == s[:-1]) & (t[1:] == t[:-1])
 
