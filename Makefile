@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # go to one process (--dist loadfile), so a file's fixtures and JAX programs are built once.
 TEST_WORKERS ?= 2
 
-.PHONY: setup setup-gpu run reproduce reproduce-gpu test test-slow test-all test-gpu bench bench-compare speed lint format lock clean
+.PHONY: setup setup-gpu run reproduce reproduce-gpu online-gpu test test-slow test-all test-gpu bench bench-compare speed lint format lock clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ reproduce: setup
 PAPERS_GPU ?= paper_2_lstm_classifier paper_4_pretrained_transformer_pca paper_5_multimodal_fusion
 reproduce-gpu: setup-gpu
 	$(MAKE) reproduce SCALE=paper PAPERS="$(PAPERS_GPU)" ARGS="framework.device=cuda $(ARGS)"
+
+# The online experiment's per-event cost on a GPU machine (CUDA wheels), in results/online_gpu/
+# beside the CPU figures of results/online/.
+online-gpu: setup-gpu
+	$(PY) -m benchmark -m experiment=online experiment_name=online_gpu framework.device=cuda $(ARGS)
 
 test: setup lint
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
