@@ -227,30 +227,34 @@ def verdict(claimed: float, measured: MeanCI) -> str:
 
 def gap_facts(setup: Setup) -> list[str]:
     """Short, factual statements that bear on any gap between claims and measurements."""
-    facts = []
     rule = THRESHOLD_WORDS.get(setup.threshold, setup.threshold)
-    facts.append("Decisions use " + rule.format(value=setup.fixed_threshold) + ".")
+    return ["Decisions use " + rule.format(value=setup.fixed_threshold) + "."]
+
+
+def gap_table(setup: Setup) -> str:
+    """One line per row of the setup: accuracy beside calling every test sequence normal (the
+    class imbalance), ROC-AUC (the ranking, whatever the threshold), the ROC-AUC of the runs'
+    other scores where they hold some, and, where the runs log it, training accuracy in the
+    first and last epoch beside always answering the largest class (normal)."""
+    others = sorted({name for g in setup.groups for name in g.alternative_roc_auc})
+    logged = any("train_accuracy_first_epoch" in g.metrics for g in setup.groups)
+    header = ["row", "accuracy", "all normal", "roc_auc", *(f"roc_auc ({n})" for n in others)]
+    if logged:
+        header += ["train accuracy, first epoch", "last epoch", "largest class (train)"]
+    rows = []
     for g in setup.groups:
-        acc, base = g.metrics["accuracy"].mean, g.majority_accuracy.mean
-        facts.append(
-            f"{g.name}: accuracy {acc:.3f} against "
-            f"{base:.3f} for calling every sequence normal (class imbalance); ROC-AUC "
-            f"{g.metrics['roc_auc'].mean:.3f} measures the ranking whatever the threshold."
-        )
-        if g.alternative_roc_auc:
-            others = ", ".join(
-                f"{name} {ci.mean:.3f}" for name, ci in g.alternative_roc_auc.items()
-            )
-            facts.append(f"{g.name}: ROC-AUC of the other scores of the same runs: {others}.")
-        if "train_accuracy_first_epoch" in g.metrics:
-            facts.append(
-                f"{g.name}: training accuracy "
-                f"{g.metrics['train_accuracy_first_epoch'].mean:.3f} in the first epoch and "
-                f"{g.metrics['train_accuracy_last_epoch'].mean:.3f} in the last, against "
-                f"{g.train_majority_accuracy.mean:.3f} for always answering the largest "
-                "class (normal) on the training split."
-            )
-    return facts
+        row = [g.name, _mean(g.metrics["accuracy"]), _mean(g.majority_accuracy)]
+        row.append(_mean(g.metrics["roc_auc"]))
+        row += [_mean(g.alternative_roc_auc.get(name)) for name in others]
+        if logged:
+            row += [_mean(g.metrics.get(f"train_accuracy_{e}_epoch")) for e in ("first", "last")]
+            row.append(_mean(g.train_majority_accuracy))
+        rows.append(row)
+    return render.markdown(header, rows)
+
+
+def _mean(ci: MeanCI | None) -> str:
+    return "" if ci is None else f"{ci.mean:.3f}"
 
 
 def _cell(ci: MeanCI | None, bounded: bool = True) -> str:
@@ -342,6 +346,8 @@ def setup_markdown(setup: Setup) -> str:
     lines += ["", "**What bears on the gap.**", ""]
     lines += [f"- {fact}" for fact in gap_facts(setup)]
     lines += [f"- {choice}" for choice in meta.get("open_choices") or []]
+    lines += ["", "Accuracy beside calling every test sequence normal, per row:", ""]
+    lines += [gap_table(setup)]
     if setup.failed:
         lines += ["", f"**Failed runs ({len(setup.failed)}):**", ""]
         lines += [failure_line(r) for r in setup.failed]
