@@ -254,7 +254,10 @@ def gap_table(setup: Setup) -> str:
 
 
 def _mean(ci: MeanCI | None) -> str:
-    return "" if ci is None else f"{ci.mean:.3f}"
+    """The mean alone, as :func:`_cell` shows it (empty where a row has no such figure)."""
+    if ci is None:
+        return ""
+    return "n/a" if math.isnan(ci.mean) else f"{ci.mean:.3f}"
 
 
 def _cell(ci: MeanCI | None, bounded: bool = True) -> str:

@@ -887,7 +887,8 @@ def read_batches(
     place = place_of(path, fmt)
     parts, seen, columns, types = [], 0, None, {}
     coded = [names[r] for r in ("event_type", "label") if r in names]  # few distinct texts
-    for batch in record_batches(path, fmt, list(names.values()), coded, whole=sink is None):
+    whole = sink is None and max_rows is None  # a head is read batch by batch, then stops
+    for batch in record_batches(path, fmt, list(names.values()), coded, whole=whole):
         if max_rows is not None and seen >= max_rows:
             break
         if max_rows is not None:
