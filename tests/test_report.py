@@ -643,6 +643,7 @@ def test_the_online_section_ranks_time_to_detection_within_latency_budgets(tmp_p
         "900",
         "90,000",  # events/s at 1 and 1,000 users
     ]
+    assert "| events/s, 1 user | events/s, 1,000 users |" in section
     assert "lstm/torch" not in section  # no online figures, no online row
     assert report.online_plots
     assert all(p.exists() for p in report.online_plots.values())

@@ -185,7 +185,7 @@ def cost_table(rows: list[OnlineRow]) -> tuple[list[str], list[list[str]]]:
         "scorer",
         "state, bytes per user",
         "p99 ms per event, 1 user",
-        *(f"events/s, {u:,} users" for u in users),
+        *(f"events/s, {u:,} {'user' if u == 1 else 'users'}" for u in users),
     ]
     body = [
         [
