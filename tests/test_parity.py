@@ -334,6 +334,8 @@ def test_parity_checkpoint_trained_in_one_framework_scores_the_same_in_the_other
     scored = run(compose_config([*common, f"framework={scored_by}", f"checkpoint={checkpoint}"]))
     assert scored.status == "ok"
     assert scored.record.training["trained_by"] == trained_by
+    assert scored.record.timing.train_seq_per_s is None  # weights loaded, nothing trained
+    assert trained.record.timing.train_seq_per_s > 0
     expected = np.load(trained.run_dir / "scores.npz")
     got = np.load(scored.run_dir / "scores.npz")
     np.testing.assert_allclose(got["test_score"], expected["test_score"], **OUTPUT_TOL)

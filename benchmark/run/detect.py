@@ -106,7 +106,46 @@ def detect(
     evaluate) so that a failure names where it happened."""
     model, framework = config.model.name.value, config.framework.name.value
     record.framework = framework_of(model, framework)
-    spec = DetectorSpec(
+    spec = detector_spec(config, prepared, run_dir, record.threads, on_epoch)
+    setting = config.setting.value
+    check_evaluable(prepared, setting)
+    phase("build")
+    importlib.import_module(ADAPTERS[record.framework])  # before the baseline
+    record.rss_before_detector_mb = current_rss_mb()
+    detector = create(model, framework, spec)
+    train = training_view(prepared.arrays["train"], setting)
+    record.training_sequences = len(train)
+    phase("train")
+    detector, train_seconds = train_or_load(detector, spec, train, prepared, config, record)
+    phase("score")
+    val_scores, test_scores, infer_seconds = score_splits(detector, train, prepared, config, record)
+    phase("evaluate")
+    record.metrics = evaluate_on_test(config, prepared, val_scores, test_scores)
+    record.n_params = detector.n_params
+    record.modalities_used = list(detector.modalities_used)
+    # no training rate where nothing was trained: weights from a checkpoint, or a detector
+    # without parameters (the random baseline), whose "rate" would be a meaningless 1e9
+    trained = not config.checkpoint and bool(detector.n_params)
+    epochs = max(1, record.epochs_trained()) if trained else 0
+    record.timing = stage_timing(
+        len(train) * epochs, train_seconds, len(prepared.arrays["test"]), infer_seconds
+    )
+    save_scores(run_dir / SCORES_FILE, prepared, val_scores, test_scores)
+    if isinstance(detector, NeuralDetector):
+        write_explanations(run_dir, detector, prepared, test_scores)
+    return detector
+
+
+def detector_spec(
+    config,
+    prepared: PreparedData,
+    run_dir: Path,
+    threads: int,
+    on_epoch: Callable[[dict], None] | None,
+) -> DetectorSpec:
+    """What the registry builds a detector from: the config's model, objective, training
+    and framework sections and the sizes of the prepared data."""
+    return DetectorSpec(
         model=config.model,
         objective=config.objective,
         train=config.train,
@@ -114,26 +153,44 @@ def detect(
         data=data_info(prepared, config.dataset.sequence.max_length),
         seed=config.seed,
         run_dir=run_dir,
-        threads=record.threads,
+        threads=threads,
         on_epoch=on_epoch,
     )
-    setting = config.setting.value
-    check_evaluable(prepared, setting)
-    phase("build")
-    importlib.import_module(ADAPTERS[framework_of(model, framework)])  # before the baseline
-    record.rss_before_detector_mb = current_rss_mb()
-    detector = create(model, framework, spec)
-    val, test = prepared.arrays["val"], prepared.arrays["test"]
-    train = training_view(prepared.arrays["train"], setting)
-    record.training_sequences = len(train)
-    phase("train")
+
+
+def stage_timing(
+    trained_sequences: int, train_seconds: float, test_sequences: int, infer_seconds: float
+) -> Timing:
+    """Wall times of training and test scoring, and their rates (no training rate where
+    nothing was trained)."""
+    return Timing(
+        train_seconds=train_seconds,
+        train_seq_per_s=trained_sequences / max(train_seconds, 1e-9) if trained_sequences else None,
+        infer_seconds=infer_seconds,
+        infer_seq_per_s=test_sequences / max(infer_seconds, 1e-9),
+    )
+
+
+def train_or_load(
+    detector, spec: DetectorSpec, train, prepared: PreparedData, config, record: RunRecord
+):
+    """(the fitted detector, seconds): trained on ``train``, or given the weights of
+    ``config.checkpoint``; the training report goes into ``record``."""
     start = time.perf_counter()
     if config.checkpoint:
-        record.training = load_weights(detector, config.checkpoint, model, config)
+        record.training = load_weights(detector, config.checkpoint, spec.model.name.value, config)
     else:
+        val = prepared.arrays["val"]
         detector, record.training = fit_or_halve(detector, spec, train, val, record)
-    train_seconds = time.perf_counter() - start
-    phase("score")
+    return detector, time.perf_counter() - start
+
+
+def score_splits(
+    detector, train, prepared: PreparedData, config, record: RunRecord
+) -> tuple[Scores, Scores, float]:
+    """Validation and test scores (with the representation-PCA score when
+    ``pca.components`` asks for it) and the seconds the test scoring took."""
+    val, test = prepared.arrays["val"], prepared.arrays["test"]
     val_scores = detector.score(val)
     start = time.perf_counter()
     test_scores = detector.score(test)
@@ -145,8 +202,15 @@ def detect(
         start = time.perf_counter()
         test_scores = with_pca_scores(test_scores, pca, neural.represent(test), config.pca)
         infer_seconds += time.perf_counter() - start
-    phase("evaluate")
+    return val_scores, test_scores, infer_seconds
+
+
+def evaluate_on_test(
+    config, prepared: PreparedData, val_scores: Scores, test_scores: Scores
+) -> Metrics:
+    """Test metrics at the threshold fitted on the validation population's scores."""
     ev = config.evaluation
+    val, test = prepared.arrays["val"], prepared.arrays["test"]
     val_in = population(prepared, "val")
     threshold = fit_threshold(
         val.label[val_in],
@@ -173,23 +237,7 @@ def detect(
     alternatives: dict[str, float | None] = {
         name: roc_auc(test.label, values) for name, values in test_scores.alternatives.items()
     }
-    record.metrics = Metrics(**metrics, alternative_roc_auc=alternatives)
-    record.n_params = detector.n_params
-    record.modalities_used = list(detector.modalities_used)
-    record.timing = Timing(
-        train_seconds=train_seconds,
-        # None where nothing was trained: weights from a checkpoint, or a detector without
-        # parameters (the random baseline), whose "rate" would be a meaningless 1e9
-        train_seq_per_s=None
-        if config.checkpoint or not detector.n_params
-        else len(train) * max(1, record.epochs_trained()) / max(train_seconds, 1e-9),
-        infer_seconds=infer_seconds,
-        infer_seq_per_s=len(test) / max(infer_seconds, 1e-9),
-    )
-    save_scores(run_dir / SCORES_FILE, prepared, val_scores, test_scores)
-    if isinstance(detector, NeuralDetector):
-        write_explanations(run_dir, detector, prepared, test_scores)
-    return detector
+    return Metrics(**metrics, alternative_roc_auc=alternatives)
 
 
 # Fewer anomalous or normal sequences than this in the validation or test population and a
