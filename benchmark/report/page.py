@@ -413,55 +413,15 @@ def to_markdown(report: Report) -> str:
         "over test sequences. Detection settings are ranked apart.",
     ]
     for s in report.sections:
-        out += ["", f"## {s.setting}", "", "### Recommendation", ""]
-        out += [f"- {line}" for line in s.recommendations]
-        out += ["", "### Ranking", "", f"Latency column: {s.latency_measure}. {ALL_COLUMNS}", ""]
-        out.append(
-            render.markdown(
-                [c.label for c in SUMMARY_COLUMNS],
-                table_rows(s.rows, SUMMARY_COLUMNS),
-            )
-        )
-        types = type_names(s.rows)
-        if types:
-            out += ["", f"Per-type ROC-AUC ({PER_TYPE_POPULATION}):"]
-            out += [
-                "",
-                render.markdown(
-                    ["model", *types],
-                    [[r.name] + [fmt(r.per_type.get(t)) for t in types] for r in s.rows],
-                ),
-            ]
-        if s.speed[1]:
-            out += [
-                "",
-                "### Speed (timing protocol)",
-                "",
-                SPEED_NOTE,
-                "",
-                render.markdown(*s.speed),
-            ]
+        out += _md_setting(s)
     if report.unseen:
-        out += [
-            "",
-            "## Unseen anomaly types",
-            "",
-            UNSEEN_NOTE,
-            "",
-            render.markdown(*unseen_table(report.unseen)),
-        ]
+        out += ["", "## Unseen anomaly types", "", UNSEEN_NOTE, ""]
+        out += [render.markdown(*unseen_table(report.unseen))]
     for e in report.explained:
         out += ["", f"## Why it flagged them: {e.name}, {e.setting}", "", EXPLAINED_NOTE, ""]
         out += [f"- {line}" for line in explanation_lines(e.found, SHOWN_SEQUENCES)]
     for setting, mine in online_by_setting(report.online):
-        out += ["", f"## Online detection: {setting}", "", ONLINE_NOTE, "", "### Recommendation"]
-        out += ["", *(f"- {line}" for line in online_recommendations(mine))]
-        out += ["", render.markdown(*detection_table(mine))]
-        out += ["", "What scoring each event costs:", "", render.markdown(*cost_table(mine))]
-        types = sorted({t for r in mine for t in r.per_type_rate})
-        if types:
-            out += ["", "Share of attacks detected, per type:", ""]
-            out += [render.markdown(*online_type_table(mine, types))]
+        out += _md_online(setting, mine)
     for a in report.ablations:
         out += ["", f"## What each modality buys: {a.detector}, {a.setting}", "", ABLATION_NOTE]
         out += ["", render.markdown(*ablation_table(a))]
@@ -471,6 +431,45 @@ def to_markdown(report: Report) -> str:
         out += ["", "## Failed runs", ""]
         out += [failure_line(f) for f in report.failures]
     return "\n".join(out) + "\n"
+
+
+def _md_setting(s: Section) -> list[str]:
+    """A setting's recommendation, ranking, per-type and speed tables, as Markdown lines."""
+    out = ["", f"## {s.setting}", "", "### Recommendation", ""]
+    out += [f"- {line}" for line in s.recommendations]
+    out += ["", "### Ranking", "", f"Latency column: {s.latency_measure}. {ALL_COLUMNS}", ""]
+    out.append(
+        render.markdown([c.label for c in SUMMARY_COLUMNS], table_rows(s.rows, SUMMARY_COLUMNS))
+    )
+    types = type_names(s.rows)
+    if types:
+        out += ["", f"Per-type ROC-AUC ({PER_TYPE_POPULATION}):", ""]
+        out.append(render.markdown(*per_type_table(s.rows, types)))
+    if s.speed[1]:
+        out += ["", "### Speed (timing protocol)", "", SPEED_NOTE, "", render.markdown(*s.speed)]
+    return out
+
+
+def _md_online(setting: str, mine: list[OnlineRow]) -> list[str]:
+    """A setting's online detection: recommendation, detection, cost and per-type tables."""
+    out = ["", f"## Online detection: {setting}", "", ONLINE_NOTE, "", "### Recommendation"]
+    out += ["", *(f"- {line}" for line in online_recommendations(mine))]
+    out += ["", render.markdown(*detection_table(mine))]
+    out += ["", "What scoring each event costs:", "", render.markdown(*cost_table(mine))]
+    types = online_types(mine)
+    if types:
+        out += ["", "Share of attacks detected, per type:", ""]
+        out += [render.markdown(*online_type_table(mine, types))]
+    return out
+
+
+def per_type_table(rows: list[Row], types: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Each detector's ROC-AUC per anomaly type."""
+    return ["model", *types], [[r.name] + [fmt(r.per_type.get(t)) for t in types] for r in rows]
+
+
+def online_types(rows: list[OnlineRow]) -> list[str]:
+    return sorted({t for r in rows for t in r.per_type_rate})
 
 
 ALL_COLUMNS = (
@@ -730,35 +729,7 @@ def to_html(report: Report) -> str:
         "sequences. Detection settings are ranked apart.</p>",
     ]
     for s in report.sections:
-        parts += [f"<h2>{html.escape(s.setting)}</h2>", "<h3>Recommendation</h3><ul>"]
-        parts += [f"<li>{_md_inline(line)}</li>" for line in s.recommendations]
-        parts += [
-            "</ul><h3>Ranking</h3>",
-            f"<p>Latency column: {html.escape(s.latency_measure)}.</p>",
-            render.html_table(
-                [c.label for c in SUMMARY_COLUMNS], table_rows(s.rows, SUMMARY_COLUMNS)
-            ),
-            "<details><summary>All columns</summary>",
-            render.html_table([c.label for c in TABLE_COLUMNS], table_rows(s.rows, TABLE_COLUMNS)),
-            "</details>",
-        ]
-        types = type_names(s.rows)
-        if types:
-            parts += [
-                "<h3>Per-type ROC-AUC</h3>",
-                f"<p>{html.escape(PER_TYPE_POPULATION)}.</p>",
-                render.html_table(
-                    ["model", *types],
-                    [[r.name] + [fmt(r.per_type.get(t)) for t in types] for r in s.rows],
-                ),
-            ]
-        if s.speed[1]:
-            parts += [
-                "<h3>Speed (timing protocol)</h3>",
-                f"<p>{html.escape(SPEED_NOTE)}</p>",
-                render.html_table(*s.speed),
-            ]
-        parts += [_img(p, name.replace("_", " ")) for name, p in s.plots.items()]
+        parts += _html_setting(s)
     if report.unseen:
         parts += [
             "<h2>Unseen anomaly types</h2>",
@@ -772,23 +743,7 @@ def to_html(report: Report) -> str:
             explanation_html(e.found, SHOWN_SEQUENCES),
         ]
     for setting, mine in online_by_setting(report.online):
-        parts += [
-            f"<h2>Online detection: {html.escape(setting)}</h2>",
-            f"<p>{html.escape(ONLINE_NOTE)}</p>",
-            "<h3>Recommendation</h3><ul>",
-            *(f"<li>{_md_inline(line)}</li>" for line in online_recommendations(mine)),
-            "</ul>",
-            render.html_table(*detection_table(mine)),
-            "<h3>What scoring each event costs</h3>",
-            render.html_table(*cost_table(mine)),
-        ]
-        types = sorted({t for r in mine for t in r.per_type_rate})
-        if types:
-            parts += [
-                "<h3>Share of attacks detected, per type</h3>",
-                render.html_table(*online_type_table(mine, types)),
-            ]
-        parts.append(_img(report.online_plots.get(setting), "time to detection"))
+        parts += _html_online(setting, mine, report.online_plots.get(setting))
     for a in report.ablations:
         parts += [
             f"<h2>What each modality buys: {html.escape(a.detector)}, "
@@ -797,21 +752,72 @@ def to_html(report: Report) -> str:
             render.html_table(*ablation_table(a)),
         ]
     for c in report.cross:
-        parts += [
-            f"<h2>Across settings: {html.escape(c.detection)}</h2>",
-            cross_html(c),
-        ]
+        parts += [f"<h2>Across settings: {html.escape(c.detection)}</h2>", cross_html(c)]
         parts.append(_img(report.cd_plots.get(c.detection), "critical difference diagram"))
-    if report.failures:
-        parts += ["<h2>Failed runs</h2><ul>"]
-        parts += [
-            f"<li><code>{html.escape(f.run_id)}</code> {html.escape(f.model)}: "
-            f"{html.escape(str(f.error))}</li>"
-            for f in report.failures
-        ]
-        parts += ["</ul>"]
+    parts += _html_failures(report.failures)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _html_setting(s: Section) -> list[str]:
+    """A setting's recommendation, ranking (all columns folded away), per-type and speed
+    tables and its plots, as HTML."""
+    parts = [f"<h2>{html.escape(s.setting)}</h2>", "<h3>Recommendation</h3><ul>"]
+    parts += [f"<li>{_md_inline(line)}</li>" for line in s.recommendations]
+    parts += [
+        "</ul><h3>Ranking</h3>",
+        f"<p>Latency column: {html.escape(s.latency_measure)}.</p>",
+        render.html_table([c.label for c in SUMMARY_COLUMNS], table_rows(s.rows, SUMMARY_COLUMNS)),
+        "<details><summary>All columns</summary>",
+        render.html_table([c.label for c in TABLE_COLUMNS], table_rows(s.rows, TABLE_COLUMNS)),
+        "</details>",
+    ]
+    types = type_names(s.rows)
+    if types:
+        parts += [
+            "<h3>Per-type ROC-AUC</h3>",
+            f"<p>{html.escape(PER_TYPE_POPULATION)}.</p>",
+            render.html_table(*per_type_table(s.rows, types)),
+        ]
+    if s.speed[1]:
+        parts += [
+            "<h3>Speed (timing protocol)</h3>",
+            f"<p>{html.escape(SPEED_NOTE)}</p>",
+            render.html_table(*s.speed),
+        ]
+    return parts + [_img(p, name.replace("_", " ")) for name, p in s.plots.items()]
+
+
+def _html_online(setting: str, mine: list[OnlineRow], plot: Path | None) -> list[str]:
+    """A setting's online detection as HTML, with its detection-delay plot."""
+    parts = [
+        f"<h2>Online detection: {html.escape(setting)}</h2>",
+        f"<p>{html.escape(ONLINE_NOTE)}</p>",
+        "<h3>Recommendation</h3><ul>",
+        *(f"<li>{_md_inline(line)}</li>" for line in online_recommendations(mine)),
+        "</ul>",
+        render.html_table(*detection_table(mine)),
+        "<h3>What scoring each event costs</h3>",
+        render.html_table(*cost_table(mine)),
+    ]
+    types = online_types(mine)
+    if types:
+        parts += [
+            "<h3>Share of attacks detected, per type</h3>",
+            render.html_table(*online_type_table(mine, types)),
+        ]
+    return [*parts, _img(plot, "time to detection")]
+
+
+def _html_failures(failures: list[RunRecord]) -> list[str]:
+    if not failures:
+        return []
+    items = [
+        f"<li><code>{html.escape(f.run_id)}</code> {html.escape(f.model)}: "
+        f"{html.escape(str(f.error))}</li>"
+        for f in failures
+    ]
+    return ["<h2>Failed runs</h2><ul>", *items, "</ul>"]
 
 
 def publish(root: Path) -> tuple[Report, dict[str, Path] | None]:
