@@ -480,27 +480,12 @@ def _prepare_part(
         t1 = time.perf_counter()
         lab = _ground_truth(splits.pop(name), name, real, anomaly, seeds, seq.max_length)
         inject_s += time.perf_counter() - t1
-        brands = (
-            event_brands(dataset.items, lab.events.item_id) if dataset.items is not None else None
-        )
-        profile = None
-        if dataset.profiles is not None:
-            profile, cards = encode_profiles(dataset.profiles, lab.events.user_id[lab.offsets[:-1]])
-        encoded = encode_sequences(
-            lab.events,
-            None,
-            max_length=seq.max_length,
-            event_label=lab.event_label,
-            label=lab.label,
-            brand_ids=brands,
-            profile=profile,
-        )
-        # The class of the type classifier (objective=classify_type): 0 normal, 1 + type.
-        arrays[name] = replace(encoded, anomaly_class=lab.anomaly_type.astype(np.int32) + 1)
+        arrays[name], split_cards = _encode_split(lab, dataset, seq.max_length)
+        cards = split_cards or cards
         labels[name] = lab.sequence_labels()
         if keep_events:
             kept[name] = lab
-        del lab, brands, encoded
+        del lab
     return _Part(
         arrays=arrays,
         labels=labels,
@@ -519,6 +504,29 @@ def _prepare_part(
         kept=kept,
         media=(dataset.queries, dataset.items),
     )
+
+
+def _encode_split(
+    lab: LabelledEvents, dataset: Dataset, max_length: int
+) -> tuple[SequenceArrays, tuple[int, ...]]:
+    """A split's labelled events as sequence arrays (raw ids), with its items' brands and its
+    users' profiles where the data has them; the profile columns' cardinalities."""
+    brands = event_brands(dataset.items, lab.events.item_id) if dataset.items is not None else None
+    profile = None
+    cards: tuple[int, ...] = ()
+    if dataset.profiles is not None:
+        profile, cards = encode_profiles(dataset.profiles, lab.events.user_id[lab.offsets[:-1]])
+    encoded = encode_sequences(
+        lab.events,
+        None,
+        max_length=max_length,
+        event_label=lab.event_label,
+        label=lab.label,
+        brand_ids=brands,
+        profile=profile,
+    )
+    # The class of the type classifier (objective=classify_type): 0 normal, 1 + type.
+    return replace(encoded, anomaly_class=lab.anomaly_type.astype(np.int32) + 1), cards
 
 
 def _ground_truth(
