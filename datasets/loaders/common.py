@@ -592,29 +592,7 @@ def convert_block(
             )
         else:  # time
             values = parse_times(arr, c.time_format, c.time_zone)
-            invalid = np.isnan(values) & to_judge(null, bad)
-            reject_rows(
-                invalid,
-                quarantine,
-                lambda i, a=arr, c=c: (
-                    where(i),
-                    f"column {c.name!r}: {str(a[i].as_py())[:40]!r} is not a time "
-                    f"({c.time_format})",
-                ),
-                "bad_value",
-            )
-            bad |= invalid
-            outside = to_judge(null, bad) & ((values < EPOCH_MIN) | (values > EPOCH_MAX))
-            reject_rows(
-                outside,
-                quarantine,
-                lambda i, a=arr, c=c: (
-                    where(i),
-                    f"column {c.name!r}: {str(a[i].as_py())[:40]!r} is outside the years 1970-2099",
-                ),
-                "time_out_of_range",
-            )
-            bad |= outside
+            bad |= _reject_bad_times(values, arr, c, to_judge(null, bad), quarantine, where)
         if not c.nullable and null is not None:
             missing = null & ~bad
             reject_rows(
@@ -626,6 +604,34 @@ def convert_block(
             bad |= missing
         cols[c.name] = values
     return {k: v[~bad] for k, v in cols.items()} if bad.any() else cols
+
+
+def _reject_bad_times(
+    values: np.ndarray, arr, c: Column, judged: np.ndarray, quarantine, where: Callable[[int], str]
+) -> np.ndarray:
+    """Rows among ``judged`` whose time did not parse or lies outside the years 1970-2099,
+    each rejected naming its line."""
+    invalid = np.isnan(values) & judged
+    reject_rows(
+        invalid,
+        quarantine,
+        lambda i: (
+            where(i),
+            f"column {c.name!r}: {str(arr[i].as_py())[:40]!r} is not a time ({c.time_format})",
+        ),
+        "bad_value",
+    )
+    outside = judged & ~invalid & ((values < EPOCH_MIN) | (values > EPOCH_MAX))
+    reject_rows(
+        outside,
+        quarantine,
+        lambda i: (
+            where(i),
+            f"column {c.name!r}: {str(arr[i].as_py())[:40]!r} is outside the years 1970-2099",
+        ),
+        "time_out_of_range",
+    )
+    return invalid | outside
 
 
 def to_judge(null: np.ndarray | None, bad: np.ndarray) -> np.ndarray:
