@@ -294,6 +294,26 @@ def seeds_of(group: Group) -> str:
     return ",".join(str(s) for s in group.seeds)
 
 
+def measured_table(groups: list[Group], shown: list[str]) -> tuple[list[str], list[list[str]]]:
+    """One detection setting's rows, ranked, with the ``shown`` metrics."""
+    rows = [
+        [str(rank), g.scale, g.dataset, g.label, g.framework, seeds_of(g)]
+        + [_cell(g.metrics.get(m), bounded=m not in UNBOUNDED) for m in shown]
+        for rank, g in ranked(groups)
+    ]
+    return ["rank", "scale", "dataset", "model", "framework", "seeds", *shown], rows
+
+
+def claims_table(groups: list[Group], claimed: dict) -> tuple[list[str], list[list[str]]]:
+    """Each claimed figure against every row's measurement (its verdict)."""
+    verdicts = [
+        [name, f"{value:g}"]
+        + [verdict(value, g.metrics[name]) if name in g.metrics else "not measured" for g in groups]
+        for name, value in sorted(claimed.items())
+    ]
+    return ["claim", "value", *(g.name for g in groups)], verdicts
+
+
 def setup_markdown(setup: Setup) -> str:
     meta = setup.meta
     claimed = meta.get("claimed") or {}
@@ -324,24 +344,14 @@ def setup_markdown(setup: Setup) -> str:
         "(baselines have none).",
     ]
     for setting, groups in by_setting(setup.groups).items():
-        rows = [
-            [str(rank), g.scale, g.dataset, g.label, g.framework, seeds_of(g)]
-            + [_cell(g.metrics.get(m), bounded=m not in UNBOUNDED) for m in shown]
-            for rank, g in ranked(groups)
+        lines += [
+            "",
+            f"Setting: **{setting}**",
+            "",
+            render.markdown(*measured_table(groups, shown)),
         ]
-        header = ["rank", "scale", "dataset", "model", "framework", "seeds", *shown]
-        lines += ["", f"Setting: **{setting}**", "", render.markdown(header, rows)]
     if claimed:
-        columns = [g.name for g in setup.groups]
-        verdicts = [
-            [name, f"{value:g}"]
-            + [
-                verdict(value, g.metrics[name]) if name in g.metrics else "not measured"
-                for g in setup.groups
-            ]
-            for name, value in sorted(claimed.items())
-        ]
-        lines += ["", render.markdown(["claim", "value", *columns], verdicts)]
+        lines += ["", render.markdown(*claims_table(setup.groups, claimed))]
     deviations = meta.get("deviations") or {}
     if deviations:
         lines += ["", "**Where this setup departs from the article, and why.**", ""]
