@@ -597,6 +597,7 @@ def online_figures(within5: float, p99: float, users_rate: float) -> dict:
     alarms = {
         "threshold": 1.0,
         "false_alarms_per_1000_sequences": 40.0,
+        "false_alarms_per_hour": 0.25,
         "overall": {**detected, "median_delay_events": 2.0, "median_delay_seconds": 30.0},
         "per_type": {"brushing": detected},
     }
@@ -634,6 +635,7 @@ def test_the_online_section_ranks_time_to_detection_within_latency_budgets(tmp_p
     row = next(line for line in section.splitlines() if line.startswith("| gru/torch"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2:7] == ["0.900 [0.900, 0.900]", "0.100", "0.300", "0.500", "0.500"]
+    assert cells[-5:-3] == ["40", "0.25"]  # false alarms per 1,000 normal sequences, per hour
     assert cells[-2:] == ["0.500", "30"]  # the per-user rule: within 5 events, false alarms
     cost = [line for line in section.splitlines() if line.startswith("| gru/torch")][1]
     assert [c.strip() for c in cost.strip("|").split("|")][1:] == [
