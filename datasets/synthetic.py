@@ -44,10 +44,12 @@ from datasets.schema import (
     UserProfiles,
 )
 from datasets.synthetic_text import (
+    TextWorld,
     Vocabulary,
     image_features,
     item_names,
     search_queries,
+    search_targets,
     word_popularity,
 )
 
@@ -242,6 +244,22 @@ class _Users:
     profiles: UserProfiles
 
 
+@dataclass(frozen=True)
+class _Sessions:
+    user: np.ndarray  # (n_sessions,) numbered by user, then start time
+    start: np.ndarray  # unix seconds
+    length: np.ndarray
+    device: np.ndarray
+    focus: np.ndarray  # the category the session is about
+    persona: np.ndarray
+    offsets: np.ndarray  # (n_sessions + 1,) each session's first event
+    of_event: np.ndarray  # (n_events,) each event's session
+
+    def of(self, values: np.ndarray) -> np.ndarray:
+        """A per-session array spread to the events."""
+        return values[self.of_event]
+
+
 def generate(cfg: SyntheticConfig, seed: int) -> Dataset:
     """Generate a dataset; identical output for identical ``cfg`` and ``seed``."""
     check_synthetic_config(cfg)
@@ -249,61 +267,46 @@ def generate(cfg: SyntheticConfig, seed: int) -> Dataset:
     personas = list(cfg.personas.values())
     catalogue = _make_catalogue(cfg, rng)
     users = _make_users(cfg, personas, catalogue, rng)
-    sess_user, sess_start, sess_len, sess_device, sess_focus = _make_sessions(
-        cfg, personas, users, catalogue, rng
-    )
-    offsets = np.concatenate(([0], np.cumsum(sess_len))).astype(np.int64)
-    sess_persona = users.persona[sess_user]
-    etype = _event_types(personas, sess_persona, sess_len, offsets, rng)
-    session_of = np.repeat(np.arange(len(sess_len)), sess_len)
-    item = _event_items(
-        cfg,
-        personas,
-        catalogue,
-        users,
-        etype,
-        session_of,
-        offsets,
-        sess_user,
-        sess_focus,
-        sess_persona,
-        rng,
-    )
-    dwell = _dwell(personas, etype, sess_persona[session_of], rng)
-    timestamp = _timestamps(dwell, sess_start, offsets, session_of)
+    sessions = _make_sessions(cfg, personas, users, catalogue, rng)
+    etype = _event_types(personas, sessions, rng)
+    item = _event_items(personas, catalogue, users, sessions, etype, rng)
+    dwell = _dwell(personas, etype, sessions.of(sessions.persona), rng)
+    timestamp = _timestamps(dwell, sessions)
     has_item = item >= 0
-    price_factor = np.exp(rng.normal(0.0, 0.05, len(sess_len)))[session_of]
+    price_factor = sessions.of(np.exp(rng.normal(0.0, 0.05, len(sessions.length))))
     price = np.where(has_item, catalogue.price[np.maximum(item, 0)] * price_factor, np.nan)
-    category = np.where(has_item, catalogue.category[np.maximum(item, 0)], sess_focus[session_of])
+    category = np.where(
+        has_item, catalogue.category[np.maximum(item, 0)], sessions.of(sessions.focus)
+    )
     # Text, images and gender from a stream of their own: the behaviour above stays as it was.
     media = np.random.default_rng([seed, 1])
-    vocab = Vocabulary(
-        cfg.generic_words, cfg.words_per_category, cfg.n_categories, int(catalogue.brand.max()) + 1
-    )
-    words = word_popularity(cfg.words_per_category)
-    query, queries = search_queries(
-        vocab,
-        etype,
-        item,
-        session_of,
-        sess_focus,
+    text = TextWorld(
+        Vocabulary(
+            cfg.generic_words,
+            cfg.words_per_category,
+            cfg.n_categories,
+            int(catalogue.brand.max()) + 1,
+        ),
+        word_popularity(cfg.words_per_category),
         catalogue.category,
         catalogue.brand,
-        catalogue.cat_start[:-1],  # each category's most popular item comes first
-        words,
-        cfg.typo_rate,
-        cfg.query_noise,
-        media,
+    )
+    popular_item = catalogue.cat_start[:-1]  # each category's most popular item comes first
+    searches, intended = search_targets(
+        etype, item, sessions.of_event, sessions.focus, popular_item
+    )
+    query, queries = search_queries(
+        text, len(etype), searches, intended, cfg.typo_rate, cfg.query_noise, media
     )
     events = EventTable(
-        session_id=session_of,
-        user_id=sess_user[session_of],
+        session_id=sessions.of_event,
+        user_id=sessions.of(sessions.user),
         timestamp=timestamp,
         event_type=etype,
         item_id=item,
         category_id=category,
         price=np.round(price, 2),
-        device=sess_device[session_of],
+        device=sessions.of(sessions.device),
         dwell=dwell,
         query=query,
     )
@@ -312,7 +315,7 @@ def generate(cfg: SyntheticConfig, seed: int) -> Dataset:
         category_id=catalogue.category,
         brand_id=catalogue.brand,
         price=catalogue.price,
-        name=item_names(vocab, catalogue.category, catalogue.brand, words, media),
+        name=item_names(text, media),
         image=image_features(
             catalogue.category, catalogue.brand, cfg.n_categories, cfg.image_dim, media
         ),
@@ -456,7 +459,7 @@ def _make_sessions(
     users: _Users,
     catalogue: _Catalogue,
     rng: np.random.Generator,
-):
+) -> _Sessions:
     spu = np.array([p.sessions_per_user for p in personas])[users.persona]
     n_sess = 1 + rng.poisson(np.maximum(spu - 1.0, 0.0))
     sess_user = np.repeat(np.arange(cfg.n_users), n_sess)
@@ -478,17 +481,16 @@ def _make_sessions(
     fav_pick = users.favourites[sess_user, rng.integers(0, k, n)]
     global_pick = rng.choice(cfg.n_categories, size=n, p=catalogue.category_weight)
     focus = np.where(rng.random(n) < 0.8, fav_pick, global_pick)
-    return sess_user, start, length, device, focus
+    offsets = np.concatenate(([0], np.cumsum(length))).astype(np.int64)
+    of_event = np.repeat(np.arange(n), length)
+    return _Sessions(sess_user, start, length, device, focus, persona, offsets, of_event)
 
 
 def _event_types(
-    personas: list[PersonaConfig],
-    sess_persona: np.ndarray,
-    sess_len: np.ndarray,
-    offsets: np.ndarray,
-    rng: np.random.Generator,
+    personas: list[PersonaConfig], sessions: _Sessions, rng: np.random.Generator
 ) -> np.ndarray:
     """Run every session's Markov chain one position at a time, vectorised across sessions."""
+    sess_persona, sess_len, offsets = sessions.persona, sessions.length, sessions.offsets
     cum = np.cumsum(np.stack([transition_matrix(p) for p in personas]), axis=2)
     cum[..., -1] = 1.0  # guard the last bin against rounding
     p_search = np.array([p.start_with_search for p in personas])[sess_persona]
@@ -510,36 +512,27 @@ def _event_types(
 
 
 def _event_items(
-    cfg: SyntheticConfig,
     personas: list[PersonaConfig],
     catalogue: _Catalogue,
     users: _Users,
+    sessions: _Sessions,
     etype: np.ndarray,
-    session_of: np.ndarray,
-    offsets: np.ndarray,
-    sess_user: np.ndarray,
-    sess_focus: np.ndarray,
-    sess_persona: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
     E = EventType
     n = len(etype)
-    session_start = offsets[session_of]
-    repeat_p = np.array([p.repeat_item for p in personas], dtype=np.float32)[sess_persona]
+    session_start = sessions.of(sessions.offsets)
+    repeat_p = np.array([p.repeat_item for p in personas], dtype=np.float32)[sessions.persona]
     browse = (etype == E.VIEW) | (etype == E.CLICK)
-    repeat = (etype == E.VIEW) & (rng.random(n, dtype=np.float32) < repeat_p[session_of])
+    repeat = (etype == E.VIEW) & (rng.random(n, dtype=np.float32) < sessions.of(repeat_p))
     fresh = browse & ~repeat
     item = np.full(n, MISSING_ID, dtype=np.int64)
     rows = np.flatnonzero(fresh)
-    item[rows] = _browse_items(
-        personas, catalogue, users, rows, session_of, sess_user, sess_focus, sess_persona, rng
-    )
+    item[rows] = _browse_items(personas, catalogue, users, sessions, rows, rng)
     # A repeated view shows the most recent fresh browse item of its session (or a new one).
     source = _last_where(fresh, session_start)
     first = np.flatnonzero(repeat & (source < 0))
-    item[first] = _browse_items(
-        personas, catalogue, users, first, session_of, sess_user, sess_focus, sess_persona, rng
-    )
+    item[first] = _browse_items(personas, catalogue, users, sessions, first, rng)
     late = np.flatnonzero(repeat & (source >= 0))
     item[late] = item[source[late]]
     # Funnel events refer back to the item they act on.
@@ -552,17 +545,7 @@ def _event_items(
         ref = _last_where(flag, session_start)[rows]
         item[rows[ref >= 0]] = item[ref[ref >= 0]]
         orphans = rows[ref < 0]
-        item[orphans] = _browse_items(
-            personas,
-            catalogue,
-            users,
-            orphans,
-            session_of,
-            sess_user,
-            sess_focus,
-            sess_persona,
-            rng,
-        )
+        item[orphans] = _browse_items(personas, catalogue, users, sessions, orphans, rng)
     return item
 
 
@@ -570,21 +553,18 @@ def _browse_items(
     personas: list[PersonaConfig],
     catalogue: _Catalogue,
     users: _Users,
+    sessions: _Sessions,
     rows: np.ndarray,
-    session_of: np.ndarray,
-    sess_user: np.ndarray,
-    sess_focus: np.ndarray,
-    sess_persona: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """New items for event ``rows``: focus category or affinity, popularity, price sensitivity."""
-    sess = session_of[rows]
-    persona = sess_persona[sess]
+    sess = sessions.of_event[rows]
+    persona = sessions.persona[sess]
     focus_p = np.array([p.focus for p in personas], dtype=np.float32)[persona]
     k = users.favourites.shape[1]
-    affinity = users.favourites.ravel()[sess_user[sess] * k + rng.integers(0, k, len(rows))]
+    affinity = users.favourites.ravel()[sessions.user[sess] * k + rng.integers(0, k, len(rows))]
     category = np.where(
-        rng.random(len(rows), dtype=np.float32) < focus_p, sess_focus[sess], affinity
+        rng.random(len(rows), dtype=np.float32) < focus_p, sessions.focus[sess], affinity
     )
     item = _sample_items(catalogue, category, rng)
     cheap_p = np.array([p.price_sensitivity for p in personas], dtype=np.float32)[persona]
@@ -628,11 +608,9 @@ def _dwell(
     return median * np.exp(noise)
 
 
-def _timestamps(
-    dwell: np.ndarray, sess_start: np.ndarray, offsets: np.ndarray, session_of: np.ndarray
-) -> np.ndarray:
+def _timestamps(dwell: np.ndarray, sessions: _Sessions) -> np.ndarray:
     """Each event starts when the previous event's dwell ends."""
     elapsed = np.cumsum(dwell, dtype=np.float64)
     before = np.concatenate(([0.0], elapsed[:-1]))
-    session_base = before[offsets[:-1]]
-    return sess_start[session_of] + before - session_base[session_of]
+    session_base = before[sessions.offsets[:-1]]
+    return sessions.of(sessions.start) + before - sessions.of(session_base)

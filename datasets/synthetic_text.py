@@ -57,16 +57,21 @@ class Vocabulary:
         return token + self.base
 
 
-def item_names(
-    vocab: Vocabulary,
-    category: np.ndarray,
-    brand: np.ndarray,
-    word_weights: np.ndarray,
-    rng: np.random.Generator,
-) -> TokenLists:
+@dataclass(frozen=True)
+class TextWorld:
+    """What names and queries are written from: the words, and each item's category and brand."""
+
+    vocab: Vocabulary
+    word_weights: np.ndarray  # cumulative Zipf weights of a category's words
+    item_category: np.ndarray  # (n_items,)
+    item_brand: np.ndarray  # (n_items,)
+
+
+def item_names(text: TextWorld, rng: np.random.Generator) -> TokenLists:
     """Each item's name: its brand's word, two words of its category, sometimes a generic one."""
+    vocab, category, brand = text.vocab, text.item_category, text.item_brand
     n = len(category)
-    ranks = _category_ranks(vocab, word_weights, (n, NAME_CATEGORY_WORDS), rng)
+    ranks = _category_ranks(vocab, text.word_weights, (n, NAME_CATEGORY_WORDS), rng)
     words = vocab.category_word(category[:, None], ranks)
     generic = rng.integers(0, vocab.generic, n)
     has_generic = rng.random(n) < GENERIC_WORD_SHARE
@@ -76,42 +81,50 @@ def item_names(
     return TokenLists(np.concatenate(([0], np.cumsum(lengths))), slots[keep], vocab.size)
 
 
-def search_queries(
-    vocab: Vocabulary,
+def search_targets(
     event_type: np.ndarray,
     item: np.ndarray,
     session_of: np.ndarray,
     session_focus: np.ndarray,
-    catalogue_category: np.ndarray,
-    catalogue_brand: np.ndarray,
     popular_item: np.ndarray,
-    word_weights: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The search events' rows, and for each the item its query is written for: the item the
+    user looks at next, or (nothing after it) the most popular item of the session's focus
+    category (``popular_item``: one per category)."""
+    searches = np.flatnonzero(event_type == EventType.SEARCH)
+    intended = _next_item(item, session_of, searches)
+    missing = intended < 0
+    intended[missing] = popular_item[session_focus[session_of[searches[missing]]]]
+    return searches, intended
+
+
+def search_queries(
+    text: TextWorld,
+    n_events: int,
+    searches: np.ndarray,
+    intended: np.ndarray,
     typo_rate: float,
     noise_rate: float,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, TokenLists]:
     """(n_events,) each search's row in the queries (``MISSING_ID`` for other events), and the
-    queries: one per search, written for the item the user looks at next (``popular_item``:
-    per category, the item a search with nothing after it is about)."""
-    searches = np.flatnonzero(event_type == EventType.SEARCH)
-    intended = _next_item(item, session_of, searches)
-    missing = intended < 0
-    intended[missing] = popular_item[session_focus[session_of[searches[missing]]]]
+    queries: one per search event (``searches``), written for its ``intended`` item."""
+    vocab = text.vocab
     lengths = 1 + rng.binomial(3, 0.4, len(searches))
     owner = np.repeat(np.arange(len(searches)), lengths)
     target = intended[owner]
     kind = rng.random(len(owner))
-    ranks = _category_ranks(vocab, word_weights, len(owner), rng)
-    tokens = vocab.category_word(catalogue_category[target], ranks)
+    ranks = _category_ranks(vocab, text.word_weights, len(owner), rng)
+    tokens = vocab.category_word(text.item_category[target], ranks)
     brand = kind < BRAND_WORD_SHARE
-    tokens[brand] = vocab.brand_word(catalogue_brand[target[brand]])
+    tokens[brand] = vocab.brand_word(text.item_brand[target[brand]])
     generic = kind > 1.0 - GENERIC_WORD_SHARE
     tokens[generic] = rng.integers(0, vocab.generic, int(generic.sum()))
     typo = rng.random(len(owner)) < typo_rate
     tokens[typo] = vocab.misspelt(tokens[typo])
     noise = rng.random(len(owner)) < noise_rate
     tokens[noise] = rng.integers(0, vocab.base, int(noise.sum()))
-    query = np.full(len(event_type), MISSING_ID, dtype=np.int64)
+    query = np.full(n_events, MISSING_ID, dtype=np.int64)
     query[searches] = np.arange(len(searches))
     offsets = np.concatenate(([0], np.cumsum(lengths)))
     return query, TokenLists(offsets, tokens, vocab.size)

@@ -3,6 +3,7 @@ import pytest
 from sklearn import metrics as sk
 
 from benchmark.evaluation.metrics import (
+    ScoredSplit,
     average_precision,
     best_f1,
     bootstrap_ci,
@@ -158,10 +159,8 @@ def test_threshold_comes_from_validation_and_test_labels_cannot_move_it():
     threshold = fit_threshold(val_labels, val_scores)
     types = np.where(test_labels, 0, -1)
     result = evaluate(
+        ScoredSplit(test_labels, test_scores, types),
         threshold=threshold,
-        labels=test_labels,
-        scores=test_scores,
-        types=types,
         type_names=("x",),
         n_boot=50,
     )
@@ -169,10 +168,8 @@ def test_threshold_comes_from_validation_and_test_labels_cannot_move_it():
     assert result["threshold"] != max_f1_threshold(test_labels, test_scores)
     assert result["best_f1_oracle"] > result["f1"]  # test-fitted F1 is optimistic
     flipped = evaluate(
+        ScoredSplit(~test_labels, test_scores, np.where(~test_labels, 0, -1)),
         threshold=threshold,
-        labels=~test_labels,
-        scores=test_scores,
-        types=np.where(~test_labels, 0, -1),
         type_names=("x",),
         n_boot=50,
     )

@@ -298,17 +298,47 @@ def fit_threshold(
     raise ValueError(f"threshold rule {rule!r} is unknown; use one of {list(THRESHOLD_RULES)}")
 
 
+@dataclass(frozen=True)
+class ScoredSplit:
+    """A split's labels and scores as the metrics read them: per sequence, and optionally per
+    event."""
+
+    labels: np.ndarray  # (N,) bool
+    scores: np.ndarray  # (N,)
+    types: np.ndarray  # (N,) anomaly type index, -1 for normal
+    eligible: np.ndarray | None = None  # (N, n_types) bool: could host each type
+    event_labels: np.ndarray | None = None  # (N, T)
+    event_scores: np.ndarray | None = None  # (N, T)
+    mask: np.ndarray | None = None  # (N, T) bool: real events, not padding
+
+    def per_event_roc_auc(self) -> float | None:
+        """ROC-AUC over the real events; None without per-event labels and scores."""
+        if self.event_labels is None or self.event_scores is None or self.mask is None:
+            return None
+        return event_roc_auc(self.event_labels, self.event_scores, self.mask)
+
+    def restricted(self, keep: np.ndarray) -> ScoredSplit:
+        """The sequences ``keep`` ((N,) bool) selects."""
+
+        def pick(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else np.asarray(values)[keep]
+
+        return ScoredSplit(
+            np.asarray(self.labels)[keep],
+            np.asarray(self.scores)[keep],
+            np.asarray(self.types)[keep],
+            pick(self.eligible),
+            pick(self.event_labels),
+            pick(self.event_scores),
+            pick(self.mask),
+        )
+
+
 def evaluate(
+    split: ScoredSplit,
     *,
     threshold: float,
-    labels: np.ndarray,
-    scores: np.ndarray,
-    types: np.ndarray,
     type_names: tuple[str, ...],
-    eligible: np.ndarray | None = None,
-    event_labels: np.ndarray | None = None,
-    event_scores: np.ndarray | None = None,
-    mask: np.ndarray | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     population: np.ndarray | None = None,
@@ -319,15 +349,10 @@ def evaluate(
 
     ``population`` ((N,) bool) restricts every metric to the reference population (the
     sequences that could host an anomaly of the mix); the others are counted, not scored."""
-    n_all = len(np.ravel(labels))
+    n_all = len(np.ravel(split.labels))
     if population is not None:
-        keep = np.asarray(population, dtype=bool)
-        labels, scores, types = (np.asarray(x)[keep] for x in (labels, scores, types))
-        eligible = None if eligible is None else eligible[keep]
-        if event_scores is not None and event_labels is not None and mask is not None:
-            event_labels, event_scores, mask = (
-                np.asarray(x)[keep] for x in (event_labels, event_scores, mask)
-            )
+        split = split.restricted(np.asarray(population, dtype=bool))
+    labels, scores = split.labels, split.scores
     decision = decide(labels, scores, threshold)
     n_anomalies = int(np.sum(labels))
     return {
@@ -343,12 +368,8 @@ def evaluate(
         "precision_at_n_anomalies": precision_at_k(labels, scores, n_anomalies),
         "roc_auc_ci": bootstrap_ci(roc_auc, labels, scores, n_boot=n_boot, seed=seed),
         "pr_auc_ci": bootstrap_ci(average_precision, labels, scores, n_boot=n_boot, seed=seed),
-        "per_type": per_type_roc_auc(labels, types, scores, type_names, eligible),
-        "event_roc_auc": (
-            event_roc_auc(event_labels, event_scores, mask)
-            if event_scores is not None and event_labels is not None and mask is not None
-            else None
-        ),
+        "per_type": per_type_roc_auc(labels, split.types, scores, type_names, split.eligible),
+        "event_roc_auc": split.per_event_roc_auc(),
         "n_test": len(np.ravel(labels)),
         "n_test_anomalies": n_anomalies,
         "n_test_outside_population": n_all - len(np.ravel(labels)),

@@ -32,7 +32,7 @@ from benchmark.detectors.registry import (
     speed_probe,
 )
 from benchmark.errors import ConfigError, EvaluationError
-from benchmark.evaluation.metrics import evaluate, fit_threshold, roc_auc
+from benchmark.evaluation.metrics import ScoredSplit, evaluate, fit_threshold, roc_auc
 from benchmark.records.atomic import atomic_path
 from benchmark.records.record import Metrics, OomRetry, RunRecord, Timing
 from benchmark.records.store import SCORES_FILE
@@ -220,17 +220,20 @@ def evaluate_on_test(
         ev.fixed_threshold,
     )
     lab = prepared.labelled["test"]
+    scored = ScoredSplit(
+        test.label,
+        test_scores.sequence,
+        lab.anomaly_type,
+        lab.eligible,
+        test.event_label,
+        test_scores.event,
+        test.mask,
+    )
     metrics = evaluate(
+        scored,
         population=population(prepared, "test"),
         threshold=threshold,
-        labels=test.label,
-        scores=test_scores.sequence,
-        types=lab.anomaly_type,
         type_names=lab.type_names,
-        eligible=lab.eligible,
-        event_labels=test.event_label,
-        event_scores=test_scores.event,
-        mask=test.mask,
         n_boot=ev.bootstrap,
         seed=config.seed,
     )
