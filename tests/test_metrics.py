@@ -178,6 +178,33 @@ def test_threshold_comes_from_validation_and_test_labels_cannot_move_it():
         fit_threshold(val_labels, val_scores, rule="test_peek")
 
 
+def test_a_population_restricts_every_metric_sequence_and_event_alike():
+    rng = np.random.default_rng(3)
+    n, width = 200, 6
+    labels = rng.random(n) < 0.3
+    scores = rng.normal(size=n) + labels
+    event_labels = labels[:, None] & (rng.random((n, width)) < 0.5)
+    event_scores = rng.normal(size=(n, width)) + event_labels
+    mask = rng.random((n, width)) < 0.8
+    keep = rng.random(n) < 0.6
+    split = ScoredSplit(
+        labels, scores, np.where(labels, 0, -1), None, event_labels, event_scores, mask
+    )
+    result = evaluate(split, threshold=0.5, type_names=("x",), n_boot=20, population=keep)
+    assert result["n_test"] == keep.sum()
+    assert result["n_test_outside_population"] == n - keep.sum()
+    assert result["roc_auc"] == pytest.approx(sk.roc_auc_score(labels[keep], scores[keep]))
+    assert result["per_type"]["x"] == pytest.approx(result["roc_auc"])
+    kept_events = mask[keep]
+    assert result["event_roc_auc"] == pytest.approx(
+        sk.roc_auc_score(event_labels[keep][kept_events], event_scores[keep][kept_events])
+    )
+    assert (
+        evaluate(split, threshold=0.5, type_names=("x",), n_boot=20)["event_roc_auc"]
+        != (result["event_roc_auc"])
+    )
+
+
 def test_per_type_auc_can_compare_only_with_eligible_normals():
     # Type 0 can only hit "purchase" sessions, which score high whether anomalous or not.
     labels = np.array([0, 0, 0, 0, 1, 1], dtype=bool)
