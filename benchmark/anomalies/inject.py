@@ -258,7 +258,6 @@ def inject(
     """
     check_anomaly_config(cfg)
     offsets = session_offsets(events.session_id)
-    n_sess = len(offsets) - 1
     weights = mix_weights(cfg)
     names = type_names(cfg)
     active = tuple(name for name, w in weights.items() if w > 0)
@@ -275,36 +274,17 @@ def inject(
         return unlabelled(events, names, active, eligible)
     rng = np.random.default_rng(seed)
     victims = _choose_victims(counts, hosts, names, active, rng)
-    donors = Donors(events, offsets, np.flatnonzero(victims >= 0), rng)
-    profile = NormalProfile.from_events(events)
-    parts, sessions, records = [], [], []
-    severity = np.full(n_sess, np.nan)
-    for code, name in enumerate(names):
-        chosen = np.flatnonzero(victims == code)
-        if len(chosen) == 0:
-            continue
-        jitter = rng.uniform(-1, 1, len(chosen)) * cfg.severity_jitter
-        sev = np.clip(cfg.severity + jitter, 0.0, 1.0)
-        setting = _Setting(cfg, name, sev, max_length, profile, donors, rng)
-        edited, record = setting.apply(events, offsets, chosen)
-        parts.append(fit_to_length(edited, max_length))
-        sessions.append(chosen)
-        records.append(record)
-        severity[chosen] = sev
-    order = np.argsort(np.concatenate(sessions), kind="stable")
-    chosen = np.concatenate(sessions)[order]
-    edited = Batch.concat(parts).sessions(order)
-    new_events, event_label, origin = assemble(events, offsets, chosen, edited)
+    edits = _edit_victims(events, offsets, victims, names, cfg, max_length, rng)
+    new_events, event_label, origin = assemble(events, offsets, edits.chosen, edits.edited)
     changed = np.add.reduceat(event_label, session_offsets(new_events.session_id)[:-1])
-    details = _details(events, offsets, chosen, order, records, severity, changed)
     return LabelledEvents(
         events=new_events,
         event_label=event_label,
         origin=origin,
         label=victims >= 0,
         anomaly_type=victims.astype(np.int8),
-        severity=severity.astype(np.float32),
-        details=details,
+        severity=edits.severity.astype(np.float32),
+        details=_details(events, offsets, edits, changed),
         type_names=names,
         eligible=eligible,
         population=population,
@@ -377,17 +357,60 @@ class _Setting:
         return Batch.concat(edited), chosen_values
 
 
-def _details(
+@dataclass(frozen=True)
+class _Edits:
+    """The victims' edited sessions, in session order."""
+
+    chosen: np.ndarray  # victim sessions, ascending
+    edited: Batch  # their edited events, one session per victim, fitted to the length
+    order: np.ndarray  # chosen[i] is entry order[i] of the records, which go type by type
+    records: list[list[dict]]  # per type: what it chose for each of its victims
+    severity: np.ndarray  # (n_sessions,) each victim's severity, NaN elsewhere
+
+
+def _edit_victims(
     events: EventTable,
     offsets: np.ndarray,
-    chosen: np.ndarray,
-    order: np.ndarray,
-    records: list[list[dict]],
-    severity: np.ndarray,
-    changed: np.ndarray,
+    victims: np.ndarray,
+    names: tuple[str, ...],
+    cfg: AnomalyConfig,
+    max_length: int,
+    rng: np.random.Generator,
+) -> _Edits:
+    """Apply each type to its victims (``victims``: (n_sessions,) type code, -1 for none) at
+    a severity jittered per victim."""
+    donors = Donors(events, offsets, np.flatnonzero(victims >= 0), rng)
+    profile = NormalProfile.from_events(events)
+    parts, sessions, records = [], [], []
+    severity = np.full(len(offsets) - 1, np.nan)
+    for code, name in enumerate(names):
+        chosen = np.flatnonzero(victims == code)
+        if len(chosen) == 0:
+            continue
+        jitter = rng.uniform(-1, 1, len(chosen)) * cfg.severity_jitter
+        sev = np.clip(cfg.severity + jitter, 0.0, 1.0)
+        setting = _Setting(cfg, name, sev, max_length, profile, donors, rng)
+        edited, record = setting.apply(events, offsets, chosen)
+        parts.append(fit_to_length(edited, max_length))
+        sessions.append(chosen)
+        records.append(record)
+        severity[chosen] = sev
+    order = np.argsort(np.concatenate(sessions), kind="stable")
+    return _Edits(
+        np.concatenate(sessions)[order],
+        Batch.concat(parts).sessions(order),
+        order,
+        records,
+        severity,
+    )
+
+
+def _details(
+    events: EventTable, offsets: np.ndarray, edits: _Edits, changed: np.ndarray
 ) -> tuple[dict, ...]:
     """Per injected session, in session order: its type, severity, the type's parameters and
     what the type chose for it, and how many of its events changed."""
+    records, severity, order, chosen = edits.records, edits.severity, edits.order, edits.chosen
     flat = [entry for record in records for entry in record]
     return tuple(
         {
