@@ -253,6 +253,27 @@ def test_provenance_names_code_data_files_seeds_and_hardware(smoke):
     assert prov.hardware["memory_gb"] > 0
 
 
+def test_the_dirty_flag_counts_code_changes_not_rewritten_measurements(tmp_path):
+    def git(*args: str) -> None:
+        identity = ["-c", "user.name=t", "-c", "user.email=t@t"]
+        subprocess.run(["git", *identity, *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "results" / "default").mkdir(parents=True)
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "default" / "selection.md").write_text("| a |\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    package = tmp_path / "pkg"
+    assert not run_module.code_changed(package)
+    (tmp_path / "results" / "default" / "selection.md").write_text("| b |\n")
+    (tmp_path / "pkg" / "notes.txt").write_text("untracked\n")
+    assert not run_module.code_changed(package)
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert run_module.code_changed(package)
+
+
 # --- sweeps from the command line -------------------------------------------------------
 
 

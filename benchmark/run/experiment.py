@@ -481,17 +481,30 @@ def _cpu_name() -> str:
 def code_state() -> tuple[str | None, bool]:
     """Git SHA and dirty flag, read once per process: a sweep's runs all execute the code the
     process imported at its first run, even if the checkout moves on meanwhile."""
-    return _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
+    here = Path(__file__).resolve().parent
+    return _git(here, "rev-parse", "HEAD"), code_changed(here)
 
 
-def _git(*args: str) -> str | None:
+# Every tracked path of the checkout but the measurements under results/.
+CODE_PATHS = (":(top)", ":(top,exclude)results")
+
+
+def code_changed(checkout: Path) -> bool:
+    """Whether tracked files of the checkout holding ``checkout`` differ from its commit.
+    Files under ``results/`` do not count: re-running a committed experiment rewrites its
+    committed report, and the code that ran is still the commit's."""
+    status = _git(checkout, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+    return bool(status)
+
+
+def _git(cwd: Path, *args: str) -> str | None:
     try:
         out = subprocess.run(
             ["git", *args],
             capture_output=True,
             text=True,
             timeout=10,
-            cwd=Path(__file__).resolve().parent,
+            cwd=cwd,
             check=True,
         )
     except (OSError, subprocess.SubprocessError):
