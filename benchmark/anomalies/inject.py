@@ -363,8 +363,7 @@ class _Edits:
 
     chosen: np.ndarray  # victim sessions, ascending
     edited: Batch  # their edited events, one session per victim, fitted to the length
-    order: np.ndarray  # chosen[i] is entry order[i] of the records, which go type by type
-    records: list[list[dict]]  # per type: what it chose for each of its victims
+    records: list[dict]  # per victim: its type and what the type chose for it
     severity: np.ndarray  # (n_sessions,) each victim's severity, NaN elsewhere
 
 
@@ -396,11 +395,11 @@ def _edit_victims(
         records.append(record)
         severity[chosen] = sev
     order = np.argsort(np.concatenate(sessions), kind="stable")
+    flat = [entry for record in records for entry in record]  # type by type, like sessions
     return _Edits(
         np.concatenate(sessions)[order],
         Batch.concat(parts).sessions(order),
-        order,
-        records,
+        [flat[k] for k in order.tolist()],
         severity,
     )
 
@@ -410,17 +409,15 @@ def _details(
 ) -> tuple[dict, ...]:
     """Per injected session, in session order: its type, severity, the type's parameters and
     what the type chose for it, and how many of its events changed."""
-    records, severity, order, chosen = edits.records, edits.severity, edits.order, edits.chosen
-    flat = [entry for record in records for entry in record]
     return tuple(
         {
             "session": int(events.session_id[offsets[index]]),
-            "type": flat[k].pop("type"),
-            "severity": float(severity[index]),
-            **flat[k],
+            "type": record.pop("type"),
+            "severity": float(edits.severity[index]),
+            **record,
             "changed_events": int(changed[index]),
         }
-        for k, index in zip(order.tolist(), chosen.tolist(), strict=True)
+        for record, index in zip(edits.records, edits.chosen.tolist(), strict=True)
     )
 
 
